@@ -1,0 +1,214 @@
+"""Readers and writers for the file formats stereo datasets ship.
+
+Every reader returns NumPy arrays in one convention (images H×W×3 float32 in [0, 1], disparity H×W
+float32 in pixels, unknown = non-finite or 0) and turns any malformed file into a
+:class:`~stereodistill.errors.DataError` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from stereodistill.errors import DataError
+from stereodistill.fileio import atomic_path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+DISPARITY_SUFFIXES = (".pfm", ".npy", ".png")
+KITTI_SCALE = 256.0
+
+_PFM_MAGIC = {b"PF": 3, b"Pf": 1}
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(path, "file does not exist")
+    if not path.is_file():
+        raise DataError(path, "is not a regular file")
+
+
+# --------------------------------------------------------------------------------------------- PFM
+def read_pfm(path: str | Path) -> np.ndarray:
+    """Read a PFM file: ``Pf`` gives H×W, ``PF`` gives H×W×3; rows are stored bottom-up.
+
+    The sign of the scale gives the byte order (negative = little-endian); its magnitude is ignored,
+    as every stereo dataset writes 1.0.
+    """
+    path = Path(path)
+    _require_file(path)
+    data = path.read_bytes()
+    # Header: magic, width, height, scale, each followed by whitespace; pixel data starts after the
+    # single whitespace character that ends the scale.
+    match = re.match(rb"(P[Ff])\s+(\S+)\s+(\S+)\s+(\S+)\s", data[:256])
+    if match is None:
+        raise DataError(path, "not a PFM file (expected a 'PF' or 'Pf' header with width, height and scale)")
+    magic, w_txt, h_txt, scale_txt = match.groups()
+    channels = _PFM_MAGIC[magic]
+    try:
+        width, height, scale = int(w_txt), int(h_txt), float(scale_txt)
+    except ValueError:
+        raise DataError(path, f"malformed PFM header: size {w_txt!r}x{h_txt!r}, scale {scale_txt!r}") from None
+    if width <= 0 or height <= 0:
+        raise DataError(path, f"malformed PFM header: size {width}x{height}")
+    if scale == 0 or not np.isfinite(scale):
+        raise DataError(path, f"malformed PFM header: scale {scale_txt.decode(errors='replace')} (must be non-zero)")
+    payload = data[match.end() :]
+    expected = width * height * channels * 4
+    if len(payload) != expected:
+        raise DataError(
+            path,
+            f"PFM data has {len(payload)} bytes, expected {expected} for {width}x{height}x{channels} float32"
+            + (" (file truncated)" if len(payload) < expected else ""),
+        )
+    dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
+    array = np.frombuffer(payload, dtype=dtype).reshape(height, width, channels)
+    array = np.flipud(array).astype(np.float32)
+    return array[..., 0].copy() if channels == 1 else array.copy()
+
+
+def write_pfm(path: str | Path, array: np.ndarray, *, little_endian: bool = True) -> None:
+    """Write an H×W (``Pf``) or H×W×3 (``PF``) array as PFM, atomically."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2:
+        magic = b"Pf"
+    elif array.ndim == 3 and array.shape[2] == 3:
+        magic = b"PF"
+    else:
+        raise ValueError(f"PFM holds H×W or H×W×3 arrays, got shape {array.shape}")
+    height, width = array.shape[:2]
+    dtype = "<f4" if little_endian else ">f4"
+    scale = b"-1.0" if little_endian else b"1.0"
+    header = magic + b"\n" + f"{width} {height}".encode() + b"\n" + scale + b"\n"
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header + np.flipud(array).astype(dtype).tobytes())
+
+
+# ---------------------------------------------------------------------------------- KITTI PNG
+def _open_image(path: Path) -> Image.Image:
+    _require_file(path)
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"not a readable image ({exc})") from None
+    return image
+
+
+def read_png_disparity(path: str | Path, scale: float = KITTI_SCALE) -> np.ndarray:
+    """Read a 16-bit PNG disparity (KITTI: value / 256; 0 = no ground truth, returned as 0)."""
+    path = Path(path)
+    image = _open_image(path)
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        raise DataError(path, f"disparity PNG must be 16-bit single-channel, got mode {image.mode}")
+    raw = np.asarray(image)
+    if raw.ndim != 2:
+        raise DataError(path, f"disparity PNG must be single-channel, got shape {raw.shape}")
+    return (raw.astype(np.float32) / np.float32(scale)).astype(np.float32)
+
+
+def write_png_disparity(path: str | Path, disp: np.ndarray, scale: float = KITTI_SCALE) -> None:
+    """Write disparity as 16-bit PNG (value × scale, rounded); unknown or ≤ 0 becomes 0."""
+    disp = np.asarray(disp, dtype=np.float64)
+    good = np.isfinite(disp) & (disp > 0)
+    scaled = np.where(good, np.round(np.where(good, disp, 0) * scale), 0)
+    if good.any() and scaled[good].max() > 65535:
+        raise ValueError(f"disparity {disp[good].max():.1f} does not fit a 16-bit PNG at scale {scale}")
+    # Tiny positive values must not round to 0 and turn into "no ground truth".
+    values = np.where(good, np.clip(scaled, 1, 65535), 0).astype(np.uint16)
+    with atomic_path(path) as tmp:
+        Image.fromarray(values).save(tmp, format="PNG")
+
+
+# ------------------------------------------------------------------------------------- images
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as H×W×3 float32 in [0, 1].
+
+    8- and 16-bit PNG, JPEG and the other formats Pillow reads; grayscale is repeated to 3 channels,
+    alpha is dropped, palettes are expanded. Pillow reads 16-bit *colour* PNGs at 8-bit precision.
+    """
+    path = Path(path)
+    image = _open_image(path)
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(image).astype(np.float32)
+        if mode == "I" and gray.max(initial=0) > 65535:
+            raise DataError(path, "32-bit integer images are not supported")
+        gray /= 65535.0
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        raise DataError(path, "floating-point images are not supported as stereo views")
+    if mode in ("1", "L", "LA"):
+        gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode not in ("RGB",):
+        image = image.convert("RGB")  # RGBA, P, CMYK, YCbCr, ...: alpha dropped, palette expanded
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write an H×W×3 float image in [0, 1] as 8-bit (PNG/JPEG by suffix), atomically."""
+    array = np.clip(np.asarray(image, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read an evaluation mask: True where the pixel is evaluated.
+
+    Middlebury/ETH3D convention: 255 = evaluated (non-occluded), 128 = occluded, 0 = unknown. A mask
+    whose values are only 0 and 1 (a binary PNG or a bool ``.npy``) marks evaluated pixels with 1.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        array = _load_npy(path)
+        if array.ndim != 2:
+            raise DataError(path, f"mask must be 2-D, got shape {array.shape}")
+        return array.astype(bool) if array.max(initial=0) <= 1 else array >= 255
+    image = _open_image(path)
+    array = np.asarray(image.convert("L") if image.mode not in ("1", "L") else image)
+    if array.dtype == bool or array.max(initial=0) <= 1:
+        return array.astype(bool)
+    return array == 255
+
+
+# ---------------------------------------------------------------------------------- npy & dispatch
+def _load_npy(path: Path) -> np.ndarray:
+    _require_file(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:  # pickled object arrays are refused, never executed
+        raise DataError(path, f"not a plain .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(path, f"not a readable .npy file ({exc})") from None
+
+
+def read_npy_disparity(path: str | Path) -> np.ndarray:
+    """Read an H×W (or 1×H×W / H×W×1) numeric ``.npy`` disparity as float32."""
+    path = Path(path)
+    array = _load_npy(path)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    elif array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise DataError(path, f"disparity must be 2-D (H×W), got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise DataError(path, f"disparity must be numeric, got dtype {array.dtype}")
+    return array.astype(np.float32)
+
+
+def read_disparity(path: str | Path, png_scale: float = KITTI_SCALE) -> np.ndarray:
+    """Read a disparity map by suffix: ``.pfm``, ``.npy`` or 16-bit ``.png`` (value / ``png_scale``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".pfm":
+        disp = read_pfm(path)
+        return disp[..., 0].copy() if disp.ndim == 3 else disp
+    if suffix == ".npy":
+        return read_npy_disparity(path)
+    if suffix == ".png":
+        return read_png_disparity(path, png_scale)
+    raise DataError(path, f"unknown disparity format {suffix!r} (expected one of {', '.join(DISPARITY_SUFFIXES)})")

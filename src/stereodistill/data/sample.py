@@ -1,0 +1,79 @@
+"""The sample dict of DESIGN.md and the one definition of which ground-truth pixels are valid.
+
+A sample is ``{"left", "right": 3×H×W float32 in [0, 1], "disp": H×W float32 (positive, left view),
+"valid": H×W bool, "meta": dict}``. Every reader builds its samples through :func:`make_sample`, so
+the size checks and the validity rule live in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stereodistill.errors import DataError
+
+
+def valid_mask(disp: np.ndarray, max_disp: float | None = None, nonoccluded: np.ndarray | None = None) -> np.ndarray:
+    """Valid = finite GT, GT > 0, GT < ``max_disp`` (when given) and non-occluded (when a mask exists)."""
+    finite = np.isfinite(disp)
+    safe = np.where(finite, disp, 0.0)
+    valid = finite & (safe > 0)
+    if max_disp is not None:
+        valid &= safe < max_disp
+    if nonoccluded is not None:
+        valid &= nonoccluded.astype(bool)
+    return valid
+
+
+def make_sample(
+    left: np.ndarray,
+    right: np.ndarray,
+    disp: np.ndarray | None,
+    *,
+    meta: dict[str, Any],
+    nonoccluded: np.ndarray | None = None,
+    max_disp: float | None = None,
+    paths: dict[str, Path | None] | None = None,
+) -> dict[str, Any]:
+    """Check sizes and build the sample dict from H×W×3 float images in [0, 1] and an H×W disparity.
+
+    ``disp`` None means the dataset ships no ground truth (a test split): ``disp`` is then zeros and
+    ``valid`` all false, and ``meta["has_gt"]`` is False. Sizes that disagree raise :class:`DataError`
+    naming the offending file (from ``paths``: keys ``left``, ``right``, ``disp``, ``mask``).
+    """
+    paths = paths or {}
+    if left.shape != right.shape:
+        raise DataError(
+            paths.get("right"),
+            f"right image is {right.shape[1]}x{right.shape[0]} but the left image "
+            f"({paths.get('left')}) is {left.shape[1]}x{left.shape[0]}",
+        )
+    height, width = left.shape[:2]
+    has_gt = disp is not None
+    if disp is None:
+        disp = np.zeros((height, width), np.float32)
+        valid = np.zeros((height, width), bool)
+    else:
+        if disp.shape != (height, width):
+            raise DataError(
+                paths.get("disp"),
+                f"disparity is {disp.shape[-1]}x{disp.shape[0]} but the images are {width}x{height}",
+            )
+        if nonoccluded is not None and nonoccluded.shape != (height, width):
+            raise DataError(
+                paths.get("mask"),
+                f"mask is {nonoccluded.shape[-1]}x{nonoccluded.shape[0]} but the images are {width}x{height}",
+            )
+        valid = valid_mask(disp, max_disp, nonoccluded)
+        disp = np.where(np.isfinite(disp), disp, 0.0).astype(np.float32)
+    meta = {**meta, "has_gt": has_gt, "size": (height, width)}
+    return {
+        "left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1), dtype=np.float32)),
+        "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1), dtype=np.float32)),
+        "disp": torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32)),
+        "valid": torch.from_numpy(np.ascontiguousarray(valid)),
+        "meta": meta,
+    }
