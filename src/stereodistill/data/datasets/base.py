@@ -1,0 +1,130 @@
+"""What every dataset reader shares: file discovery → list of :class:`SampleFiles` → sample dicts.
+
+A reader only says where a layout keeps its files (:meth:`StereoDataset.discover`) and, where the
+dataset has its own conventions, how to decode ground truth and masks. Loading, size checks, the
+validity rule, list-file filtering and the empty-dataset error live here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from stereodistill.data.formats import read_disparity, read_image, read_mask
+from stereodistill.data.sample import make_sample
+from stereodistill.errors import DataError
+from stereodistill.registry import Registry
+
+Sample = dict[str, Any]
+Transform = Callable[[Sample], Sample]
+
+DATASETS: Registry[type[StereoDataset]] = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class SampleFiles:
+    """The files of one stereo pair; ``disp``/``mask`` are None when the dataset ships none."""
+
+    id: str
+    left: Path
+    right: Path
+    disp: Path | None = None
+    mask: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_list_file(path: str | Path) -> list[str]:
+    """Entries of a list file: one per line, first whitespace-separated token; ``#`` starts a comment."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "list file does not exist")
+    entries = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            entries.append(line.split()[0].replace("\\", "/"))
+    return entries
+
+
+def _matches(files: SampleFiles, root: Path, entries: set[str]) -> bool:
+    """An entry names a sample by its id or by its left image path (any trailing part of it)."""
+    if files.id in entries:
+        return True
+    try:
+        rel = files.left.relative_to(root).as_posix()
+    except ValueError:
+        rel = files.left.as_posix()
+    parts = rel.split("/")
+    return any("/".join(parts[i:]) in entries for i in range(len(parts)))
+
+
+class StereoDataset(torch.utils.data.Dataset):
+    """Base reader. Subclasses set ``name`` and implement :meth:`discover`."""
+
+    name: ClassVar[str] = ""
+    layout: ClassVar[str] = ""  # one line describing the expected directory layout, for errors
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        split: str = "train",
+        list_file: str | Path | None = None,
+        max_disp: float | None = None,
+        transform: Transform | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.max_disp = max_disp
+        self.transform = transform
+        if not self.root.exists():
+            raise DataError(self.root, f"{self.name} root does not exist")
+        files = sorted(self.discover(), key=lambda f: f.id)
+        if list_file is not None:
+            wanted = set(read_list_file(list_file))
+            files = [f for f in files if _matches(f, self.root, wanted)]
+        if not files:
+            where = f" listed in {list_file}" if list_file is not None else ""
+            raise DataError(
+                self.root, f"no {self.name} samples{where} found for split {split!r}; expected {self.layout}"
+            )
+        self.files: list[SampleFiles] = files
+
+    # -- what a reader provides ------------------------------------------------------------------
+    def discover(self) -> list[SampleFiles]:
+        raise NotImplementedError
+
+    def read_disp(self, files: SampleFiles) -> np.ndarray | None:
+        return None if files.disp is None else read_disparity(files.disp)
+
+    def read_nonoccluded(self, files: SampleFiles) -> np.ndarray | None:
+        return None if files.mask is None else read_mask(files.mask)
+
+    # -- shared ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> Sample:
+        """The raw sample (no transform)."""
+        files = self.files[index]
+        left = read_image(files.left)
+        right = read_image(files.right)
+        disp = self.read_disp(files)
+        nonocc = self.read_nonoccluded(files) if disp is not None else None
+        meta = {"dataset": self.name, "id": files.id, "left_path": str(files.left), **files.extra}
+        paths = {"left": files.left, "right": files.right, "disp": files.disp, "mask": files.mask}
+        return make_sample(left, right, disp, meta=meta, nonoccluded=nonocc, max_disp=self.max_disp, paths=paths)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.load(index)
+        return self.transform(sample) if self.transform is not None else sample
+
+
+def build_dataset(name: str, root: str | Path, **kwargs: Any) -> StereoDataset:
+    """Instantiate a registered reader by name (``sceneflow``, ``kitti2015``, ``pairs``, ...)."""
+    return DATASETS.get(name)(root, **kwargs)
