@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m pytest -n 2 -q
 
 quickstart: $(STAMP)
@@ -32,7 +33,6 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_synthetic.py
-	$(PY) benchmarks/bench_cost_volume.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache src/*.egg-info

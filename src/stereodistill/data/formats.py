@@ -148,11 +148,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
-def write_image(path: str | Path, image: np.ndarray) -> None:
-    """Write an H×W×3 float image in [0, 1] as 8-bit (PNG/JPEG by suffix), atomically."""
+def write_image(path: str | Path, image: np.ndarray, *, compress_level: int = 6) -> None:
+    """Write an H×W×3 float image in [0, 1] as 8-bit (PNG/JPEG by suffix), atomically.
+
+    ``compress_level`` (PNG only, 0–9): 1 writes about 4× faster than the default 6 for ~20 % more bytes.
+    """
     array = np.clip(np.asarray(image, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp)
+        options = {"compress_level": compress_level} if Path(path).suffix.lower() == ".png" else {}
+        Image.fromarray(array).save(tmp, **options)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

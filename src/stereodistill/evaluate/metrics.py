@@ -106,12 +106,13 @@ class MetricAccumulator:
 
 def format_table(rows: Iterable[tuple[str, dict[str, float]]], keys: Sequence[str] = METRIC_KEYS) -> str:
     """A plain-text table: EPE in px, the rest in percent."""
-    header = f"{'':<24}" + "".join(f"{k:>9}" for k in keys)
-    lines = [header]
+    rows = list(rows)
+    width = max([len(name) for name, _ in rows] + [8]) + 2
+    lines = [f"{'':<{width}}" + "".join(f"{k:>9}" for k in keys)]
     for name, metrics in rows:
         cells = []
         for key in keys:
             value = metrics.get(key, math.nan)
             cells.append(f"{value:9.3f}" if key == "epe" else f"{100 * value:8.2f}%")
-        lines.append(f"{name:<24}" + "".join(cells))
+        lines.append(f"{name:<{width}}" + "".join(cells))
     return "\n".join(lines)

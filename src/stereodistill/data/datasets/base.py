@@ -51,16 +51,23 @@ def read_list_file(path: str | Path) -> list[str]:
     return entries
 
 
-def _matches(files: SampleFiles, root: Path, entries: set[str]) -> bool:
-    """An entry names a sample by its id or by its left image path (any trailing part of it)."""
-    if files.id in entries:
-        return True
+def path_matches(path: Path, root: Path, entries: set[str]) -> bool:
+    """True when any trailing part of ``path`` (taken relative to ``root`` when inside it) is an entry.
+
+    List files written for one machine (``TRAIN/A/0001/left/0006.png``) then match wherever the
+    dataset sits on another.
+    """
     try:
-        rel = files.left.relative_to(root).as_posix()
+        rel = path.relative_to(root).as_posix()
     except ValueError:
-        rel = files.left.as_posix()
+        rel = path.as_posix()
     parts = rel.split("/")
     return any("/".join(parts[i:]) in entries for i in range(len(parts)))
+
+
+def _matches(files: SampleFiles, root: Path, entries: set[str]) -> bool:
+    """An entry names a sample by its id or by its left image path (any trailing part of it)."""
+    return files.id in entries or path_matches(files.left, root, entries)
 
 
 class StereoDataset(torch.utils.data.Dataset):

@@ -1,0 +1,24 @@
+"""Argument types shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+
+def size(text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (e.g. ``256x512``) into (height, width)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW with positive integers, e.g. 256x512, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value

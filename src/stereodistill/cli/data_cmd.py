@@ -1,0 +1,107 @@
+"""``stereodistill data``: make the embedded synthetic dataset and check any dataset on disk."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import yaml
+
+from stereodistill.cli.args import positive_int, size
+from stereodistill.errors import ConfigError
+from stereodistill.fileio import write_text_atomic
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="generate synthetic data, check datasets")
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    synth = sub.add_parser(
+        "synth",
+        help="write procedural stereo pairs in the SceneFlow layout",
+        description="Write procedural stereo pairs with exact ground truth (PNG + PFM, SceneFlow layout).",
+    )
+    synth.add_argument("--out", required=True, help="output folder (created)")
+    synth.add_argument("--pairs", type=positive_int, default=100, help="pairs in the split (default 100)")
+    synth.add_argument("--size", type=size, default=(256, 512), help="HxW (default 256x512)")
+    synth.add_argument("--max-disp", type=positive_int, default=64, help="disparities stay below this (default 64)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--split", choices=("train", "test"), default="train", help="TRAIN or TEST folder")
+    synth.set_defaults(handler=run_synth)
+
+    check = sub.add_parser(
+        "check",
+        help="count samples, list broken files, summarise ground truth",
+        description="Load every sample of a dataset; report missing or unreadable files and disparity statistics.",
+    )
+    add_dataset_arguments(check, split_default="all")
+    check.add_argument("--limit", type=positive_int, help="check only the first N samples")
+    check.add_argument("--json", dest="json_out", help="also write the report as JSON here")
+    check.set_defaults(handler=run_check)
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str = "train") -> None:
+    """The options that select a dataset, shared by every command that reads one."""
+    from stereodistill.data.datasets import DATASETS
+
+    parser.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS.names())}")
+    parser.add_argument("--root", required=True, help="dataset root folder (for 'pairs': the CSV file)")
+    parser.add_argument("--split", default=split_default, help=f"train, test or all (default {split_default})")
+    parser.add_argument("--list", dest="list_file", help="only the samples named in this file (one per line)")
+    parser.add_argument("--max-disp", type=float, help="ground truth at or above this is not valid")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reader-specific option, e.g. pass_=cleanpass or png_scale=256 (repeatable)",
+    )
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def build_from_args(args: argparse.Namespace):
+    from stereodistill.data.datasets import build_dataset
+
+    options = parse_options(args.option)
+    try:
+        return build_dataset(
+            args.dataset, args.root, split=args.split, list_file=args.list_file, max_disp=args.max_disp, **options
+        )
+    except TypeError as exc:
+        raise ConfigError(f"bad option for dataset {args.dataset!r}: {exc}") from None
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from stereodistill.data.synthetic import SynthConfig, write_synthetic
+
+    height, width = args.size
+    config = SynthConfig(height=height, width=width, max_disp=args.max_disp)
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  {done}/{total} pairs", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    paths = write_synthetic(args.out, args.pairs, config, seed=args.seed, split=args.split, progress=progress)
+    print(f"wrote {len(paths)} {args.split} pairs ({height}x{width}, max disparity {args.max_disp}) to {args.out}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from stereodistill.data.check import check_dataset
+
+    report = check_dataset(build_from_args(args), limit=args.limit)
+    print("\n".join(report.lines()))
+    if args.json_out:
+        write_text_atomic(args.json_out, json.dumps(report.to_dict(), indent=2))
+    return 1 if report.broken else 0

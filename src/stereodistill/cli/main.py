@@ -1,0 +1,44 @@
+"""The ``stereodistill`` command: one parser, one sub-module per command group.
+
+User errors (bad files, bad options) print one line naming the problem and exit with status 2;
+they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from stereodistill import __version__
+from stereodistill.cli import data_cmd, quickstart_cmd
+from stereodistill.errors import StereoDistillError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stereodistill",
+        description="Distil large stereo-matching networks into lean, fast students.",
+    )
+    parser.add_argument("--version", action="version", version=f"stereodistill {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    data_cmd.register(commands)
+    quickstart_cmd.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except StereoDistillError as exc:
+        print(f"stereodistill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stereodistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""ETH3D two-view stereo from the official archives.
+
+``two_view_training.7z`` extracts to ``two_view_training/<scene>/im0.png, im1.png`` and
+``two_view_training_gt.7z`` to ``two_view_training_gt/<scene>/disp0GT.pfm, mask0nocc.png``; people
+also unpack the GT into the image folders, so both places are looked at. Images are grayscale (the
+image reader repeats them to 3 channels); GT ``inf`` = unknown; mask 255 = non-occluded = evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset
+from stereodistill.errors import ConfigError, DataError
+
+SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
+    "train": (("two_view_training", "train"),),
+    "test": (("two_view_test", "test"),),
+    "all": (("two_view_training", "train"), ("two_view_test", "test")),
+}
+GT_FOLDER = "two_view_training_gt"
+GT_NAME = "disp0GT.pfm"
+MASK_NAME = "mask0nocc.png"
+
+
+@DATASETS.register("eth3d")
+class ETH3D(StereoDataset):
+    """ETH3D two-view pairs.
+
+    ``split``: "train" = ``two_view_training`` (GT from the scene folder or ``two_view_training_gt``),
+    "test" = ``two_view_test`` (no GT), "all". A training scene without GT is still listed with its
+    expected GT path, so loading it names the missing file. Ids are ``two_view_training/<scene>``.
+    """
+
+    name = "eth3d"
+    layout = (
+        "two_view_training/<scene>/im0.png, im1.png with disp0GT.pfm, mask0nocc.png there or in "
+        "two_view_training_gt/<scene>/; two_view_test/<scene>/im0.png, im1.png"
+    )
+
+    def __init__(self, root: str | Path, *, split: str = "train", **kwargs: Any) -> None:
+        if split not in SPLITS:
+            raise ConfigError(f"eth3d split must be one of {', '.join(SPLITS)}, got {split!r}")
+        super().__init__(root, split=split, **kwargs)
+
+    def discover(self) -> list[SampleFiles]:
+        files: list[SampleFiles] = []
+        gt_root = self.root / GT_FOLDER
+        for folder, split in SPLITS[self.split]:
+            base = self.root / folder
+            if not base.is_dir():
+                continue
+            try:
+                with os.scandir(base) as entries:
+                    scenes = sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+            except OSError as exc:
+                raise DataError(base, f"cannot list directory ({exc.strerror or exc})") from None
+            for scene in scenes:
+                if not (scene / "im0.png").is_file():
+                    continue
+                disp = mask = None
+                if split == "train":
+                    disp, mask = self._ground_truth(scene, gt_root / scene.name)
+                files.append(
+                    SampleFiles(
+                        id=f"{folder}/{scene.name}",
+                        left=scene / "im0.png",
+                        right=scene / "im1.png",
+                        disp=disp,
+                        mask=mask,
+                        extra={"split": split},
+                    )
+                )
+        return files
+
+    @staticmethod
+    def _ground_truth(scene: Path, gt_scene: Path) -> tuple[Path, Path | None]:
+        """GT and mask of a training scene: beside the images, else in the ``_gt`` tree.
+
+        When neither holds the GT, its expected path (in the ``_gt`` tree when that exists) is returned.
+        """
+        for folder in (scene, gt_scene):
+            if (folder / GT_NAME).is_file():
+                mask = folder / MASK_NAME
+                return folder / GT_NAME, mask if mask.is_file() else None
+        expected = gt_scene if gt_scene.parent.is_dir() else scene
+        return expected / GT_NAME, None

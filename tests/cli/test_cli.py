@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stereodistill import __version__
+from stereodistill.cli.main import build_parser, main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def _subcommand_paths(parser, prefix=()):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _subcommand_paths(sub, (*prefix, name))
+
+
+def test_every_subcommand_has_help(capsys):
+    paths = list(_subcommand_paths(build_parser()))
+    assert ("data", "synth") in paths and ("data", "check") in paths and ("quickstart",) in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as info:
+            main([*path, "--help"])
+        assert info.value.code == 0
+        assert "usage: stereodistill" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(
+        [sys.executable, "-m", "stereodistill.cli.main", "--version"], capture_output=True, text=True, check=True
+    )
+    assert __version__ in out.stdout
+
+
+def test_synth_then_check_reports_every_pair_valid(tmp_path, capsys):
+    root = tmp_path / "s"
+    assert main(["data", "synth", "--out", str(root), "--pairs", "12", "--size", "32x64", "--max-disp", "16"]) == 0
+    assert (
+        main(["data", "check", "--dataset", "sceneflow", "--root", str(root), "--json", str(tmp_path / "r.json")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "12 pairs found, 12 valid pairs, 0 broken" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n_with_gt"] == 12 and 0 < report["disp_max"] < 16
+
+
+def test_check_lists_broken_samples_and_exits_1(tmp_path, capsys):
+    root = tmp_path / "s"
+    main(["data", "synth", "--out", str(root), "--pairs", "3", "--size", "32x64", "--max-disp", "16"])
+    victim = sorted((root / "disparity").rglob("left/*.pfm"))[1]
+    victim.write_bytes(victim.read_bytes()[:30])
+    assert main(["data", "check", "--dataset", "sceneflow", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "2 valid pairs, 1 broken" in out and victim.name in out and "truncated" in out
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["data", "check", "--dataset", "sceneflow", "--root", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stereodistill: error:") and str(empty) in err and "Traceback" not in err
+    assert main(["data", "check", "--dataset", "kitti2016", "--root", str(empty)]) == 2
+    assert "kitti2015" in capsys.readouterr().err  # lists (and suggests) the valid names
+    assert main(["data", "check", "--dataset", "sceneflow", "--root", str(empty), "--option", "bogus"]) == 2
+
+
+def test_bad_size_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["data", "synth", "--out", "x", "--size", "12by3"])
+    assert info.value.code == 2
+    assert "HxW" in capsys.readouterr().err
