@@ -24,3 +24,7 @@ class DataError(StereoDistillError, ValueError):
 
 class ConfigError(StereoDistillError, ValueError):
     """A setting or command-line option has a bad value."""
+
+
+class InputError(StereoDistillError, ValueError):
+    """Tensors handed to a model do not fit its contract (e.g. left and right of different sizes)."""

@@ -1,0 +1,110 @@
+"""Our checkpoints: ``NAME.safetensors`` (weights) beside ``NAME.json`` (architecture, config, state).
+
+Nothing here unpickles: safetensors holds only tensors and JSON only data, so a checkpoint from an
+untrusted source cannot run code. Both files are written atomically; a checkpoint that is not
+ours, is truncated, or does not fit its architecture fails with an error naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from stereodistill import __version__
+from stereodistill.errors import DataError
+from stereodistill.fileio import atomic_path, write_text_atomic
+
+FORMAT = "stereodistill-checkpoint"
+FORMAT_VERSION = 1
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights, metadata) paths for ``x``, ``x.safetensors`` or ``x.json``."""
+    path = Path(path)
+    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
+
+
+def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> Path:
+    """Write ``model`` (a :class:`StereoModel`) and ``meta`` (JSON-able); returns the weights path."""
+    weights, info = checkpoint_paths(path)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "stereodistill_version": __version__,
+        "arch": model.arch,
+        "config": model.config,
+        **meta,
+    }
+    write_text_atomic(info, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return weights
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    weights, info = checkpoint_paths(path)
+    if not info.is_file():
+        hint = "" if weights.is_file() else f" (and no {weights.name})"
+        raise DataError(info, f"checkpoint metadata is missing{hint}; is this a stereodistill checkpoint?")
+    try:
+        record = json.loads(info.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(info, f"checkpoint metadata is not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise DataError(info, "not a stereodistill checkpoint (no 'format': 'stereodistill-checkpoint')")
+    if not isinstance(record.get("arch"), str) or not isinstance(record.get("config", {}), dict):
+        raise DataError(info, "checkpoint metadata lacks a valid 'arch' and 'config'")
+    return record
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    weights, _ = checkpoint_paths(path)
+    if not weights.is_file():
+        raise DataError(weights, "checkpoint weights file does not exist")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(weights, f"not a readable safetensors file ({exc})") from None
+
+
+def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Load ``state`` into ``model``: every tensor must land, every parameter/buffer must be filled."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        arch = getattr(model, "arch", type(model).__name__)
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                shown = ", ".join(
+                    f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" if label == "wrong shape" else k
+                    for k in keys[:8]
+                )
+                more = f" (+{len(keys) - 8} more)" if len(keys) > 8 else ""
+                parts.append(f"{len(keys)} {label}: {shown}{more}")
+        raise DataError(source, f"weights do not fit architecture {arch!r}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild the network a checkpoint names and load its weights (eval mode)."""
+    from stereodistill.models.registry import build_model
+
+    record = read_metadata(path)
+    weights_path, info = checkpoint_paths(path)
+    try:
+        model = build_model(record["arch"], **record.get("config", {}))
+    except TypeError as exc:
+        raise DataError(info, f"config does not fit architecture {record['arch']!r} ({exc})") from None
+    load_state_strict(model, read_weights(path), weights_path)
+    return model.to(map_location).eval()

@@ -1,0 +1,104 @@
+"""The contract every network of the zoo follows (DESIGN.md, "Model contract").
+
+``forward(left, right, taps=())`` takes B×3×H×W images in [0, 1] of any size: the base class checks
+them, normalises (normalisation belongs to the model, so training, ``infer`` and an exported graph
+all take plain images), pads to the network's multiple, runs :meth:`StereoModel.predict` and crops
+the predictions back exactly. Taps are named intermediate tensors shared across architectures; a
+network computes one only when it is asked for, and asking for one it does not offer is an error
+that lists what it offers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from stereodistill.data.transforms import pad_to_multiple
+from stereodistill.errors import ConfigError, InputError
+from stereodistill.models.output import StereoOutput, TapRecorder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class StereoModel(nn.Module):
+    """Base class: subclasses implement :meth:`predict` and :meth:`offered_taps`."""
+
+    arch: ClassVar[str] = ""
+    pad_multiple: ClassVar[int] = 32
+    #: Weights of the supervised loss over ``StereoOutput.predictions`` (aux heads first, final last).
+    loss_weights: ClassVar[tuple[float, ...]] = (1.0,)
+
+    def __init__(self, max_disp: int = 192, **config: Any) -> None:
+        super().__init__()
+        if max_disp < 4 or max_disp % 4:
+            raise ConfigError(f"{self.arch}: max_disp must be a positive multiple of 4, got {max_disp}")
+        self.max_disp = max_disp
+        #: The constructor options; a checkpoint stores them so that the network can be rebuilt.
+        self.config: dict[str, Any] = {"max_disp": max_disp, **config}
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    # -- what a network provides ---------------------------------------------------------------------
+    def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
+        """Normalised, padded B×3×H×W inputs → output at the padded size."""
+        raise NotImplementedError
+
+    def offered_taps(self) -> tuple[str, ...]:
+        """Names of the taps this network (with its configuration) can return."""
+        raise NotImplementedError
+
+    def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename or drop the keys of an original-repository checkpoint so they match ours.
+
+        The default is the identity: our module names follow the originals'. A network whose
+        release holds tensors its forward pass never uses drops them here, by name, explicitly.
+        """
+        return state
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB → what the original pipeline fed the network (ImageNet statistics by default)."""
+        return (image - self.mean) / self.std
+
+    # -- the contract ----------------------------------------------------------------------------------
+    def check_taps(self, taps: Iterable[str]) -> frozenset[str]:
+        wanted = frozenset(taps)
+        offered = self.offered_taps()
+        missing = sorted(wanted.difference(offered))
+        if missing:
+            raise ConfigError(
+                f"{self.arch} does not offer tap(s) {', '.join(missing)}; it offers: {', '.join(offered)}"
+            )
+        return wanted
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, taps: Iterable[str] = ()) -> StereoOutput:
+        if left.shape != right.shape:
+            raise InputError(f"left and right images differ in size: {tuple(left.shape)} vs {tuple(right.shape)}")
+        if left.dim() != 4 or left.shape[1] != 3:
+            raise InputError(f"expected B×3×H×W images, got shape {tuple(left.shape)}")
+        recorder = TapRecorder(self.check_taps(taps))
+        left, padding = pad_to_multiple(self.normalize(left), self.pad_multiple)
+        right, _ = pad_to_multiple(self.normalize(right), self.pad_multiple)
+        out = self.predict(left, right, recorder)
+        out.disparity = padding.crop(out.disparity)
+        out.aux = [padding.crop(pred) for pred in out.aux]
+        if "prob" in recorder.taps:
+            recorder.taps["prob"] = padding.crop(recorder.taps["prob"])
+        out.taps = recorder.taps
+        return out
+
+    def tap_shapes(self, height: int = 256, width: int = 512, batch: int = 1) -> dict[str, tuple[int, ...]]:
+        """Shape of every offered tap for an input of this size, found by a dry run on the meta device."""
+        ghost = copy.deepcopy(self).to("meta")
+        ghost.train(self.training)
+        image = torch.empty(batch, 3, height, width, device="meta")
+        with torch.no_grad():
+            out = ghost(image, image, taps=self.offered_taps())
+        return {name: tuple(out.taps[name].shape) for name in self.offered_taps()}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.config.items())

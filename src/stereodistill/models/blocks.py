@@ -1,0 +1,124 @@
+"""Building blocks shared by the zoo, one place each.
+
+Module layouts (a ``Sequential`` of convolution then batch norm, ``conv1``/``conv2`` in a residual
+block, ``conv1``…``conv6``/``redir1``/``redir2`` in an hourglass) follow the PSMNet/GwcNet family's
+releases, so that the parameter names of an original checkpoint map onto ours one to one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> nn.Sequential:
+    """2-D convolution (no bias) + batch norm; a dilated convolution pads by its dilation."""
+    return nn.Sequential(
+        nn.Conv2d(
+            in_ch,
+            out_ch,
+            kernel,
+            stride=stride,
+            padding=dilation if dilation > 1 else pad,
+            dilation=dilation,
+            bias=False,
+        ),
+        nn.BatchNorm2d(out_ch),
+    )
+
+
+def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int) -> nn.Sequential:
+    """3-D convolution (no bias) + batch norm."""
+    return nn.Sequential(
+        nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=pad, bias=False), nn.BatchNorm3d(out_ch)
+    )
+
+
+def conv_bn_relu_3d(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, pad: int = 1) -> nn.Sequential:
+    return nn.Sequential(conv_bn_3d(in_ch, out_ch, kernel, stride, pad), nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block without the final ReLU (as in PSMNet/GwcNet)."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, stride: int, downsample: nn.Module | None, pad: int, dilation: int
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(conv_bn(in_ch, out_ch, 3, stride, pad, dilation), nn.ReLU(inplace=True))
+        self.conv2 = conv_bn(out_ch, out_ch, 3, 1, pad, dilation)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.conv1(x))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+def make_layer(in_ch: int, out_ch: int, blocks: int, stride: int, pad: int, dilation: int) -> nn.Sequential:
+    """A stage of ``blocks`` basic blocks; the first one projects with a 1×1 conv when shapes change."""
+    downsample = None
+    if stride != 1 or in_ch != out_ch:
+        downsample = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+        )
+    layers = [BasicBlock(in_ch, out_ch, stride, downsample, pad, dilation)]
+    layers += [BasicBlock(out_ch, out_ch, 1, None, pad, dilation) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+class Hourglass(nn.Module):
+    """GwcNet's 3-D encoder-decoder: two stride-2 stages down, two transposed convolutions up,
+    1×1×1 skip connections (``redir``) at both scales. Subclasses may transform the bottleneck."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c = channels
+        self.conv1 = conv_bn_relu_3d(c, 2 * c, 3, 2, 1)
+        self.conv2 = conv_bn_relu_3d(2 * c, 2 * c, 3, 1, 1)
+        self.conv3 = conv_bn_relu_3d(2 * c, 4 * c, 3, 2, 1)
+        self.conv4 = conv_bn_relu_3d(4 * c, 4 * c, 3, 1, 1)
+        self.conv5 = nn.Sequential(
+            nn.ConvTranspose3d(4 * c, 2 * c, 3, padding=1, output_padding=1, stride=2, bias=False),
+            nn.BatchNorm3d(2 * c),
+        )
+        self.conv6 = nn.Sequential(
+            nn.ConvTranspose3d(2 * c, c, 3, padding=1, output_padding=1, stride=2, bias=False), nn.BatchNorm3d(c)
+        )
+        self.redir1 = conv_bn_3d(c, c, 1, 1, 0)
+        self.redir2 = conv_bn_3d(2 * c, 2 * c, 1, 1, 0)
+
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv2 = self.conv2(self.conv1(x))
+        conv4 = self.bottleneck(self.conv4(self.conv3(conv2)))
+        conv5 = F.relu(self.conv5(conv4) + self.redir2(conv2), inplace=True)
+        return F.relu(self.conv6(conv5) + self.redir1(x), inplace=True)
+
+
+def classifier(channels: int) -> nn.Sequential:
+    """The 3-D head that turns an aggregated volume into one logit per disparity (``classif*``)."""
+    return nn.Sequential(
+        conv_bn_relu_3d(channels, channels, 3, 1, 1), nn.Conv3d(channels, 1, 3, padding=1, stride=1, bias=False)
+    )
+
+
+def soft_argmin(prob: torch.Tensor) -> torch.Tensor:
+    """Expected disparity Σ_d d·p(d) over dim 1 of a B×D×H×W distribution (``disparity_regression``)."""
+    values = torch.arange(prob.shape[1], dtype=prob.dtype, device=prob.device).view(1, -1, 1, 1)
+    return (prob * values).sum(1)
+
+
+def full_resolution_logits(logits: torch.Tensor, max_disp: int, height: int, width: int) -> torch.Tensor:
+    """B×1×D'×H'×W' (or B×D'×H'×W') logits → B×D×H×W by trilinear upsampling, as the family does."""
+    if logits.dim() == 4:
+        logits = logits.unsqueeze(1)
+    return F.interpolate(logits, size=(max_disp, height, width), mode="trilinear", align_corners=False).squeeze(1)
+
+
+def regress(logits: torch.Tensor, max_disp: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution logits → (full-resolution distribution B×D×H×W, soft-argmin disparity B×H×W)."""
+    prob = F.softmax(full_resolution_logits(logits, max_disp, height, width), dim=1)
+    return prob, soft_argmin(prob)

@@ -1,0 +1,103 @@
+"""Cost volumes over a disparity range, built without a Python loop over disparities.
+
+All three share one convention (that of PSMNet/GwcNet): entry ``[..., d, y, x]`` compares left
+feature ``(y, x)`` with right feature ``(y, x − d)``; where ``x − d < 0`` the entry is 0.
+
+Correlations are banded matrix products: the left row is cut into blocks of ``block`` columns and
+each block is multiplied with the band of right columns it can match (``block + D − 1`` columns),
+so the products run in one batched GEMM; the D diagonals of each product are then read through a
+strided view. This costs (block + D − 1)/D of the minimal arithmetic and never materialises the
+C×D×H×W product a naive broadcast needs. The ``*_loop`` functions are the per-disparity references
+the tests and ``benchmarks/bench_cost_volume.py`` compare against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_BLOCK = 32
+
+
+def _check(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> None:
+    if left.shape != right.shape or left.dim() != 4:
+        raise ValueError(f"feature maps must be B×C×H×W of one shape, got {tuple(left.shape)}, {tuple(right.shape)}")
+    if max_disp < 1:
+        raise ValueError(f"max_disp must be ≥ 1, got {max_disp}")
+
+
+def groupwise_correlation_volume(
+    left: torch.Tensor, right: torch.Tensor, max_disp: int, num_groups: int, block: int = DEFAULT_BLOCK
+) -> torch.Tensor:
+    """B×G×D×H×W: per group of C/G channels, the mean of left·right over the group's channels."""
+    _check(left, right, max_disp)
+    batch, channels, height, width = left.shape
+    if channels % num_groups:
+        raise ValueError(f"{channels} channels do not split into {num_groups} groups")
+    per_group = channels // num_groups
+    block = max(1, min(block, width))
+    n_blocks = -(-width // block)
+    padded_w = n_blocks * block
+    band = block + max_disp - 1
+    # Left blocks as matrices (block × C/G), the 1/(C/G) of the mean folded in here (cheapest place).
+    lhs = F.pad(left * (1.0 / per_group), (0, padded_w - width))
+    lhs = lhs.view(batch, num_groups, per_group, height, n_blocks, block).permute(0, 1, 3, 4, 5, 2)
+    # Right bands with their columns reversed, so that the diagonals read below have positive strides.
+    rhs = F.pad(right, (max_disp - 1, padded_w - width)).flip(-1)
+    rhs = rhs.view(batch, num_groups, per_group, height, padded_w + max_disp - 1)
+    rhs = rhs.unfold(-1, band, block).flip(-2).permute(0, 1, 3, 4, 2, 5)  # B×G×H×nb×(C/G)×band
+    products = torch.matmul(lhs, rhs)  # B×G×H×nb×block×band; [i, j] pairs left i with right x0+i−d
+    # products[..., i, block − 1 − i + d] is disparity d of left column i: a strided view, no copy.
+    s = products.stride()
+    diagonals = products.as_strided(
+        (batch, num_groups, height, n_blocks, block, max_disp),
+        (s[0], s[1], s[2], s[3], band - 1, 1),
+        products.storage_offset() + block - 1,
+    )
+    volume = diagonals.permute(0, 1, 5, 2, 3, 4).reshape(batch, num_groups, max_disp, height, padded_w)
+    return volume[..., :width].contiguous()
+
+
+def correlation_volume(
+    left: torch.Tensor, right: torch.Tensor, max_disp: int, block: int = DEFAULT_BLOCK
+) -> torch.Tensor:
+    """B×1×D×H×W: mean over all channels of left·right (one group)."""
+    return groupwise_correlation_volume(left, right, max_disp, 1, block)
+
+
+def concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> torch.Tensor:
+    """B×2C×D×H×W: left features and right features shifted by d, stacked along channels."""
+    _check(left, right, max_disp)
+    batch, channels, height, width = left.shape
+    # Window k of the padded right view is the right map shifted by D−1−k (a view, no copy).
+    shifted = F.pad(right, (max_disp - 1, 0)).unfold(-1, width, 1).flip(-2)  # B×C×H×D×W
+    columns = torch.arange(width, device=left.device)
+    disparities = torch.arange(max_disp, device=left.device)
+    inside = (columns[None, :] >= disparities[:, None]).to(left.dtype)  # D×W: x − d ≥ 0
+    volume = left.new_empty(batch, 2 * channels, max_disp, height, width)
+    volume[:, :channels] = left.unsqueeze(2) * inside[:, None, :]
+    volume[:, channels:] = shifted.permute(0, 1, 3, 2, 4)
+    return volume
+
+
+# ------------------------------------------------------------------------ per-disparity references
+def groupwise_correlation_volume_loop(
+    left: torch.Tensor, right: torch.Tensor, max_disp: int, num_groups: int
+) -> torch.Tensor:
+    """Reference: one slice per disparity, as the original GwcNet code builds it."""
+    batch, channels, height, width = left.shape
+    volume = left.new_zeros(batch, num_groups, max_disp, height, width)
+    for d in range(min(max_disp, width)):
+        product = left[..., d:] * right[..., : width - d]
+        volume[:, :, d, :, d:] = product.view(batch, num_groups, channels // num_groups, height, width - d).mean(2)
+    return volume
+
+
+def concat_volume_loop(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> torch.Tensor:
+    """Reference: one slice per disparity, as the original PSMNet/GwcNet code builds it."""
+    batch, channels, height, width = left.shape
+    volume = left.new_zeros(batch, 2 * channels, max_disp, height, width)
+    for d in range(min(max_disp, width)):
+        volume[:, :channels, d, :, d:] = left[..., d:]
+        volume[:, channels:, d, :, d:] = right[..., : width - d]
+    return volume
