@@ -122,3 +122,44 @@ def regress(logits: torch.Tensor, max_disp: int, height: int, width: int) -> tup
     """Low-resolution logits → (full-resolution distribution B×D×H×W, soft-argmin disparity B×H×W)."""
     prob = F.softmax(full_resolution_logits(logits, max_disp, height, width), dim=1)
     return prob, soft_argmin(prob)
+
+
+def attention_patch_convs(groups: int = 40, splits: tuple[int, int, int] = (8, 16, 16)) -> nn.ModuleDict:
+    """ACVNet's multi-level patch convolutions over a group-wise volume, as four depthwise 1×3×3 convs.
+
+    ``patch`` runs over all groups; ``patch_l1``/``l2``/``l3`` then run over consecutive group slices
+    with dilations 1/2/3. Returned as a dict so a network can assign them under its release's names.
+    """
+    if sum(splits) != groups:
+        raise ValueError(f"group slices {splits} do not add up to {groups} groups")
+
+    def depthwise(channels: int, dilation: int) -> nn.Conv3d:
+        return nn.Conv3d(
+            channels,
+            channels,
+            kernel_size=(1, 3, 3),
+            stride=1,
+            dilation=dilation,
+            groups=channels,
+            padding=(0, dilation, dilation),
+            bias=False,
+        )
+
+    return nn.ModuleDict(
+        {
+            "patch": depthwise(groups, 1),
+            "patch_l1": depthwise(splits[0], 1),
+            "patch_l2": depthwise(splits[1], 2),
+            "patch_l3": depthwise(splits[2], 3),
+        }
+    )
+
+
+def apply_attention_patches(
+    volume: torch.Tensor, patch: nn.Module, patch_l1: nn.Module, patch_l2: nn.Module, patch_l3: nn.Module
+) -> torch.Tensor:
+    """``patch`` over the whole group-wise volume, then the three dilated convs over its group slices."""
+    volume = patch(volume)
+    a = patch_l1.in_channels
+    b = a + patch_l2.in_channels
+    return torch.cat((patch_l1(volume[:, :a]), patch_l2(volume[:, a:b]), patch_l3(volume[:, b:])), dim=1)
