@@ -1,0 +1,57 @@
+"""``stereodistill models`` (inspect the zoo) and ``stereodistill convert`` (import an original checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+
+from stereodistill.cli.args import positive_int, size
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser(
+        "models",
+        help="list every network with parameters, GMACs and taps",
+        description="List the zoo: parameters (modules used in the forward pass), MACs of one eval forward "
+        "at batch 1 (torch.utils.flop_counter, MACs = FLOPs / 2) and the taps each network offers.",
+    )
+    models.add_argument("--size", type=size, default=(256, 512), help="input HxW for MACs and tap shapes")
+    models.add_argument("--max-disp", type=positive_int, default=192, help="maximum disparity (default 192)")
+    models.add_argument("--no-taps", action="store_true", help="do not list the taps")
+    models.set_defaults(handler=run_models)
+
+    convert = commands.add_parser(
+        "convert",
+        help="import an original-repository checkpoint as a stereodistill checkpoint",
+        description="Load a checkpoint saved by an architecture's original code (torch.load with "
+        "weights_only=True: nothing is unpickled) and write it as safetensors + JSON.",
+    )
+    convert.add_argument("--arch", required=True, help="architecture of the checkpoint (see `stereodistill models`)")
+    convert.add_argument("input", help="original checkpoint (.tar/.pth/.ckpt)")
+    convert.add_argument("output", help="output path; writes OUTPUT.safetensors and OUTPUT.json")
+    convert.add_argument("--max-disp", type=positive_int, default=192, help="the model's maximum disparity")
+    convert.set_defaults(handler=run_convert)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from stereodistill.models import build_model, list_models
+    from stereodistill.models.summary import summarize
+
+    height, width = args.size
+    print(f"{'architecture':<16}{'params':>12}{'GMACs':>10}   at {height}x{width}, max disparity {args.max_disp}")
+    for arch in list_models():
+        summary = summarize(build_model(arch, max_disp=args.max_disp), height, width)
+        print(f"{arch:<16}{summary.params:>12,}{summary.gmacs:>10.1f}")
+        if not args.no_taps:
+            for name, shape in summary.taps.items():
+                print(f"    {name:<18}{'×'.join(str(v) for v in shape)}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from stereodistill.checkpoint import save_model
+    from stereodistill.models.import_original import import_checkpoint
+
+    model = import_checkpoint(args.input, arch=args.arch, max_disp=args.max_disp)
+    weights = save_model(args.output, model, source={"original_checkpoint": str(args.input)})
+    print(f"imported {args.input} as {args.arch}; wrote {weights} and {weights.with_suffix('.json')}")
+    return 0

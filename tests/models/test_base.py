@@ -1,0 +1,114 @@
+import pytest
+import torch
+from torch import nn
+
+from stereodistill.errors import ConfigError, InputError
+from stereodistill.models.base import StereoModel
+from stereodistill.models.blocks import regress
+from stereodistill.models.cost_volume import correlation_volume
+from stereodistill.models.output import StereoOutput, TapRecorder
+
+
+class TinyNet(StereoModel):
+    """Smallest network that follows the contract: features, correlation, one 3-D conv, soft-argmin."""
+
+    arch = "tiny"
+    pad_multiple = 8
+
+    def __init__(self, max_disp: int = 16) -> None:
+        super().__init__(max_disp=max_disp)
+        self.features = nn.Conv2d(3, 8, 3, stride=4, padding=1)
+        self.head = nn.Conv3d(1, 1, 3, padding=1)
+        self.calls: list[str] = []
+
+    def offered_taps(self):
+        return ("feat.left.s4", "volume.cost", "prob")
+
+    def predict(self, left, right, taps: TapRecorder) -> StereoOutput:
+        fl, fr = self.features(left), self.features(right)
+        taps.record("feat.left.s4", fl)
+        volume = correlation_volume(fl, fr, self.max_disp // 4)
+        taps.record("volume.cost", lambda: self.calls.append("volume") or volume)
+        prob, disp = regress(self.head(volume), self.max_disp, left.shape[-2], left.shape[-1])
+        taps.record("prob", prob)
+        return StereoOutput(disparity=disp, aux=[disp * 0.5] if self.training else [])
+
+
+def pair(h=32, w=64, b=2):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)
+
+
+def test_taps_are_returned_only_when_asked_and_lazily_computed():
+    net = TinyNet().eval()
+    left, right = pair()
+    out = net(left, right)
+    assert out.taps == {} and net.calls == []
+    out = net(left, right, taps=["volume.cost"])
+    assert set(out.taps) == {"volume.cost"} and net.calls == ["volume"]
+    assert out.taps["volume.cost"].shape == (2, 1, 4, 8, 16)
+
+
+def test_unknown_tap_lists_what_is_offered():
+    with pytest.raises(ConfigError, match=r"does not offer tap\(s\) volume.attention; it offers: feat.left.s4"):
+        TinyNet()(*pair(), taps=["volume.attention"])
+
+
+def test_any_size_is_padded_and_cropped_back_exactly():
+    net = TinyNet().eval()
+    left, right = pair(30, 61, 1)
+    out = net(left, right, taps=["prob"])
+    assert out.disparity.shape == (1, 30, 61)
+    assert out.taps["prob"].shape == (1, 16, 30, 61)
+    # The base pads the normalised images on top and right with zeros, then crops exactly that off.
+    padded_l = torch.zeros(1, 3, 32, 64)
+    padded_r = torch.zeros(1, 3, 32, 64)
+    padded_l[..., 2:, :61] = net.normalize(left)
+    padded_r[..., 2:, :61] = net.normalize(right)
+    raw = net.predict(padded_l, padded_r, TapRecorder())
+    torch.testing.assert_close(out.disparity, raw.disparity[..., 2:, :61])
+
+
+def test_mismatched_or_malformed_inputs_are_refused():
+    net = TinyNet()
+    with pytest.raises(InputError, match="differ in size"):
+        net(torch.rand(1, 3, 32, 64), torch.rand(1, 3, 32, 62))
+    with pytest.raises(InputError, match="B×3×H×W"):
+        net(torch.rand(1, 1, 32, 64), torch.rand(1, 1, 32, 64))
+
+
+def test_train_mode_returns_aux_and_predictions_end_with_the_final():
+    net = TinyNet().train()
+    out = net(*pair())
+    assert len(out.aux) == 1 and out.predictions[-1] is out.disparity
+
+
+def test_tap_shapes_runs_on_the_meta_device_without_touching_weights():
+    net = TinyNet()
+    before = net.features.weight.clone()
+    shapes = net.tap_shapes(64, 128)
+    assert shapes == {"feat.left.s4": (1, 8, 16, 32), "volume.cost": (1, 1, 4, 16, 32), "prob": (1, 16, 64, 128)}
+    assert torch.equal(net.features.weight, before) and net.features.weight.device.type == "cpu"
+
+
+def test_max_disp_must_be_a_multiple_of_4():
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        TinyNet(max_disp=18)
+    assert TinyNet(max_disp=20).config == {"max_disp": 20}
+
+
+def test_summary_counts_used_parameters_and_macs():
+    from stereodistill.models.summary import summarize
+
+    net = TinyNet()
+    net.unused = nn.Linear(100, 100)  # created but never called: not counted as used
+    summary = summarize(net, 32, 64)
+    conv2d = 8 * 3 * 9 + 8
+    conv3d = 27 + 1
+    assert summary.params == conv2d + conv3d
+    assert summary.params_total == conv2d + conv3d + 100 * 100 + 100
+    # Two feature convs at 8×16 outputs + one 3-D conv at 4×8×16, batch 1 (biases are not MACs).
+    expected = 2 * (8 * 16 * 8 * 27) + (4 * 8 * 16) * 27
+    correlation_and_rest = summary.macs - expected
+    assert 0 <= correlation_and_rest < expected
+    assert summary.taps["prob"] == (1, 16, 32, 64)

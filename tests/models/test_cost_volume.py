@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from stereodistill.models.cost_volume import (
+    concat_volume,
+    concat_volume_loop,
+    correlation_volume,
+    groupwise_correlation_volume,
+    groupwise_correlation_volume_loop,
+)
+
+SHAPES = [
+    ((2, 40, 8, 16), 4, 10),  # typical: D smaller than W
+    ((1, 8, 5, 7), 2, 12),  # D larger than W: high disparities see nothing
+    ((1, 16, 3, 33), 4, 9),  # width not a multiple of the block
+    ((1, 4, 2, 5), 1, 1),  # a single disparity
+]
+
+
+@pytest.mark.parametrize(("shape", "groups", "max_disp"), SHAPES)
+@pytest.mark.parametrize("block", [1, 3, 32])
+def test_groupwise_matches_per_disparity_loop(shape, groups, max_disp, block):
+    g = torch.Generator().manual_seed(0)
+    left, right = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    expected = groupwise_correlation_volume_loop(left, right, max_disp, groups)
+    got = groupwise_correlation_volume(left, right, max_disp, groups, block=block)
+    assert got.shape == (shape[0], groups, max_disp, shape[2], shape[3])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "groups", "max_disp"), SHAPES)
+def test_correlation_is_one_group(shape, groups, max_disp):
+    g = torch.Generator().manual_seed(1)
+    left, right = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    torch.testing.assert_close(
+        correlation_volume(left, right, max_disp), groupwise_correlation_volume_loop(left, right, max_disp, 1)
+    )
+
+
+@pytest.mark.parametrize(("shape", "groups", "max_disp"), SHAPES)
+def test_concat_matches_per_disparity_loop(shape, groups, max_disp):
+    g = torch.Generator().manual_seed(2)
+    left, right = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    assert torch.equal(concat_volume(left, right, max_disp), concat_volume_loop(left, right, max_disp))
+
+
+def test_volumes_follow_the_disparity_convention():
+    # right = left shifted by 3 columns (left x matches right x − 3): correlation peaks at d = 3.
+    g = torch.Generator().manual_seed(3)
+    left = torch.randn(1, 16, 4, 20, generator=g)
+    right = torch.roll(left, -3, dims=-1)
+    volume = groupwise_correlation_volume(left, right, 8, 4)
+    assert (volume[0, :, :, :, 5:15].mean((0, 2)).argmax(0) == 3).all()
+
+
+def test_gradients_flow_like_the_loop():
+    g = torch.Generator().manual_seed(4)
+    a1, b1 = torch.randn(1, 8, 3, 9, generator=g, requires_grad=True), torch.randn(1, 8, 3, 9, generator=g)
+    a2 = a1.detach().clone().requires_grad_(True)
+    groupwise_correlation_volume(a1, b1, 5, 2).square().sum().backward()
+    groupwise_correlation_volume_loop(a2, b1, 5, 2).square().sum().backward()
+    torch.testing.assert_close(a1.grad, a2.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments():
+    x = torch.zeros(1, 6, 2, 4)
+    with pytest.raises(ValueError, match="groups"):
+        groupwise_correlation_volume(x, x, 2, 4)
+    with pytest.raises(ValueError, match="one shape"):
+        concat_volume(x, torch.zeros(1, 6, 2, 5), 2)
+    with pytest.raises(ValueError, match="max_disp"):
+        correlation_volume(x, x, 0)
