@@ -3,35 +3,9 @@ import torch
 from torch import nn
 
 from stereodistill.errors import ConfigError, InputError
-from stereodistill.models.base import StereoModel
-from stereodistill.models.blocks import regress
-from stereodistill.models.cost_volume import correlation_volume
-from stereodistill.models.output import StereoOutput, TapRecorder
+from stereodistill.models.output import TapRecorder
 
-
-class TinyNet(StereoModel):
-    """Smallest network that follows the contract: features, correlation, one 3-D conv, soft-argmin."""
-
-    arch = "tiny"
-    pad_multiple = 8
-
-    def __init__(self, max_disp: int = 16) -> None:
-        super().__init__(max_disp=max_disp)
-        self.features = nn.Conv2d(3, 8, 3, stride=4, padding=1)
-        self.head = nn.Conv3d(1, 1, 3, padding=1)
-        self.calls: list[str] = []
-
-    def offered_taps(self):
-        return ("feat.left.s4", "volume.cost", "prob")
-
-    def predict(self, left, right, taps: TapRecorder) -> StereoOutput:
-        fl, fr = self.features(left), self.features(right)
-        taps.record("feat.left.s4", fl)
-        volume = correlation_volume(fl, fr, self.max_disp // 4)
-        taps.record("volume.cost", lambda: self.calls.append("volume") or volume)
-        prob, disp = regress(self.head(volume), self.max_disp, left.shape[-2], left.shape[-1])
-        taps.record("prob", prob)
-        return StereoOutput(disparity=disp, aux=[disp * 0.5] if self.training else [])
+from .tiny import TinyNet
 
 
 def pair(h=32, w=64, b=2):
@@ -103,10 +77,9 @@ def test_summary_counts_used_parameters_and_macs():
     net = TinyNet()
     net.unused = nn.Linear(100, 100)  # created but never called: not counted as used
     summary = summarize(net, 32, 64)
-    conv2d = 8 * 3 * 9 + 8
-    conv3d = 27 + 1
-    assert summary.params == conv2d + conv3d
-    assert summary.params_total == conv2d + conv3d + 100 * 100 + 100
+    used = (8 * 3 * 9 + 8) + (27 + 1) + 2 * 8  # conv2d, conv3d, batch norm
+    assert summary.params == used
+    assert summary.params_total == used + 100 * 100 + 100
     # Two feature convs at 8×16 outputs + one 3-D conv at 4×8×16, batch 1 (biases are not MACs).
     expected = 2 * (8 * 16 * 8 * 27) + (4 * 8 * 16) * 27
     correlation_and_rest = summary.macs - expected

@@ -1,0 +1,134 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+import stereodistill
+from stereodistill.checkpoint import checkpoint_paths, load_model, save_model
+from stereodistill.errors import DataError
+from stereodistill.models.import_original import import_checkpoint, read_original
+from stereodistill.models.registry import MODELS
+
+from .models.tiny import TinyNet
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch):
+    import stereodistill.models.zoo  # noqa: F401  (register the real zoo first)
+
+    monkeypatch.setitem(MODELS._items, "tiny", TinyNet)
+    return TinyNet
+
+
+def randomised(net):
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+        net.bn.running_mean.normal_(0, 0.1, generator=g)
+        net.bn.running_var.uniform_(0.5, 2, generator=g)
+    return net.eval()
+
+
+def pair():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(1, 3, 24, 40, generator=g), torch.rand(1, 3, 24, 40, generator=g)
+
+
+def test_save_then_load_gives_the_same_network(tmp_path, tiny_registered):
+    net = randomised(TinyNet(max_disp=12))
+    weights = save_model(tmp_path / "ckpt", net, step=7)
+    assert weights.name == "ckpt.safetensors" and (tmp_path / "ckpt.json").is_file()
+    meta = json.loads((tmp_path / "ckpt.json").read_text())
+    assert meta["arch"] == "tiny" and meta["config"] == {"max_disp": 12} and meta["step"] == 7
+    for path in (tmp_path / "ckpt", weights, tmp_path / "ckpt.json"):
+        loaded = stereodistill.load_model(path)
+        assert not loaded.training and loaded.max_disp == 12
+        torch.testing.assert_close(loaded(*pair()).disparity, net(*pair()).disparity, rtol=0, atol=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.json", "ckpt.safetensors"]
+
+
+def test_checkpoint_that_is_not_ours_is_named(tmp_path, tiny_registered):
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    with pytest.raises(DataError, match="not a stereodistill checkpoint") as info:
+        load_model(tmp_path / "x.safetensors")
+    assert "x.json" in str(info.value)
+    with pytest.raises(DataError, match="metadata is missing"):
+        load_model(tmp_path / "nothing")
+    (tmp_path / "y.json").write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_model(tmp_path / "y")
+
+
+def test_truncated_or_foreign_weights_are_clear_errors(tmp_path, tiny_registered):
+    weights = save_model(tmp_path / "c", randomised(TinyNet()))
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(DataError, match="not a readable safetensors file") as info:
+        load_model(weights)
+    assert "c.safetensors" in str(info.value)
+
+
+def test_weights_of_another_architecture_list_what_is_wrong(tmp_path, tiny_registered):
+    save_model(tmp_path / "c", randomised(TinyNet(max_disp=16)))
+    meta = json.loads((tmp_path / "c.json").read_text())
+    meta["config"] = {"max_disp": 16}
+    weights, _ = checkpoint_paths(tmp_path / "c")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    state["extra.weight"] = torch.zeros(2)
+    del state["head.bias"]
+    state["features.weight"] = torch.zeros(1, 1)
+    save_file(state, str(weights))
+    with pytest.raises(DataError, match=r"1 missing: head.bias; 1 unexpected: extra.weight; 1 wrong shape"):
+        load_model(tmp_path / "c")
+    meta["arch"] = "no-such-net"
+    (tmp_path / "c.json").write_text(json.dumps(meta))
+    with pytest.raises(Exception, match="unknown architecture 'no-such-net'"):
+        load_model(tmp_path / "c")
+
+
+# ----------------------------------------------------------------------- original checkpoints
+def test_import_original_strips_dataparallel_prefix_and_finds_the_state(tmp_path, tiny_registered):
+    net = randomised(TinyNet())
+    for key in ("state_dict", "model"):
+        path = tmp_path / f"{key}.tar"
+        torch.save({key: {"module." + k: v for k, v in net.state_dict().items()}, "epoch": 3}, path)
+        imported = import_checkpoint(path, arch="tiny")
+        torch.testing.assert_close(imported(*pair()).disparity, net(*pair()).disparity, rtol=0, atol=0)
+    torch.save(net.state_dict(), tmp_path / "flat.pth")
+    assert set(read_original(tmp_path / "flat.pth")) == set(net.state_dict())
+
+
+def test_import_refuses_pickled_objects_without_running_them(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": Evil()}, f)
+    with pytest.raises(DataError, match="refused") as info:
+        read_original(path)
+    assert "evil.pth" in str(info.value)
+
+
+def test_import_refuses_truncated_and_non_tensor_files(tmp_path, tiny_registered):
+    path = tmp_path / "t.pth"
+    torch.save({"state_dict": TinyNet().state_dict()}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match="truncated"):
+        read_original(path)
+    torch.save({"state_dict": {"a": 1}}, tmp_path / "n.pth")
+    with pytest.raises(DataError, match="not a tensor"):
+        read_original(tmp_path / "n.pth")
+    with pytest.raises(DataError, match="does not exist"):
+        read_original(tmp_path / "missing.pth")
+
+
+def test_import_of_another_architecture_fails_naming_the_file(tmp_path, tiny_registered):
+    torch.save({"state_dict": {"module.conv.weight": torch.zeros(3)}}, tmp_path / "other.tar")
+    with pytest.raises(DataError, match="do not fit architecture 'tiny'") as info:
+        import_checkpoint(tmp_path / "other.tar", arch="tiny")
+    assert "other.tar" in str(info.value)
