@@ -1,0 +1,165 @@
+"""How much each loss term counts, and when: schedules per term, adaptive weighting across terms.
+
+A term's weight is a number or a schedule of the training position (step, and epoch as a float).
+On top, a run may weigh its terms adaptively: uncertainty weighting learns one log-variance per
+term (Kendall et al., 2018) and trains it with the student; DWA re-weights terms by how fast each
+one's loss falls (Liu et al., 2019). Both keep their state in ``state_dict`` so a resumed run
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from stereodistill.errors import ConfigError
+
+
+# ------------------------------------------------------------------------------------ schedules
+@dataclass(frozen=True)
+class Constant:
+    value: float
+
+    def __call__(self, step: int, epoch: float) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class StepDecay:
+    """``value`` divided by ``rate`` at each listed epoch reached (the DSNet code's feat/soft epochs)."""
+
+    value: float
+    rate: float
+    epochs: tuple[float, ...]
+
+    def __call__(self, step: int, epoch: float) -> float:
+        passed = sum(1 for boundary in self.epochs if epoch >= boundary)
+        return self.value / self.rate**passed
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """From ``start`` to ``end`` over ``steps`` steps beginning at step ``begin``; linear or cosine."""
+
+    start: float
+    end: float
+    steps: int
+    begin: int = 0
+    shape: str = "linear"
+
+    def __call__(self, step: int, epoch: float) -> float:
+        progress = min(max((step - self.begin) / max(self.steps, 1), 0.0), 1.0)
+        if self.shape == "cosine":
+            progress = 0.5 - 0.5 * math.cos(math.pi * progress)
+        return self.start + (self.end - self.start) * progress
+
+
+Schedule = Constant | StepDecay | Ramp
+
+
+def build_schedule(spec: float | int | Mapping[str, Any]) -> Schedule:
+    """A number, or ``{type: step|linear|cosine, ...}`` (see the README's config reference)."""
+    if isinstance(spec, bool):
+        raise ConfigError(f"a weight must be a number or a schedule, got {spec!r}")
+    if isinstance(spec, int | float):
+        return Constant(float(spec))
+    kind = spec.get("type")
+    try:
+        if kind == "step":
+            return StepDecay(
+                float(spec["value"]), float(spec.get("rate", 10.0)), tuple(float(e) for e in spec["epochs"])
+            )
+        if kind in ("linear", "cosine"):
+            return Ramp(
+                float(spec.get("start", 0.0)), float(spec["end"]), int(spec["steps"]), int(spec.get("begin", 0)), kind
+            )
+    except KeyError as exc:
+        raise ConfigError(f"weight schedule {dict(spec)} lacks {exc.args[0]!r}") from None
+    raise ConfigError(f"unknown weight schedule type {kind!r} (expected step, linear or cosine)")
+
+
+# ---------------------------------------------------------------------------- adaptive weighting
+class FixedWeighting(nn.Module):
+    """No adaptation: the total is the sum of the (scheduled) weighted terms."""
+
+    def forward(self, losses: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        total = sum(losses.values(), torch.zeros(()))
+        return total, dict.fromkeys(losses, 1.0)
+
+    def end_epoch(self, epoch_means: Mapping[str, float]) -> None:
+        return None
+
+
+class UncertaintyWeighting(nn.Module):
+    """Kendall et al.: total = Σ_k ½·exp(−s_k)·L_k + ½·s_k with learnable s_k = log σ_k².
+
+    ``s_k`` is clamped to ``[-clamp, clamp]`` in the forward pass, so that no term can be switched
+    off (s → ∞) or blow up (s → −∞) however the losses behave early in training.
+    """
+
+    def __init__(self, names: Sequence[str], clamp: float = 4.0) -> None:
+        super().__init__()
+        self.names = list(names)
+        self.clamp = clamp
+        self.log_vars = nn.Parameter(torch.zeros(len(self.names)))
+
+    def forward(self, losses: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        s = self.log_vars.clamp(-self.clamp, self.clamp)
+        total = torch.zeros((), device=s.device)
+        factors = {}
+        for i, name in enumerate(self.names):
+            if name in losses:
+                total = total + 0.5 * torch.exp(-s[i]) * losses[name] + 0.5 * s[i]
+                factors[name] = float(0.5 * torch.exp(-s[i]).detach())
+        return total, factors
+
+    def end_epoch(self, epoch_means: Mapping[str, float]) -> None:
+        return None
+
+
+class DynamicWeightAverage(nn.Module):
+    """DWA: w_k = K·softmax_k(r_k / T) with r_k = L_k(e−1) / L_k(e−2), from per-epoch mean losses.
+
+    Weights stay 1 for the first two epochs. The history lives in a buffer (checkpointed).
+    """
+
+    def __init__(self, names: Sequence[str], temperature: float = 2.0) -> None:
+        super().__init__()
+        self.names = list(names)
+        self.temperature = temperature
+        self.register_buffer("history", torch.full((2, len(self.names)), math.nan))
+        self.register_buffer("weights", torch.ones(len(self.names)))
+
+    def forward(self, losses: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        total = torch.zeros((), device=self.weights.device)
+        factors = {}
+        for i, name in enumerate(self.names):
+            if name in losses:
+                total = total + self.weights[i] * losses[name]
+                factors[name] = float(self.weights[i])
+        return total, factors
+
+    def end_epoch(self, epoch_means: Mapping[str, float]) -> None:
+        current = torch.tensor([epoch_means.get(n, math.nan) for n in self.names], dtype=self.history.dtype)
+        self.history[0] = self.history[1]
+        self.history[1] = current.to(self.history.device)
+        ratios = self.history[1] / self.history[0]
+        if torch.isfinite(ratios).all():
+            self.weights.copy_(len(self.names) * torch.softmax(ratios / self.temperature, dim=0))
+
+
+def build_weighting(spec: Mapping[str, Any] | None, names: Sequence[str]) -> nn.Module:
+    """``None``/``{type: fixed}``, ``{type: uncertainty, clamp: 4}`` or ``{type: dwa, temperature: 2}``."""
+    kind = (spec or {}).get("type", "fixed")
+    if kind == "fixed":
+        return FixedWeighting()
+    if kind == "uncertainty":
+        return UncertaintyWeighting(names, float(spec.get("clamp", 4.0)))
+    if kind == "dwa":
+        return DynamicWeightAverage(names, float(spec.get("temperature", 2.0)))
+    raise ConfigError(f"unknown weighting {kind!r} (expected fixed, uncertainty or dwa)")
