@@ -1,0 +1,72 @@
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+
+from stereodistill.config import apply_overrides, from_dict, load_yaml, to_dict
+from stereodistill.errors import ConfigError
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    name: Literal["adam", "adamw"] = "adamw"
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class Outer:
+    arch: str
+    steps: int = 10
+    optim: Inner = field(default_factory=Inner)
+    weight: float | dict[str, Any] = 1.0
+    tags: list[str] = field(default_factory=list)
+    init: str | None = None
+
+
+def test_valid_config_is_typed_and_round_trips():
+    cfg = from_dict(Outer, {"arch": "dsnet", "steps": 5, "optim": {"lr": 1, "betas": [0.8, 0.9]}, "tags": ["a"]})
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.betas == (0.8, 0.9)
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+    assert from_dict(Outer, {"arch": "x", "weight": {"type": "step"}}).weight == {"type": "step"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"arch": "x", "stpes": 3}, r"unknown key 'stpes'; did you mean 'steps'\?"),
+        ({"arch": "x", "optim": {"lrr": 3}}, r"unknown key 'optim.lrr'; did you mean 'lr'\?"),
+        ({"arch": "x", "steps": "ten"}, r"steps: expected an integer, got 'ten'"),
+        ({"arch": "x", "steps": True}, "steps: expected an integer"),
+        ({"arch": "x", "optim": {"name": "adamx"}}, r"optim.name: expected one of 'adam', 'adamw'.*did you mean"),
+        ({"arch": "x", "optim": {"betas": [1]}}, "optim.betas: expected 2 values"),
+        ({"arch": "x", "tags": "a"}, "tags: expected list of str"),
+        ({"arch": "x", "weight": "heavy"}, "weight: expected float or mapping"),
+        ({}, "missing required key"),
+    ],
+)
+def test_errors_name_the_key_and_the_expectation(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Outer, data)
+
+
+def test_overrides_parse_yaml_and_create_nested_keys():
+    data = apply_overrides({"arch": "x", "optim": {"lr": 1}}, ["optim.lr=2e-4", "steps=3", "tags=[a, b]", "new.k=1"])
+    assert from_dict(Outer, {"arch": "x", "optim": data["optim"]}).optim.lr == 2e-4  # YAML 1.1 text "2e-4"
+    assert data["steps"] == 3 and data["tags"] == ["a", "b"] and data["new"] == {"k": 1}
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        apply_overrides({}, ["steps"])
+    with pytest.raises(ConfigError, match="not a mapping"):
+        apply_overrides({"arch": "x"}, ["arch.sub=1"])
+
+
+def test_load_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(tmp_path / "list.yaml")
