@@ -1,0 +1,109 @@
+"""Distillation terms, declared in config and paired by name (never by position).
+
+A term names a student tap, a teacher tap, a loss from :data:`~stereodistill.distill.losses.LOSSES`,
+a weight (number or schedule), and optionally an adapter and a mask. ``disparity`` stands for a
+network's final prediction (B×H×W), so "student disparity vs teacher disparity" is a term too.
+Everything is checked when the term is built: the taps must exist (the error lists what the model
+offers), the loss must exist and accept the given parameters, the shapes must agree or an adapter
+must make them agree.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from stereodistill.distill.adapters import build_adapter
+from stereodistill.distill.losses import LOSSES
+from stereodistill.distill.masks import MASKS, resize_mask
+from stereodistill.distill.weights import build_schedule
+from stereodistill.errors import ConfigError
+
+DISPARITY = "disparity"
+
+
+@dataclass
+class TermConfig:
+    """One distillation term as written in a config's ``distill.terms`` list."""
+
+    name: str
+    student: str
+    teacher: str
+    loss: str
+    weight: float | dict[str, Any] = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+    adapter: str | None = None
+    mask: str | None = None
+    mask_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask is not None and self.mask not in MASKS:
+            raise ConfigError(f"term {self.name!r}: unknown mask {self.mask!r} (expected one of {', '.join(MASKS)})")
+
+
+def check_tap(model: nn.Module, tap: str, role: str, term: str) -> None:
+    """A tap the model does not offer is an error naming the tap and listing what it offers."""
+    if tap == DISPARITY:
+        return
+    offered = model.offered_taps()
+    if tap not in offered:
+        raise ConfigError(
+            f"term {term!r}: the {role} ({model.arch}) does not offer tap {tap!r}; it offers: "
+            f"{', '.join((DISPARITY, *offered))}"
+        )
+
+
+class DistillTerm(nn.Module):
+    """A built term: its adapter (if any) trains with the student."""
+
+    def __init__(self, config: TermConfig, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.config = config
+        self.name = config.name
+        self.loss_fn = LOSSES.get(config.loss)
+        try:
+            inspect.signature(self.loss_fn).bind(None, None, None, **config.params)
+        except TypeError as exc:
+            raise ConfigError(f"term {config.name!r}: bad params for loss {config.loss!r}: {exc}") from None
+        try:
+            self.adapter = build_adapter(config.adapter, config.student, student_shape, teacher_shape)
+        except ConfigError as exc:
+            raise ConfigError(f"term {config.name!r}: {exc}") from None
+        self.schedule = build_schedule(config.weight)
+
+    def weight(self, step: int, epoch: float) -> float:
+        return self.schedule(step, epoch)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The unweighted loss; ``mask`` is at full resolution and is reduced to the compared size."""
+        if self.adapter is not None:
+            student, teacher = self.adapter(student, teacher)
+        if mask is not None:
+            mask = resize_mask(mask, tuple(teacher.shape[-2:]))
+        return self.loss_fn(student, teacher.detach(), mask, **self.config.params)
+
+
+def build_terms(
+    configs: list[TermConfig], student: nn.Module, teacher: nn.Module, height: int, width: int
+) -> nn.ModuleDict:
+    """Check every term against both models and build it with the taps' shapes at H×W."""
+    names = [c.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"distillation term names must be unique; repeated: {', '.join(duplicates)}")
+    for c in configs:
+        check_tap(student, c.student, "student", c.name)
+        check_tap(teacher, c.teacher, "teacher", c.name)
+    student_shapes = student.tap_shapes(height, width, batch=2) if configs else {}
+    teacher_shapes = teacher.tap_shapes(height, width, batch=2) if configs else {}
+    disparity_shape = (2, height, width)
+    terms = nn.ModuleDict()
+    for c in configs:
+        s_shape = disparity_shape if c.student == DISPARITY else student_shapes[c.student]
+        t_shape = disparity_shape if c.teacher == DISPARITY else teacher_shapes[c.teacher]
+        terms[c.name] = DistillTerm(c, s_shape, t_shape)
+    return terms

@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+from stereodistill.distill.adapters import build_adapter
+from stereodistill.distill.masks import full_resolution_mask, resize_mask
+from stereodistill.distill.terms import TermConfig, build_terms
+from stereodistill.errors import ConfigError
+
+from ..models.tiny import TinyNet
+
+
+def test_conv_adapter_maps_channels_of_features_and_volumes():
+    a2 = build_adapter("conv", "feat.left.s4", (2, 8, 4, 6), (2, 16, 4, 6))
+    s, t = a2(torch.randn(2, 8, 4, 6), torch.randn(2, 16, 4, 6))
+    assert s.shape == t.shape
+    a3 = build_adapter("conv", "volume.cost", (2, 8, 3, 4, 6), (2, 40, 3, 4, 6))
+    assert a3(torch.randn(2, 8, 3, 4, 6), torch.randn(2, 40, 3, 4, 6))[0].shape == (2, 40, 3, 4, 6)
+    with pytest.raises(ConfigError, match="channels only"):
+        build_adapter("conv", "feat.left.s4", (2, 8, 4, 6), (2, 16, 8, 12))
+
+
+def test_resize_adapter_resizes_features_and_the_disparity_axis_of_logits():
+    r = build_adapter("resize", "feat.left.s2", (1, 4, 4, 6), (1, 4, 8, 12))
+    assert r(torch.randn(1, 4, 4, 6), torch.randn(1, 4, 8, 12))[0].shape == (1, 4, 8, 12)
+    r = build_adapter("resize", "logits.1", (1, 12, 4, 6), (1, 48, 16, 24))
+    assert r(torch.randn(1, 12, 4, 6), torch.randn(1, 48, 16, 24))[0].shape == (1, 48, 16, 24)
+
+
+def test_disparity_pool_sums_probabilities_of_the_teacher():
+    pool = build_adapter("disparity_pool", "logits.1", (1, 2, 1, 1), (1, 4, 1, 1))
+    teacher = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4])).reshape(1, 4, 1, 1)
+    _, pooled = pool(torch.zeros(1, 2, 1, 1), teacher)
+    torch.testing.assert_close(pooled.exp().flatten(), torch.tensor([0.3, 0.7]))
+    vol = build_adapter("disparity_pool", "volume.cost", (1, 2, 2, 1, 1), (1, 2, 6, 1, 1))
+    _, pooled = vol(torch.zeros(1, 2, 2, 1, 1), torch.ones(1, 2, 6, 1, 1))
+    assert pooled.shape == (1, 2, 2, 1, 1) and pooled.flatten().tolist() == [3.0] * 4
+    with pytest.raises(ConfigError, match="not a multiple"):
+        build_adapter("disparity_pool", "logits.1", (1, 5, 1, 1), (1, 12, 1, 1))
+
+
+def test_missing_adapter_and_unknown_adapter_are_errors():
+    with pytest.raises(ConfigError, match="add an adapter"):
+        build_adapter(None, "feat.left.s4", (1, 8, 4, 6), (1, 16, 4, 6))
+    with pytest.raises(ConfigError, match="unknown adapter"):
+        build_adapter("magic", "feat.left.s4", (1, 8, 4, 6), (1, 16, 4, 6))
+
+
+def test_masks_and_majority_resize():
+    gt = torch.tensor([[[1.0, 2.0, 3.0, 4.0]]])
+    valid = torch.tensor([[[True, True, True, False]]])
+    teacher = torch.tensor([[[1.5, 9.0, 3.0, 4.0]]])
+    mask = full_resolution_mask("teacher_correct", valid=valid, gt=gt, teacher_disparity=teacher)
+    assert mask.tolist() == [[[True, False, True, False]]]
+    prob = torch.tensor([[0.9, 0.4], [0.1, 0.6]]).reshape(1, 2, 1, 2)
+    assert full_resolution_mask("confidence", valid=valid, gt=gt, teacher_prob=prob).tolist() == [[[True, True]]]
+    big = torch.zeros(1, 4, 4, dtype=torch.bool)
+    big[:, :2, :2] = True
+    big[:, 2, 2] = True
+    assert resize_mask(big, (2, 2)).tolist() == [[[True, False], [False, False]]]
+    assert resize_mask(torch.ones(1, 1, 2, dtype=torch.bool), (2, 4)).all()
+
+
+def test_terms_are_checked_against_both_models():
+    student, teacher = TinyNet().train(), TinyNet().eval()
+    bad_tap = TermConfig(name="f", student="volume.agg.0", teacher="volume.cost", loss="cosine")
+    with pytest.raises(ConfigError, match=r"does not offer tap 'volume.agg.0'; it offers: disparity, feat.left.s4"):
+        build_terms([bad_tap], student, teacher, 32, 64)
+    bad_params = TermConfig(name="k", student="volume.cost", teacher="volume.cost", loss="cosine", params={"tau": 2})
+    with pytest.raises(ConfigError, match="bad params for loss 'cosine'"):
+        build_terms([bad_params], student, teacher, 32, 64)
+    twice = [TermConfig(name="a", student="disparity", teacher="disparity", loss="l1")] * 2
+    with pytest.raises(ConfigError, match="unique"):
+        build_terms(twice, student, teacher, 32, 64)
+    with pytest.raises(ConfigError, match="unknown mask"):
+        TermConfig(name="m", student="disparity", teacher="disparity", loss="l1", mask="everything")
+
+
+def test_built_terms_compute_masked_losses_with_gradients():
+    student, teacher = TinyNet().train(), TinyNet().eval()
+    configs = [
+        TermConfig(name="feat", student="feat.left.s4", teacher="feat.left.s4", loss="cosine", mask="valid_gt"),
+        TermConfig(name="disp", student="disparity", teacher="disparity", loss="smooth_l1", weight=0.1),
+        TermConfig(
+            name="vol",
+            student="volume.cost",
+            teacher="volume.cost",
+            loss="kl",
+            params={"tau": 2.0},
+            weight={"type": "step", "value": 5, "rate": 10, "epochs": [1]},
+        ),
+    ]
+    terms = build_terms(configs, student, teacher, 32, 64)
+    left, right = torch.rand(2, 3, 32, 64), torch.rand(2, 3, 32, 64)
+    s = student(left, right, taps=["feat.left.s4", "volume.cost"])
+    with torch.no_grad():
+        t = teacher(left, right, taps=["feat.left.s4", "volume.cost"])
+    valid = torch.ones(2, 32, 64, dtype=torch.bool)
+    total = terms["feat"](s.taps["feat.left.s4"], t.taps["feat.left.s4"], valid)
+    total = total + terms["disp"].weight(0, 0) * terms["disp"](s.disparity, t.disparity)
+    total = total + terms["vol"].weight(0, 1.5) * terms["vol"](s.taps["volume.cost"], t.taps["volume.cost"])
+    assert terms["vol"].weight(0, 1.5) == pytest.approx(0.5)
+    total.backward()
+    assert student.features.weight.grad.abs().sum() > 0
+    assert teacher.features.weight.grad is None
