@@ -1,0 +1,39 @@
+"""``stereodistill train`` (supervised) and ``stereodistill distill`` (teacher → student)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    for name, distill, text in (
+        ("train", False, "supervised training (teacher pre-training, the no-distillation baseline)"),
+        ("distill", True, "distil a teacher (from a checkpoint) into a student"),
+    ):
+        parser = commands.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. The YAML config is validated before any work starts; "
+            "KEY=VALUE items (dotted keys, YAML values) override it. Launch with torchrun for DDP.",
+        )
+        parser.add_argument("config", help="run config (YAML)")
+        parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. steps=2 optim.lr=2e-4")
+        parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+        parser.set_defaults(handler=run, distill=distill)
+
+
+def load_run_config(path: str, overrides: list[str]):
+    from stereodistill.config import apply_overrides, from_dict, load_yaml
+    from stereodistill.train.config import RunConfig
+
+    return from_dict(RunConfig, apply_overrides(load_yaml(path), overrides))
+
+
+def run(args: argparse.Namespace) -> int:
+    from stereodistill.train.trainer import Trainer
+
+    config = load_run_config(args.config, args.overrides)
+    result = Trainer(config, distill=args.distill, resume=args.resume).run()
+    print(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,152 @@
+"""Training data: datasets from config, augmentation, and a sampler whose order is a pure function of
+(seed, epoch), so that a resumed run sees exactly the batches the interrupted one would have seen,
+and a distributed run splits each global batch across processes.
+
+The sampler yields ``epoch · N + i`` for sample i, and :class:`SeededAugment` draws each sample's
+random crop and jitter from a generator seeded by that key: augmentation depends neither on the
+number of loader workers nor on where a run was resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from stereodistill.data.datasets import build_dataset
+from stereodistill.data.synthetic import SynthConfig, SyntheticStereo
+from stereodistill.data.transforms import ColorJitter, Compose, RandomCrop, VerticalFlip
+from stereodistill.errors import ConfigError
+from stereodistill.train.config import DataConfig, DatasetConfig
+
+
+def build(config: DatasetConfig, transform: Any = None) -> Dataset:
+    """The dataset a config names; ``synthetic`` is generated in memory."""
+    if config.dataset == "synthetic":
+        height, width = config.size
+        max_disp = int(config.max_disp) if config.max_disp is not None else 48
+        synth = SynthConfig(height=height, width=width, max_disp=max_disp, **config.options)
+        offset = 0 if config.split == "train" else 1_000_003  # test pairs never repeat train pairs
+        dataset: Dataset = SyntheticStereo(config.pairs, synth, seed=config.seed + offset, max_disp=max_disp)
+        return _Transformed(dataset, transform) if transform is not None else dataset
+    return build_dataset(
+        config.dataset,
+        config.root,
+        split=config.split,
+        list_file=config.list_file,
+        max_disp=config.max_disp,
+        transform=transform,
+        **config.options,
+    )
+
+
+class _Transformed(Dataset):
+    def __init__(self, dataset: Dataset, transform: Any) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.transform(self.dataset[index])
+
+
+class SeededAugment(Dataset):
+    """Key ``epoch · N + i`` → sample i, augmented with randomness seeded by (seed, key)."""
+
+    def __init__(self, dataset: Dataset, transform: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int) -> dict[str, Any]:
+        sample = self.dataset[key % len(self.dataset)]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + key)
+            return self.transform(sample)
+
+
+def train_transform(config: DataConfig) -> Compose:
+    steps: list[Any] = [RandomCrop(*config.crop)]
+    if config.color_jitter:
+        steps.append(ColorJitter())
+    if config.vertical_flip > 0:
+        steps.append(VerticalFlip(config.vertical_flip))
+    return Compose(steps)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of epoch e: a permutation seeded by (seed, e); this rank takes its share of each
+    global batch. ``start`` skips the first batches of the epoch (resume mid-epoch)."""
+
+    def __init__(self, size: int, global_batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if global_batch % world:
+            raise ConfigError(f"batch_size {global_batch} does not split across {world} processes")
+        if size < global_batch:
+            raise ConfigError(f"the training set has {size} samples, fewer than one batch of {global_batch}")
+        self.size = size
+        self.global_batch = global_batch
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+        self.epoch = 0
+        self.start_batch = 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.size // self.global_batch  # drop the last, partial batch
+
+    def set_position(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch = epoch
+        self.start_batch = start_batch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        per_rank = self.global_batch // self.world
+        offset = self.epoch * self.size
+        for b in range(self.start_batch, self.batches_per_epoch):
+            batch = order[b * self.global_batch : (b + 1) * self.global_batch]
+            yield from (offset + i for i in batch[self.rank * per_rank : (self.rank + 1) * per_rank])
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * (self.global_batch // self.world)
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; keep ``meta`` as a list of dicts (readers' meta keys may differ)."""
+    batch: dict[str, Any] = {"meta": [s.get("meta", {}) for s in samples]}
+    for key in ("left", "right", "disp", "valid"):
+        batch[key] = torch.stack([s[key] for s in samples])
+    return batch
+
+
+def _seed_worker(worker_id: int) -> None:
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def train_loader(dataset: Dataset, sampler: EpochSampler, workers: int, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=sampler.global_batch // sampler.world,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=_seed_worker,
+        generator=generator,
+        persistent_workers=False,
+        drop_last=True,
+    )

@@ -1,0 +1,74 @@
+"""Run logging: every scalar to a CSV (always), to TensorBoard (when installed), and a progress line
+(loss, lr, it/s, ETA) that is drawn only on a terminal."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class RunLogger:
+    """Long-format CSV (``step,stage,name,value``): terms may come and go between stages."""
+
+    def __init__(self, out: Path, *, enabled: bool = True, total_steps: int = 0) -> None:
+        self.enabled = enabled
+        self.total_steps = total_steps
+        self.tty = sys.stderr.isatty()
+        self._file = None
+        self._writer = None
+        self._tb = None
+        if not enabled:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        self._file = open(out / "scalars.csv", "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self._writer = csv.writer(self._file)
+        if self._file.tell() == 0:
+            self._writer.writerow(["step", "stage", "name", "value"])
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(out / "tensorboard"))
+        except Exception:  # tensorboard is optional
+            self._tb = None
+
+    def scalars(
+        self,
+        step: int,
+        values: dict[str, Any],
+        *,
+        rate: float | None = None,
+        stage: str = "",
+        every: int = 1,
+        force: bool = False,
+    ) -> None:
+        if not self.enabled:
+            return
+        if force or every <= 1 or step % every == 0 or step == self.total_steps:
+            for name, value in values.items():
+                self._writer.writerow([step, stage, name, f"{float(value):.6g}"])
+                if self._tb is not None:
+                    self._tb.add_scalar(name, float(value), step)
+            self._file.flush()
+        if self.tty and rate is not None:
+            eta = (self.total_steps - step) / rate if rate > 0 else math.inf
+            loss = values.get("total", math.nan)
+            print(
+                f"\r  step {step}/{self.total_steps} [{stage}] loss {loss:.4f} lr {values.get('lr', 0):.2e} "
+                f"{rate:.2f} it/s ETA {eta:.0f} s   ",
+                end="" if step < self.total_steps else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            print(("\n" if self.tty else "") + message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._tb is not None:
+            self._tb.close()

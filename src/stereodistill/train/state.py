@@ -1,0 +1,153 @@
+"""Resumable training checkpoints: safetensors for every tensor, JSON for everything else.
+
+A checkpoint at step k is ``step-000k.safetensors`` + ``step-000k.json`` (the model, loadable by
+``stereodistill.load_model``) and ``step-000k.state.safetensors`` (optimiser moments, adapters and
+learnable loss weights, RNG states); its JSON is written last, so a checkpoint without its JSON is
+incomplete and ignored. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from stereodistill.checkpoint import read_metadata, read_weights, save_model
+from stereodistill.errors import DataError
+from stereodistill.fileio import atomic_path
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state dict into tensors (safetensors) and the rest (JSON)."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for index, entries in info["scalars"].items():
+        state.setdefault(int(index), {}).update(entries)
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    info = {
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    return tensors, info
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, keys, pos, has_gauss, gauss = info["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = info["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_training_state(
+    directory: Path,
+    step: int,
+    model: torch.nn.Module,
+    extra: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    meta: dict[str, Any],
+) -> Path:
+    """Write the checkpoint of ``step``; returns the model weights' path."""
+    name = checkpoint_name(step)
+    optim_tensors, optim_info = _optimizer_tensors(optimizer)
+    rng_tensors, rng_info = rng_state()
+    extra_tensors = {f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra.state_dict().items()}
+    with atomic_path(directory / f"{name}.state.safetensors") as tmp:
+        save_file({**optim_tensors, **rng_tensors, **extra_tensors}, str(tmp))
+    training = {
+        "step": step,
+        "optimizer": optim_info,
+        "rng": rng_info,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+    }
+    return save_model(directory / name, model, training=training, **meta)
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoints whose JSON (written last) and both tensor files exist, oldest first."""
+    found = []
+    for info in sorted(directory.glob("step-*.json")):
+        base = info.with_suffix("")
+        if base.with_suffix(".safetensors").is_file() and (directory / f"{base.name}.state.safetensors").is_file():
+            found.append(base)
+    return found
+
+
+def load_training_state(
+    base: Path,
+    model: torch.nn.Module,
+    extra: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+) -> dict[str, Any]:
+    """Restore everything saved by :func:`save_training_state`; returns the checkpoint's metadata."""
+    meta = read_metadata(base)
+    training = meta.get("training")
+    if not isinstance(training, dict):
+        raise DataError(base.with_suffix(".json"), "not a training checkpoint (no 'training' state)")
+    model.load_state_dict(read_weights(base))
+    state_path = base.parent / f"{base.name}.state.safetensors"
+    try:
+        tensors = load_file(str(state_path))
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise DataError(state_path, f"not a readable training state ({exc})") from None
+    extra.load_state_dict({k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")})
+    _restore_optimizer(optimizer, tensors, training["optimizer"])
+    restore_rng(tensors, training["rng"])
+    if scaler is not None and training.get("scaler"):
+        scaler.load_state_dict(training["scaler"])
+    return meta
+
+
+def prune(directory: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step checkpoints (JSON first, so none looks complete)."""
+    for base in complete_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
+        for path in (
+            base.with_suffix(".json"),
+            base.with_suffix(".safetensors"),
+            base.parent / f"{base.name}.state.safetensors",
+        ):
+            path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    from stereodistill.fileio import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

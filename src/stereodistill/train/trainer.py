@@ -1,0 +1,404 @@
+"""The training loop, for supervised training and distillation alike.
+
+One optimiser step = ``accumulate`` micro-batches. Per micro-batch: the teacher (eval mode, no
+gradient, never wrapped in DDP) produces the taps the terms ask for; the student (wrapped, with the
+adapters and learnable loss weights, so DDP synchronises all of them) produces its taps; the loss is
+the supervised term plus the active distillation terms, each with its scheduled weight, combined
+by the run's weighting. A non-finite loss skips the step; ``max_nonfinite`` in a row abort the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+
+from stereodistill.checkpoint import load_model, save_model
+from stereodistill.config import to_dict
+from stereodistill.distill.losses import multi_output_loss
+from stereodistill.distill.masks import full_resolution_mask
+from stereodistill.distill.terms import DISPARITY, build_terms
+from stereodistill.distill.weights import build_schedule, build_weighting
+from stereodistill.errors import ConfigError, StereoDistillError
+from stereodistill.evaluate.evaluator import evaluate_dataset
+from stereodistill.fileio import write_text_atomic
+from stereodistill.models import build_model
+from stereodistill.models.import_original import import_checkpoint
+from stereodistill.train import data as train_data
+from stereodistill.train import state as ckpt
+from stereodistill.train.config import RunConfig, StageConfig
+from stereodistill.train.logging import RunLogger
+from stereodistill.train.optim import build_optimizer, lr_factor, set_lr
+
+SUPERVISED = "supervised"
+
+
+class TrainingError(StereoDistillError, RuntimeError):
+    """A run cannot go on (e.g. the loss stayed non-finite)."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class StudentWithExtras(nn.Module):
+    """What trains: the student, the terms' adapters and the weighting's parameters (one DDP unit)."""
+
+    def __init__(self, student: nn.Module, terms: nn.ModuleDict, weighting: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+        self.terms = terms
+        self.weighting = weighting
+
+    def extras(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"terms": self.terms, "weighting": self.weighting})
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, taps: frozenset[str]) -> Any:
+        return self.student(left, right, taps=taps)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, *, distill: bool, resume: bool = False) -> None:
+        if distill and config.teacher is None:
+            raise ConfigError("distill needs a 'teacher' section (checkpoint, or original + arch)")
+        if distill and not config.distill.terms:
+            raise ConfigError("distill needs at least one term in 'distill.terms'")
+        if not distill and config.distill.terms:
+            raise ConfigError("'distill.terms' given to `train`; use `stereodistill distill` for distillation")
+        self.config = config
+        self.distill = distill
+        self.out = Path(config.output_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.dist = Distributed.from_env()
+        self.device = resolve_device(config.device)
+        if self.dist.world > 1:
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if not dist.is_initialized():
+                dist.init_process_group(backend)
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(self.device)
+        seed_everything(config.seed)
+
+        # Networks ---------------------------------------------------------------------------
+        self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
+        if config.model.init:
+            init = load_model(config.model.init)
+            self.student.load_state_dict(init.state_dict())
+        self.teacher = self._load_teacher() if distill else None
+        height, width = config.data.crop
+        terms = (
+            build_terms(config.distill.terms, self.student.train(), self.teacher, height, width)
+            if distill
+            else nn.ModuleDict()
+        )
+        weighting = build_weighting(config.distill.weighting, [SUPERVISED, *terms.keys()])
+        if config.sync_bn and self.dist.world > 1 and self.device.type == "cuda":
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+        self.unit = StudentWithExtras(self.student, terms, weighting).to(self.device)
+        if config.channels_last:
+            self.unit = self.unit.to(memory_format=torch.channels_last)  # 2-D convolutions only
+        self.wrapped: nn.Module = self.unit
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(self.unit, device_ids=ids, find_unused_parameters=True)
+        self.supervised_weight = build_schedule(config.supervised.weight)
+        self.loss_weights = tuple(config.supervised.weights or self.student.loss_weights)
+
+        # What each forward must return ---------------------------------------------------------
+        self.student_taps = frozenset(t.student for t in config.distill.terms if t.student != DISPARITY)
+        teacher_taps = {t.teacher for t in config.distill.terms if t.teacher != DISPARITY}
+        if any(t.mask == "confidence" for t in config.distill.terms):
+            teacher_taps.add("prob")
+        self.teacher_taps = frozenset(teacher_taps)
+
+        # Data -----------------------------------------------------------------------------------
+        dataset = train_data.build(config.data.train)
+        self.sampler = train_data.EpochSampler(
+            len(dataset), config.data.batch_size, config.seed, self.dist.rank, self.dist.world
+        )
+        augmented = train_data.SeededAugment(dataset, train_data.train_transform(config.data), config.seed)
+        self.loader = train_data.train_loader(augmented, self.sampler, config.data.workers, config.seed)
+        self.val_set = train_data.build(config.data.val) if config.data.val is not None else None
+
+        # Optimisation ---------------------------------------------------------------------------
+        self.optimizer = build_optimizer(self.unit.parameters(), config.optim)
+        amp = config.amp
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16" and self.device.type == "cuda")
+        self.step = 0
+        self.best_epe = float("inf")
+        self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
+        if resume:
+            self._resume()
+
+    # -- set-up helpers -------------------------------------------------------------------------------
+    def _load_teacher(self) -> nn.Module:
+        t = self.config.teacher
+        assert t is not None
+        teacher = (
+            load_model(t.checkpoint)
+            if t.checkpoint
+            else import_checkpoint(t.original, arch=t.arch, max_disp=t.max_disp)
+        )
+        teacher = teacher.to(self.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    def _resume(self) -> None:
+        found = ckpt.complete_checkpoints(self.ckpt_dir)
+        if not found:
+            raise ConfigError(f"--resume: no complete checkpoint in {self.ckpt_dir}")
+        meta = ckpt.load_training_state(found[-1], self.unit.student, self.unit.extras(), self.optimizer, self.scaler)
+        self.step = int(meta["training"]["step"])
+        self.best_epe = float(meta.get("best_epe", float("inf")))
+        self.logger.note(f"resumed from {found[-1].name} at step {self.step}")
+
+    # -- schedule ----------------------------------------------------------------------------------------
+    def stage_at(self, step: int) -> StageConfig:
+        if not self.config.stages:
+            return StageConfig(name="main", steps=self.config.total_steps)
+        end = 0
+        for stage in self.config.stages:
+            end += stage.steps
+            if step < end:
+                return stage
+        return self.config.stages[-1]
+
+    def epoch_at(self, step: int) -> float:
+        if self.config.epoch_steps:
+            return step / self.config.epoch_steps
+        return step * self.config.optim.accumulate / self.sampler.batches_per_epoch
+
+    # -- one micro-batch ---------------------------------------------------------------------------------
+    def compute_losses(self, batch: dict[str, Any], stage: StageConfig, step: int, epoch: float):
+        left, right = batch["left"].to(self.device), batch["right"].to(self.device)
+        gt, valid = batch["disp"].to(self.device), batch["valid"].to(self.device)
+        if self.config.channels_last:
+            left, right = (
+                left.contiguous(memory_format=torch.channels_last),
+                right.contiguous(memory_format=torch.channels_last),
+            )
+        active = [name for name in self.unit.terms if stage.terms is None or name in stage.terms]
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            teacher_out = None
+            if active:
+                with torch.no_grad():
+                    teacher_out = self.teacher(left, right, taps=self.teacher_taps)
+            out = self.wrapped(left, right, self.student_taps if active else frozenset())
+        losses: dict[str, torch.Tensor] = {}
+        if stage.supervised:
+            sup = multi_output_loss(
+                [p.float() for p in out.predictions], gt, valid, self.loss_weights, self.config.supervised.loss
+            )
+            losses[SUPERVISED] = self.supervised_weight(step, epoch) * sup
+        for name in active:
+            term = self.unit.terms[name]
+            cfg = term.config
+            s = out.disparity if cfg.student == DISPARITY else out.taps[cfg.student]
+            t = teacher_out.disparity if cfg.teacher == DISPARITY else teacher_out.taps[cfg.teacher]
+            mask = None
+            if cfg.mask is not None:
+                mask = full_resolution_mask(
+                    cfg.mask,
+                    valid=valid,
+                    gt=gt,
+                    teacher_disparity=teacher_out.disparity,
+                    teacher_prob=teacher_out.taps.get("prob"),
+                    threshold=cfg.mask_threshold,
+                )
+            losses[name] = term.weight(step, epoch) * term(s.float(), t.float(), mask)
+        if not losses:
+            raise ConfigError(f"stage {stage.name!r} has neither supervision nor active terms")
+        total, factors = self.unit.weighting(losses)
+        return total, losses, factors
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        total_steps = config.total_steps
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+        accumulate = config.optim.accumulate
+        micro = self.step * accumulate
+        epoch_index, start_batch = divmod(micro, self.sampler.batches_per_epoch)
+        self.sampler.set_position(epoch_index, start_batch)
+        iterator = iter(self.loader)
+        self.unit.train()
+        nonfinite = 0
+        started = time.perf_counter()
+        start_step = self.step
+        while self.step < total_steps:
+            stage = self.stage_at(self.step)
+            epoch = self.epoch_at(self.step)
+            base_lr = stage.lr if stage.lr is not None else config.optim.lr
+            set_lr(self.optimizer, base_lr * lr_factor(config.optim, self.step, total_steps, epoch))
+            self.optimizer.zero_grad(set_to_none=True)
+            parts: dict[str, float] = {}
+            finite = True
+            for k in range(accumulate):
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    epoch_index += 1
+                    self.sampler.set_position(epoch_index, 0)
+                    self._end_epoch()
+                    iterator = iter(self.loader)
+                    batch = next(iterator)
+                sync = (
+                    self.wrapped.no_sync() if self.dist.world > 1 and k < accumulate - 1 else contextlib.nullcontext()
+                )
+                with sync:
+                    total, losses, factors = self.compute_losses(batch, stage, self.step, epoch)
+                    if not torch.isfinite(total):
+                        finite = False
+                        break
+                    self.scaler.scale(total / accumulate).backward()
+                for name, value in losses.items():
+                    parts[name] = parts.get(name, 0.0) + float(value.detach()) / accumulate
+                parts["total"] = parts.get("total", 0.0) + float(total.detach()) / accumulate
+            if self.dist.world > 1:
+                flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
+                dist.all_reduce(flag)
+                finite = bool(flag.item() == 0)
+            if not finite:
+                nonfinite += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                self.logger.note(f"step {self.step}: non-finite loss, step skipped ({nonfinite} in a row)")
+                if nonfinite >= config.max_nonfinite:
+                    raise TrainingError(
+                        f"the loss was non-finite for {nonfinite} steps in a row (at step {self.step}); "
+                        "lower the learning rate, enable grad_clip, or check the data with `stereodistill data check`"
+                    )
+                self.step += 1
+                continue
+            nonfinite = 0
+            if config.optim.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.unit.parameters(), config.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step += 1
+            rate = (self.step - start_step) / max(time.perf_counter() - started, 1e-9)
+            self.logger.scalars(
+                self.step,
+                {
+                    "epoch": epoch,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    **parts,
+                    **{f"factor/{k}": v for k, v in factors.items()},
+                },
+                rate=rate,
+                stage=stage.name,
+                every=config.log_every,
+            )
+            self._epoch_means_add(parts)
+            if config.val_every and self.step % config.val_every == 0 and self.step < total_steps:
+                self.validate()
+            if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < total_steps:
+                self.save_checkpoint()
+        metrics = self.validate() if self.val_set is not None else {}
+        self.save_checkpoint()
+        if self.dist.main:
+            save_model(self.out / "model", self.unit.student, step=self.step, metrics=metrics, run=config.name)
+        self.logger.close()
+        if self.dist.world > 1:
+            dist.barrier()
+        return {"step": self.step, "metrics": metrics, "model": str(self.out / "model.safetensors")}
+
+    # -- epochs, validation, checkpoints -------------------------------------------------------------
+    _epoch_sums: dict[str, float]
+
+    def _epoch_means_add(self, parts: dict[str, float]) -> None:
+        sums = getattr(self, "_epoch_sums", {})
+        for name, value in parts.items():
+            sums[name] = sums.get(name, 0.0) + value
+        sums["_n"] = sums.get("_n", 0.0) + 1
+        self._epoch_sums = sums
+
+    def _end_epoch(self) -> None:
+        sums = getattr(self, "_epoch_sums", {})
+        n = sums.pop("_n", 0.0)
+        if n:
+            self.unit.weighting.end_epoch({k: v / n for k, v in sums.items()})
+        self._epoch_sums = {}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if self.val_set is None or not self.dist.main:
+            return {}
+        model = self.unit.student
+        was_training = model.training
+        model.eval()
+
+        def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            return model(left.to(self.device), right.to(self.device)).disparity
+
+        accumulator = evaluate_dataset(predict, self.val_set, limit=self.config.val_samples)
+        model.train(was_training)
+        metrics = accumulator.pooled()
+        self.logger.scalars(self.step, {f"val/{k}": v for k, v in metrics.items()}, every=1, force=True)
+        if metrics["epe"] < self.best_epe:
+            self.best_epe = metrics["epe"]
+            save_model(self.out / "best", model, step=self.step, metrics=metrics, run=self.config.name)
+        return metrics
+
+    def save_checkpoint(self) -> None:
+        if not self.dist.main:
+            return
+        ckpt.save_training_state(
+            self.ckpt_dir,
+            self.step,
+            self.unit.student,
+            self.unit.extras(),
+            self.optimizer,
+            self.scaler,
+            {"run": self.config.name, "best_epe": self.best_epe},
+        )
+        ckpt.prune(self.ckpt_dir, self.config.keep_last)
