@@ -259,7 +259,8 @@ class Trainer:
         return total, losses, factors
 
     # -- the loop ----------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to the end, or until step ``stop_at`` (then checkpoint and return: resume later)."""
         config = self.config
         total_steps = config.total_steps
         if self.dist.main:
@@ -275,6 +276,10 @@ class Trainer:
         started = time.perf_counter()
         start_step = self.step
         while self.step < total_steps:
+            if stop_at is not None and self.step >= stop_at:
+                self.save_checkpoint()
+                self.logger.close()
+                return {"step": self.step, "stopped": True}
             stage = self.stage_at(self.step)
             epoch = self.epoch_at(self.step)
             base_lr = stage.lr if stage.lr is not None else config.optim.lr

@@ -1,0 +1,143 @@
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from stereodistill.checkpoint import load_model
+from stereodistill.config import from_dict
+from stereodistill.errors import ConfigError
+from stereodistill.train.config import RunConfig
+from stereodistill.train.trainer import Trainer, TrainingError
+
+TINY = {
+    "model": {"arch": "dsnet", "max_disp": 16},
+    "data": {
+        "train": {"dataset": "synthetic", "pairs": 8, "size": [32, 64], "max_disp": 16},
+        "crop": [32, 64],
+        "batch_size": 2,
+    },
+    "steps": 3,
+    "optim": {"lr": 1e-3, "schedule": "cosine"},
+    "log_every": 1,
+}
+
+
+def config(tmp_path, **changes):
+    data = {**TINY, "output": str(tmp_path), **changes}
+    return from_dict(RunConfig, data)
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_supervised_run_writes_model_log_config_and_checkpoint(tmp_path):
+    val = {"dataset": "synthetic", "pairs": 2, "size": [32, 64], "max_disp": 16, "split": "test"}
+    cfg = config(tmp_path, data={**TINY["data"], "val": val})
+    result = Trainer(cfg, distill=False).run()
+    assert result["step"] == 3 and 0 < result["metrics"]["epe"] < 16
+    for name in ("model.safetensors", "model.json", "best.safetensors", "config.yaml", "scalars.csv"):
+        assert (tmp_path / name).is_file(), name
+    assert load_model(tmp_path / "model").arch == "dsnet"
+    rows = (tmp_path / "scalars.csv").read_text().splitlines()
+    assert rows[0] == "step,stage,name,value" and any(",supervised," in r for r in rows)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    full = Trainer(config(tmp_path / "a", steps=4), distill=False)
+    full.run()
+    first = Trainer(config(tmp_path / "b", steps=4), distill=False)
+    assert first.run(stop_at=2) == {"step": 2, "stopped": True}
+    resumed = Trainer(config(tmp_path / "b", steps=4), distill=False, resume=True)
+    assert resumed.step == 2
+    resumed.run()
+    expected, got = params(full.unit.student), params(resumed.unit.student)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_nonfinite_loss_skips_then_aborts(tmp_path):
+    cfg = config(tmp_path, max_nonfinite=2, supervised={"weight": float("nan")})
+    with pytest.raises(TrainingError, match="non-finite for 2 steps in a row"):
+        Trainer(cfg, distill=False).run()
+
+
+def test_distill_requires_teacher_and_valid_taps(tmp_path):
+    Trainer(config(tmp_path / "t", steps=1), distill=False).run()
+    teacher = {"checkpoint": str(tmp_path / "t" / "model")}
+    with pytest.raises(ConfigError, match="teacher"):
+        Trainer(config(tmp_path / "d"), distill=True)
+    bad = {"terms": [{"name": "x", "student": "volume.agg.9", "teacher": "volume.cost", "loss": "cosine"}]}
+    with pytest.raises(ConfigError, match=r"does not offer tap 'volume.agg.9'; it offers: disparity, feat.left.s2"):
+        Trainer(config(tmp_path / "d", teacher=teacher, distill=bad), distill=True)
+    with pytest.raises(ConfigError, match="use `stereodistill distill`"):
+        Trainer(config(tmp_path / "d", distill=bad), distill=False)
+
+
+def test_distillation_with_stages_masks_and_adaptive_weights(tmp_path):
+    Trainer(config(tmp_path / "t", steps=1), distill=False).run()
+    distill = {
+        "terms": [
+            {"name": "feat", "student": "feat.left.s2", "teacher": "feat.left.s2", "loss": "cosine"},
+            {
+                "name": "soft",
+                "student": "logits.2",
+                "teacher": "logits.2",
+                "loss": "kl",
+                "params": {"tau": 2.0},
+                "mask": "teacher_correct",
+            },
+            {"name": "pseudo", "student": "disparity", "teacher": "disparity", "loss": "smooth_l1", "weight": 0.1},
+        ],
+        "weighting": {"type": "uncertainty"},
+    }
+    stages = [{"name": "features", "steps": 1, "terms": ["feat"], "supervised": False}, {"name": "all", "steps": 2}]
+    cfg = config(tmp_path / "d", teacher={"checkpoint": str(tmp_path / "t" / "model")}, distill=distill, stages=stages)
+    trainer = Trainer(cfg, distill=True)
+    before = trainer.unit.weighting.log_vars.detach().clone()
+    teacher_before = params(trainer.teacher)
+    trainer.run()
+    rows = (tmp_path / "d" / "scalars.csv").read_text().splitlines()
+    assert any(r.startswith("1,features,feat,") for r in rows)
+    assert not any(r.startswith("1,features,supervised,") for r in rows)
+    assert any(r.startswith("3,all,soft,") for r in rows)
+    assert not torch.equal(trainer.unit.weighting.log_vars.detach(), before)  # learnable weights trained
+    for key, value in params(trainer.teacher).items():
+        assert torch.equal(value, teacher_before[key])  # the teacher never changes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    data = {**TINY["data"], "batch_size": 4}
+    cfg = from_dict(RunConfig, {**TINY, "data": data, "output": out, "device": "cpu"})
+    Trainer(cfg, distill=False).run()
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
+    port = _free_port()
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path / "ddp")), nprocs=2, start_method="spawn")
+    ddp = load_model(tmp_path / "ddp" / "model")
+    # One process, same global batch of 4 as two accumulated micro-batches of 2 (DDP's per-rank share),
+    # with one thread as in the workers: Adam's first steps turn tiny rounding differences into lr-sized ones.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = Trainer(config(tmp_path / "one", optim={**TINY["optim"], "accumulate": 2}), distill=False)
+        single.run()
+    finally:
+        torch.set_num_threads(threads)
+    expected = params(single.unit.student)
+    for key, value in params(ddp).items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=1e-5, msg=key)
