@@ -99,9 +99,14 @@ class Hourglass(nn.Module):
 
 
 def classifier(channels: int) -> nn.Sequential:
-    """The 3-D head that turns an aggregated volume into one logit per disparity (``classif*``)."""
+    """The 3-D head that turns an aggregated volume into one logit per disparity (``classif*``).
+
+    Laid out flat (conv+BN, ReLU, conv) as the family releases it: ``0.0``, ``0.1``, ``2``.
+    """
     return nn.Sequential(
-        conv_bn_relu_3d(channels, channels, 3, 1, 1), nn.Conv3d(channels, 1, 3, padding=1, stride=1, bias=False)
+        conv_bn_3d(channels, channels, 3, 1, 1),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(channels, 1, 3, padding=1, stride=1, bias=False),
     )
 
 

@@ -5,7 +5,8 @@ refuses anything but tensors and plain containers, so a malicious file cannot ru
 are found under ``state_dict`` (PSMNet), ``model`` (GwcNet, ACVNet, the DSNet code) or at the top
 level, ``module.`` prefixes from DataParallel are dropped, the architecture renames or drops what
 its release names differently (:meth:`StereoModel.map_original_state`), and then every tensor must
-land in one of our parameters or buffers and every one of ours must be filled.
+land in one of our parameters or buffers and every one of ours must be filled (BatchNorm's
+``num_batches_tracked`` counters, absent from pre-0.4.1 releases, excepted).
 """
 
 from __future__ import annotations
@@ -59,5 +60,10 @@ def import_checkpoint(path: str | Path, arch: str, **config: Any) -> StereoModel
     """Our ``arch`` network, in eval mode, holding the weights of an original-repository checkpoint."""
     model = build_model(arch, **config)
     state = model.map_original_state(read_original(path))
+    # Releases saved before PyTorch 0.4.1 (PSMNet's, for one) lack BatchNorm's batch counter; it only
+    # matters for momentum=None, which none of these networks uses, so it starts from zero.
+    for key, value in model.state_dict().items():
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
     load_state_strict(model, state, path)
     return model.eval()
