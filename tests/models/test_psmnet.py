@@ -10,10 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stereodistill.checkpoint import load_state_strict
 from stereodistill.errors import ConfigError, InputError
 from stereodistill.models.blocks import soft_argmin
-from stereodistill.models.import_original import read_original
+from stereodistill.models.import_original import import_checkpoint
 from stereodistill.models.psmnet import PSMNet, PyramidPool
 from stereodistill.models.registry import MODELS
 
@@ -234,8 +233,7 @@ def test_imports_release_checkpoint_without_batch_counters(tmp_path):
     state = {"module." + k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
     path = tmp_path / "pretrained.tar"
     torch.save({"epoch": 10, "state_dict": state, "train_loss": 0.5}, path)
-    target = PSMNet(max_disp=MAX_DISP)  # initialised from another random state
-    load_state_strict(target, target.map_original_state(read_original(path)), path)
+    target = import_checkpoint(path, arch="psmnet", max_disp=MAX_DISP)
     for key, value in source.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             assert torch.equal(target.state_dict()[key], value), key

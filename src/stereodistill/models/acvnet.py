@@ -15,7 +15,6 @@ attention weights times the concatenation volume.
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -31,7 +30,8 @@ from stereodistill.models.blocks import (
     attention_patch_convs,
     classifier,
     conv_bn,
-    conv_bn_3d,
+    conv_bn_pair_3d,
+    init_release_weights,
     regress,
 )
 from stereodistill.models.cost_volume import concat_volume, groupwise_correlation_volume
@@ -51,35 +51,12 @@ class AttentionHourglass(Hourglass):
         return self.attention_block(x)
 
 
-def conv_bn_relu_stack(in_ch: int, out_ch: int, final_relu: bool) -> nn.Sequential:
-    """Two 3×3×3 conv+BN with a ReLU between (and after, if ``final_relu``), flat as the releases
-    name them (``dres0.0.0``, ``dres0.2.0``); ``blocks.conv_bn_relu_3d`` would nest one level deeper."""
-    layers: list[nn.Module] = [conv_bn_3d(in_ch, out_ch, 3, 1, 1), nn.ReLU(inplace=True)]
-    layers += [conv_bn_3d(out_ch, out_ch, 3, 1, 1)]
-    if final_relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
 def left_kept_concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> torch.Tensor:
     """The concatenation volume as ACVNet builds it: unlike GwcNet's (and ``concat_volume``), the left
     half keeps its features where ``x − d < 0``; only the shifted right half is zero there."""
     volume = concat_volume(left, right, max_disp)
     volume[:, : left.shape[1]] = left.unsqueeze(2)
     return volume
-
-
-def init_like_release(model: nn.Module) -> None:
-    """The releases' initialisation: He-normal convolutions (fan-out), unit BN, zero linear biases."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Conv3d):
-            fan_out = math.prod(module.kernel_size) * module.out_channels
-            module.weight.data.normal_(0, math.sqrt(2.0 / fan_out))
-        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm3d):
-            module.weight.data.fill_(1)
-            module.bias.data.zero_()
-        elif isinstance(module, nn.Linear):
-            module.bias.data.zero_()
 
 
 @MODELS.register("acvnet")
@@ -110,17 +87,17 @@ class ACVNet(StereoModel):
         for name, conv in attention_patch_convs(self.num_groups).items():
             self.add_module(name, conv)
         att, suffix = self.attention_channels, self.attention_suffix
-        self.add_module(f"dres1_att{suffix}", conv_bn_relu_stack(self.num_groups, att, final_relu=False))
+        self.add_module(f"dres1_att{suffix}", conv_bn_pair_3d(self.num_groups, att, att, final_relu=False))
         self.add_module(f"dres2_att{suffix}", AttentionHourglass(att))
         self.add_module(f"classif_att{suffix}", classifier(att))
-        self.dres0 = conv_bn_relu_stack(2 * self.concat_channels, 32, final_relu=True)
-        self.dres1 = conv_bn_relu_stack(32, 32, final_relu=False)
+        self.dres0 = conv_bn_pair_3d(2 * self.concat_channels, 32, 32, final_relu=True)
+        self.dres1 = conv_bn_pair_3d(32, 32, 32, final_relu=False)
         self.dres2 = AttentionHourglass(32)
         self.dres3 = AttentionHourglass(32)
         self.classif0 = classifier(32)
         self.classif1 = classifier(32)
         self.classif2 = classifier(32)
-        init_like_release(self)
+        init_release_weights(self)
 
     def offered_taps(self) -> tuple[str, ...]:
         return (

@@ -7,9 +7,13 @@ releases, so that the parameter names of an original checkpoint map onto ours on
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stereodistill.errors import ConfigError
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> nn.Sequential:
@@ -37,6 +41,40 @@ def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int) -> n
 
 def conv_bn_relu_3d(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, pad: int = 1) -> nn.Sequential:
     return nn.Sequential(conv_bn_3d(in_ch, out_ch, kernel, stride, pad), nn.ReLU(inplace=True))
+
+
+def conv_bn_pair_3d(in_ch: int, mid_ch: int, out_ch: int, final_relu: bool) -> nn.Sequential:
+    """Two 3×3×3 conv+BN with a ReLU between (and after, if ``final_relu``), laid out flat as the
+    releases name them (``dres0.0.0``, ``dres0.2.0``): the entry (``dres0``) and residual (``dres1``)
+    stages of every 3-D aggregation in the family."""
+    layers: list[nn.Module] = [conv_bn_3d(in_ch, mid_ch, 3, 1, 1), nn.ReLU(inplace=True)]
+    layers.append(conv_bn_3d(mid_ch, out_ch, 3, 1, 1))
+    if final_relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def init_release_weights(model: nn.Module) -> None:
+    """The family's initialisation: convolutions N(0, 2/n) with n = kernel volume × out channels,
+    batch norm to identity, linear biases zero (transposed convolutions keep PyTorch's), so that a
+    network trained from scratch starts where the original did."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Conv3d):
+            fan_out = math.prod(module.kernel_size) * module.out_channels
+            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm3d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def check_hourglass_disparity(arch: str, max_disp: int) -> None:
+    """A 3-D hourglass halves the disparity axis (D/4) twice and doubles it back: D/4 must divide by 4."""
+    if max_disp % 16:
+        raise ConfigError(
+            f"{arch}: max_disp must be a multiple of 16 (its hourglasses need D/4 % 4 == 0), got {max_disp}"
+        )
 
 
 class BasicBlock(nn.Module):

@@ -30,15 +30,17 @@ import torch
 import torch.nn.functional as F
 
 from stereodistill.errors import ConfigError
-from stereodistill.models.blocks import Hourglass, apply_attention_patches, attention_patch_convs, classifier
-from stereodistill.models.features import ResNetFeatures
-from stereodistill.models.gwcnet import (
-    FEATURE_TAPS,
-    GroupwiseStereoNet,
+from stereodistill.models.blocks import (
+    Hourglass,
+    apply_attention_patches,
+    attention_patch_convs,
     check_hourglass_disparity,
-    init_family_weights,
-    residual_stage,
+    classifier,
+    conv_bn_pair_3d,
+    init_release_weights,
 )
+from stereodistill.models.features import ResNetFeatures
+from stereodistill.models.gwcnet import FEATURE_TAPS, GroupwiseStereoNet
 from stereodistill.models.output import StereoOutput, TapRecorder
 from stereodistill.models.registry import MODELS
 
@@ -103,12 +105,12 @@ class DSNet(GroupwiseStereoNet):
         self.build_aggregation(self.num_groups, self.entry_channels, hourglass_channels, num_hourglasses)
         # Per instance: the number of predictions follows num_hourglasses.
         self.loss_weights = dsnet_loss_weights(num_hourglasses + 1)
-        init_family_weights(self)
+        init_release_weights(self)
 
     def build_attention(self, channels: int) -> None:
         for name, conv in attention_patch_convs(self.num_groups, PATCH_SPLITS).items():
             self.add_module(name, conv)  # patch, patch_l1, patch_l2, patch_l3 as released
-        self.dres1_att = residual_stage(self.num_groups, channels)
+        self.dres1_att = conv_bn_pair_3d(self.num_groups, channels, channels, final_relu=False)
         self.dres2_att = Hourglass(channels)
         self.classif_att = classifier(channels)
 

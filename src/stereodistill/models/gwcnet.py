@@ -17,7 +17,6 @@ family.
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -25,7 +24,15 @@ from torch import nn
 
 from stereodistill.errors import ConfigError
 from stereodistill.models.base import StereoModel
-from stereodistill.models.blocks import Hourglass, classifier, conv_bn, conv_bn_3d, regress
+from stereodistill.models.blocks import (
+    Hourglass,
+    check_hourglass_disparity,
+    classifier,
+    conv_bn,
+    conv_bn_pair_3d,
+    init_release_weights,
+    regress,
+)
 from stereodistill.models.cost_volume import concat_volume, groupwise_correlation_volume
 from stereodistill.models.features import ResNetFeatures
 from stereodistill.models.output import StereoOutput, TapRecorder
@@ -36,45 +43,6 @@ FEATURE_TAPS = ("feat.left.s2", "feat.right.s2", "feat.left.s4", "feat.right.s4"
 
 
 # ---------------------------------------------------------------------------------- building blocks
-def entry_stage(in_ch: int, mid_ch: int, out_ch: int) -> nn.Sequential:
-    """``dres0``: two conv-bn-relu that bring the cost volume to the aggregation width."""
-    return nn.Sequential(
-        conv_bn_3d(in_ch, mid_ch, 3, 1, 1),
-        nn.ReLU(inplace=True),
-        conv_bn_3d(mid_ch, out_ch, 3, 1, 1),
-        nn.ReLU(inplace=True),
-    )
-
-
-def residual_stage(in_ch: int, out_ch: int) -> nn.Sequential:
-    """``dres1`` (and DSNet's ``dres1_att``): conv-bn-relu, conv-bn, no final activation."""
-    return nn.Sequential(
-        conv_bn_3d(in_ch, out_ch, 3, 1, 1),
-        nn.ReLU(inplace=True),
-        conv_bn_3d(out_ch, out_ch, 3, 1, 1),
-    )
-
-
-def init_family_weights(model: nn.Module) -> None:
-    """The releases' initialisation (He-normal over kernel × out channels, BN to identity), so that
-    training from scratch starts where the originals did. Transposed convolutions keep PyTorch's."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Conv3d):
-            fan = math.prod(module.kernel_size) * module.out_channels
-            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan))
-        elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm3d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-
-
-def check_hourglass_disparity(arch: str, max_disp: int) -> None:
-    """A 3-D hourglass halves the disparity axis (D/4) twice and doubles it back: D/4 must divide by 4."""
-    if max_disp % 16:
-        raise ConfigError(
-            f"{arch}: max_disp must be a multiple of 16 (its hourglasses need D/4 % 4 == 0), got {max_disp}"
-        )
-
-
 class GwcFeatures(ResNetFeatures):
     """ResNet features plus, when ``concat_channels`` > 0, the ``lastconv`` that compresses the
     320-channel ``gwc_feature`` into the small feature the concatenation volume is built from."""
@@ -114,8 +82,8 @@ class GroupwiseStereoNet(StereoModel):
 
     def build_aggregation(self, in_ch: int, entry_ch: int, channels: int, num_hourglasses: int) -> None:
         self.num_hourglasses = num_hourglasses
-        self.dres0 = entry_stage(in_ch, entry_ch, channels)
-        self.dres1 = residual_stage(channels, channels)
+        self.dres0 = conv_bn_pair_3d(in_ch, entry_ch, channels, final_relu=True)
+        self.dres1 = conv_bn_pair_3d(channels, channels, channels, final_relu=False)
         for k in range(num_hourglasses):
             self.add_module(f"dres{k + 2}", Hourglass(channels))
         for k in range(num_hourglasses + 1):
@@ -193,7 +161,7 @@ class GwcNet(GroupwiseStereoNet):
         self.concat_channels = self.concat_channels_when_used if use_concat_volume else 0
         self.feature_extraction = GwcFeatures((3, 16, 3, 3), self.concat_channels)
         self.build_aggregation(self.num_groups + 2 * self.concat_channels, self.channels, self.channels, 3)
-        init_family_weights(self)
+        init_release_weights(self)
 
     def offered_taps(self) -> tuple[str, ...]:
         return (*FEATURE_TAPS, "volume.cost", *self.stage_taps())

@@ -13,7 +13,6 @@ Module names follow the release's ``state_dict`` (``feature_extraction.branch1``
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -22,7 +21,15 @@ from torch import nn
 
 from stereodistill.errors import ConfigError
 from stereodistill.models.base import StereoModel
-from stereodistill.models.blocks import conv_bn, conv_bn_3d, conv_bn_relu_3d, soft_argmin
+from stereodistill.models.blocks import (
+    classifier,
+    conv_bn,
+    conv_bn_3d,
+    conv_bn_pair_3d,
+    conv_bn_relu_3d,
+    init_release_weights,
+    soft_argmin,
+)
 from stereodistill.models.cost_volume import concat_volume
 from stereodistill.models.features import ResNetFeatures
 from stereodistill.models.output import StereoOutput, TapRecorder
@@ -129,19 +136,6 @@ class PSMNetHourglass(nn.Module):
         return self.conv6(post), pre, post
 
 
-def classifier_head(channels: int) -> nn.Sequential:
-    """``classifK``: conv-bn-relu then a conv to one logit per disparity.
-
-    Built here rather than with ``blocks.classifier``, whose nesting names the parameters
-    ``0.0.0.weight``/``1.weight`` where the release has ``0.0.weight``/``2.weight``.
-    """
-    return nn.Sequential(
-        conv_bn_3d(channels, channels, 3, 1, 1),
-        nn.ReLU(inplace=True),
-        nn.Conv3d(channels, 1, 3, padding=1, stride=1, bias=False),
-    )
-
-
 @MODELS.register("psmnet")
 class PSMNet(StereoModel):
     """PSMNet with stacked hourglasses (5.22 M parameters).
@@ -165,39 +159,15 @@ class PSMNet(StereoModel):
             )
         self.align_corners = align_corners
         self.feature_extraction = PSMNetFeatures(align_corners)
-        self.dres0 = nn.Sequential(
-            conv_bn_3d(64, 32, 3, 1, 1), nn.ReLU(inplace=True), conv_bn_3d(32, 32, 3, 1, 1), nn.ReLU(inplace=True)
-        )
-        self.dres1 = nn.Sequential(conv_bn_3d(32, 32, 3, 1, 1), nn.ReLU(inplace=True), conv_bn_3d(32, 32, 3, 1, 1))
+        self.dres0 = conv_bn_pair_3d(64, 32, 32, final_relu=True)
+        self.dres1 = conv_bn_pair_3d(32, 32, 32, final_relu=False)
         self.dres2 = PSMNetHourglass(32)
         self.dres3 = PSMNetHourglass(32)
         self.dres4 = PSMNetHourglass(32)
-        self.classif1 = classifier_head(32)
-        self.classif2 = classifier_head(32)
-        self.classif3 = classifier_head(32)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """The release's initialisation: N(0, 2/n) for (non-transposed) convs, n = k·k(·k)·out."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Conv3d):
-                fan_out = math.prod(module.kernel_size) * module.out_channels
-                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm3d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Fill in batch norm's ``num_batches_tracked`` counters where a checkpoint lacks them.
-
-        The published PSMNet checkpoints were saved before PyTorch 0.4.1 added the counter. It is
-        only read when batch norm's momentum is None (PSMNet's is 0.1), so 0 changes nothing.
-        """
-        state = dict(state)
-        for key, value in self.state_dict().items():
-            if key.endswith(".num_batches_tracked") and key not in state:
-                state[key] = torch.zeros_like(value)
-        return state
+        self.classif1 = classifier(32)
+        self.classif2 = classifier(32)
+        self.classif3 = classifier(32)
+        init_release_weights(self)
 
     def offered_taps(self) -> tuple[str, ...]:
         return (
