@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from stereodistill.errors import ConfigError, InputError
-from stereodistill.models.base import StereoModel
 from stereodistill.models.gwcnet import GwcNet, GwcNetG, GwcNetGC
 from stereodistill.models.registry import MODELS
+
+from .random_weights import pair, randomise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gwcnet-gc_original.npz"
 ARCHS = {"gwcnet-g": GwcNetG, "gwcnet-gc": GwcNetGC}
@@ -28,45 +27,6 @@ TAPS = (
     *(f"logits.{k}" for k in STAGES),
     "prob",
 )
-
-
-def pair(h: int = 32, w: int = 64, b: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)
-
-
-def randomise(model: StereoModel, seed: int) -> StereoModel:
-    """Random weights and BatchNorm statistics, all drawn from one fixed generator.
-
-    Convolutions get He-normal weights, BN affine parameters random values. Purely random running
-    statistics would let activations grow by orders of magnitude through 50-odd layers and saturate
-    every softmax (then the output would hide most of the network), so the statistics are measured
-    on a random batch in training mode first and then perturbed at random per channel.
-    """
-    g = torch.Generator().manual_seed(seed)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.dim() > 1:
-                param.copy_(torch.randn(param.shape, generator=g) * math.sqrt(2.0 / param[0].numel()))
-            elif name.endswith("weight"):
-                param.copy_(torch.rand(param.shape, generator=g) + 0.5)
-            else:
-                param.copy_(torch.randn(param.shape, generator=g) * 0.1)
-        momenta = [norm.momentum for norm in norms]
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None  # one batch: running statistics = that batch's statistics
-        training = model.training
-        model.train()
-        model(*pair(64, 128, seed=seed + 1000))
-        model.train(training)
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
-            std = norm.running_var.sqrt()
-            norm.running_mean.add_(torch.randn(std.shape, generator=g) * 0.1 * std)
-            norm.running_var.mul_(torch.rand(std.shape, generator=g) * 0.5 + 0.8)
-    return model
 
 
 @pytest.fixture(scope="module", params=sorted(ARCHS))

@@ -23,7 +23,7 @@ from torch import nn
 
 from stereodistill.errors import ConfigError
 from stereodistill.models.attention3d import WindowAttention3d
-from stereodistill.models.base import StereoModel
+from stereodistill.models.base import FEATURE_TAPS, StereoModel
 from stereodistill.models.blocks import (
     Hourglass,
     apply_attention_patches,
@@ -101,10 +101,7 @@ class ACVNet(StereoModel):
 
     def offered_taps(self) -> tuple[str, ...]:
         return (
-            "feat.left.s2",
-            "feat.right.s2",
-            "feat.left.s4",
-            "feat.right.s4",
+            *FEATURE_TAPS,
             "volume.cost",
             "volume.attention",
             *(f"volume.agg.{k}" for k in range(3)),

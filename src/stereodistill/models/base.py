@@ -21,6 +21,9 @@ from stereodistill.data.transforms import pad_to_multiple
 from stereodistill.errors import ConfigError, InputError
 from stereodistill.models.output import StereoOutput, TapRecorder
 
+#: The 2-D feature taps every network of the zoo offers.
+FEATURE_TAPS = ("feat.left.s2", "feat.right.s2", "feat.left.s4", "feat.right.s4")
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

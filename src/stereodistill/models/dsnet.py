@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from stereodistill.errors import ConfigError
+from stereodistill.models.base import FEATURE_TAPS
 from stereodistill.models.blocks import (
     Hourglass,
     apply_attention_patches,
@@ -40,7 +41,7 @@ from stereodistill.models.blocks import (
     init_release_weights,
 )
 from stereodistill.models.features import ResNetFeatures
-from stereodistill.models.gwcnet import FEATURE_TAPS, GroupwiseStereoNet
+from stereodistill.models.gwcnet import GroupwiseStereoNet
 from stereodistill.models.output import StereoOutput, TapRecorder
 from stereodistill.models.registry import MODELS
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from stereodistill.errors import ConfigError
-from stereodistill.models.base import StereoModel
+from stereodistill.models.base import FEATURE_TAPS, StereoModel
 from stereodistill.models.blocks import (
     Hourglass,
     check_hourglass_disparity,
@@ -39,7 +39,6 @@ from stereodistill.models.output import StereoOutput, TapRecorder
 from stereodistill.models.registry import MODELS
 
 GWC_CHANNELS = 320  # cat(layer2, layer3, layer4) = 64 + 128 + 128
-FEATURE_TAPS = ("feat.left.s2", "feat.right.s2", "feat.left.s4", "feat.right.s4")
 
 
 # ---------------------------------------------------------------------------------- building blocks

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stereodistill.errors import ConfigError
-from stereodistill.models.base import StereoModel
+from stereodistill.models.base import FEATURE_TAPS, StereoModel
 from stereodistill.models.blocks import (
     classifier,
     conv_bn,
@@ -171,10 +171,7 @@ class PSMNet(StereoModel):
 
     def offered_taps(self) -> tuple[str, ...]:
         return (
-            "feat.left.s2",
-            "feat.right.s2",
-            "feat.left.s4",
-            "feat.right.s4",
+            *FEATURE_TAPS,
             "volume.cost",
             *(f"volume.agg.{k}" for k in range(HOURGLASSES + 1)),
             *(f"logits.{k}" for k in range(1, HOURGLASSES + 1)),
