@@ -78,3 +78,36 @@ def test_bad_size_is_rejected_by_the_parser(capsys):
         main(["data", "synth", "--out", "x", "--size", "12by3"])
     assert info.value.code == 2
     assert "HxW" in capsys.readouterr().err
+
+
+def test_models_lists_every_network_with_params_macs_and_taps(capsys):
+    assert main(["models", "--size", "64x128", "--max-disp", "48"]) == 0
+    out = capsys.readouterr().out
+    for arch in ("psmnet", "gwcnet-g", "gwcnet-gc", "acvnet", "dsnet-teacher", "dsnet", "dsnet-noatt"):
+        assert f"\n{arch} " in out
+    assert "volume.attention" in out and "1×48×64×128" in out  # prob at 64x128 with D = 48
+
+
+def test_convert_imports_an_original_checkpoint(tmp_path, capsys):
+    import torch
+
+    from stereodistill.models import build_model
+
+    source = build_model("dsnet", max_disp=16).eval()
+    torch.save({"model": {"module." + k: v for k, v in source.state_dict().items()}}, tmp_path / "orig.ckpt")
+    assert (
+        main(["convert", "--arch", "dsnet", "--max-disp", "16", str(tmp_path / "orig.ckpt"), str(tmp_path / "ours")])
+        == 0
+    )
+    from stereodistill import load_model
+
+    loaded = load_model(tmp_path / "ours")
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    # The wrong architecture is a one-line error naming the file.
+    assert (
+        main(["convert", "--arch", "psmnet", "--max-disp", "16", str(tmp_path / "orig.ckpt"), str(tmp_path / "x")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "orig.ckpt" in err and "do not fit architecture 'psmnet'" in err
+    assert not (tmp_path / "x.json").exists()

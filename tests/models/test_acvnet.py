@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from stereodistill.errors import ConfigError, InputError
-from stereodistill.models.acvnet import ACVNet, left_kept_concat_volume
-from stereodistill.models.cost_volume import concat_volume_loop
+from stereodistill.models.acvnet import ACVNet
 
 FIXTURE = Path(__file__).parent / "fixtures" / "acvnet_original.npz"
 #: Published by the ACVNet paper as about 7.1 M; exact count of the release.
@@ -173,14 +172,6 @@ def test_odd_sizes_are_padded_and_cropped(net):
         out = net(*pair(30, 61), taps=["prob"])
     assert out.disparity.shape == (1, 30, 61)
     assert out.taps["prob"].shape == (1, 16, 30, 61)
-
-
-def test_concat_volume_keeps_the_left_features_where_the_right_view_ends():
-    g = torch.Generator().manual_seed(2)
-    left, right = torch.randn(2, 4, 3, 7, generator=g), torch.randn(2, 4, 3, 7, generator=g)
-    expected = concat_volume_loop(left, right, 5)
-    expected[:, :4] = left.unsqueeze(2)  # ACVNet's volume does not zero the left half where x < d
-    torch.testing.assert_close(left_kept_concat_volume(left, right, 5), expected)
 
 
 def test_matches_the_original_release_on_fixed_weights():

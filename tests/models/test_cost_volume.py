@@ -38,10 +38,30 @@ def test_correlation_is_one_group(shape, groups, max_disp):
 
 
 @pytest.mark.parametrize(("shape", "groups", "max_disp"), SHAPES)
-def test_concat_matches_per_disparity_loop(shape, groups, max_disp):
+@pytest.mark.parametrize("grad", [False, True])
+def test_concat_matches_per_disparity_loop(shape, groups, max_disp, grad):
     g = torch.Generator().manual_seed(2)
     left, right = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
-    assert torch.equal(concat_volume(left, right, max_disp), concat_volume_loop(left, right, max_disp))
+    expected = concat_volume_loop(left, right, max_disp)
+    if grad:  # the autograd path builds the volume differently
+        left.requires_grad_(True)
+    assert torch.equal(concat_volume(left, right, max_disp), expected)
+    # ACVNet's variant keeps the left features where x − d < 0.
+    kept = concat_volume(left, right, max_disp, keep_left=True)
+    assert torch.equal(kept[:, shape[1] :], expected[:, shape[1] :])
+    assert torch.equal(kept[:, : shape[1]], left.detach().unsqueeze(2).expand(-1, -1, max_disp, -1, -1))
+
+
+def test_concat_gradients_match_the_loop():
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(2, 3, 4, 9, generator=g, requires_grad=True)
+    b = torch.randn(2, 3, 4, 9, generator=g, requires_grad=True)
+    weights = torch.randn(2, 6, 5, 4, 9, generator=g)
+    (concat_volume(a, b, 5) * weights).sum().backward()
+    a2, b2 = a.detach().clone().requires_grad_(True), b.detach().clone().requires_grad_(True)
+    (concat_volume_loop(a2, b2, 5) * weights).sum().backward()
+    torch.testing.assert_close(a.grad, a2.grad)  # sums of the same terms, in another order
+    torch.testing.assert_close(b.grad, b2.grad)
 
 
 def test_volumes_follow_the_disparity_convention():

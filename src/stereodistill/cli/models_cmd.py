@@ -29,6 +29,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("input", help="original checkpoint (.tar/.pth/.ckpt)")
     convert.add_argument("output", help="output path; writes OUTPUT.safetensors and OUTPUT.json")
     convert.add_argument("--max-disp", type=positive_int, default=192, help="the model's maximum disparity")
+    convert.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further constructor option of the architecture, e.g. align_corners=true for PSMNet's releases",
+    )
     convert.set_defaults(handler=run_convert)
 
 
@@ -49,9 +56,14 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     from stereodistill.checkpoint import save_model
+    from stereodistill.cli.data_cmd import parse_options
+    from stereodistill.errors import ConfigError
     from stereodistill.models.import_original import import_checkpoint
 
-    model = import_checkpoint(args.input, arch=args.arch, max_disp=args.max_disp)
+    try:
+        model = import_checkpoint(args.input, arch=args.arch, max_disp=args.max_disp, **parse_options(args.option))
+    except TypeError as exc:
+        raise ConfigError(f"bad --option for {args.arch}: {exc}") from None
     weights = save_model(args.output, model, source={"original_checkpoint": str(args.input)})
     print(f"imported {args.input} as {args.arch}; wrote {weights} and {weights.with_suffix('.json')}")
     return 0

@@ -51,14 +51,6 @@ class AttentionHourglass(Hourglass):
         return self.attention_block(x)
 
 
-def left_kept_concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> torch.Tensor:
-    """The concatenation volume as ACVNet builds it: unlike GwcNet's (and ``concat_volume``), the left
-    half keeps its features where ``x − d < 0``; only the shifted right half is zero there."""
-    volume = concat_volume(left, right, max_disp)
-    volume[:, : left.shape[1]] = left.unsqueeze(2)
-    return volume
-
-
 @MODELS.register("acvnet")
 class ACVNet(StereoModel):
     """ACVNet as released; parameter names follow the release's state dict."""
@@ -144,7 +136,9 @@ class ACVNet(StereoModel):
         attention = self.attention_logits(cost)
         taps.record("volume.attention", attention)
 
-        concat = left_kept_concat_volume(self.concatconv(feats_left["gwc"]), self.concatconv(feats_right["gwc"]), disp4)
+        concat = concat_volume(
+            self.concatconv(feats_left["gwc"]), self.concatconv(feats_right["gwc"]), disp4, keep_left=True
+        )
         stages, head_inputs = self.aggregate(F.softmax(attention, dim=2) * concat)
         for k, stage in enumerate(stages):
             taps.record(f"volume.agg.{k}", stage)

@@ -65,18 +65,32 @@ def correlation_volume(
     return groupwise_correlation_volume(left, right, max_disp, 1, block)
 
 
-def concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> torch.Tensor:
-    """B×2C×D×H×W: left features and right features shifted by d, stacked along channels."""
+def concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int, keep_left: bool = False) -> torch.Tensor:
+    """B×2C×D×H×W: left features and right features shifted by d, stacked along channels.
+
+    Where ``x − d < 0`` the right half is 0, and so is the left half unless ``keep_left`` (ACVNet
+    keeps the left features there). Each half is one ``gather`` from the zero-padded map along W,
+    written straight into the volume in its final layout (when no gradient is needed).
+    """
     _check(left, right, max_disp)
     batch, channels, height, width = left.shape
-    # Window k of the padded right view is the right map shifted by D−1−k (a view, no copy).
-    shifted = F.pad(right, (max_disp - 1, 0)).unfold(-1, width, 1).flip(-2)  # B×C×H×D×W
-    columns = torch.arange(width, device=left.device)
-    disparities = torch.arange(max_disp, device=left.device)
-    inside = (columns[None, :] >= disparities[:, None]).to(left.dtype)  # D×W: x − d ≥ 0
+    disparities = torch.arange(max_disp, device=left.device)[:, None]
+    columns = torch.arange(width, device=left.device)[None, :]
+    right_index = columns - disparities + (max_disp - 1)  # D×W: padded column of x − d
+    own_column = columns + (max_disp - 1) + 0 * disparities  # D×W: padded column of x
+    left_index = own_column if keep_left else torch.where(columns >= disparities, own_column, 0)  # col 0 is padding
+    shape = (batch, channels, max_disp, height, width)
+
+    def half(features: torch.Tensor, index: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        padded = F.pad(features, (max_disp - 1, 0)).unsqueeze(2).expand(*shape[:-1], width + max_disp - 1)
+        index = index.view(1, 1, max_disp, 1, width).expand(shape)
+        return torch.gather(padded, -1, index) if out is None else torch.gather(padded, -1, index, out=out)
+
+    if torch.is_grad_enabled() and (left.requires_grad or right.requires_grad):
+        return torch.cat((half(left, left_index), half(right, right_index)), dim=1)
     volume = left.new_empty(batch, 2 * channels, max_disp, height, width)
-    volume[:, :channels] = left.unsqueeze(2) * inside[:, None, :]
-    volume[:, channels:] = shifted.permute(0, 1, 3, 2, 4)
+    half(left, left_index, out=volume[:, :channels])
+    half(right, right_index, out=volume[:, channels:])
     return volume
 
 

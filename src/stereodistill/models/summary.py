@@ -42,7 +42,7 @@ def used_parameters(model: StereoModel, height: int = 64, width: int = 128) -> i
     ghost = _ghost(model).train()
     called: set[nn.Module] = set()
     hooks = [m.register_forward_pre_hook(lambda mod, _args: called.add(mod)) for m in ghost.modules()]
-    image = torch.empty(1, 3, height, width, device="meta")
+    image = torch.empty(2, 3, height, width, device="meta")  # batch 2: batch norm needs > 1 value in training
     try:
         ghost(image, image)
     finally:
