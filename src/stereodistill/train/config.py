@@ -101,13 +101,22 @@ class DistillConfig:
 
 @dataclass
 class StageConfig:
-    """A phase of a staged ("progressive") run: its length, active terms and learning rate."""
+    """A phase of a staged ("progressive") run: its length, active terms and learning rate.
+
+    Give every stage either ``fraction`` (of the run's ``steps``: then ``steps=N`` on the command
+    line scales the whole schedule) or absolute ``steps`` (then the run lasts their sum).
+    """
 
     name: str
-    steps: int
+    fraction: float | None = None
+    steps: int | None = None
     terms: list[str] | None = None  # active distillation terms (None: all)
     supervised: bool = True
     lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.fraction is None) == (self.steps is None):
+            raise ConfigError(f"stage {self.name!r}: give exactly one of 'fraction' or 'steps'")
 
 
 @dataclass
@@ -118,7 +127,7 @@ class RunConfig:
     output: str | None = None  # default runs/<name>
     seed: int = 0
     device: str = "auto"
-    steps: int = 1000  # ignored when stages are given (their steps add up)
+    steps: int = 1000  # with stages given in absolute steps, their sum instead
     epoch_steps: int | None = None  # steps per "epoch" for schedules; default: one pass over the data
     teacher: TeacherConfig | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -137,7 +146,25 @@ class RunConfig:
 
     @property
     def total_steps(self) -> int:
-        return sum(s.steps for s in self.stages) if self.stages else self.steps
+        if self.stages and self.stages[0].steps is not None:
+            return sum(stage.steps or 0 for stage in self.stages)
+        return self.steps
+
+    def stage_ends(self) -> list[int]:
+        """The step at which each stage ends (cumulative; a stage may get 0 steps in a short run)."""
+        if not self.stages:
+            return [self.steps]
+        if self.stages[0].steps is not None:
+            ends, end = [], 0
+            for stage in self.stages:
+                end += stage.steps or 0
+                ends.append(end)
+            return ends
+        ends, cumulative = [], 0.0
+        for stage in self.stages:
+            cumulative += stage.fraction or 0.0
+            ends.append(round(cumulative * self.steps))
+        return ends
 
     @property
     def output_dir(self) -> str:
@@ -145,6 +172,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         names = {t.name for t in self.distill.terms}
+        if self.stages:
+            kinds = {stage.fraction is None for stage in self.stages}
+            if len(kinds) > 1:
+                raise ConfigError("stages: use 'fraction' for every stage or 'steps' for every stage, not both")
+            if self.stages[0].fraction is not None and abs(sum(s.fraction or 0 for s in self.stages) - 1) > 1e-6:
+                raise ConfigError("stages: the fractions must add up to 1")
         for stage in self.stages:
             unknown = sorted(set(stage.terms or ()) - names)
             if unknown:

@@ -198,9 +198,7 @@ class Trainer:
     def stage_at(self, step: int) -> StageConfig:
         if not self.config.stages:
             return StageConfig(name="main", steps=self.config.total_steps)
-        end = 0
-        for stage in self.config.stages:
-            end += stage.steps
+        for stage, end in zip(self.config.stages, self.config.stage_ends(), strict=True):
             if step < end:
                 return stage
         return self.config.stages[-1]

@@ -1,0 +1,52 @@
+"""The shipped recipes validate and start on the embedded synthetic data with small overrides."""
+
+from pathlib import Path
+
+import pytest
+
+from stereodistill.checkpoint import save_model
+from stereodistill.cli.main import main
+from stereodistill.cli.train_cmd import load_run_config
+from stereodistill.errors import ConfigError
+from stereodistill.models import build_model
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SMALL = [
+    "model.max_disp=16",
+    "data.train.pairs=4",
+    "data.train.size=[32, 64]",
+    "data.train.max_disp=16",
+    "data.val.pairs=1",
+    "data.val.size=[32, 64]",
+    "data.val.max_disp=16",
+    "data.crop=[32, 64]",
+    "data.batch_size=2",
+    "steps=2",
+]
+
+
+@pytest.mark.parametrize("name", ["teacher.yaml", "dsnet_paper.yaml", "dsnet_plus.yaml"])
+def test_shipped_configs_validate(name):
+    config = load_run_config(str(CONFIGS / name), [])
+    assert config.total_steps > 0
+
+
+@pytest.mark.parametrize("name", ["dsnet_paper.yaml", "dsnet_plus.yaml"])
+def test_recipes_start_with_steps_2(tmp_path, name, capsys):
+    save_model(tmp_path / "teacher", build_model("dsnet-teacher", max_disp=16))
+    overrides = [*SMALL, f"teacher.checkpoint={tmp_path / 'teacher'}", f"output={tmp_path / 'run'}"]
+    assert main(["distill", str(CONFIGS / name), *overrides]) == 0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert '"step": 2' in capsys.readouterr().out
+
+
+def test_fraction_stages_scale_with_steps():
+    config = load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["steps=10"])
+    assert config.stage_ends() == [2, 8, 10]
+    with pytest.raises(ConfigError, match="add up to 1"):
+        load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["stages=[{name: a, fraction: 0.5}]"])
+
+
+def test_unknown_key_in_a_recipe_names_the_nearest(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.learning_rate'.*"):
+        load_run_config(str(CONFIGS / "dsnet_paper.yaml"), ["optim.learning_rate=1"])
