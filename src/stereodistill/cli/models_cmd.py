@@ -45,7 +45,7 @@ def run_models(args: argparse.Namespace) -> int:
 
     height, width = args.size
     print(f"{'architecture':<16}{'params':>12}{'GMACs':>10}   at {height}x{width}, max disparity {args.max_disp}")
-    for arch in list_models():
+    for arch in list_models():  # eval mode: the shapes a deployed network has
         summary = summarize(build_model(arch, max_disp=args.max_disp), height, width)
         print(f"{arch:<16}{summary.params:>12,}{summary.gmacs:>10.1f}")
         if not args.no_taps:

@@ -94,10 +94,13 @@ class StereoModel(nn.Module):
         out.taps = recorder.taps
         return out
 
-    def tap_shapes(self, height: int = 256, width: int = 512, batch: int = 1) -> dict[str, tuple[int, ...]]:
-        """Shape of every offered tap for an input of this size, found by a dry run on the meta device."""
+    def tap_shapes(
+        self, height: int = 256, width: int = 512, batch: int = 1, training: bool | None = None
+    ) -> dict[str, tuple[int, ...]]:
+        """Shape of every offered tap for an input of this size, found by a dry run on the meta device
+        (in the network's current mode unless ``training`` says otherwise)."""
         ghost = copy.deepcopy(self).to("meta")
-        ghost.train(self.training)
+        ghost.train(self.training if training is None else training)
         image = torch.empty(batch, 3, height, width, device="meta")
         with torch.no_grad():
             out = ghost(image, image, taps=self.offered_taps())

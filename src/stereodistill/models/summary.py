@@ -75,5 +75,5 @@ def summarize(model: StereoModel, height: int = 256, width: int = 512) -> ModelS
         params=used_parameters(model),
         params_total=sum(p.numel() for p in model.parameters()),
         macs=count_macs(model, height, width),
-        taps=model.tap_shapes(height, width),
+        taps=model.tap_shapes(height, width, training=False),
     )
