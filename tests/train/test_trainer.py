@@ -141,3 +141,14 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     expected = params(single.unit.student)
     for key, value in params(ddp).items():
         torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_bf16_autocast_channels_last_clipping_and_accumulation_train_on_cpu(tmp_path):
+    optim = {**TINY["optim"], "grad_clip": 1.0, "accumulate": 2, "warmup_steps": 1}
+    cfg = config(tmp_path, steps=2, amp="bf16", channels_last=True, optim=optim)
+    trainer = Trainer(cfg, distill=False)
+    before = params(trainer.unit.student)
+    trainer.run()
+    after = params(trainer.unit.student)
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
