@@ -152,3 +152,31 @@ def test_bf16_autocast_channels_last_clipping_and_accumulation_train_on_cpu(tmp_
     after = params(trainer.unit.student)
     assert all(torch.isfinite(v).all() for v in after.values())
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_tensorboard_gets_scalars_and_validation_disparity_images_when_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    events = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            events.append(("dir", log_dir))
+
+        def add_scalar(self, name, value, step):
+            events.append(("scalar", name))
+
+        def add_image(self, name, image, step):
+            events.append(("image", name, tuple(image.shape)))
+
+        def close(self):
+            pass
+
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    val = {"dataset": "synthetic", "pairs": 1, "size": [32, 64], "max_disp": 16, "split": "test"}
+    Trainer(config(tmp_path, steps=1, data={**TINY["data"], "val": val}), distill=False).run()
+    assert ("scalar", "supervised") in events and ("scalar", "val/epe") in events
+    assert ("image", "val/disparity", (1, 32, 64)) in events and ("image", "val/ground_truth", (1, 32, 64)) in events

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -35,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_run_config(args.config, args.overrides)
     result = Trainer(config, distill=args.distill, resume=args.resume).run()
-    print(json.dumps(result, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # one summary per run, not per DDP process
+        print(json.dumps(result, indent=2))
     return 0

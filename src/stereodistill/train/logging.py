@@ -63,6 +63,11 @@ class RunLogger:
                 flush=True,
             )
 
+    def image(self, step: int, name: str, disparity: Any, max_disp: float) -> None:
+        """A disparity map (H×W tensor) to TensorBoard as a gray image scaled by ``max_disp``."""
+        if self.enabled and self._tb is not None:
+            self._tb.add_image(name, (disparity.detach().float().cpu() / max_disp).clamp(0, 1)[None], step)
+
     def note(self, message: str) -> None:
         if self.enabled:
             print(("\n" if self.tty else "") + message, file=sys.stderr, flush=True)

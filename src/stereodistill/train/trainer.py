@@ -391,6 +391,12 @@ class Trainer:
             return model(left.to(self.device), right.to(self.device)).disparity
 
         accumulator = evaluate_dataset(predict, self.val_set, limit=self.config.val_samples)
+        if len(self.val_set):
+            sample = self.val_set[0]
+            self.logger.image(
+                self.step, "val/disparity", predict(sample["left"][None], sample["right"][None])[0], model.max_disp
+            )
+            self.logger.image(self.step, "val/ground_truth", sample["disp"], model.max_disp)
         model.train(was_training)
         metrics = accumulator.pooled()
         self.logger.scalars(self.step, {f"val/{k}": v for k, v in metrics.items()}, every=1, force=True)
