@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from stereodistill import __version__
-from stereodistill.cli import data_cmd, models_cmd, quickstart_cmd, train_cmd
+from stereodistill.cli import data_cmd, eval_cmd, models_cmd, quickstart_cmd, train_cmd
 from stereodistill.errors import StereoDistillError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data_cmd.register(commands)
     models_cmd.register(commands)
+    eval_cmd.register(commands)
     train_cmd.register(commands)
     quickstart_cmd.register(commands)
     return parser

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 
 from stereodistill.data.datasets.base import StereoDataset
+from stereodistill.errors import DataError
 from stereodistill.evaluate.metrics import MetricAccumulator
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -23,12 +24,24 @@ def evaluate_dataset(
     *,
     progress: Callable[[int, int], None] | None = None,
     limit: int | None = None,
+    skip_bad: bool = False,
 ) -> MetricAccumulator:
-    """Predict every sample one at a time (images may differ in size) and collect metrics."""
+    """Predict every sample one at a time (images may differ in size) and collect metrics.
+
+    A sample that fails to load stops the run with its :class:`DataError` (naming the file), unless
+    ``skip_bad``: then it is recorded in ``accumulator.skipped`` and the run goes on.
+    """
     accumulator = MetricAccumulator()
     total = len(dataset) if limit is None else min(limit, len(dataset))
     for index in range(total):
-        sample = dataset[index]
+        try:
+            sample = dataset[index]
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            files = getattr(dataset, "files", None)
+            accumulator.skipped.append({"id": files[index].id if files else str(index), "error": str(exc)})
+            continue
         pred = predict(sample["left"][None], sample["right"][None])
         if pred.dim() == 4:
             pred = pred[:, 0]

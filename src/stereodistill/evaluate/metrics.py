@@ -72,6 +72,7 @@ class MetricAccumulator:
 
     totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("n", *METRIC_KEYS), 0.0))
     per_image: list[dict[str, float | str | int]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # samples that could not be read
 
     def update(
         self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, ids: Sequence[str] | None = None

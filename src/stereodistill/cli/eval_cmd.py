@@ -1,0 +1,84 @@
+"""``stereodistill eval``: metrics of a checkpoint on a dataset, pooled and per image (README, Metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from stereodistill.cli.args import positive_int
+from stereodistill.errors import ConfigError
+from stereodistill.fileio import write_text_atomic
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a dataset (EPE, D1, bad-0.5/1/2/3)",
+        description="Evaluate a checkpoint: pooled metrics and per-image means of EPE, D1 and bad-0.5/1/2/3 over "
+        "valid pixels (ground truth finite, > 0, < max disparity, non-occluded where the dataset says so).",
+    )
+    parser.add_argument("checkpoint", help="a stereodistill checkpoint (NAME, NAME.safetensors or NAME.json)")
+    parser.add_argument("--dataset", help="dataset reader (see `stereodistill data check --help`)")
+    parser.add_argument("--root", help="dataset root folder")
+    parser.add_argument("--list", dest="pairs_csv", help="a pairs CSV (left,right[,disp[,mask]]) instead")
+    parser.add_argument("--split", default="test", help="train, test or all (default test)")
+    parser.add_argument("--max-disp", type=float, help="evaluated range (default: the model's max disparity)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N samples")
+    parser.add_argument("--skip-bad", action="store_true", help="list and skip unreadable samples instead of stopping")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--json", dest="json_out", help="write pooled, per-image mean and per-image metrics here")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from stereodistill.checkpoint import load_model
+    from stereodistill.cli.data_cmd import parse_options
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.evaluate.evaluator import evaluate_dataset
+    from stereodistill.evaluate.metrics import format_table
+    from stereodistill.train.trainer import resolve_device
+
+    if (args.pairs_csv is None) == (args.dataset is None):
+        raise ConfigError("give either --dataset NAME --root DIR, or --list FILE.csv")
+    if args.dataset is not None and args.root is None:
+        raise ConfigError(f"--dataset {args.dataset} needs --root")
+    device = resolve_device(args.device)
+    model = load_model(args.checkpoint, map_location=device)
+    max_disp = args.max_disp if args.max_disp is not None else float(model.max_disp)
+    name, root = ("pairs", args.pairs_csv) if args.pairs_csv else (args.dataset, args.root)
+    try:
+        dataset = build_dataset(name, root, split=args.split, max_disp=max_disp, **parse_options(args.option))
+    except TypeError as exc:
+        raise ConfigError(f"bad --option for dataset {name!r}: {exc}") from None
+
+    def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return model(left.to(device), right.to(device)).disparity
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    accumulator = evaluate_dataset(predict, dataset, progress=progress, limit=args.limit, skip_bad=args.skip_bad)
+    scored = sum(1 for row in accumulator.per_image if int(row["n_valid"]) > 0)
+    print(
+        f"{model.arch} on {name} ({root}, split {args.split}): {len(accumulator.per_image)} images, "
+        f"{scored} with valid ground truth, evaluated below {max_disp:g} px"
+    )
+    print(format_table([("pooled", accumulator.pooled()), ("per-image mean", accumulator.per_image_mean())]))
+    for item in accumulator.skipped:
+        print(f"  SKIPPED {item['id']}: {item['error']}")
+    if args.json_out:
+        summary = {
+            **accumulator.summary(),
+            "skipped": accumulator.skipped,
+            "checkpoint": str(args.checkpoint),
+            "dataset": name,
+            "root": str(root),
+            "max_disp": max_disp,
+        }
+        write_text_atomic(args.json_out, json.dumps(summary, indent=2) + "\n")
+    return 0
