@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from stereodistill import __version__
-from stereodistill.cli import data_cmd, eval_cmd, infer_cmd, models_cmd, quickstart_cmd, train_cmd
+from stereodistill.cli import bench_cmd, data_cmd, eval_cmd, infer_cmd, models_cmd, quickstart_cmd, train_cmd
 from stereodistill.errors import StereoDistillError
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.register(commands)
     eval_cmd.register(commands)
     infer_cmd.register(commands)
+    bench_cmd.register(commands)
     train_cmd.register(commands)
     quickstart_cmd.register(commands)
     return parser

@@ -1,0 +1,144 @@
+"""Speed and size of networks, measured the one way every report uses (README, "Metrics").
+
+Latency: median over repeated eval forwards after warm-up, batch 1, at a stated size, with device
+synchronisation. Each network runs in its own process so that one network's caches and allocator
+state do not bias the next, and so that peak memory can be measured: on CUDA the allocator's peak,
+on CPU the growth of the process's peak resident set during the forwards (includes allocator
+caching). Parameters and MACs come from :mod:`stereodistill.models.summary`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class BenchResult:
+    name: str  # architecture or checkpoint path as given
+    arch: str
+    height: int
+    width: int
+    device: str
+    threads: int
+    params: int
+    gmacs: float
+    latency_ms: float
+    latency_min_ms: float
+    peak_memory_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _load(name: str, max_disp: int):
+    from pathlib import Path
+
+    from stereodistill.checkpoint import checkpoint_paths, load_model
+    from stereodistill.models import build_model, list_models
+
+    if name in list_models():
+        return build_model(name, max_disp=max_disp)
+    if any(p.is_file() for p in checkpoint_paths(Path(name))):
+        return load_model(name)
+    from stereodistill.errors import ConfigError
+
+    raise ConfigError(f"{name!r} is neither an architecture ({', '.join(list_models())}) nor a checkpoint")
+
+
+def measure(
+    name: str, height: int, width: int, device: str, repeats: int, warmup: int, max_disp: int, threads: int
+) -> dict[str, Any]:
+    """Benchmark one network in this process (see the module docstring)."""
+    import torch
+
+    from stereodistill.models.summary import summarize
+
+    torch.set_num_threads(threads)
+    model = _load(name, max_disp)
+    summary = summarize(model, height, width)
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    g = torch.Generator().manual_seed(0)
+    left = torch.rand(1, 3, height, width, generator=g).to(dev)
+    right = torch.rand(1, 3, height, width, generator=g).to(dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            model(left, right)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    if dev.type == "cuda":
+        peak_mb = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB on Linux
+    return BenchResult(
+        name=name,
+        arch=model.arch,
+        height=height,
+        width=width,
+        device=str(dev),
+        threads=threads,
+        params=summary.params,
+        gmacs=summary.gmacs,
+        latency_ms=1000 * statistics.median(times),
+        latency_min_ms=1000 * min(times),
+        peak_memory_mb=peak_mb,
+    ).to_dict()
+
+
+def _child(queue: mp.Queue, args: tuple) -> None:
+    try:
+        queue.put(("ok", measure(*args)))
+    except Exception as exc:  # reported by the parent with the network's name
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def benchmark(
+    names: list[str],
+    height: int,
+    width: int,
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 1,
+    max_disp: int = 192,
+    threads: int = 2,
+    isolate: bool = True,
+) -> list[dict[str, Any]]:
+    """Benchmark each network (each in a fresh process when ``isolate``); adds ``speedup`` vs the first."""
+    from stereodistill.errors import StereoDistillError
+
+    results = []
+    for name in names:
+        args = (name, height, width, device, repeats, warmup, max_disp, threads)
+        if not isolate:
+            results.append(measure(*args))
+            continue
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        process = ctx.Process(target=_child, args=(queue, args))
+        process.start()
+        status, value = queue.get()
+        process.join()
+        if status != "ok":
+            raise StereoDistillError(f"bench {name}: {value}")
+        results.append(value)
+    for row in results:
+        row["speedup"] = results[0]["latency_ms"] / row["latency_ms"]
+    return results

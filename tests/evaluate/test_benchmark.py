@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from stereodistill.checkpoint import save_model
+from stereodistill.cli.main import main
+from stereodistill.errors import StereoDistillError
+from stereodistill.evaluate.benchmark import benchmark
+from stereodistill.models import build_model
+
+
+def test_benchmark_in_process_reports_every_field_and_speedups(tmp_path):
+    ckpt = save_model(tmp_path / "student", build_model("dsnet-noatt", max_disp=16))
+    rows = benchmark(["dsnet", str(ckpt)], 32, 64, repeats=2, warmup=1, max_disp=16, threads=1, isolate=False)
+    assert [r["arch"] for r in rows] == ["dsnet", "dsnet-noatt"]
+    assert rows[0]["speedup"] == 1.0
+    for row in rows:
+        assert row["latency_ms"] > 0 and row["params"] > 0 and row["gmacs"] > 0
+        assert row["latency_min_ms"] <= row["latency_ms"]
+        assert row["speedup"] == pytest.approx(rows[0]["latency_ms"] / row["latency_ms"])
+
+
+def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert (
+        main(
+            [
+                "bench",
+                "--models",
+                "dsnet-noatt",
+                "--size",
+                "32x64",
+                "--max-disp",
+                "16",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "dsnet-noatt" in capsys.readouterr().out
+    assert json.loads(out.read_text())["results"][0]["peak_memory_mb"] >= 0
+
+
+def test_unknown_model_name_is_a_clear_error(capsys):
+    with pytest.raises(StereoDistillError, match="neither an architecture"):
+        benchmark(["nosuchnet"], 32, 64, isolate=False)
+    assert main(["bench", "--models", "nosuchnet", "--size", "32x64"]) == 2
+    assert "nosuchnet" in capsys.readouterr().err
