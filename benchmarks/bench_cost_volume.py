@@ -10,12 +10,10 @@ warm-up, with device synchronisation on CUDA.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
+from stereodistill.evaluate.timing import median_ms
 from stereodistill.models.cost_volume import (
     concat_volume,
     concat_volume_loop,
@@ -23,23 +21,6 @@ from stereodistill.models.cost_volume import (
     groupwise_correlation_volume,
     groupwise_correlation_volume_loop,
 )
-
-
-def median_ms(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:

@@ -13,10 +13,7 @@ depend on them); medians after warm-up, with device synchronisation on CUDA.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,24 +21,9 @@ import torch
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.train_cmd import load_run_config
 from stereodistill.distill.losses import multi_output_loss
+from stereodistill.evaluate.timing import median_ms
 from stereodistill.models import build_model
 from stereodistill.train.trainer import Trainer
-
-
-def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import resource
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -56,6 +55,7 @@ def measure(
     """Benchmark one network in this process (see the module docstring)."""
     import torch
 
+    from stereodistill.evaluate.timing import time_calls
     from stereodistill.models.summary import summarize
 
     torch.set_num_threads(threads)
@@ -67,23 +67,12 @@ def measure(
     left = torch.rand(1, 3, height, width, generator=g).to(dev)
     right = torch.rand(1, 3, height, width, generator=g).to(dev)
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
-    times = []
     with torch.no_grad():
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
-            model(left, right)
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
+        times = time_calls(lambda: model(left, right), dev, repeats, warmup)
     if dev.type == "cuda":
         peak_mb = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
     else:
