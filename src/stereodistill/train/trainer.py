@@ -174,6 +174,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16" and self.device.type == "cuda")
         self.step = 0
         self.best_epe = float("inf")
+        self._epoch_sums: dict[str, float] = {}  # this epoch's per-term loss sums, for DWA
         self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
         if resume:
             self._resume()
@@ -363,20 +364,15 @@ class Trainer:
         return {"step": self.step, "metrics": metrics, "model": str(self.out / "model.safetensors")}
 
     # -- epochs, validation, checkpoints -------------------------------------------------------------
-    _epoch_sums: dict[str, float]
-
     def _epoch_means_add(self, parts: dict[str, float]) -> None:
-        sums = getattr(self, "_epoch_sums", {})
         for name, value in parts.items():
-            sums[name] = sums.get(name, 0.0) + value
-        sums["_n"] = sums.get("_n", 0.0) + 1
-        self._epoch_sums = sums
+            self._epoch_sums[name] = self._epoch_sums.get(name, 0.0) + value
+        self._epoch_sums["_n"] = self._epoch_sums.get("_n", 0.0) + 1
 
     def _end_epoch(self) -> None:
-        sums = getattr(self, "_epoch_sums", {})
-        n = sums.pop("_n", 0.0)
+        n = self._epoch_sums.pop("_n", 0.0)
         if n:
-            self.unit.weighting.end_epoch({k: v / n for k, v in sums.items()})
+            self.unit.weighting.end_epoch({k: v / n for k, v in self._epoch_sums.items()})
         self._epoch_sums = {}
 
     @torch.no_grad()
