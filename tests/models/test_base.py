@@ -85,3 +85,24 @@ def test_summary_counts_used_parameters_and_macs():
     correlation_and_rest = summary.macs - expected
     assert 0 <= correlation_and_rest < expected
     assert summary.taps["prob"] == (1, 16, 32, 64)
+
+
+def test_fast_conv3d_matches_torch_in_inference_and_training():
+    from stereodistill.models.blocks import Conv3d
+
+    torch.manual_seed(0)
+    fast = Conv3d(8, 4, 3, padding=1, dilation=1, bias=True)
+    ref = nn.Conv3d(8, 4, 3, padding=1, dilation=1, bias=True)
+    ref.load_state_dict(fast.state_dict())
+    assert list(fast.state_dict()) == ["weight", "bias"]
+    x = torch.randn(1, 8, 4, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), ref(x), rtol=1e-5, atol=1e-5)
+    y = torch.randn(2, 8, 4, 5, 6, requires_grad=True)
+    fast(y).sum().backward()  # the training path is PyTorch's own
+    assert y.grad is not None
+    depthwise = Conv3d(6, 6, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), groups=6, bias=False)
+    ref_dw = nn.Conv3d(6, 6, (1, 3, 3), padding=(0, 2, 2), dilation=(1, 2, 2), groups=6, bias=False)
+    ref_dw.load_state_dict(depthwise.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(depthwise(x[:, :6]), ref_dw(x[:, :6]), rtol=1e-5, atol=1e-5)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stereodistill.models.blocks import Conv3d
+
 #: The original adds this to the logits of token pairs that must not see each other.
 MASK_VALUE = -1000.0
 
@@ -42,7 +44,7 @@ class WindowAttention3d(nn.Module):
         self.window = tuple(window)
         self.scale = (channels // num_heads) ** -0.5
         self.qkv_3d = nn.Linear(channels, 3 * channels, bias=True)
-        self.final1x1 = nn.Conv3d(channels, channels, 1)
+        self.final1x1 = Conv3d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, depth, height, width = x.shape

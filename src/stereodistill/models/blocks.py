@@ -16,6 +16,30 @@ from torch import nn
 from stereodistill.errors import ConfigError
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that always takes oneDNN's kernel for single-sample CPU inference.
+
+    PyTorch sends batch-1 volumes whose N·C·D·H is small (the hourglass bottlenecks, e.g.
+    1×64×12×16×32) to its reference ``slow_conv3d`` path, five times slower there than oneDNN.
+    Same parameters and state-dict keys as ``nn.Conv3d``; training and other devices are unchanged.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if (
+            input.shape[0] == 1
+            and input.device.type == "cpu"
+            and input.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and torch.backends.mkldnn.is_available()
+        ):
+            return torch.mkldnn_convolution(
+                input.contiguous(), weight.contiguous(), bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super()._conv_forward(input, weight, bias)
+
+
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> nn.Sequential:
     """2-D convolution (no bias) + batch norm; a dilated convolution pads by its dilation."""
     return nn.Sequential(
@@ -34,9 +58,7 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int, dilatio
 
 def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int, pad: int) -> nn.Sequential:
     """3-D convolution (no bias) + batch norm."""
-    return nn.Sequential(
-        nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=pad, bias=False), nn.BatchNorm3d(out_ch)
-    )
+    return nn.Sequential(Conv3d(in_ch, out_ch, kernel, stride=stride, padding=pad, bias=False), nn.BatchNorm3d(out_ch))
 
 
 def conv_bn_relu_3d(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, pad: int = 1) -> nn.Sequential:
@@ -144,7 +166,7 @@ def classifier(channels: int) -> nn.Sequential:
     return nn.Sequential(
         conv_bn_3d(channels, channels, 3, 1, 1),
         nn.ReLU(inplace=True),
-        nn.Conv3d(channels, 1, 3, padding=1, stride=1, bias=False),
+        Conv3d(channels, 1, 3, padding=1, stride=1, bias=False),
     )
 
 
@@ -177,7 +199,7 @@ def attention_patch_convs(groups: int = 40, splits: tuple[int, int, int] = (8, 1
         raise ValueError(f"group slices {splits} do not add up to {groups} groups")
 
     def depthwise(channels: int, dilation: int) -> nn.Conv3d:
-        return nn.Conv3d(
+        return Conv3d(
             channels,
             channels,
             kernel_size=(1, 3, 3),
