@@ -17,16 +17,21 @@ from stereodistill.errors import ConfigError
 
 
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that always takes oneDNN's kernel for single-sample CPU inference.
+    """``nn.Conv3d`` that takes oneDNN's kernel where PyTorch's CPU dispatch would not.
 
-    PyTorch sends batch-1 volumes whose N·C·D·H is small (the hourglass bottlenecks, e.g.
-    1×64×12×16×32) to its reference ``slow_conv3d`` path, five times slower there than oneDNN.
-    Same parameters and state-dict keys as ``nn.Conv3d``; training and other devices are unchanged.
+    For batch-1 float CPU input with ``groups == 1``, a kernel of at most 3 and N·C·D·H ≤ 20480 (the
+    hourglass bottlenecks, e.g. 1×64×12×16×32), PyTorch picks its reference ``slow_conv3d`` path,
+    about five times slower there than oneDNN. Exactly that case is rerouted, in inference only;
+    everything else goes through PyTorch's own dispatch. Same parameters and state-dict keys.
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if (
-            input.shape[0] == 1
+            input.dim() == 5
+            and input.shape[0] == 1
+            and self.groups == 1
+            and max(self.kernel_size[1:]) <= 3
+            and input.shape[1] * input.shape[2] * input.shape[3] <= 20480
             and input.device.type == "cpu"
             and input.dtype == torch.float32
             and not torch.is_grad_enabled()
