@@ -48,5 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The console script: process-wide numeric settings first (:mod:`stereodistill.runtime`), then
+    :func:`main`. ``main`` itself leaves global state alone, so it can be called from Python."""
+    from stereodistill.runtime import configure_cpu_math
+
+    configure_cpu_math()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

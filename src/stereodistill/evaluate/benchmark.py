@@ -4,7 +4,9 @@ Latency: median over repeated eval forwards after warm-up, batch 1, at a stated 
 synchronisation. Each network runs in its own process so that one network's caches and allocator
 state do not bias the next, and so that peak memory can be measured: on CUDA the allocator's peak,
 on CPU the growth of the process's peak resident set during the forwards (includes allocator
-caching). Parameters and MACs come from :mod:`stereodistill.models.summary`.
+caching). In the per-network processes subnormal floats are flushed to zero, as the CLI does
+(:mod:`stereodistill.runtime`).
+Parameters and MACs come from :mod:`stereodistill.models.summary`.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ def measure(
 
 
 def _child(queue: mp.Queue, args: tuple) -> None:
+    from stereodistill.runtime import configure_cpu_math
+
+    configure_cpu_math()  # as the CLI runs networks (a spawned process starts without it)
     try:
         queue.put(("ok", measure(*args)))
     except Exception as exc:  # reported by the parent with the network's name
