@@ -1,4 +1,4 @@
-"""Process-wide numeric settings the CLI applies before running networks.
+"""Process-wide settings: the numeric mode the CLI applies before running networks, and the device.
 
 Soft-argmin heads and ACV attention multiply volumes by softmax weights, many of them tiny; their
 products fall into float32's subnormal range, which x86 CPUs process up to a hundred times slower.
@@ -15,3 +15,17 @@ def configure_cpu_math() -> None:
     import torch
 
     torch.set_flush_denormal(True)
+
+
+def resolve_device(name: str):
+    """``auto`` → CUDA when available, else CPU; asking for CUDA without it is a ConfigError."""
+    import torch
+
+    from stereodistill.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
+    return device

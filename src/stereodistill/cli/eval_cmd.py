@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.data.datasets import build_dataset
     from stereodistill.evaluate.evaluator import evaluate_dataset
     from stereodistill.evaluate.metrics import format_table
-    from stereodistill.train.trainer import resolve_device
+    from stereodistill.runtime import resolve_device
 
     if (args.pairs_csv is None) == (args.dataset is None):
         raise ConfigError("give either --dataset NAME --root DIR, or --list FILE.csv")

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.checkpoint import load_model
     from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.report.colormap import colorize
-    from stereodistill.train.trainer import resolve_device
+    from stereodistill.runtime import resolve_device
 
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, map_location=device)

@@ -34,6 +34,7 @@ from stereodistill.evaluate.evaluator import evaluate_dataset
 from stereodistill.fileio import write_text_atomic
 from stereodistill.models import build_model
 from stereodistill.models.import_original import import_checkpoint
+from stereodistill.runtime import resolve_device
 from stereodistill.train import data as train_data
 from stereodistill.train import state as ckpt
 from stereodistill.train.config import RunConfig, StageConfig
@@ -51,15 +52,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
-    return device
 
 
 def to_channels_last(module: nn.Module) -> None:

@@ -7,6 +7,7 @@ validity rule, list-file filtering and the empty-dataset error live here, once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,15 @@ class SampleFiles:
     disp: Path | None = None
     mask: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def list_dir(directory: Path) -> list[os.DirEntry[str]]:
+    """The entries of a directory (one listing, no per-file stat); unreadable → DataError naming it."""
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise DataError(directory, f"cannot list directory ({exc.strerror or exc})") from None
 
 
 def read_list_file(path: str | Path) -> list[str]:

@@ -8,12 +8,11 @@ image reader repeats them to 3 channels); GT ``inf`` = unknown; mask 255 = non-o
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset
-from stereodistill.errors import ConfigError, DataError
+from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset, list_dir
+from stereodistill.errors import ConfigError
 
 SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
     "train": (("two_view_training", "train"),),
@@ -52,11 +51,8 @@ class ETH3D(StereoDataset):
             base = self.root / folder
             if not base.is_dir():
                 continue
-            try:
-                with os.scandir(base) as entries:
-                    scenes = sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
-            except OSError as exc:
-                raise DataError(base, f"cannot list directory ({exc.strerror or exc})") from None
+            entries = list_dir(base)
+            scenes = sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
             for scene in scenes:
                 if not (scene / "im0.png").is_file():
                     continue

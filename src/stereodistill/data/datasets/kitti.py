@@ -7,12 +7,11 @@ the base class through :func:`~stereodistill.data.formats.read_disparity`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset
-from stereodistill.errors import ConfigError, DataError
+from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset, list_dir
+from stereodistill.errors import ConfigError
 
 SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
     "train": (("training", "train"),),
@@ -44,11 +43,8 @@ class KittiDataset(StereoDataset):
             left_dir = self.root / folder / self.left_dir
             if not left_dir.is_dir():
                 continue
-            try:
-                with os.scandir(left_dir) as entries:
-                    names = sorted(e.name for e in entries if e.name.endswith(FRAME_SUFFIX) and e.is_file())
-            except OSError as exc:
-                raise DataError(left_dir, f"cannot list directory ({exc.strerror or exc})") from None
+            entries = list_dir(left_dir)
+            names = sorted(e.name for e in entries if e.name.endswith(FRAME_SUFFIX) and e.is_file())
             for file_name in names:
                 has_gt = folder == "training"
                 files.append(

@@ -9,13 +9,12 @@ present, which is the MiddEval3 "nonocc" protocol.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset
-from stereodistill.errors import ConfigError, DataError
+from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset, list_dir
+from stereodistill.errors import ConfigError
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 RESOLUTIONS: tuple[str, ...] = ("F", "H", "Q")
@@ -34,11 +33,7 @@ def stereo_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[tuple[Path, set[
     stack = [(root, 0)]
     while stack:
         directory, depth = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as exc:
-            raise DataError(directory, f"cannot list directory ({exc.strerror or exc})") from None
+        entries = list_dir(directory)
         names = {e.name for e in entries}
         if "im0.png" in names and "im1.png" in names:
             found.append((directory, names))

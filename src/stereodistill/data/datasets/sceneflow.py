@@ -16,9 +16,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset, path_matches, read_list_file
+from stereodistill.data.datasets.base import (
+    DATASETS,
+    SampleFiles,
+    StereoDataset,
+    list_dir,
+    path_matches,
+    read_list_file,
+)
 from stereodistill.data.formats import IMAGE_SUFFIXES
-from stereodistill.errors import ConfigError, DataError
+from stereodistill.errors import ConfigError
 
 PASSES: tuple[str, ...] = ("finalpass", "cleanpass")
 SUBSETS: tuple[str, ...] = ("flyingthings3d", "driving", "monkaa")
@@ -42,14 +49,6 @@ def subset_of(parts: Sequence[str]) -> str:
     return "monkaa"
 
 
-def _scandir(directory: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(directory) as entries:
-            return list(entries)
-    except OSError as exc:
-        raise DataError(directory, f"cannot list directory ({exc.strerror or exc})") from None
-
-
 def find_frame_dirs(root: Path, pass_: str) -> list[Path]:
     """``frames_<pass>`` directories at ``root`` and one and two levels below it."""
     target = f"frames_{pass_}"
@@ -58,7 +57,7 @@ def find_frame_dirs(root: Path, pass_: str) -> list[Path]:
     for depth in range(3):
         below: list[Path] = []
         for directory in level:
-            for entry in _scandir(directory):
+            for entry in list_dir(directory):
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
                 if entry.name == target:
@@ -74,7 +73,7 @@ def _left_dirs(frames_dir: Path) -> Iterator[Path]:
     stack = [(frames_dir, 0)]
     while stack:
         directory, depth = stack.pop()
-        for entry in _scandir(directory):
+        for entry in list_dir(directory):
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
             if entry.name == "left":
@@ -144,7 +143,7 @@ class SceneFlow(StereoDataset):
                 if self.split != "all" and frame_split != self.split:
                     continue
                 right_dir = left_dir.parent / "right"
-                for entry in _scandir(left_dir):
+                for entry in list_dir(left_dir):
                     stem, suffix = os.path.splitext(entry.name)
                     if suffix.lower() not in IMAGE_SUFFIXES or entry.name.startswith(".") or not entry.is_file():
                         continue
