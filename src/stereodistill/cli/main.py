@@ -11,7 +11,16 @@ import sys
 from collections.abc import Sequence
 
 from stereodistill import __version__
-from stereodistill.cli import bench_cmd, data_cmd, eval_cmd, infer_cmd, models_cmd, quickstart_cmd, train_cmd
+from stereodistill.cli import (
+    bench_cmd,
+    data_cmd,
+    eval_cmd,
+    export_cmd,
+    infer_cmd,
+    models_cmd,
+    quickstart_cmd,
+    train_cmd,
+)
 from stereodistill.errors import StereoDistillError
 
 
@@ -27,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.register(commands)
     infer_cmd.register(commands)
     bench_cmd.register(commands)
+    export_cmd.register(commands)
     train_cmd.register(commands)
     quickstart_cmd.register(commands)
     return parser

@@ -22,7 +22,8 @@ class Conv3d(nn.Conv3d):
     For batch-1 float CPU input with ``groups == 1``, a kernel of at most 3 and N·C·D·H ≤ 20480 (the
     hourglass bottlenecks, e.g. 1×64×12×16×32), PyTorch picks its reference ``slow_conv3d`` path,
     about five times slower there than oneDNN. Exactly that case is rerouted, in inference only;
-    everything else goes through PyTorch's own dispatch. Same parameters and state-dict keys.
+    everything else goes through PyTorch's own dispatch. Same parameters and state-dict keys. Graph
+    capture (``torch.export``, ``torch.compile``, ONNX export) sees the plain convolution.
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -38,6 +39,7 @@ class Conv3d(nn.Conv3d):
             and self.padding_mode == "zeros"
             and not isinstance(self.padding, str)
             and torch.backends.mkldnn.is_available()
+            and not torch.compiler.is_compiling()
         ):
             return torch.mkldnn_convolution(
                 input.contiguous(), weight.contiguous(), bias, self.padding, self.stride, self.dilation, self.groups
