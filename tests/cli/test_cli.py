@@ -81,11 +81,30 @@ def test_bad_size_is_rejected_by_the_parser(capsys):
 
 
 def test_models_lists_every_network_with_params_macs_and_taps(capsys):
-    assert main(["models", "--size", "64x128", "--max-disp", "48"]) == 0
+    assert main(["models", "--size", "64x128", "--max-disp", "96"]) == 0  # CFNet: 32k, LEAStereo: 24k
     out = capsys.readouterr().out
-    for arch in ("psmnet", "gwcnet-g", "gwcnet-gc", "acvnet", "dsnet-teacher", "dsnet", "dsnet-noatt"):
+    for arch in (
+        "psmnet",
+        "gwcnet-g",
+        "gwcnet-gc",
+        "acvnet",
+        "dsnet-teacher",
+        "dsnet",
+        "dsnet-noatt",
+        "cfnet",
+        "leastereo",
+    ):
         assert f"\n{arch} " in out
-    assert "volume.attention" in out and "1×48×64×128" in out  # prob at 64x128 with D = 48
+    assert "volume.attention" in out and "1×96×64×128" in out  # prob at 64x128 with D = 96
+    assert "not at this max disparity" not in out
+
+
+def test_models_notes_a_network_that_refuses_the_max_disparity(capsys):
+    assert main(["models", "--size", "64x128", "--max-disp", "48", "--no-taps"]) == 0
+    out = capsys.readouterr().out
+    assert "\ndsnet " in out
+    cfnet = next(line for line in out.splitlines() if line.startswith("cfnet "))
+    assert "not at this max disparity" in cfnet and "multiple of 32" in cfnet
 
 
 def test_convert_imports_an_original_checkpoint(tmp_path, capsys):

@@ -40,13 +40,19 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from stereodistill.errors import ConfigError
     from stereodistill.models import build_model, list_models
     from stereodistill.models.summary import summarize
 
     height, width = args.size
     print(f"{'architecture':<16}{'params':>12}{'GMACs':>10}   at {height}x{width}, max disparity {args.max_disp}")
     for arch in list_models():  # eval mode: the shapes a deployed network has
-        summary = summarize(build_model(arch, max_disp=args.max_disp), height, width)
+        try:
+            model = build_model(arch, max_disp=args.max_disp)
+        except ConfigError as exc:  # e.g. CFNet needs a multiple of 32: say so and list the others
+            print(f"{arch:<16}{'-':>12}{'-':>10}   not at this max disparity: {exc}")
+            continue
+        summary = summarize(model, height, width)
         print(f"{arch:<16}{summary.params:>12,}{summary.gmacs:>10.1f}")
         if not args.no_taps:
             for name, shape in summary.taps.items():
