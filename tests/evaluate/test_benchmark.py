@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -51,3 +52,17 @@ def test_unknown_model_name_is_a_clear_error(capsys):
         benchmark(["nosuchnet"], 32, 64, isolate=False)
     assert main(["bench", "--models", "nosuchnet", "--size", "32x64"]) == 2
     assert "nosuchnet" in capsys.readouterr().err
+
+
+def test_a_child_that_dies_without_a_result_is_an_error_not_a_hang():
+    import multiprocessing as mp
+
+    from stereodistill.evaluate.benchmark import _result
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=os._exit, args=(3,))  # dies at once, reports nothing
+    process.start()
+    status, message = _result(queue, process)
+    process.join()
+    assert status == "error" and "exit code 3" in message

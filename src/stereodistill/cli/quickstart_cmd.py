@@ -1,83 +1,57 @@
 """``stereodistill quickstart``: the first job a new user runs (``make quickstart``).
 
-For now (until the model zoo and training engine land) it makes the embedded synthetic dataset,
-reads it back through the SceneFlow reader, and evaluates the classical block-matching reference
-on it and zero-shot on the real Middlebury Motorcycle pair: an end-to-end smoke run of the data,
-reader and metric paths.
+Teacher, then the same student twice — from scratch and distilled — on the embedded synthetic data;
+evaluation on its held-out test split and zero-shot on the real Middlebury Motorcycle pair;
+latency, parameters and MACs; ``report.json``, ``report.md`` and ``report.html`` under ``--out``.
+The recipe is ``stereodistill/experiments/recipes/quickstart.yaml`` (``--recipe`` takes a copy).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-from stereodistill.cli.args import positive_int, size
-from stereodistill.fileio import write_text_atomic
+from stereodistill.cli.args import size
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "quickstart",
-        help="generate data, evaluate, report (the main job)",
-        description="Generate the synthetic dataset and run an evaluation smoke run; writes runs/quickstart/.",
+        help="teacher -> scratch and distilled students -> evaluation, benchmark, report (the main job)",
+        description="Train a teacher, then one student from scratch and one distilled from the teacher for the "
+        "same steps, on the embedded synthetic data; evaluate all three on its test split and zero-shot on the "
+        "Middlebury Motorcycle pair; benchmark them; write report.json, report.md and report.html.",
     )
     parser.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    parser.add_argument("--pairs", type=positive_int, default=20, help="synthetic test pairs (default 20)")
-    parser.add_argument("--size", type=size, default=(128, 256), help="synthetic HxW (default 128x256)")
-    parser.add_argument("--max-disp", type=positive_int, default=48, help="maximum disparity (default 48)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of data, weights and order (default 0)")
+    parser.add_argument("--recipe", help="a recipe YAML (default: the packaged quickstart.yaml)")
+    parser.add_argument(
+        "--steps-scale", type=float, default=1.0, help="multiply every run's steps (e.g. 10 on a GPU; default 1)"
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--bench-size", type=size, help="latency input HxW (default from the recipe: 256x512)")
     parser.set_defaults(handler=run)
 
 
-def _progress(label: str):
-    start = time.perf_counter()
-
-    def report(done: int, total: int) -> None:
-        if sys.stderr.isatty() or done == total:
-            end = "\n" if done == total else ""
-            elapsed = time.perf_counter() - start
-            print(f"\r  {label}: {done}/{total} ({elapsed:.1f} s)", end=end, file=sys.stderr, flush=True)
-
-    return report
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from stereodistill.errors import ConfigError
+    from stereodistill.experiments.quickstart import load_recipe, run_quickstart
+    from stereodistill.report.quickstart_report import markdown
 
-    from stereodistill.data.datasets import build_dataset
-    from stereodistill.data.motorcycle import NAME as MOTORCYCLE
-    from stereodistill.data.motorcycle import write_motorcycle
-    from stereodistill.data.synthetic import SynthConfig, write_synthetic
-    from stereodistill.evaluate.block_matching import block_matching
-    from stereodistill.evaluate.evaluator import evaluate_dataset
-    from stereodistill.evaluate.metrics import format_table
-
+    if not args.steps_scale > 0:
+        raise ConfigError(f"--steps-scale must be positive, got {args.steps_scale}")
     out = Path(args.out)
-    height, width = args.size
-    torch.manual_seed(args.seed)
-    print(f"[1/3] synthetic data: {args.pairs} test pairs {height}x{width}, max disparity {args.max_disp}")
-    config = SynthConfig(height=height, width=width, max_disp=args.max_disp)
-    write_synthetic(
-        out / "data" / "synthetic", args.pairs, config, seed=args.seed, split="test", progress=_progress("synth")
+    report = run_quickstart(
+        out,
+        seed=args.seed,
+        recipe=load_recipe(args.recipe),
+        steps_scale=args.steps_scale,
+        device=args.device,
+        bench_size=args.bench_size,
+        log=lambda line: print(line, flush=True),
     )
-    synthetic = build_dataset("sceneflow", out / "data" / "synthetic", split="test", max_disp=args.max_disp)
-    motorcycle_csv = write_motorcycle(out / "data" / MOTORCYCLE)
-    motorcycle = build_dataset("pairs", motorcycle_csv, max_disp=64)
-
-    print("[2/3] evaluating block matching (learning-free reference)")
-    results = {}
-    for name, dataset, max_disp in (("synthetic", synthetic, args.max_disp), (MOTORCYCLE, motorcycle, 64)):
-        acc = evaluate_dataset(
-            lambda left, right, d=max_disp: block_matching(left, right, d), dataset, progress=_progress(name)
-        )
-        results[name] = {"pooled": acc.pooled(), "per_image_mean": acc.per_image_mean(), "n_images": len(dataset)}
-
-    print("[3/3] report (pooled over all valid pixels)")
-    print(format_table((f"block-matching/{name}", r["pooled"]) for name, r in results.items()))
-    report = {"seed": args.seed, "models": {"block_matching": {"arch": "block-matching", "metrics": results}}}
-    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
-    print(f"wrote {out / 'report.json'}")
+    print()
+    print(markdown(report))
+    print(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'report.html'}", file=sys.stderr)
     return 0

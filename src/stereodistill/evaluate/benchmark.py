@@ -104,6 +104,21 @@ def _child(queue: mp.Queue, args: tuple) -> None:
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _result(queue: Any, process: Any) -> tuple[str, Any]:
+    """The child's report; a child that dies without one (killed, out of memory) is an error, not a hang."""
+    import queue as queues
+
+    while True:
+        try:
+            return queue.get(timeout=0.5)
+        except queues.Empty:
+            if not process.is_alive():
+                try:
+                    return queue.get(timeout=0.5)
+                except queues.Empty:
+                    return "error", f"the benchmark process died without a result (exit code {process.exitcode})"
+
+
 def benchmark(
     names: list[str],
     height: int,
@@ -128,7 +143,7 @@ def benchmark(
         queue = ctx.Queue()
         process = ctx.Process(target=_child, args=(queue, args))
         process.start()
-        status, value = queue.get()
+        status, value = _result(queue, process)
         process.join()
         if status != "ok":
             raise StereoDistillError(f"bench {name}: {value}")

@@ -1,0 +1,1 @@
+"""Experiments built from the pieces below them: the quickstart (teacher → students → report)."""

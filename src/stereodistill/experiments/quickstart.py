@@ -1,0 +1,346 @@
+"""The quickstart: a teacher, then one student trained twice — from scratch and distilled — compared.
+
+The three runs come from one packaged recipe (``recipes/quickstart.yaml``): ``common`` holds what all
+three share (data, optimiser, supervision), ``teacher`` and ``student`` the networks and step
+counts, ``distill`` the terms only the distilled student adds. The two students therefore share
+everything — architecture, seed (so initial weights and data order), steps, learning rate — except
+the distillation terms, which makes their difference the effect of distillation alone.
+
+Each run is an ordinary :class:`~stereodistill.train.trainer.Trainer` run with its own folder
+(``runs/<role>/``: config, scalars, checkpoints); evaluation goes through the one metric protocol
+and latency through :mod:`stereodistill.evaluate.benchmark`, as the CLI commands do.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from stereodistill.config import from_dict
+from stereodistill.errors import ConfigError
+from stereodistill.train.config import RunConfig
+
+ROLES = ("teacher", "student_scratch", "student_distilled")
+RECIPE_KEYS = {"common", "teacher", "student", "distill", "test", "bench"}
+
+
+def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
+    """The packaged quickstart recipe, or a user's copy of it."""
+    from stereodistill.config import load_yaml
+
+    if path is None:
+        with resources.as_file(resources.files("stereodistill.experiments.recipes") / "quickstart.yaml") as packaged:
+            recipe = load_yaml(packaged)
+    else:
+        recipe = load_yaml(path)
+    unknown = sorted(set(recipe) - RECIPE_KEYS)
+    missing = sorted({"common", "teacher", "student", "distill"} - set(recipe))
+    if unknown or missing:
+        raise ConfigError(
+            f"quickstart recipe {path or 'quickstart.yaml'}: "
+            + "; ".join(
+                part
+                for part in (
+                    f"unknown section(s) {', '.join(unknown)}" if unknown else "",
+                    f"missing section(s) {', '.join(missing)}" if missing else "",
+                )
+                if part
+            )
+            + f" (sections: {', '.join(sorted(RECIPE_KEYS))})"
+        )
+    return recipe
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``extra`` wins."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def run_configs(recipe: Mapping[str, Any], out: Path, seed: int, steps_scale: float = 1.0) -> dict[str, RunConfig]:
+    """The three run configs of a recipe, rooted at ``out/runs/<role>``.
+
+    ``steps_scale`` multiplies both step counts (stages are fractions of a run, so they follow).
+    """
+    runs = out / "runs"
+    configs = {}
+    for role, parts in (
+        ("teacher", (recipe["teacher"],)),
+        ("student_scratch", (recipe["student"],)),
+        ("student_distilled", (recipe["student"], recipe["distill"])),
+    ):
+        data: dict[str, Any] = dict(recipe["common"])
+        for part in parts:
+            data = _merge(data, part)
+        data = _merge(data, {"name": role, "output": str(runs / role), "seed": seed})
+        data["steps"] = max(1, round(int(data.get("steps", 1)) * steps_scale))
+        if role == "student_distilled":
+            data["teacher"] = {"checkpoint": str(runs / "teacher" / "model")}
+        data.setdefault("data", {}).setdefault("val", test_split(recipe, out))
+        configs[role] = from_dict(RunConfig, data, where=f"quickstart recipe ({role})")
+    if configs["student_scratch"].steps != configs["student_distilled"].steps:
+        raise ConfigError("quickstart recipe: the two students must train for the same number of steps")
+    return configs
+
+
+def test_split(recipe: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    """The held-out synthetic test split as a dataset config (written to disk by :func:`write_test_data`)."""
+    return {
+        "dataset": "sceneflow",
+        "root": str(out / "data" / "synthetic"),
+        "split": "test",
+        "max_disp": test_settings(recipe)["max_disp"],
+    }
+
+
+def test_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """Size, disparity range and generator options of the test split: those of the training data
+    unless the recipe's ``test`` section says otherwise, so both come from one distribution."""
+    train = recipe["common"].get("data", {}).get("train", {})
+    settings = {
+        "pairs": 20,
+        "size": train.get("size", [96, 192]),
+        "max_disp": train.get("max_disp", 48),
+        "options": train.get("options", {}),
+        "images": 3,
+    }
+    unknown = sorted(set(recipe.get("test", {})) - set(settings))
+    if unknown:
+        raise ConfigError(f"quickstart recipe: unknown key(s) in 'test': {', '.join(unknown)}")
+    return {**settings, **recipe.get("test", {})}
+
+
+@dataclass
+class Timer:
+    """Wall-clock seconds per phase, for the report."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+
+    def lap(self, name: str, since: float) -> None:
+        self.phases[name] = round(time.perf_counter() - since, 1)
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def relative_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (report.json stays valid if the tree moves)."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def distillation_gain(models: Mapping[str, Any], dataset: str = "synthetic") -> dict[str, Any]:
+    """How much lower the distilled student's EPE is than the scratch student's."""
+    scratch = models["student_scratch"]["metrics"][dataset]["epe"]
+    distilled = models["student_distilled"]["metrics"][dataset]["epe"]
+    return {
+        "dataset": dataset,
+        "epe_scratch": scratch,
+        "epe_distilled": distilled,
+        "epe_reduction": scratch - distilled,
+        "epe_reduction_rel": (scratch - distilled) / scratch if scratch else float("nan"),
+        "distilled_beats_scratch": bool(distilled < scratch),
+    }
+
+
+Progress = Callable[[str], None]
+
+
+def write_test_data(recipe: Mapping[str, Any], out: Path, seed: int) -> dict[str, Path]:
+    """Write the synthetic test split (FlyingThings3D layout) and the Motorcycle pair; return their roots."""
+    from stereodistill.data.motorcycle import NAME as MOTORCYCLE
+    from stereodistill.data.motorcycle import write_motorcycle
+    from stereodistill.data.synthetic import SynthConfig, write_synthetic
+
+    settings = test_settings(recipe)
+    height, width = settings["size"]
+    config = SynthConfig(height=height, width=width, max_disp=settings["max_disp"], **settings["options"])
+    root = out / "data" / "synthetic"
+    write_synthetic(root, settings["pairs"], config, seed=seed, split="test")
+    return {"synthetic": root, MOTORCYCLE: write_motorcycle(out / "data" / MOTORCYCLE)}
+
+
+def evaluation_sets(recipe: Mapping[str, Any], roots: Mapping[str, Path], max_disp: int) -> dict[str, Any]:
+    """The two evaluation datasets; on Motorcycle only pixels below the models' ``max_disp`` count."""
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.motorcycle import NAME as MOTORCYCLE
+
+    return {
+        "synthetic": build_dataset(
+            "sceneflow", roots["synthetic"], split="test", max_disp=test_settings(recipe)["max_disp"]
+        ),
+        MOTORCYCLE: build_dataset("pairs", roots[MOTORCYCLE], max_disp=max_disp),
+    }
+
+
+def evaluate(model: torch.nn.Module, datasets: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """Pooled metrics (fractions; EPE in px) of one model on every dataset."""
+    from stereodistill.evaluate.evaluator import evaluate_dataset
+
+    def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return model(left.to(device), right.to(device)).disparity
+
+    results = {}
+    for name, dataset in datasets.items():
+        accumulator = evaluate_dataset(predict, dataset)
+        results[name] = {**accumulator.pooled(), "images": len(dataset), "valid_pixels": int(accumulator.totals["n"])}
+    return results
+
+
+def predictions(model: torch.nn.Module, samples: list[dict[str, Any]], device: torch.device) -> list[Any]:
+    """Disparity maps (H×W NumPy) of ``model`` for the report's image samples."""
+    with torch.no_grad():
+        return [
+            model(s["left"][None].to(device), s["right"][None].to(device)).disparity[0].float().cpu().numpy()
+            for s in samples
+        ]
+
+
+def run_quickstart(
+    out: Path,
+    *,
+    seed: int = 0,
+    recipe: Mapping[str, Any] | None = None,
+    steps_scale: float = 1.0,
+    device: str = "auto",
+    repo_root: Path | None = None,
+    bench_size: tuple[int, int] | None = None,
+    log: Progress = print,
+) -> dict[str, Any]:
+    """Data → teacher → two students → evaluation → benchmark → report files; returns report.json's content."""
+    from stereodistill.checkpoint import load_model
+    from stereodistill.data.motorcycle import NAME as MOTORCYCLE
+    from stereodistill.evaluate.benchmark import benchmark
+    from stereodistill.fileio import write_text_atomic
+    from stereodistill.report.quickstart_report import write_images, write_report
+    from stereodistill.runtime import resolve_device
+    from stereodistill.train.trainer import Trainer
+
+    recipe = load_recipe() if recipe is None else recipe
+    repo_root = Path.cwd() if repo_root is None else repo_root
+    timer = Timer()
+    configs = run_configs(recipe, out, seed, steps_scale)
+    for config in configs.values():
+        config.device = device
+    write_text_atomic(out / "recipe.yaml", yaml.safe_dump(dict(recipe), sort_keys=False))
+
+    since = time.perf_counter()
+    settings = test_settings(recipe)
+    log(
+        f"[1/5] data: synthetic test split ({settings['pairs']} pairs, {settings['size'][0]}x{settings['size'][1]}, "
+        f"max disparity {settings['max_disp']}) and the Middlebury Motorcycle pair; training pairs are generated "
+        "in memory"
+    )
+    roots = write_test_data(recipe, out, seed)
+    timer.lap("data", since)
+
+    trained = {}
+    for index, role in enumerate(ROLES):
+        config = configs[role]
+        since = time.perf_counter()
+        how = "distilled from the teacher" if role == "student_distilled" else "on ground truth"
+        log(f"[2/5] training {role} ({config.model.arch}, {config.total_steps} steps, {how})")
+        result = Trainer(config, distill=role == "student_distilled").run()
+        timer.lap(f"train_{role}", since)
+        trained[role] = {"result": result, "seconds": timer.phases[f"train_{role}"], "index": index}
+
+    since = time.perf_counter()
+    dev = resolve_device(device)
+    models = {role: load_model(Path(configs[role].output_dir) / "model", map_location=dev) for role in ROLES}
+    max_disp = min(m.max_disp for m in models.values())
+    datasets = evaluation_sets(recipe, roots, max_disp)
+    log(f"[3/5] evaluating on the synthetic test split and zero-shot on Motorcycle ({dev.type})")
+    metrics = {role: evaluate(models[role], datasets, dev) for role in ROLES}
+    shown = min(settings["images"], len(datasets["synthetic"]))
+    samples = [datasets["synthetic"][i] for i in range(shown)] + [datasets[MOTORCYCLE][0]]
+    labels = [f"synthetic {i + 1}" for i in range(shown)] + ["Motorcycle"]
+    images = write_images(
+        out / "images",
+        labels,
+        samples,
+        {role: predictions(models[role], samples, dev) for role in ROLES},
+        max_disp=float(max_disp),
+    )
+    timer.lap("evaluate", since)
+
+    since = time.perf_counter()
+    bench = recipe.get("bench", {})
+    height, width = bench_size or tuple(bench.get("size", (256, 512)))
+    threads = int(bench.get("threads", torch.get_num_threads()))
+    log(
+        f"[4/5] benchmarking at {height}x{width}, batch 1, {dev.type}"
+        + (f", {threads} threads" if dev.type == "cpu" else "")
+    )
+    rows = benchmark(
+        [str(Path(configs[role].output_dir) / "model") for role in ROLES],
+        height,
+        width,
+        device=str(dev),
+        repeats=int(bench.get("repeats", 5)),
+        warmup=1,
+        threads=threads,
+    )
+    timer.lap("benchmark", since)
+
+    report: dict[str, Any] = {
+        "seed": seed,
+        "max_disp": max_disp,
+        "steps": {role: configs[role].total_steps for role in ROLES},
+        "machine": machine(),
+        "benchmark": {
+            "size": [height, width],
+            "device": str(dev),
+            "threads": threads,
+            "batch": 1,
+            "repeats": int(bench.get("repeats", 5)),
+            "statistic": "median after 1 warm-up",
+        },
+        "models": {},
+    }
+    for role, row in zip(ROLES, rows, strict=True):
+        checkpoint = Path(configs[role].output_dir) / "model.safetensors"
+        report["models"][role] = {
+            "arch": row["arch"],
+            "checkpoint": relative_path(checkpoint, repo_root),
+            "params": row["params"],
+            "gmacs": row["gmacs"],
+            "latency_ms": row["latency_ms"],
+            "metrics": metrics[role],
+            "train_seconds": trained[role]["seconds"],
+            "run_dir": relative_path(Path(configs[role].output_dir), repo_root),
+        }
+    report["distillation"] = distillation_gain(report["models"])
+    report["timing_s"] = {**timer.phases, "total": timer.total}
+    log("[5/5] writing report.json, report.md and report.html")
+    write_report(out, report, images, {role: Path(configs[role].output_dir) for role in ROLES})
+    return report

@@ -1,0 +1,1 @@
+"""Packaged recipes (YAML), installed with the package so that commands work from any folder."""

@@ -1,0 +1,232 @@
+"""The quickstart's report: ``report.json`` (for programs), ``report.md`` and ``report.html`` (for people).
+
+The HTML page holds the comparison table, the training curves of the three runs (read back from
+their ``scalars.csv``) and, for a few test pairs, the left image, the ground truth, each model's
+disparity on one shared colour scale, and each model's error map on another.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereodistill.data.formats import write_image
+from stereodistill.fileio import write_text_atomic
+from stereodistill.report import htmlpage
+from stereodistill.report.colormap import colorize
+from stereodistill.report.svg import line_chart
+
+#: Errors at or above this many pixels share the top colour of the error maps.
+ERROR_VMAX = 5.0
+LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student_distilled": "student (distilled)"}
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """A run's ``scalars.csv`` as name → [(step, value)]; a missing file gives nothing."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    path = run_dir / "scalars.csv"
+    if not path.is_file():
+        return series
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                series.setdefault(row["name"], []).append((float(row["step"]), float(row["value"])))
+            except (KeyError, ValueError):
+                continue
+    return series
+
+
+def write_images(
+    folder: Path,
+    labels: Sequence[str],
+    samples: Sequence[Mapping[str, Any]],
+    predictions: Mapping[str, Sequence[np.ndarray]],
+    max_disp: float,
+) -> list[tuple[str, list[str]]]:
+    """PNG files per sample: left, ground truth, each model's disparity, each model's error map.
+
+    Returns rows of (sample label, file names relative to the report) in :func:`image_columns` order.
+    """
+    rows = []
+    for index, (label, sample) in enumerate(zip(labels, samples, strict=True)):
+        gt = sample["disp"].numpy()
+        valid = sample["valid"].numpy().astype(bool)
+        files = {
+            "left": sample["left"].numpy().transpose(1, 2, 0),
+            "gt": colorize(gt, vmax=max_disp, invalid=~valid),
+        }
+        for role, maps in predictions.items():
+            files[role] = colorize(maps[index], vmax=max_disp)
+        for role, maps in predictions.items():
+            files[f"{role}_error"] = colorize(np.abs(maps[index] - gt), vmax=ERROR_VMAX, invalid=~valid)
+        paths = []
+        for key, image in files.items():
+            relative = f"images/{index:02d}_{key}.png"
+            write_image(folder / f"{index:02d}_{key}.png", image)
+            paths.append(relative)
+        rows.append((label, paths))
+    return rows
+
+
+def image_columns(roles: Sequence[str]) -> list[str]:
+    return [
+        "left image",
+        "ground truth",
+        *(LABELS.get(r, r) for r in roles),
+        *(f"error: {LABELS.get(r, r)}" for r in roles),
+    ]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %" if math.isfinite(value) else "n/a"
+
+
+def _epe(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "n/a"
+
+
+def model_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Size and speed of each model (one table in both the Markdown and the HTML report)."""
+    header = ["model", "arch", "params", "GMACs", "latency ms", "speed-up vs teacher", "training s"]
+    teacher_ms = report["models"]["teacher"]["latency_ms"]
+    rows = [
+        [
+            LABELS.get(role, role),
+            entry["arch"],
+            f"{entry['params']:,}",
+            f"{entry['gmacs']:.2f}",
+            f"{entry['latency_ms']:.1f}",
+            f"{teacher_ms / entry['latency_ms']:.2f}x",
+            f"{entry['train_seconds']:.0f}",
+        ]
+        for role, entry in report["models"].items()
+    ]
+    return header, rows
+
+
+def metric_rows(report: Mapping[str, Any], dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Accuracy of each model on one dataset."""
+    header = ["model", "EPE px", "D1", "bad-1", "bad-2", "bad-3"]
+    rows = []
+    for role, entry in report["models"].items():
+        m = entry["metrics"][dataset]
+        rows.append(
+            [LABELS.get(role, role), _epe(m["epe"]), _pct(m["d1"]), _pct(m["bad1"]), _pct(m["bad2"]), _pct(m["bad3"])]
+        )
+    return header, rows
+
+
+def datasets_of(report: Mapping[str, Any]) -> list[str]:
+    return list(next(iter(report["models"].values()))["metrics"])
+
+
+def verdict(report: Mapping[str, Any]) -> str:
+    """One sentence on what distillation did, with the seed."""
+    gain = report["distillation"]
+    steps = report["steps"]["student_distilled"]
+    if gain["distilled_beats_scratch"]:
+        return (
+            f"Distillation lowered the student's EPE on the synthetic test split from {gain['epe_scratch']:.3f} px "
+            f"to {gain['epe_distilled']:.3f} px ({gain['epe_reduction']:.3f} px, "
+            f"{100 * gain['epe_reduction_rel']:.1f} % lower) for the same {steps} steps (seed {report['seed']})."
+        )
+    return (
+        f"Distillation did NOT help this time: the distilled student's EPE on the synthetic test split is "
+        f"{gain['epe_distilled']:.3f} px against {gain['epe_scratch']:.3f} px from scratch, for the same {steps} "
+        f"steps (seed {report['seed']})."
+    )
+
+
+def speed_line(report: Mapping[str, Any]) -> str:
+    models = report["models"]
+    bench = report["benchmark"]
+    ratio = models["teacher"]["latency_ms"] / models["student_distilled"]["latency_ms"]
+    where = bench["device"] + (f", {bench['threads']} threads" if bench["device"] == "cpu" else "")
+    return (
+        f"Latency: median of {bench['repeats']} eval forwards after a warm-up, batch 1, "
+        f"{bench['size'][0]}x{bench['size'][1]}, {where}; the student runs {ratio:.2f}x faster than the teacher."
+    )
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    lines = ["# stereodistill quickstart", "", verdict(report), "", speed_line(report), ""]
+    lines += _md_table(*model_rows(report))
+    for dataset in datasets_of(report):
+        lines += ["", f"**{dataset}**", ""]
+        lines += _md_table(*metric_rows(report, dataset))
+    timing = report["timing_s"]
+    lines += [
+        "",
+        "Metrics are pooled over valid pixels (EPE in px; D1, bad-τ as shares). On Motorcycle only pixels whose "
+        "ground truth lies below the models' maximum disparity count.",
+        "",
+        f"Steps: {', '.join(f'{LABELS[r]} {n}' for r, n in report['steps'].items())}. "
+        f"Wall time: {timing['total']:.0f} s ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timing.items() if k != "total")
+        + ").",
+        f"Machine: {report['machine']['platform']}, torch {report['machine']['torch']}.",
+        "",
+        "Figures: report.html (training curves, disparity and error maps).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def curves(run_dirs: Mapping[str, Path]) -> str:
+    scalars = {role: read_scalars(path) for role, path in run_dirs.items()}
+    supervised = {LABELS.get(r, r): s.get("supervised", []) for r, s in scalars.items()}
+    total = {
+        f"{LABELS.get(r, r)} (with distillation terms)": s.get("total", [])
+        for r, s in scalars.items()
+        if r == "student_distilled"
+    }
+    val = {LABELS.get(r, r): s.get("val/epe", []) for r, s in scalars.items()}
+    return (
+        '<div class="charts">'
+        + line_chart({**supervised, **total}, "training loss", "step", "loss", log_y=True)
+        + line_chart(val, "validation EPE (synthetic test split)", "step", "EPE px")
+        + "</div>"
+    )
+
+
+def html_page(report: Mapping[str, Any], images: Sequence[tuple[str, list[str]]], run_dirs: Mapping[str, Path]) -> str:
+    cls = "good" if report["distillation"]["distilled_beats_scratch"] else "bad"
+    body = [
+        f'<p class="{cls}">{escape(verdict(report))}</p>',
+        f"<p>{escape(speed_line(report))}</p>",
+        htmlpage.table(*model_rows(report)),
+        *(f"<h2>{escape(name)}</h2>" + htmlpage.table(*metric_rows(report, name)) for name in datasets_of(report)),
+        '<p class="note">Pooled over valid pixels; EPE in px, D1 and bad-τ as shares of valid pixels. On Motorcycle '
+        "(zero-shot, real) only pixels whose ground truth lies below the models' maximum disparity count.</p>",
+        "<h2>Training curves</h2>",
+        curves(run_dirs),
+        "<h2>Disparity and error maps</h2>",
+        f'<p class="note">Disparity: one colour scale for all maps (0 to {report["max_disp"]:g} '
+        f"px, blue far, red near). Error |d̂ − d|: 0 (blue) to {ERROR_VMAX:g} px or more (red); black: no ground "
+        "truth.</p>",
+        htmlpage.image_grid(image_columns(list(report["models"])), images),
+        "<h2>Run</h2>",
+        f'<p class="note">Seed {report["seed"]}; steps {escape(json.dumps(report["steps"]))}; wall time '
+        f"{report['timing_s']['total']:.0f} s; {escape(report['machine']['platform'])}, torch "
+        f"{escape(report['machine']['torch'])}. Machine-readable: <code>report.json</code>.</p>",
+    ]
+    return htmlpage.page("stereodistill quickstart", "".join(body))
+
+
+def write_report(
+    out: Path, report: Mapping[str, Any], images: Sequence[tuple[str, list[str]]], run_dirs: Mapping[str, Path]
+) -> None:
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out / "report.md", markdown(report))
+    write_text_atomic(out / "report.html", html_page(report, images, run_dirs))

@@ -1,0 +1,147 @@
+"""Small SVG charts for the HTML reports, written directly: no plotting library to install.
+
+Two kinds cover what the reports show: line charts (training curves, one line per run) and
+horizontal bars with error bars (a metric per ablation cell, mean ± a half-width).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+
+#: Distinguishable colours (Okabe–Ito), in the order series are drawn.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values covering [low, high]."""
+    if not math.isfinite(low) or not math.isfinite(high) or high <= low:
+        return [low]
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 560,
+    height: int = 300,
+    log_y: bool = False,
+) -> str:
+    """An SVG line chart, one line per named series of (x, y) points; non-finite points are skipped."""
+    points = {
+        name: [(x, y) for x, y in values if math.isfinite(x) and math.isfinite(y) and (y > 0 or not log_y)]
+        for name, values in series.items()
+    }
+    every = [p for values in points.values() for p in values]
+    left, right, top, bottom = 56, 16, 28, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
+    ]
+    if not every:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">no data</text></svg>')
+        return "".join(parts)
+    ty = (lambda v: math.log10(v)) if log_y else (lambda v: v)
+    x0, x1 = min(p[0] for p in every), max(p[0] for p in every)
+    y0, y1 = min(ty(p[1]) for p in every), max(ty(p[1]) for p in every)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    pad = (y1 - y0) * 0.05
+    y0, y1 = y0 - pad, y1 + pad
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def sy(y: float) -> float:
+        return top + (1 - (ty(y) - y0) / (y1 - y0)) * plot_h
+
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
+    for tick in _ticks(x0, x1):
+        x = sx(tick)
+        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 4}" stroke="#666"/>')
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_fmt(tick)}</text>')
+    for tick in _ticks(y0, y1):
+        y = top + (1 - (tick - y0) / (y1 - y0)) * plot_h
+        label = _fmt(10**tick) if log_y else _fmt(tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(
+        f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}{" (log)" if log_y else ""}</text>'
+    )
+    for i, (name, values) in enumerate(points.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        if values:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{path}"/>')
+            if len(values) <= 30:  # sparse series (validation): mark each measurement
+                parts.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in values)
+        ly = top + 12 + 14 * i
+        parts.append(
+            f'<line x1="{left + 8}" y1="{ly - 4}" x2="{left + 24}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
+        )
+        parts.append(f'<text x="{left + 28}" y="{ly}">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar_chart(
+    rows: Sequence[tuple[str, float, float]],
+    title: str,
+    value_label: str,
+    width: int = 560,
+) -> str:
+    """Horizontal bars (label, value, error half-width) with error bars; NaN values are left empty."""
+    left, right, top, row_h = 170, 24, 28, 22
+    height = top + row_h * len(rows) + 36
+    plot_w = width - left - right
+    finite = [(v, e if math.isfinite(e) else 0.0) for _, v, e in rows if math.isfinite(v)]
+    high = max((v + e for v, e in finite), default=1.0) or 1.0
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
+    ]
+
+    def sx(v: float) -> float:
+        return left + v / high * plot_w
+
+    for tick in _ticks(0.0, high):
+        x = sx(tick)
+        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - 32}" stroke="#eee"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 20}" text-anchor="middle">{_fmt(tick)}</text>')
+    for i, (label, value, err) in enumerate(rows):
+        y = top + i * row_h
+        parts.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
+        if not math.isfinite(value):
+            parts.append(f'<text x="{left + 4}" y="{y + 15}" fill="#a00">failed</text>')
+            continue
+        colour = PALETTE[i % len(PALETTE)]
+        parts.append(
+            f'<rect x="{left}" y="{y + 4}" width="{sx(value) - left:.1f}" height="{row_h - 8}" '
+            f'fill="{colour}" opacity="0.8"/>'
+        )
+        if math.isfinite(err) and err > 0:
+            a, b, mid = sx(max(value - err, 0.0)), sx(value + err), y + row_h / 2
+            parts.append(f'<line x1="{a:.1f}" y1="{mid}" x2="{b:.1f}" y2="{mid}" stroke="#000"/>')
+            for end in (a, b):
+                parts.append(f'<line x1="{end:.1f}" y1="{mid - 4}" x2="{end:.1f}" y2="{mid + 4}" stroke="#000"/>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle">{escape(value_label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,109 @@
+"""The quickstart pipeline on a tiny recipe: the configs it derives, and every file it promises."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from stereodistill.data import motorcycle
+from stereodistill.errors import ConfigError
+from stereodistill.experiments.quickstart import ROLES, load_recipe, run_configs, run_quickstart
+from stereodistill.report.quickstart_report import markdown, verdict
+
+
+def tiny_recipe() -> dict:
+    return {
+        "common": {
+            "model": {"max_disp": 16},
+            "data": {
+                "train": {"dataset": "synthetic", "pairs": 8, "size": [32, 64], "max_disp": 16},
+                "crop": [32, 64],
+                "batch_size": 2,
+            },
+            "optim": {"name": "adam", "lr": 1e-3, "schedule": "constant"},
+            "log_every": 1,
+            "val_every": 1,
+        },
+        "teacher": {"steps": 2, "model": {"arch": "dsnet-noatt", "options": {"hourglass_channels": 8}}},
+        "student": {"steps": 2, "model": {"arch": "dsnet-noatt", "options": {"hourglass_channels": 8}}},
+        "distill": {
+            "distill": {
+                "terms": [
+                    {"name": "feat", "student": "feat.left.s4", "teacher": "feat.left.s4", "loss": "cosine"},
+                    {"name": "kl", "student": "logits.2", "teacher": "logits.2", "loss": "kl"},
+                ]
+            }
+        },
+        "test": {"pairs": 2, "images": 1},
+        "bench": {"size": [32, 64], "repeats": 1, "threads": 1},
+    }
+
+
+def test_packaged_recipe_derives_students_that_differ_only_by_distillation(tmp_path):
+    configs = run_configs(load_recipe(), tmp_path, seed=3)
+    scratch, distilled = configs["student_scratch"], configs["student_distilled"]
+    assert scratch.model == distilled.model and scratch.seed == distilled.seed == 3
+    assert scratch.total_steps == distilled.total_steps and scratch.optim == distilled.optim
+    assert scratch.data == distilled.data
+    assert scratch.distill.terms == [] and distilled.distill.terms
+    assert distilled.teacher.checkpoint == str(tmp_path / "runs" / "teacher" / "model")
+    assert configs["teacher"].model.arch == "dsnet-teacher" and scratch.model.arch == "dsnet"
+    assert scratch.data.val.root == str(tmp_path / "data" / "synthetic")
+    scaled = run_configs(load_recipe(), tmp_path, seed=0, steps_scale=0.5)
+    assert scaled["teacher"].total_steps == round(configs["teacher"].total_steps * 0.5)
+
+
+def test_recipe_sections_are_checked(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("common: {}\nteacher: {}\nstudent: {}\ndistil: {}\n")
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) distil.*missing section\(s\) distill"):
+        load_recipe(path)
+    recipe = tiny_recipe()
+    recipe["test"]["pair"] = 3
+    with pytest.raises(ConfigError, match="unknown key"):
+        run_configs(recipe, tmp_path, seed=0)
+    recipe = tiny_recipe()
+    recipe["student"]["optim"] = {"lr": "fast"}
+    with pytest.raises(ConfigError, match="lr"):
+        run_configs(recipe, tmp_path, seed=0)
+
+
+def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # checkpoint paths are relative to the repository root (here: the cwd)
+    real = motorcycle.load_motorcycle()
+    # A 64×96 window of the real pair (far background, disparities < 16) keeps the test fast;
+    # the full pair is evaluated in the data and CLI tests.
+    monkeypatch.setattr(motorcycle, "load_motorcycle", lambda: tuple(a[0:64, 176:272] for a in real))
+    lines: list[str] = []
+    report = run_quickstart(Path("qs"), seed=1, recipe=tiny_recipe(), device="cpu", log=lines.append)
+    assert [line[:5] for line in lines] == ["[1/5]", "[2/5]", "[2/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
+    on_disk = json.loads((tmp_path / "qs" / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert set(on_disk["models"]) == set(ROLES)
+    for role in ROLES:
+        entry = on_disk["models"][role]
+        assert entry["checkpoint"] == f"qs/runs/{role}/model.safetensors"
+        assert (tmp_path / entry["checkpoint"]).is_file()
+        assert entry["arch"] == "dsnet-noatt" and entry["params"] > 0 and entry["gmacs"] > 0
+        assert entry["latency_ms"] > 0
+        for dataset in ("synthetic", "middlebury-motorcycle"):
+            metrics = entry["metrics"][dataset]
+            assert {"epe", "d1", "bad1", "bad2", "bad3"} <= set(metrics)
+            assert all(0 <= metrics[k] <= 1 for k in ("d1", "bad1", "bad2", "bad3"))
+    gain = on_disk["distillation"]
+    assert gain["epe_reduction"] == pytest.approx(gain["epe_scratch"] - gain["epe_distilled"])
+    assert gain["distilled_beats_scratch"] == (gain["epe_distilled"] < gain["epe_scratch"])
+    assert on_disk["seed"] == 1 and on_disk["steps"] == {r: 2 for r in ROLES}
+
+    md = (tmp_path / "qs" / "report.md").read_text()
+    assert verdict(report) in md and md == markdown(report)
+    page = (tmp_path / "qs" / "report.html").read_text()
+    assert page.count("<svg") == 2 and "training loss" in page and "validation EPE" in page
+    for svg in page.split("<svg")[1:]:
+        ET.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")
+    images = sorted(p.name for p in (tmp_path / "qs" / "images").iterdir())
+    assert len(images) == 2 * (2 + 2 * len(ROLES))  # 1 synthetic + Motorcycle; left, gt, maps, errors
+    assert [name for name in images if f'src="images/{name}"' not in page] == []
