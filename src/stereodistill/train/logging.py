@@ -1,5 +1,5 @@
 """Run logging: every scalar to a CSV (always), to TensorBoard (when installed), and a progress line
-(loss, lr, it/s, ETA) that is drawn only on a terminal."""
+(loss, lr, it/s, ETA), redrawn on a terminal and written every tenth of the run to a log."""
 
 from __future__ import annotations
 
@@ -52,16 +52,21 @@ class RunLogger:
                 if self._tb is not None:
                     self._tb.add_scalar(name, float(value), step)
             self._file.flush()
-        if self.tty and rate is not None:
+        if rate is None:
+            return
+        # On a terminal the line redraws every step; in a log file one line per tenth of the run.
+        tenth = max(1, self.total_steps // 10)
+        if self.tty or step % tenth == 0 or step == self.total_steps:
             eta = (self.total_steps - step) / rate if rate > 0 else math.inf
             loss = values.get("total", math.nan)
-            print(
-                f"\r  step {step}/{self.total_steps} [{stage}] loss {loss:.4f} lr {values.get('lr', 0):.2e} "
-                f"{rate:.2f} it/s ETA {eta:.0f} s   ",
-                end="" if step < self.total_steps else "\n",
-                file=sys.stderr,
-                flush=True,
+            line = (
+                f"  step {step}/{self.total_steps} [{stage}] loss {loss:.4f} lr {values.get('lr', 0):.2e} "
+                f"{rate:.2f} it/s ETA {eta:.0f} s"
             )
+            if self.tty:
+                print("\r" + line + "   ", end="" if step < self.total_steps else "\n", file=sys.stderr, flush=True)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
     def image(self, step: int, name: str, disparity: Any, max_disp: float) -> None:
         """A disparity map (H×W tensor) to TensorBoard as a gray image scaled by ``max_disp``."""
