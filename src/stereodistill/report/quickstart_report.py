@@ -21,7 +21,7 @@ from stereodistill.data.formats import write_image
 from stereodistill.fileio import write_text_atomic
 from stereodistill.report import htmlpage
 from stereodistill.report.colormap import colorize
-from stereodistill.report.svg import line_chart
+from stereodistill.report.svg import line_chart, smooth
 
 #: Errors at or above this many pixels share the top colour of the error maps.
 ERROR_VMAX = 5.0
@@ -185,17 +185,12 @@ def markdown(report: Mapping[str, Any]) -> str:
 
 def curves(run_dirs: Mapping[str, Path]) -> str:
     scalars = {role: read_scalars(path) for role, path in run_dirs.items()}
-    supervised = {LABELS.get(r, r): s.get("supervised", []) for r, s in scalars.items()}
-    total = {
-        f"{LABELS.get(r, r)} (with distillation terms)": s.get("total", [])
-        for r, s in scalars.items()
-        if r == "student_distilled"
-    }
+    supervised = {LABELS.get(r, r): smooth(s.get("supervised", [])) for r, s in scalars.items()}
     val = {LABELS.get(r, r): s.get("val/epe", []) for r, s in scalars.items()}
     return (
         '<div class="charts">'
-        + line_chart({**supervised, **total}, "training loss", "step", "loss", log_y=True)
-        + line_chart(val, "validation EPE (synthetic test split)", "step", "EPE px")
+        + line_chart(supervised, "training loss (supervised part, moving average)", "step", "loss", log_y=True)
+        + line_chart(val, "validation EPE (synthetic test split)", "step", "EPE px", markers=True)
         + "</div>"
     )
 

@@ -29,6 +29,15 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
+def smooth(values: Sequence[tuple[float, float]], window: int = 5) -> list[tuple[float, float]]:
+    """Trailing moving average of the y values (single-batch losses are noisy)."""
+    out = []
+    for i, (x, _) in enumerate(values):
+        chunk = [y for _, y in values[max(0, i - window + 1) : i + 1]]
+        out.append((x, sum(chunk) / len(chunk)))
+    return out
+
+
 def line_chart(
     series: Mapping[str, Sequence[tuple[float, float]]],
     title: str,
@@ -37,8 +46,13 @@ def line_chart(
     width: int = 560,
     height: int = 300,
     log_y: bool = False,
+    markers: bool = False,
 ) -> str:
-    """An SVG line chart, one line per named series of (x, y) points; non-finite points are skipped."""
+    """An SVG line chart, one line per named series of (x, y) points; non-finite points are skipped.
+
+    The legend sits below the plot, so it never hides a line; ``markers`` marks every point (for
+    sparse measurements such as validation).
+    """
     points = {
         name: [(x, y) for x, y in values if math.isfinite(x) and math.isfinite(y) and (y > 0 or not log_y)]
         for name, values in series.items()
@@ -46,6 +60,7 @@ def line_chart(
     every = [p for values in points.values() for p in values]
     left, right, top, bottom = 56, 16, 28, 44
     plot_w, plot_h = width - left - right, height - top - bottom
+    height += 16 * ((len(points) + 1) // 2)  # legend rows
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
@@ -80,7 +95,7 @@ def line_chart(
         label = _fmt(10**tick) if log_y else _fmt(tick)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">{escape(x_label)}</text>')
     parts.append(
         f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
         f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}{" (log)" if log_y else ""}</text>'
@@ -90,13 +105,14 @@ def line_chart(
         if values:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{path}"/>')
-            if len(values) <= 30:  # sparse series (validation): mark each measurement
+            if markers:
                 parts.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in values)
-        ly = top + 12 + 14 * i
+        lx = left + (i % 2) * plot_w / 2
+        ly = top + plot_h + bottom + 12 + 16 * (i // 2)
         parts.append(
-            f'<line x1="{left + 8}" y1="{ly - 4}" x2="{left + 24}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
+            f'<line x1="{lx:.1f}" y1="{ly - 4}" x2="{lx + 16:.1f}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>'
         )
-        parts.append(f'<text x="{left + 28}" y="{ly}">{escape(name)}</text>')
+        parts.append(f'<text x="{lx + 20:.1f}" y="{ly}">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
