@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from stereodistill import __version__
 from stereodistill.cli import (
+    ablate_cmd,
     bench_cmd,
     data_cmd,
     eval_cmd,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.register(commands)
     export_cmd.register(commands)
     train_cmd.register(commands)
+    ablate_cmd.register(commands)
     quickstart_cmd.register(commands)
     return parser
 

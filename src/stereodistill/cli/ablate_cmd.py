@@ -1,0 +1,28 @@
+"""``stereodistill ablate``: run a grid of distillation variants over seeds and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+
+from stereodistill.cli.args import positive_int
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ablate",
+        help="run an ablation grid (cells x seeds), resumable, with mean, std and 95% CIs",
+        description="Expand the ablation file's fixed rows and axes into cells, run every unfinished (cell, "
+        "seed) in its own process (several at a time with --parallel), evaluate each on the named datasets, "
+        "and write ablation.json, ablation.md and ablation.html. Rerun after a kill: finished runs are kept.",
+    )
+    parser.add_argument("config", help="ablation file (YAML)")
+    parser.add_argument("--out", help="output folder (default runs/ablations/NAME)")
+    parser.add_argument("--parallel", type=positive_int, help="runs at a time (default: the file's, else 1)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stereodistill.experiments.ablation import run_ablation
+
+    summary = run_ablation(args.config, args.out, args.parallel, log=lambda line: print(line, flush=True))
+    return 1 if summary["failures"] else 0
