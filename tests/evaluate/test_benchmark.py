@@ -28,7 +28,7 @@ def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):
             [
                 "bench",
                 "--models",
-                "dsnet-noatt",
+                "dsnet-noatt,dsnet",
                 "--size",
                 "32x64",
                 "--max-disp",
@@ -43,8 +43,11 @@ def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):
         )
         == 0
     )
-    assert "dsnet-noatt" in capsys.readouterr().out
-    assert json.loads(out.read_text())["results"][0]["peak_memory_mb"] >= 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())["results"]
+    assert [r["name"] for r in results] == ["dsnet-noatt", "dsnet"] and results[0]["peak_memory_mb"] >= 0
+    ratio = results[1]["latency_ms"] / results[0]["latency_ms"]
+    assert f"dsnet-noatt is faster than each by: dsnet {ratio:.2f}×" in printed
 
 
 def test_unknown_model_name_is_a_clear_error(capsys):

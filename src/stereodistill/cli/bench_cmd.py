@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
             f"{row['name']:<24}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_ms']:>12.1f}"
             f"{row['peak_memory_mb']:>10.0f}{row['speedup']:>9.2f}×"
         )
+    if len(rows) > 1:
+        first = rows[0]
+        others = ", ".join(f"{row['name']} {row['latency_ms'] / first['latency_ms']:.2f}×" for row in rows[1:])
+        print(f"{first['name']} is faster than each by: {others}")
     if args.json_out:
         write_text_atomic(args.json_out, json.dumps({"device": where, "results": rows}, indent=2) + "\n")
     return 0
