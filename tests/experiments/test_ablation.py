@@ -109,6 +109,11 @@ def test_runs_resumes_and_records_failures(ablation_file, tmp_path):
     first = (out / "cells" / "no_kd" / "seed0" / "result.json").stat().st_mtime_ns
 
     lines.clear()
+    again = run_ablation(ablation_file, out, log=lines.append, report_only=True)  # runs nothing
+    assert json.dumps(again["tables"]) == json.dumps(summary["tables"])
+    assert not any("to run" in line for line in lines)
+
+    lines.clear()
     run_ablation(ablation_file, out, log=lines.append)  # resumed: only the failed cell runs again
     assert "6 finished before, 2 to run" in lines[0]
     assert (out / "cells" / "no_kd" / "seed0" / "result.json").stat().st_mtime_ns == first

@@ -66,6 +66,10 @@ def test_recipe_sections_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         run_configs(recipe, tmp_path, seed=0)
     recipe = tiny_recipe()
+    recipe["bench"]["repeat"] = 3
+    with pytest.raises(ConfigError, match=r"unknown key.*'bench': repeat"):
+        run_configs(recipe, tmp_path, seed=0)
+    recipe = tiny_recipe()
     recipe["student"]["optim"] = {"lr": "fast"}
     with pytest.raises(ConfigError, match="lr"):
         run_configs(recipe, tmp_path, seed=0)

@@ -18,11 +18,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="ablation file (YAML)")
     parser.add_argument("--out", help="output folder (default runs/ablations/NAME)")
     parser.add_argument("--parallel", type=positive_int, help="runs at a time (default: the file's, else 1)")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; summarise the runs finished so far")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from stereodistill.experiments.ablation import run_ablation
 
-    summary = run_ablation(args.config, args.out, args.parallel, log=lambda line: print(line, flush=True))
+    summary = run_ablation(
+        args.config, args.out, args.parallel, log=lambda line: print(line, flush=True), report_only=args.report_only
+    )
     return 1 if summary["failures"] else 0

@@ -199,12 +199,15 @@ def _run_one(
     out = Path(folder)
     started = time.perf_counter()
     try:
+        import shutil
+
         from stereodistill.checkpoint import load_model
         from stereodistill.evaluate.evaluator import evaluate_dataset
         from stereodistill.runtime import resolve_device
         from stereodistill.train.data import build as build_dataset
         from stereodistill.train.trainer import Trainer
 
+        shutil.rmtree(out / "run", ignore_errors=True)  # a run killed part-way starts again, cleanly
         data = {**cell.config, "seed": seed, "output": str(out / "run"), "name": f"{cell.name}/seed{seed}"}
         data["device"] = device
         config = from_dict(RunConfig, data)
@@ -381,9 +384,13 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
 
 
 def run_ablation(
-    path: str | Path, out: str | Path | None = None, parallel: int | None = None, log: Callable[[str], None] = print
+    path: str | Path,
+    out: str | Path | None = None,
+    parallel: int | None = None,
+    log: Callable[[str], None] = print,
+    report_only: bool = False,
 ) -> dict[str, Any]:
-    """Expand, run what is unfinished, summarise and write the reports; returns the summary."""
+    """Expand, run what is unfinished (unless ``report_only``), summarise and write the reports."""
     config, root = load_ablation(path)
     if parallel is not None:
         config.parallel = parallel
@@ -392,7 +399,8 @@ def run_ablation(
             spec.root = str(root / spec.root)
     folder = Path(out or config.output or Path("runs") / "ablations" / config.name)
     cells = expand(config, root)
-    run_cells(config, cells, folder, log)
+    if not report_only:
+        run_cells(config, cells, folder, log)
     summary = summarise(config, cells, folder)
     write_reports(summary, folder)
     log(f"wrote {folder / 'ablation.md'}, ablation.json and ablation.html")

@@ -77,6 +77,7 @@ def run_configs(recipe: Mapping[str, Any], out: Path, seed: int, steps_scale: fl
     ``steps_scale`` multiplies both step counts (stages are fractions of a run, so they follow).
     """
     runs = out / "runs"
+    heldout_settings(recipe), bench_settings(recipe)  # checked before any work starts
     configs = {}
     for role, parts in (
         ("teacher", (recipe["teacher"],)),
@@ -90,24 +91,24 @@ def run_configs(recipe: Mapping[str, Any], out: Path, seed: int, steps_scale: fl
         data["steps"] = max(1, round(int(data.get("steps", 1)) * steps_scale))
         if role == "student_distilled":
             data["teacher"] = {"checkpoint": str(runs / "teacher" / "model")}
-        data.setdefault("data", {}).setdefault("val", test_split(recipe, out))
+        data.setdefault("data", {}).setdefault("val", heldout_split(recipe, out))
         configs[role] = from_dict(RunConfig, data, where=f"quickstart recipe ({role})")
     if configs["student_scratch"].steps != configs["student_distilled"].steps:
         raise ConfigError("quickstart recipe: the two students must train for the same number of steps")
     return configs
 
 
-def test_split(recipe: Mapping[str, Any], out: Path) -> dict[str, Any]:
+def heldout_split(recipe: Mapping[str, Any], out: Path) -> dict[str, Any]:
     """The held-out synthetic test split as a dataset config (written to disk by :func:`write_test_data`)."""
     return {
         "dataset": "sceneflow",
         "root": str(out / "data" / "synthetic"),
         "split": "test",
-        "max_disp": test_settings(recipe)["max_disp"],
+        "max_disp": heldout_settings(recipe)["max_disp"],
     }
 
 
-def test_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
+def heldout_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """Size, disparity range and generator options of the test split: those of the training data
     unless the recipe's ``test`` section says otherwise, so both come from one distribution."""
     train = recipe["common"].get("data", {}).get("train", {})
@@ -122,6 +123,16 @@ def test_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"quickstart recipe: unknown key(s) in 'test': {', '.join(unknown)}")
     return {**settings, **recipe.get("test", {})}
+
+
+def bench_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``bench`` section, checked: latency input size, repeats and threads."""
+    bench = dict(recipe.get("bench", {}))
+    unknown = sorted(set(bench) - {"size", "repeats", "threads"})
+    if unknown:
+        known = "size, repeats, threads"
+        raise ConfigError(f"quickstart recipe: unknown key(s) in 'bench': {', '.join(unknown)} (known: {known})")
+    return bench
 
 
 @dataclass
@@ -182,7 +193,7 @@ def write_test_data(recipe: Mapping[str, Any], out: Path, seed: int) -> dict[str
     from stereodistill.data.motorcycle import write_motorcycle
     from stereodistill.data.synthetic import SynthConfig, write_synthetic
 
-    settings = test_settings(recipe)
+    settings = heldout_settings(recipe)
     height, width = settings["size"]
     config = SynthConfig(height=height, width=width, max_disp=settings["max_disp"], **settings["options"])
     root = out / "data" / "synthetic"
@@ -197,7 +208,7 @@ def evaluation_sets(recipe: Mapping[str, Any], roots: Mapping[str, Path], max_di
 
     return {
         "synthetic": build_dataset(
-            "sceneflow", roots["synthetic"], split="test", max_disp=test_settings(recipe)["max_disp"]
+            "sceneflow", roots["synthetic"], split="test", max_disp=heldout_settings(recipe)["max_disp"]
         ),
         MOTORCYCLE: build_dataset("pairs", roots[MOTORCYCLE], max_disp=max_disp),
     }
@@ -255,7 +266,7 @@ def run_quickstart(
     write_text_atomic(out / "recipe.yaml", yaml.safe_dump(dict(recipe), sort_keys=False))
 
     since = time.perf_counter()
-    settings = test_settings(recipe)
+    settings = heldout_settings(recipe)
     log(
         f"[1/5] data: synthetic test split ({settings['pairs']} pairs, {settings['size'][0]}x{settings['size'][1]}, "
         f"max disparity {settings['max_disp']}) and the Middlebury Motorcycle pair; training pairs are generated "
@@ -265,14 +276,14 @@ def run_quickstart(
     timer.lap("data", since)
 
     trained = {}
-    for index, role in enumerate(ROLES):
+    for role in ROLES:
         config = configs[role]
         since = time.perf_counter()
         how = "distilled from the teacher" if role == "student_distilled" else "on ground truth"
         log(f"[2/5] training {role} ({config.model.arch}, {config.total_steps} steps, {how})")
         result = Trainer(config, distill=role == "student_distilled").run()
         timer.lap(f"train_{role}", since)
-        trained[role] = {"result": result, "seconds": timer.phases[f"train_{role}"], "index": index}
+        trained[role] = {"result": result, "seconds": timer.phases[f"train_{role}"]}
 
     since = time.perf_counter()
     dev = resolve_device(device)
@@ -294,7 +305,7 @@ def run_quickstart(
     timer.lap("evaluate", since)
 
     since = time.perf_counter()
-    bench = recipe.get("bench", {})
+    bench = bench_settings(recipe)
     height, width = bench_size or tuple(bench.get("size", (256, 512)))
     threads = int(bench.get("threads", torch.get_num_threads()))
     log(
