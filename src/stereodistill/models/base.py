@@ -24,6 +24,19 @@ from stereodistill.models.output import StereoOutput, TapRecorder
 #: The 2-D feature taps every network of the zoo offers.
 FEATURE_TAPS = ("feat.left.s2", "feat.right.s2", "feat.left.s4", "feat.right.s4")
 
+
+def extract_both_views(
+    extractor: nn.Module, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder, s2: str, s4: str
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Run a feature extractor on both views and record the shared feature taps from its outputs
+    ``s2`` and ``s4`` (the names the extractor gives its 1/2 and 1/4 matching features)."""
+    features_left, features_right = extractor(left), extractor(right)
+    for side, features in (("left", features_left), ("right", features_right)):
+        taps.record(f"feat.{side}.s2", features[s2])
+        taps.record(f"feat.{side}.s4", features[s4])
+    return features_left, features_right
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

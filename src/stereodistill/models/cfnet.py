@@ -74,7 +74,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stereodistill.errors import ConfigError
-from stereodistill.models.base import FEATURE_TAPS, StereoModel
+from stereodistill.models.base import FEATURE_TAPS, StereoModel, extract_both_views
 from stereodistill.models.blocks import Conv3d, conv_bn, conv_bn_3d, init_release_weights, soft_argmin
 from stereodistill.models.cost_volume import concat_volume, groupwise_correlation_volume
 from stereodistill.models.output import StereoOutput, TapRecorder
@@ -478,12 +478,7 @@ class CFNet(StereoModel):
     def extract(
         self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        features_left = self.feature_extraction(left)
-        features_right = self.feature_extraction(right)
-        for side, features in (("left", features_left), ("right", features_right)):
-            taps.record(f"feat.{side}.s2", features["s2"])
-            taps.record(f"feat.{side}.s4", features["gw3"])
-        return features_left, features_right
+        return extract_both_views(self.feature_extraction, left, right, taps, s2="s2", s4="gw3")
 
     def fused_volume(
         self, left: dict[str, torch.Tensor], right: dict[str, torch.Tensor], taps: TapRecorder

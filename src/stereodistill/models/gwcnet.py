@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from stereodistill.errors import ConfigError
-from stereodistill.models.base import FEATURE_TAPS, StereoModel
+from stereodistill.models.base import FEATURE_TAPS, StereoModel, extract_both_views
 from stereodistill.models.blocks import (
     Hourglass,
     check_hourglass_disparity,
@@ -102,12 +102,7 @@ class GroupwiseStereoNet(StereoModel):
     def extract(
         self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        features_left = self.feature_extraction(left)
-        features_right = self.feature_extraction(right)
-        for side, features in (("left", features_left), ("right", features_right)):
-            taps.record(f"feat.{side}.s2", features["s2"])
-            taps.record(f"feat.{side}.s4", features["gwc"])
-        return features_left, features_right
+        return extract_both_views(self.feature_extraction, left, right, taps, s2="s2", s4="gwc")
 
     def cost_volume(
         self, features_left: dict[str, torch.Tensor], features_right: dict[str, torch.Tensor], taps: TapRecorder
