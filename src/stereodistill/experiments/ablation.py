@@ -239,8 +239,10 @@ def run_cells(
         if spec.get("root"):
             spec["root"] = str(Path(spec["root"]))
     todo = []
-    for cell in cells:
-        for seed in config.seeds:
+    # Seed-major: every cell gets its first seed before any gets its second, so a partial ablation
+    # (stopped, or read with --report-only) already covers every row.
+    for seed in config.seeds:
+        for cell in cells:
             folder = cell_dir(out, cell.name, seed)
             if (folder / "result.json").is_file():
                 continue
