@@ -6,7 +6,8 @@ checkpoints and classical baselines are all evaluated through this one loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -49,3 +50,17 @@ def evaluate_dataset(
         if progress is not None:
             progress(index + 1, total)
     return accumulator
+
+
+def evaluate_model(model: torch.nn.Module, datasets: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """Pooled metrics (fractions; EPE in px) of one network on each named dataset, with the number of
+    images and of valid pixels they pool over."""
+
+    def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return model(left.to(device), right.to(device)).disparity
+
+    results = {}
+    for name, dataset in datasets.items():
+        accumulator = evaluate_dataset(predict, dataset)
+        results[name] = {**accumulator.pooled(), "images": len(dataset), "valid_pixels": int(accumulator.totals["n"])}
+    return results

@@ -202,7 +202,7 @@ def _run_one(
         import shutil
 
         from stereodistill.checkpoint import load_model
-        from stereodistill.evaluate.evaluator import evaluate_dataset
+        from stereodistill.evaluate.evaluator import evaluate_model
         from stereodistill.runtime import resolve_device
         from stereodistill.train.data import build as build_dataset
         from stereodistill.train.trainer import Trainer
@@ -214,11 +214,8 @@ def _run_one(
         Trainer(config, distill=cell.distill).run()
         dev = resolve_device(device)
         model = load_model(out / "run" / "model", map_location=dev)
-        metrics = {}
-        for name, spec in eval_sets.items():
-            dataset = build_dataset(from_dict(DatasetConfig, spec))
-            acc = evaluate_dataset(lambda left, right: model(left.to(dev), right.to(dev)).disparity, dataset)
-            metrics[name] = acc.pooled()
+        datasets = {name: build_dataset(from_dict(DatasetConfig, spec)) for name, spec in eval_sets.items()}
+        metrics = evaluate_model(model, datasets, dev)
         result = {"cell": cell.name, "seed": seed, "metrics": metrics, "seconds": time.perf_counter() - started}
         write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
     except BaseException as exc:  # recorded, the ablation goes on

@@ -44,18 +44,12 @@ def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
         recipe = load_yaml(path)
     unknown = sorted(set(recipe) - RECIPE_KEYS)
     missing = sorted({"common", "teacher", "student", "distill"} - set(recipe))
-    if unknown or missing:
+    problems = [f"unknown section(s) {', '.join(unknown)}"] if unknown else []
+    problems += [f"missing section(s) {', '.join(missing)}"] if missing else []
+    if problems:
         raise ConfigError(
-            f"quickstart recipe {path or 'quickstart.yaml'}: "
-            + "; ".join(
-                part
-                for part in (
-                    f"unknown section(s) {', '.join(unknown)}" if unknown else "",
-                    f"missing section(s) {', '.join(missing)}" if missing else "",
-                )
-                if part
-            )
-            + f" (sections: {', '.join(sorted(RECIPE_KEYS))})"
+            f"quickstart recipe {path or 'quickstart.yaml'}: {'; '.join(problems)} "
+            f"(sections: {', '.join(sorted(RECIPE_KEYS))})"
         )
     return recipe
 
@@ -214,20 +208,6 @@ def evaluation_sets(recipe: Mapping[str, Any], roots: Mapping[str, Path], max_di
     }
 
 
-def evaluate(model: torch.nn.Module, datasets: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    """Pooled metrics (fractions; EPE in px) of one model on every dataset."""
-    from stereodistill.evaluate.evaluator import evaluate_dataset
-
-    def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return model(left.to(device), right.to(device)).disparity
-
-    results = {}
-    for name, dataset in datasets.items():
-        accumulator = evaluate_dataset(predict, dataset)
-        results[name] = {**accumulator.pooled(), "images": len(dataset), "valid_pixels": int(accumulator.totals["n"])}
-    return results
-
-
 def predictions(model: torch.nn.Module, samples: list[dict[str, Any]], device: torch.device) -> list[Any]:
     """Disparity maps (H×W NumPy) of ``model`` for the report's image samples."""
     with torch.no_grad():
@@ -252,6 +232,7 @@ def run_quickstart(
     from stereodistill.checkpoint import load_model
     from stereodistill.data.motorcycle import NAME as MOTORCYCLE
     from stereodistill.evaluate.benchmark import benchmark
+    from stereodistill.evaluate.evaluator import evaluate_model
     from stereodistill.fileio import write_text_atomic
     from stereodistill.report.quickstart_report import write_images, write_report
     from stereodistill.runtime import resolve_device
@@ -291,7 +272,7 @@ def run_quickstart(
     max_disp = min(m.max_disp for m in models.values())
     datasets = evaluation_sets(recipe, roots, max_disp)
     log(f"[3/5] evaluating on the synthetic test split and zero-shot on Motorcycle ({dev.type})")
-    metrics = {role: evaluate(models[role], datasets, dev) for role in ROLES}
+    metrics = {role: evaluate_model(models[role], datasets, dev) for role in ROLES}
     shown = min(settings["images"], len(datasets["synthetic"]))
     samples = [datasets["synthetic"][i] for i in range(shown)] + [datasets[MOTORCYCLE][0]]
     labels = [f"synthetic {i + 1}" for i in range(shown)] + ["Motorcycle"]
