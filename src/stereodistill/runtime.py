@@ -29,3 +29,19 @@ def resolve_device(name: str):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
     return device
+
+
+def machine_info() -> dict[str, str | int | None]:
+    """What a report's figures were measured on."""
+    import platform
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

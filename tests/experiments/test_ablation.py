@@ -1,17 +1,24 @@
-"""The ablation runner on a tiny grid: expansion by name, resumability, failures, statistics."""
+"""The ablation runner on a tiny grid: expansion by name, resumability, failures, statistics, teacher
+cells, benchmarks and budgets; and the shipped ablation files."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
 
 from stereodistill.checkpoint import save_model
 from stereodistill.errors import ConfigError
-from stereodistill.experiments.ablation import ci95, expand, load_ablation, run_ablation
+from stereodistill.experiments.ablation import expand, load_ablation, output_folder, run_ablation
+from stereodistill.experiments.ablation_report import ci95
 from stereodistill.models import build_model
+from stereodistill.train.config import DatasetConfig
+from stereodistill.train.data import build as build_dataset
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 TINY = {"arch": "dsnet-noatt", "max_disp": 16, "options": {"hourglass_channels": 8}}
 
@@ -122,3 +129,123 @@ def test_runs_resumes_and_records_failures(ablation_file, tmp_path):
 def test_ci95_uses_student_t():
     assert math.isnan(ci95([1.0]))
     assert ci95([1.0, 3.0]) == pytest.approx(12.706 * math.sqrt(2) / math.sqrt(2))
+
+
+@pytest.fixture
+def chain_file(ablation_file):
+    """Two cells and one seed: a supervised teacher and a student distilled from its model; benched."""
+    data = yaml.safe_load(ablation_file.read_text())
+    data.update(
+        seeds=[0],
+        axes={},
+        fixed={"teacher": {"terms": []}, "student": {"teacher_cell": "teacher", "terms": ["kl"]}},
+        bench={"size": [32, 64], "repeats": 1, "warmup": 0, "reference": "student"},
+        budgets={"long": {"steps": 3, "overrides": {"optim.lr": 5e-4}}},
+    )
+    ablation_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return ablation_file
+
+
+def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
+    config, root = load_ablation(chain_file)
+    cells = {c.name: c for c in expand(config, root)}
+    assert cells["student"].teacher_cell == "teacher" and cells["student"].distill
+    out = tmp_path / "out"
+    lines: list[str] = []
+    summary = run_ablation(chain_file, out, log=lines.append)
+    assert not summary["failures"], summary["failures"]
+    run = yaml.safe_load((out / "cells" / "student" / "seed0" / "run" / "config.yaml").read_text())
+    assert run["teacher"]["checkpoint"] == str(out / "cells" / "teacher" / "seed0" / "run" / "model")
+    bench = json.loads((out / "bench.json").read_text())
+    assert set(bench["cells"]) == {"teacher", "student"} and bench["cells"]["student"]["arch"] == "dsnet-noatt"
+    row = {r["cell"]: r for r in summary["tables"]["synthetic"]}["student"]
+    assert row["bench"]["speedup_of_reference"] == 1.0 and row["bench"]["params"] > 0
+    assert "student speed-up" in (out / "ablation.md").read_text()
+    assert "after all training" in (out / "ablation.html").read_text()
+    assert json.loads((out / "ablation.json").read_text())["bench"]["reference"] == "student"
+
+    # A changed teacher reruns the teacher and, through its fingerprint, the student: nothing is kept.
+    data = yaml.safe_load(chain_file.read_text())
+    data["fixed"]["teacher"]["optim.lr"] = 2e-3
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    lines.clear()
+    run_ablation(chain_file, out, log=lines.append)
+    assert "0 finished before, 2 to run" in lines[0] and "another config" in lines[1]
+
+
+def test_a_failed_teacher_fails_its_students_without_running_them(chain_file, tmp_path):
+    data = yaml.safe_load(chain_file.read_text())
+    data["fixed"]["teacher"]["model.arch"] = "no-such-net"
+    data.pop("bench")
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    summary = run_ablation(chain_file, out, log=lambda line: None)
+    errors = {f["cell"]: f["error"] for f in summary["failures"]}
+    assert "no-such-net" in errors["teacher"]
+    assert errors["student"] == "its teacher, cell 'teacher' seed 0, did not finish"
+    assert not (out / "cells" / "student" / "seed0" / "run").exists()
+
+
+def test_teacher_cells_are_checked(chain_file):
+    data = yaml.safe_load(chain_file.read_text())
+    for fixed, match in [
+        ({"a": {"teacher_cell": "nobody"}}, "'nobody' is not another cell"),
+        ({"a": {"teacher_cell": "b"}, "b": {"teacher_cell": "a"}}, "form a cycle"),
+        ({"a": {"terms": []}, "b": {"terms": [], "teacher_cell": "a"}}, "has no terms"),
+    ]:
+        chain_file.write_text(yaml.safe_dump({**data, "fixed": fixed, "bench": None}, sort_keys=False))
+        config, root = load_ablation(chain_file)
+        with pytest.raises(ConfigError, match=match):
+            expand(config, root)
+    chain_file.write_text(yaml.safe_dump({**data, "bench": {"reference": "nobody"}}, sort_keys=False))
+    config, root = load_ablation(chain_file)
+    with pytest.raises(ConfigError, match="reference 'nobody' is not a cell"):
+        expand(config, root)
+
+
+def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
+    config, root = load_ablation(chain_file, "long")
+    cells = expand(config, root)
+    assert all(c.config["steps"] == 3 and c.config["optim"]["lr"] == 5e-4 for c in cells)
+    assert output_folder(config, "long").name == "tiny-budget-long"
+    config, root = load_ablation(chain_file, "2.5")
+    assert all(c.config["steps"] == 5 for c in expand(config, root))  # 2 steps × 2.5
+    with pytest.raises(ConfigError, match="no budget 'huge' \\(named budgets: long"):
+        load_ablation(chain_file, "huge")
+    with pytest.raises(ConfigError, match="must be positive"):
+        load_ablation(chain_file, "0")
+
+
+@pytest.mark.parametrize("budget", [None, "gpu", "0.5"])
+def test_the_proxy_benchmark_file_expands(budget):
+    config, root = load_ablation(CONFIGS / "bench" / "proxy.yaml", budget)
+    cells = {c.name: c for c in expand(config, root)}
+    archs = {name: c.config["model"]["arch"] for name, c in cells.items()}
+    assert archs == {
+        "psmnet": "psmnet",
+        "cfnet": "cfnet",
+        "leastereo": "leastereo",
+        "dsnet_teacher": "dsnet-teacher",
+        "dsnet_scratch": "dsnet",
+        "dsnet_distilled": "dsnet",
+    }
+    assert [n for n, c in cells.items() if c.distill] == ["dsnet_distilled"]
+    assert cells["dsnet_distilled"].teacher_cell == "dsnet_teacher"
+    # Same budget and data for every network: the configs differ only in the network and the terms.
+    plain = [{k: v for k, v in c.config.items() if k not in ("model", "distill", "teacher")} for c in cells.values()]
+    assert all(p == plain[0] for p in plain)
+    assert config.bench is not None and config.bench.reference == "dsnet_distilled"
+
+
+def test_the_points_ablation_files_expand():
+    config, root = load_ablation(CONFIGS / "ablations" / "dsnet_points.yaml")
+    cells = {c.name: c for c in expand(config, root)}
+    assert not cells["no_kd"].distill and all(c.distill for n, c in cells.items() if n != "no_kd")
+    assert len(config.seeds) >= 3
+
+
+def test_motorcycle_is_a_dataset_in_memory():
+    dataset = build_dataset(DatasetConfig(dataset="middlebury-motorcycle", max_disp=32))
+    sample = dataset[0]
+    assert len(dataset) == 1 and sample["left"].shape[0] == 3
+    assert sample["valid"].any() and (sample["disp"][sample["valid"]] < 32).all()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from stereodistill.data.formats import write_image, write_pfm
+from stereodistill.data.sample import make_sample
 from stereodistill.fileio import write_text_atomic
 
 NAME = "middlebury-motorcycle"
@@ -35,3 +36,20 @@ def write_motorcycle(out: str | Path) -> Path:
     csv = out / "pairs.csv"
     write_text_atomic(csv, "left,right,disp\nim0.png,im1.png,disp0.pfm\n")
     return csv
+
+
+class MotorcycleStereo:
+    """The pair as a one-sample dataset in memory (``dataset: middlebury-motorcycle`` in a config), so
+    that an evaluation needs no folder; pixels at or beyond ``max_disp`` are not valid."""
+
+    def __init__(self, max_disp: float | None = None) -> None:
+        left, right, disp = load_motorcycle()
+        self.sample = make_sample(left, right, disp, meta={"dataset": NAME, "id": "Motorcycle"}, max_disp=max_disp)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> dict:
+        if index != 0:
+            raise IndexError(index)
+        return {**self.sample, "meta": dict(self.sample["meta"])}

@@ -16,14 +16,19 @@ An ablation file names a base run config and what to vary::
         t1: {distill.terms.kl.params.tau: 1.0}
     eval:
       synthetic: {dataset: sceneflow, root: data/synthetic, split: test}
+    bench: {size: [256, 512], reference: paper}   # optional: each cell's latency, params and MACs
+    overrides: {data.crop: [64, 128]}             # optional: applied to every cell
+    budgets:                                      # optional: named scales, chosen with --budget NAME
+      gpu: {steps: 20000, overrides: {data.crop: [256, 512]}, bench: {size: [544, 960]}}
 
 A choice is a set of overrides with dotted keys (``optim.lr``, ``model.options.hourglass_channels``);
 ``distill.terms.NAME.KEY`` reaches into a term by its name, never by position; ``terms: [..]`` keeps
 only those terms of the base (and drops the others from every stage); ``base`` swaps the base
-config for that row. Every (cell, seed) runs in its own process and folder, ``cells/CELL/seedS``;
-``result.json`` there marks it finished, so a killed ablation resumes without redoing finished
-cells, and a cell that fails (non-finite loss, out of memory, a killed process) is recorded in
-``error.json`` while the rest continue.
+config for that row; ``teacher_cell: NAME`` distils from the model that cell trained with the same
+seed. ``--budget`` takes a name from ``budgets`` (it replaces those top-level keys and adds its
+``overrides``) or a number that scales every cell's steps. Running and resuming is
+:mod:`~stereodistill.experiments.ablation_runs`; the tables are
+:mod:`~stereodistill.experiments.ablation_report`.
 """
 
 from __future__ import annotations
@@ -31,12 +36,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import math
-import multiprocessing as mp
-import os
-import statistics
-import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +43,26 @@ from typing import Any
 
 from stereodistill.config import from_dict, load_yaml, to_dict
 from stereodistill.errors import ConfigError
-from stereodistill.fileio import write_text_atomic
+from stereodistill.experiments.ablation_report import summarise, write_reports
+from stereodistill.experiments.ablation_runs import Cell, bench_cells, cell_dir, run_cells
 from stereodistill.train.config import DatasetConfig, RunConfig
 
-#: Two-sided 95 % Student-t quantiles by degrees of freedom (n − 1); 1.96 beyond the table.
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-METRICS = ("epe", "d1", "bad1", "bad2", "bad3")
+#: Keys of a choice that are not dotted overrides.
+CHOICE_KEYS = ("base", "terms", "teacher_cell")
+
+
+@dataclass
+class BenchSpec:
+    """Latency of every cell's network, measured after training (see ``evaluate.benchmark``)."""
+
+    size: tuple[int, int] = (256, 512)
+    repeats: int = 5
+    warmup: int = 1
+    reference: str | None = None  # the cell whose speed-up over every other cell is reported
+
+    def __post_init__(self) -> None:
+        if min(self.size) < 1 or self.repeats < 1 or self.warmup < 0:
+            raise ConfigError("ablation bench: 'size' and 'repeats' must be positive, 'warmup' not negative")
 
 
 @dataclass
@@ -62,8 +75,12 @@ class AblationConfig:
     steps: int | None = None
     fixed: dict[str, dict[str, Any]] = field(default_factory=dict)
     axes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    bench: BenchSpec | None = None
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     parallel: int = 1
     device: str = "auto"
+    step_scale: float = 1.0  # set by a numeric --budget
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -74,20 +91,36 @@ class AblationConfig:
             raise ConfigError(f"ablation: 'parallel' must be at least 1, got {self.parallel}")
         if not self.fixed and not self.axes:
             raise ConfigError("ablation: give 'fixed' rows, 'axes', or both")
+        if self.step_scale <= 0:
+            raise ConfigError(f"ablation: a numeric budget must be positive, got {self.step_scale}")
 
 
-@dataclass
-class Cell:
-    """One row of the ablation: a name and the run config it trains (seed applied per run)."""
-
-    name: str
-    config: dict[str, Any]
-    distill: bool
-
-
-def load_ablation(path: str | Path) -> tuple[AblationConfig, Path]:
+def load_ablation(path: str | Path, budget: str | None = None) -> tuple[AblationConfig, Path]:
+    """The ablation file, with a ``--budget`` applied (a name from its ``budgets`` or a step factor)."""
     path = Path(path)
-    return from_dict(AblationConfig, load_yaml(path), where=str(path)), path.parent
+    data = load_yaml(path)
+    scale = 1.0
+    if budget is not None:
+        try:
+            scale = float(budget)
+        except ValueError:
+            data = _with_budget(data, budget, path)
+    config = from_dict(AblationConfig, {**data, "step_scale": scale}, where=str(path))
+    return config, path.parent
+
+
+def _with_budget(data: dict[str, Any], budget: str, path: Path) -> dict[str, Any]:
+    """A named budget replaces the top-level keys it gives and adds its ``overrides`` to the file's."""
+    budgets = data.get("budgets") or {}
+    if budget not in budgets:
+        names = ", ".join(budgets) or "none"
+        raise ConfigError(f"{path}: no budget {budget!r} (named budgets: {names}; or give a number to scale the steps)")
+    chosen = dict(budgets[budget])
+    fixed_keys = {"base", "name", "fixed", "axes", "budgets"} & set(chosen)
+    if fixed_keys:
+        raise ConfigError(f"{path}: budget {budget!r} may not change {', '.join(sorted(fixed_keys))}")
+    overrides = {**(data.get("overrides") or {}), **(chosen.pop("overrides", None) or {})}
+    return {**data, **chosen, "overrides": overrides}
 
 
 def _set(data: dict[str, Any], key: str, value: Any, where: str) -> None:
@@ -142,7 +175,7 @@ def apply_choice(
         _keep_terms(data, list(choice["terms"] or []), where)
     present = _term_names(data)
     for key, value in choice.items():
-        if key in ("base", "terms"):
+        if key in CHOICE_KEYS:
             continue
         parts = key.split(".")
         removed_here = parts[:2] == ["distill", "terms"] and len(parts) > 3 and parts[2] not in present
@@ -162,129 +195,61 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
         for combo in itertools.product(*(list(axis.items()) for axis in config.axes.values())):
             name = ",".join(f"{axis}={label}" for axis, (label, _) in zip(config.axes, combo, strict=True))
             cells.append((name, list(combo)))
+    names = [name for name, _ in cells]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"ablation: duplicate cell names in {names}")
     resolved = []
     for name, choices in cells:
         data = copy.deepcopy(base)
+        teacher_cell = None
         for label, choice in choices:
-            data = apply_choice(data, choice, root, f"ablation cell {name!r} ({label})", _term_names(base))
-        if config.steps is not None:
-            data["steps"] = config.steps
+            where = f"ablation cell {name!r} ({label})"
+            data = apply_choice(data, choice, root, where, _term_names(base))
+            teacher_cell = choice.get("teacher_cell", teacher_cell)
+        if config.overrides:
+            data = apply_choice(data, config.overrides, root, f"ablation cell {name!r} (overrides)", _term_names(base))
+        steps = config.steps if config.steps is not None else data.get("steps")
+        if steps is not None:
+            data["steps"] = max(1, round(steps * config.step_scale))
         distill = bool(data.get("distill", {}).get("terms"))
+        if teacher_cell is not None:
+            if teacher_cell not in names or teacher_cell == name:
+                raise ConfigError(f"ablation cell {name!r}: teacher_cell {teacher_cell!r} is not another cell")
+            if not distill:
+                raise ConfigError(f"ablation cell {name!r}: teacher_cell given, but the cell has no terms")
+            data["teacher"] = {"checkpoint": f"<model of cell {teacher_cell}>"}  # set per seed when run
         if not distill:
             data.pop("teacher", None)
             data.pop("stages", None)
         from_dict(RunConfig, data, where=f"ablation cell {name!r}")  # every cell is valid before any runs
-        resolved.append(Cell(name, data, distill))
-    names = [c.name for c in resolved]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"ablation: duplicate cell names in {names}")
+        resolved.append(Cell(name, data, distill, teacher_cell))
+    _check_teachers(resolved)
+    if config.bench and config.bench.reference is not None and config.bench.reference not in names:
+        raise ConfigError(f"ablation bench: reference {config.bench.reference!r} is not a cell ({', '.join(names)})")
     return resolved
 
 
-def cell_dir(out: Path, cell: str, seed: int) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_=.," else "_" for ch in cell)
-    return out / "cells" / safe / f"seed{seed}"
+def _check_teachers(cells: list[Cell]) -> None:
+    """No cell may (through others) be its own teacher."""
+    teacher_of = {c.name: c.teacher_cell for c in cells}
+    for cell in cells:
+        seen = {cell.name}
+        node = cell.teacher_cell
+        while node is not None:
+            if node in seen:
+                raise ConfigError(f"ablation: the teacher cells of {cell.name!r} form a cycle")
+            seen.add(node)
+            node = teacher_of[node]
 
 
-def _run_one(
-    cell: Cell, seed: int, folder: str, eval_sets: dict[str, dict[str, Any]], threads: int, device: str
-) -> None:
-    """Child process: train one (cell, seed), evaluate it, write result.json — or error.json."""
-    import torch
-
-    from stereodistill.runtime import configure_cpu_math
-
-    configure_cpu_math()
-    torch.set_num_threads(threads)
-    out = Path(folder)
-    started = time.perf_counter()
-    try:
-        import shutil
-
-        from stereodistill.checkpoint import load_model
-        from stereodistill.evaluate.evaluator import evaluate_model
-        from stereodistill.runtime import resolve_device
-        from stereodistill.train.data import build as build_dataset
-        from stereodistill.train.trainer import Trainer
-
-        shutil.rmtree(out / "run", ignore_errors=True)  # a run killed part-way starts again, cleanly
-        data = {**cell.config, "seed": seed, "output": str(out / "run"), "name": f"{cell.name}/seed{seed}"}
-        data["device"] = device
-        config = from_dict(RunConfig, data)
-        Trainer(config, distill=cell.distill).run()
-        dev = resolve_device(device)
-        model = load_model(out / "run" / "model", map_location=dev)
-        datasets = {name: build_dataset(from_dict(DatasetConfig, spec)) for name, spec in eval_sets.items()}
-        metrics = evaluate_model(model, datasets, dev)
-        result = {"cell": cell.name, "seed": seed, "metrics": metrics, "seconds": time.perf_counter() - started}
-        write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
-    except BaseException as exc:  # recorded, the ablation goes on
-        message = f"{type(exc).__name__}: {exc}"
-        error = {"cell": cell.name, "seed": seed, "error": message, "traceback": traceback.format_exc()[-4000:]}
-        write_text_atomic(out / "error.json", json.dumps(error, indent=2) + "\n")
+def output_folder(config: AblationConfig, budget: str | None) -> Path:
+    """``runs/ablations/NAME`` (or the file's ``output``), suffixed by the budget when one is chosen."""
+    folder = Path(config.output or Path("runs") / "ablations" / config.name)
+    return folder.with_name(f"{folder.name}-budget-{budget}") if budget is not None else folder
 
 
-def run_cells(
-    config: AblationConfig,
-    cells: list[Cell],
-    out: Path,
-    log: Callable[[str], None] = print,
-) -> None:
-    """Run every unfinished (cell, seed), ``config.parallel`` processes at a time."""
-    eval_sets = {name: to_dict(spec) for name, spec in config.eval.items()}
-    for spec in eval_sets.values():
-        if spec.get("root"):
-            spec["root"] = str(Path(spec["root"]))
-    todo = []
-    # Seed-major: every cell gets its first seed before any gets its second, so a partial ablation
-    # (stopped, or read with --report-only) already covers every row.
-    for seed in config.seeds:
-        for cell in cells:
-            folder = cell_dir(out, cell.name, seed)
-            if (folder / "result.json").is_file():
-                continue
-            (folder / "error.json").unlink(missing_ok=True)
-            todo.append((cell, seed, folder))
-    done = sum(len(config.seeds) for _ in cells) - len(todo)
-    log(f"{len(cells)} cells × {len(config.seeds)} seeds: {done} finished before, {len(todo)} to run")
-    threads = max(1, (os.cpu_count() or 1) // config.parallel)
-    ctx = mp.get_context("spawn")
-    running: list[tuple[Any, Cell, int, Path]] = []
-    while todo or running:
-        while todo and len(running) < config.parallel:
-            cell, seed, folder = todo.pop(0)
-            folder.mkdir(parents=True, exist_ok=True)
-            process = ctx.Process(
-                target=_run_one, args=(cell, seed, str(folder), eval_sets, threads, config.device), daemon=False
-            )
-            process.start()
-            running.append((process, cell, seed, folder))
-        for item in list(running):
-            process, cell, seed, folder = item
-            if process.is_alive():
-                continue
-            process.join()
-            running.remove(item)
-            if (folder / "result.json").is_file():
-                log(f"  done   {cell.name} seed {seed}")
-            else:
-                if not (folder / "error.json").is_file():
-                    error = {"cell": cell.name, "seed": seed, "error": f"process died (exit code {process.exitcode})"}
-                    write_text_atomic(folder / "error.json", json.dumps(error, indent=2) + "\n")
-                reason = json.loads((folder / "error.json").read_text())["error"]
-                log(f"  FAILED {cell.name} seed {seed}: {reason}")
-        time.sleep(0.2)
-
-
-def ci95(values: list[float]) -> float:
-    """Half-width of the 95 % confidence interval of the mean (Student t); NaN for one value."""
-    if len(values) < 2:
-        return math.nan
-    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def summarise(config: AblationConfig, cells: list[Cell], out: Path) -> dict[str, Any]:
-    """Per dataset, per cell: mean, std and 95 % CI over the seeds that finished; ranked by EPE."""
+def collect(config: AblationConfig, cells: list[Cell], out: Path) -> tuple[dict, list[dict[str, Any]]]:
+    """Finished results (``cell → seed → metrics``) and recorded failures, from the run folders."""
     results: dict[str, dict[int, Any]] = {c.name: {} for c in cells}
     failures = []
     for cell in cells:
@@ -294,92 +259,7 @@ def summarise(config: AblationConfig, cells: list[Cell], out: Path) -> dict[str,
                 results[cell.name][seed] = json.loads((folder / "result.json").read_text())["metrics"]
             elif (folder / "error.json").is_file():
                 failures.append(json.loads((folder / "error.json").read_text()))
-    tables = {}
-    for dataset in config.eval:
-        rows = []
-        for cell in cells:
-            runs = results[cell.name]
-            row: dict[str, Any] = {"cell": cell.name, "n": len(runs), "seeds": sorted(runs)}
-            for metric in METRICS:
-                values = [runs[s][dataset][metric] for s in sorted(runs)]
-                row[metric] = {
-                    "mean": statistics.mean(values) if values else math.nan,
-                    "std": statistics.stdev(values) if len(values) > 1 else math.nan,
-                    "ci95": ci95(values),
-                    "values": values,
-                }
-            rows.append(row)
-        rows.sort(key=lambda r: (math.isnan(r["epe"]["mean"]), r["epe"]["mean"]))
-        for rank, row in enumerate(rows, 1):
-            row["rank"] = rank if row["n"] else None
-        tables[dataset] = rows
-    return {"name": config.name, "seeds": config.seeds, "steps": config.steps, "tables": tables, "failures": failures}
-
-
-def _cell_text(row: Mapping[str, Any], metric: str, percent: bool) -> str:
-    stats = row[metric]
-    if not row["n"]:
-        return "failed"
-    scale, unit = (100, " %") if percent else (1, "")
-    text = f"{scale * stats['mean']:.3f}{unit}" if not percent else f"{scale * stats['mean']:.2f}{unit}"
-    if row["n"] > 1:
-        text += f" ± {scale * stats['std']:.3f}" if not percent else f" ± {scale * stats['std']:.2f}"
-        text += f" [±{scale * stats['ci95']:.3f}]" if not percent else f" [±{scale * stats['ci95']:.2f}]"
-    return text
-
-
-def table_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["rank", "cell", "seeds", "EPE px", "D1", "bad-2"]
-    body = [
-        [
-            str(row["rank"] or "-"),
-            row["cell"],
-            str(row["n"]),
-            _cell_text(row, "epe", False),
-            _cell_text(row, "d1", True),
-            _cell_text(row, "bad2", True),
-        ]
-        for row in rows
-    ]
-    return header, body
-
-
-def write_reports(summary: Mapping[str, Any], out: Path) -> None:
-    """ablation.json, ablation.md and ablation.html (tables and EPE bars with 95 % CIs per dataset)."""
-    from html import escape
-
-    from stereodistill.report import htmlpage
-    from stereodistill.report.svg import bar_chart
-
-    note = (
-        "mean ± sample std [± half-width of the 95 % confidence interval of the mean, Student t] over the "
-        "seeds that finished; ranked by mean EPE."
-    )
-    md = [f"# Ablation: {summary['name']}", "", f"Seeds {summary['seeds']}, {summary['steps']} steps per cell; {note}"]
-    html_parts = [f"<p>Seeds {escape(str(summary['seeds']))}, {summary['steps']} steps per cell; {escape(note)}</p>"]
-    for dataset, rows in summary["tables"].items():
-        header, body = table_rows(rows)
-        md += ["", f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(r) + " |" for r in body]
-        bars = [(row["cell"], row["epe"]["mean"], row["epe"]["ci95"]) for row in rows]
-        html_parts += [
-            f"<h2>{escape(dataset)}</h2>",
-            htmlpage.table(header, body),
-            bar_chart(bars, f"EPE on {dataset} (95 % CI)", "EPE px"),
-        ]
-    if summary["failures"]:
-        md += ["", "## Failed runs", ""] + [
-            f"- {f['cell']} seed {f['seed']}: {f['error']}" for f in summary["failures"]
-        ]
-        html_parts += [
-            "<h2>Failed runs</h2>",
-            htmlpage.table(
-                ["cell", "seed", "error"], [[f["cell"], str(f["seed"]), f["error"]] for f in summary["failures"]]
-            ),
-        ]
-    write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    write_text_atomic(out / "ablation.md", "\n".join(md) + "\n")
-    write_text_atomic(out / "ablation.html", htmlpage.page(f"Ablation: {summary['name']}", "".join(html_parts)))
+    return results, failures
 
 
 def run_ablation(
@@ -388,19 +268,33 @@ def run_ablation(
     parallel: int | None = None,
     log: Callable[[str], None] = print,
     report_only: bool = False,
+    budget: str | None = None,
 ) -> dict[str, Any]:
-    """Expand, run what is unfinished (unless ``report_only``), summarise and write the reports."""
-    config, root = load_ablation(path)
+    """Expand, run what is unfinished (unless ``report_only``), benchmark, summarise, write the reports."""
+    config, root = load_ablation(path, budget)
     if parallel is not None:
         config.parallel = parallel
     for spec in config.eval.values():
         if spec.root is not None and not Path(spec.root).is_absolute():
             spec.root = str(root / spec.root)
-    folder = Path(out or config.output or Path("runs") / "ablations" / config.name)
+    folder = Path(out) if out else output_folder(config, budget)
     cells = expand(config, root)
+    eval_sets = {name: to_dict(spec) for name, spec in config.eval.items()}
+    bench = None
     if not report_only:
-        run_cells(config, cells, folder, log)
-    summary = summarise(config, cells, folder)
+        run_cells(cells, config.seeds, eval_sets, folder, config.parallel, config.device, log)
+        if config.bench is not None:
+            log(f"benchmarking each cell's network at {config.bench.size[0]}x{config.bench.size[1]}, one at a time")
+            spec = config.bench
+            bench = bench_cells(
+                cells, config.seeds, folder, spec.size, spec.repeats, spec.warmup, config.device, spec.reference, log
+            )
+    elif config.bench is not None and (folder / "bench.json").is_file():
+        bench = json.loads((folder / "bench.json").read_text())
+    results, failures = collect(config, cells, folder)
+    steps = sorted({c.config.get("steps") for c in cells}, key=str)
+    steps_text = steps[0] if len(steps) == 1 else steps
+    summary = summarise(config.name, config.seeds, steps_text, list(config.eval), results, failures, bench)
     write_reports(summary, folder)
     log(f"wrote {folder / 'ablation.md'}, ablation.json and ablation.html")
     return summary

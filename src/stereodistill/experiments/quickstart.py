@@ -14,7 +14,6 @@ and latency through :mod:`stereodistill.evaluate.benchmark`, as the CLI commands
 from __future__ import annotations
 
 import copy
-import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import yaml
 
 from stereodistill.config import from_dict
 from stereodistill.errors import ConfigError
+from stereodistill.runtime import machine_info
 from stereodistill.train.config import RunConfig
 
 ROLES = ("teacher", "student_scratch", "student_distilled")
@@ -142,18 +142,6 @@ class Timer:
     @property
     def total(self) -> float:
         return round(time.perf_counter() - self.start, 1)
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def relative_path(path: Path, root: Path) -> str:
@@ -308,7 +296,7 @@ def run_quickstart(
         "seed": seed,
         "max_disp": max_disp,
         "steps": {role: configs[role].total_steps for role in ROLES},
-        "machine": machine(),
+        "machine": machine_info(),
         "benchmark": {
             "size": [height, width],
             "device": str(dev),

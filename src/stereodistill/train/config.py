@@ -12,6 +12,9 @@ from typing import Any, Literal
 from stereodistill.distill.terms import TermConfig
 from stereodistill.errors import ConfigError
 
+#: Datasets made in memory, which need no ``root``.
+IN_MEMORY = ("synthetic", "middlebury-motorcycle")
+
 
 @dataclass
 class ModelConfig:
@@ -41,7 +44,8 @@ class TeacherConfig:
 
 @dataclass
 class DatasetConfig:
-    """A dataset: a registered reader (``sceneflow``, ``kitti2015``, ``pairs``, …) or ``synthetic``."""
+    """A dataset: a registered reader (``sceneflow``, ``kitti2015``, ``pairs``, …), ``synthetic``, or
+    ``middlebury-motorcycle`` (the real pair in scikit-image's wheel)."""
 
     dataset: str
     root: str | None = None
@@ -55,7 +59,7 @@ class DatasetConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dataset != "synthetic" and self.root is None:
+        if self.dataset not in IN_MEMORY and self.root is None:
             raise ConfigError(f"dataset {self.dataset!r} needs 'root'")
 
 

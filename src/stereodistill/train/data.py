@@ -16,6 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stereodistill.data.datasets import build_dataset
+from stereodistill.data.motorcycle import NAME as MOTORCYCLE
+from stereodistill.data.motorcycle import MotorcycleStereo
 from stereodistill.data.synthetic import SynthConfig, SyntheticStereo
 from stereodistill.data.transforms import ColorJitter, Compose, RandomCrop, VerticalFlip
 from stereodistill.errors import ConfigError
@@ -23,7 +25,11 @@ from stereodistill.train.config import DataConfig, DatasetConfig
 
 
 def build(config: DatasetConfig, transform: Any = None) -> Dataset:
-    """The dataset a config names; ``synthetic`` is generated in memory."""
+    """The dataset a config names; ``synthetic`` is generated in memory, and ``middlebury-motorcycle``
+    is read from scikit-image's wheel."""
+    if config.dataset == MOTORCYCLE:
+        dataset = MotorcycleStereo(config.max_disp)
+        return _Transformed(dataset, transform) if transform is not None else dataset
     if config.dataset == "synthetic":
         height, width = config.size
         max_disp = int(config.max_disp) if config.max_disp is not None else 48

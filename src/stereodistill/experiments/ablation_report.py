@@ -1,0 +1,176 @@
+"""An ablation's summary: per dataset and cell, mean, std and the 95 % CI over seeds, ranked by EPE;
+with the speed of each cell's network when the ablation benchmarks them (``bench.json``).
+
+Written as ``ablation.json`` (everything), ``ablation.md`` and ``ablation.html`` (tables and EPE bars
+with their confidence intervals).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stereodistill.fileio import write_text_atomic
+
+#: Two-sided 95 % Student-t quantiles by degrees of freedom (n − 1); 1.96 beyond the table.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+METRICS = ("epe", "d1", "bad1", "bad2", "bad3")
+
+
+def ci95(values: list[float]) -> float:
+    """Half-width of the 95 % confidence interval of the mean (Student t); NaN for one value."""
+    if len(values) < 2:
+        return math.nan
+    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.mean(values) if values else math.nan,
+        "std": statistics.stdev(values) if len(values) > 1 else math.nan,
+        "ci95": ci95(values),
+        "values": values,
+    }
+
+
+def summarise(
+    name: str,
+    seeds: Sequence[int],
+    steps: int | list[int] | None,
+    datasets: Sequence[str],
+    results: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    failures: list[dict[str, Any]],
+    bench: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``results[cell][seed]`` → metrics per dataset; a table per dataset ranked by mean EPE.
+
+    With ``bench`` (``bench.json``), each row also carries its network's size and latency, and the
+    speed-up of the bench's reference cell over it (its latency divided by the reference's).
+    """
+    speed = dict((bench or {}).get("cells", {}))
+    reference = (bench or {}).get("reference")
+    ref_ms = speed.get(reference, {}).get("latency_ms") if reference else None
+    tables = {}
+    for dataset in datasets:
+        rows = []
+        for cell, runs in results.items():
+            row: dict[str, Any] = {"cell": cell, "n": len(runs), "seeds": sorted(runs)}
+            for metric in METRICS:
+                row[metric] = _stats([runs[s][dataset][metric] for s in sorted(runs)])
+            if cell in speed:
+                row["bench"] = dict(speed[cell])
+                if ref_ms and "latency_ms" in speed[cell]:
+                    row["bench"]["speedup_of_reference"] = speed[cell]["latency_ms"] / ref_ms
+            rows.append(row)
+        rows.sort(key=lambda r: (math.isnan(r["epe"]["mean"]), r["epe"]["mean"]))
+        for rank, row in enumerate(rows, 1):
+            row["rank"] = rank if row["n"] else None
+        tables[dataset] = rows
+    summary = {"name": name, "seeds": list(seeds), "steps": steps, "tables": tables, "failures": failures}
+    if bench:
+        summary["bench"] = {k: v for k, v in bench.items() if k != "cells"}
+    return summary
+
+
+def _cell_text(row: Mapping[str, Any], metric: str, percent: bool) -> str:
+    stats = row[metric]
+    if not row["n"]:
+        return "failed"
+    scale, unit, digits = (100, " %", 2) if percent else (1, "", 3)
+    text = f"{scale * stats['mean']:.{digits}f}{unit}"
+    if row["n"] > 1:
+        text += f" ± {scale * stats['std']:.{digits}f} [±{scale * stats['ci95']:.{digits}f}]"
+    return text
+
+
+def _bench_text(row: Mapping[str, Any]) -> list[str]:
+    bench = row.get("bench")
+    if not bench:
+        return ["-"] * 4
+    if "error" in bench:
+        return ["-", "-", "failed", "-"]
+    speedup = bench.get("speedup_of_reference")
+    return [
+        f"{bench['params'] / 1e6:.2f}",
+        f"{bench['gmacs']:.1f}",
+        f"{bench['latency_ms']:.0f}",
+        f"{speedup:.2f}×" if speedup is not None else "-",
+    ]
+
+
+def table_rows(rows: list[dict[str, Any]], reference: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and text rows of one dataset's table (speed columns when the rows carry ``bench``)."""
+    header = ["rank", "cell", "seeds", "EPE px", "D1", "bad-2"]
+    with_bench = any("bench" in row for row in rows)
+    if with_bench:
+        header += ["params M", "GMACs", "latency ms", f"{reference} speed-up" if reference else "speed-up"]
+    body = []
+    for row in rows:
+        line = [
+            str(row["rank"] or "-"),
+            row["cell"],
+            str(row["n"]),
+            _cell_text(row, "epe", False),
+            _cell_text(row, "d1", True),
+            _cell_text(row, "bad2", True),
+        ]
+        body.append(line + _bench_text(row) if with_bench else line)
+    return header, body
+
+
+def _bench_note(bench: Mapping[str, Any]) -> str:
+    height, width = bench["size"]
+    machine = bench.get("machine", {})
+    where = machine.get("cuda") or f"{machine.get('processor', 'CPU')}, {bench['threads']} threads"
+    note = (
+        f"Speed: {bench['device']} ({where}), {height}×{width}, batch 1, median of {bench['repeats']} forwards "
+        f"after {bench['warmup']} warm-up, one process per network, after all training had finished."
+    )
+    if bench.get("reference"):
+        note += f" Speed-up: how many times faster {bench['reference']} is than the row's network."
+    return note
+
+
+def write_reports(summary: Mapping[str, Any], out: Path) -> None:
+    """ablation.json, ablation.md and ablation.html (tables and EPE bars with 95 % CIs per dataset)."""
+    from html import escape
+
+    from stereodistill.report import htmlpage
+    from stereodistill.report.svg import bar_chart
+
+    note = (
+        "mean ± sample std [± half-width of the 95 % confidence interval of the mean, Student t] over the "
+        "seeds that finished; ranked by mean EPE."
+    )
+    head = f"Seeds {summary['seeds']}, {summary['steps']} steps per cell; {note}"
+    bench = summary.get("bench")
+    reference = bench.get("reference") if bench else None
+    md = [f"# Ablation: {summary['name']}", "", head]
+    html_parts = [f"<p>{escape(head)}</p>"]
+    if bench:
+        md += ["", _bench_note(bench)]
+        html_parts.append(f"<p>{escape(_bench_note(bench))}</p>")
+    for dataset, rows in summary["tables"].items():
+        header, body = table_rows(rows, reference)
+        md += ["", f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += ["| " + " | ".join(r) + " |" for r in body]
+        bars = [(row["cell"], row["epe"]["mean"], row["epe"]["ci95"]) for row in rows]
+        html_parts += [
+            f"<h2>{escape(dataset)}</h2>",
+            htmlpage.table(header, body),
+            bar_chart(bars, f"EPE on {dataset} (95 % CI)", "EPE px"),
+        ]
+    failures = summary["failures"]
+    if failures:
+        md += ["", "## Failed runs", ""] + [f"- {f['cell']} seed {f['seed']}: {f['error']}" for f in failures]
+        html_parts += [
+            "<h2>Failed runs</h2>",
+            htmlpage.table(["cell", "seed", "error"], [[f["cell"], str(f["seed"]), f["error"]] for f in failures]),
+        ]
+    write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    write_text_atomic(out / "ablation.md", "\n".join(md) + "\n")
+    write_text_atomic(out / "ablation.html", htmlpage.page(f"Ablation: {summary['name']}", "".join(html_parts)))

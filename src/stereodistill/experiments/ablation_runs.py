@@ -1,0 +1,268 @@
+"""Running an ablation's (cell, seed) pairs: one spawned process and folder each, several at a time.
+
+``cells/CELL/seedS/result.json`` marks a finished run and records the fingerprint of what it ran
+(the cell's resolved config, the seed, the evaluation datasets and, for a distilled cell, its
+teacher's fingerprint): a rerun keeps finished runs whose fingerprint still matches and redoes the
+others. A cell whose teacher is another cell (``teacher_cell``) starts once that cell's run of the
+same seed has finished, and fails without running if it failed. A failing run (exception,
+non-finite loss, out of memory, a killed process) is recorded in ``error.json``; the rest go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stereodistill.config import from_dict
+from stereodistill.fileio import write_text_atomic
+from stereodistill.train.config import DatasetConfig, RunConfig
+
+
+@dataclass
+class Cell:
+    """One row of the ablation: a name, the run config it trains (seed applied per run), and the
+    cell whose model of the same seed is its teacher, if any."""
+
+    name: str
+    config: dict[str, Any]
+    distill: bool
+    teacher_cell: str | None = None
+
+
+def cell_dir(out: Path, cell: str, seed: int) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_=.," else "_" for ch in cell)
+    return out / "cells" / safe / f"seed{seed}"
+
+
+def model_path(out: Path, cell: str, seed: int) -> Path:
+    """Where a finished run's model lies (a checkpoint path without suffix)."""
+    return cell_dir(out, cell, seed) / "run" / "model"
+
+
+def resolved_config(cell: Cell, seed: int, out: Path) -> dict[str, Any]:
+    """The cell's run config for one seed, its teacher cell (if any) replaced by that cell's model."""
+    config = copy.deepcopy(cell.config)
+    if cell.teacher_cell is not None:
+        config["teacher"] = {**config.get("teacher", {}), "checkpoint": str(model_path(out, cell.teacher_cell, seed))}
+    return config
+
+
+def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, Any], out: Path) -> dict:
+    """``(cell, seed)`` → a hash of everything its result depends on, teachers' fingerprints included."""
+    by_name = {c.name: c for c in cells}
+    prints: dict[tuple[str, int], str] = {}
+
+    def of(cell: Cell, seed: int) -> str:
+        key = (cell.name, seed)
+        if key not in prints:
+            teacher = of(by_name[cell.teacher_cell], seed) if cell.teacher_cell else None
+            what = {"config": cell.config, "seed": seed, "eval": eval_sets, "teacher": teacher}
+            prints[key] = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return prints[key]
+
+    for cell in cells:
+        for seed in seeds:
+            of(cell, seed)
+    return prints
+
+
+def is_finished(folder: Path, fingerprint: str) -> bool:
+    """A result.json whose fingerprint matches (results written before fingerprints existed count)."""
+    path = folder / "result.json"
+    if not path.is_file():
+        return False
+    recorded = json.loads(path.read_text()).get("fingerprint")
+    return recorded is None or recorded == fingerprint
+
+
+def _run_one(
+    cell: Cell,
+    seed: int,
+    config: dict[str, Any],
+    folder: str,
+    eval_sets: dict[str, dict[str, Any]],
+    threads: int,
+    device: str,
+    fingerprint: str,
+) -> None:
+    """Child process: train one (cell, seed), evaluate it, write result.json — or error.json."""
+    import torch
+
+    from stereodistill.runtime import configure_cpu_math
+
+    configure_cpu_math()
+    torch.set_num_threads(threads)
+    out = Path(folder)
+    started = time.perf_counter()
+    try:
+        import shutil
+
+        from stereodistill.checkpoint import load_model
+        from stereodistill.evaluate.evaluator import evaluate_model
+        from stereodistill.runtime import resolve_device
+        from stereodistill.train.data import build as build_dataset
+        from stereodistill.train.trainer import Trainer
+
+        shutil.rmtree(out / "run", ignore_errors=True)  # a run killed part-way starts again, cleanly
+        (out / "result.json").unlink(missing_ok=True)  # a stale result of another config
+        data = {**config, "seed": seed, "output": str(out / "run"), "name": f"{cell.name}/seed{seed}"}
+        data["device"] = device
+        Trainer(from_dict(RunConfig, data), distill=cell.distill).run()
+        dev = resolve_device(device)
+        model = load_model(out / "run" / "model", map_location=dev)
+        datasets = {name: build_dataset(from_dict(DatasetConfig, spec)) for name, spec in eval_sets.items()}
+        metrics = evaluate_model(model, datasets, dev)
+        result = {
+            "cell": cell.name,
+            "seed": seed,
+            "fingerprint": fingerprint,
+            "metrics": metrics,
+            "seconds": time.perf_counter() - started,
+        }
+        write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
+    except BaseException as exc:  # recorded, the ablation goes on
+        message = f"{type(exc).__name__}: {exc}"
+        error = {"cell": cell.name, "seed": seed, "error": message, "traceback": traceback.format_exc()[-4000:]}
+        write_text_atomic(out / "error.json", json.dumps(error, indent=2) + "\n")
+
+
+def _write_error(folder: Path, cell: str, seed: int, message: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    error = {"cell": cell, "seed": seed, "error": message}
+    write_text_atomic(folder / "error.json", json.dumps(error, indent=2) + "\n")
+
+
+def run_cells(
+    cells: list[Cell],
+    seeds: list[int],
+    eval_sets: dict[str, dict[str, Any]],
+    out: Path,
+    parallel: int = 1,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> None:
+    """Run every unfinished (cell, seed), ``parallel`` processes at a time, teachers before students."""
+    prints = fingerprints(cells, seeds, eval_sets, out)
+    todo: list[tuple[Cell, int, Path]] = []
+    stale = 0
+    # Seed-major: every cell gets its first seed before any gets its second, so a partial ablation
+    # (stopped, or read with --report-only) already covers every row.
+    for seed in seeds:
+        for cell in cells:
+            folder = cell_dir(out, cell.name, seed)
+            if is_finished(folder, prints[cell.name, seed]):
+                continue
+            stale += (folder / "result.json").is_file()
+            (folder / "error.json").unlink(missing_ok=True)
+            todo.append((cell, seed, folder))
+    done = len(cells) * len(seeds) - len(todo)
+    log(f"{len(cells)} cells × {len(seeds)} seeds: {done} finished before, {len(todo)} to run")
+    if stale:
+        log(f"  ({stale} of them finished under another config or teacher, and run again)")
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    ctx = mp.get_context("spawn")
+    running: list[tuple[Any, Cell, int, Path]] = []
+
+    def teacher_state(cell: Cell, seed: int) -> str:
+        if cell.teacher_cell is None:
+            return "ready"
+        folder = cell_dir(out, cell.teacher_cell, seed)
+        if is_finished(folder, prints[cell.teacher_cell, seed]):
+            return "ready"
+        waiting = any(c.name == cell.teacher_cell and s == seed for c, s, _ in todo)
+        waiting |= any(c.name == cell.teacher_cell and s == seed for _, c, s, _ in running)
+        return "waiting" if waiting else "failed"
+
+    while todo or running:
+        for item in list(todo):
+            if len(running) >= parallel:
+                break
+            cell, seed, folder = item
+            state = teacher_state(cell, seed)
+            if state == "waiting":
+                continue
+            todo.remove(item)
+            if state == "failed":
+                message = f"its teacher, cell {cell.teacher_cell!r} seed {seed}, did not finish"
+                _write_error(folder, cell.name, seed, message)
+                log(f"  FAILED {cell.name} seed {seed}: {message}")
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            config = resolved_config(cell, seed, out)
+            args = (cell, seed, config, str(folder), eval_sets, threads, device, prints[cell.name, seed])
+            process = ctx.Process(target=_run_one, args=args, daemon=False)
+            process.start()
+            running.append((process, cell, seed, folder))
+        for item in list(running):
+            process, cell, seed, folder = item
+            if process.is_alive():
+                continue
+            process.join()
+            running.remove(item)
+            if (folder / "result.json").is_file():
+                log(f"  done   {cell.name} seed {seed}")
+                continue
+            if not (folder / "error.json").is_file():
+                _write_error(folder, cell.name, seed, f"process died (exit code {process.exitcode})")
+            reason = json.loads((folder / "error.json").read_text())["error"]
+            log(f"  FAILED {cell.name} seed {seed}: {reason}")
+        time.sleep(0.2)
+
+
+def bench_cells(
+    cells: list[Cell],
+    seeds: list[int],
+    out: Path,
+    size: tuple[int, int],
+    repeats: int,
+    warmup: int,
+    device: str,
+    reference: str | None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Latency, parameters and MACs of each cell's network (its first finished seed), measured one
+    network at a time with every thread, after training; written to ``bench.json``."""
+    from stereodistill.errors import StereoDistillError
+    from stereodistill.evaluate.benchmark import benchmark
+    from stereodistill.runtime import machine_info, resolve_device
+
+    dev = resolve_device(device)
+    threads = os.cpu_count() or 1
+    height, width = size
+    results: dict[str, Any] = {}
+    for cell in cells:
+        seed = next((s for s in seeds if (cell_dir(out, cell.name, s) / "result.json").is_file()), None)
+        if seed is None:
+            continue
+        try:
+            (row,) = benchmark(
+                [str(model_path(out, cell.name, seed))], height, width, str(dev), repeats, warmup, threads=threads
+            )
+        except StereoDistillError as exc:
+            results[cell.name] = {"error": str(exc)}
+            log(f"  bench  {cell.name}: FAILED {exc}")
+            continue
+        results[cell.name] = {k: row[k] for k in ("arch", "params", "gmacs", "latency_ms", "latency_min_ms")}
+        results[cell.name]["seed"] = seed
+        log(f"  bench  {cell.name} ({row['arch']}): {row['latency_ms']:.0f} ms")
+    bench = {
+        "size": [height, width],
+        "device": dev.type,
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "reference": reference,
+        "machine": machine_info(),
+        "cells": results,
+    }
+    write_text_atomic(out / "bench.json", json.dumps(bench, indent=2) + "\n")
+    return bench
