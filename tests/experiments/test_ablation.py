@@ -51,6 +51,7 @@ def ablation_file(tmp_path):
         "seeds": [0, 1],
         "steps": 2,
         "parallel": 2,
+        "baseline": "no_kd",
         "fixed": {"no_kd": {"terms": []}},
         "axes": {
             "points": {"feat": {"terms": ["feat"]}, "all": {}},
@@ -86,6 +87,10 @@ def test_bad_choices_are_refused_before_anything_runs(ablation_file, tmp_path):
     with pytest.raises(ConfigError, match="no term named 'nope'"):
         expand(config, root)
     config, root = load_ablation(ablation_file)
+    config.baseline = "nobody"
+    with pytest.raises(ConfigError, match="baseline 'nobody' is not a cell"):
+        expand(config, root)
+    config, root = load_ablation(ablation_file)
     config.axes["tau"]["t1"] = {"optim.lr": "fast"}
     with pytest.raises(ConfigError, match="lr"):
         expand(config, root)
@@ -108,6 +113,10 @@ def test_runs_resumes_and_records_failures(ablation_file, tmp_path):
         assert row["n"] == 2 and row["seeds"] == [0, 1]
         assert row["epe"]["mean"] == pytest.approx(sum(row["epe"]["values"]) / 2)
         assert math.isfinite(row["epe"]["ci95"])
+        paired = [a - b for a, b in zip(row["epe"]["values"], table["no_kd"]["epe"]["values"], strict=True)]
+        assert row["epe_vs_baseline"]["values"] == pytest.approx(paired)
+    assert table["no_kd"]["epe_vs_baseline"]["mean"] == 0.0
+    assert "EPE − no_kd, paired" in (out / "ablation.md").read_text()
     ranks = [row["rank"] for row in summary["tables"]["synthetic"] if row["n"]]
     assert ranks == [1, 2, 3]
     assert (out / "ablation.md").read_text().count("\n| ") >= 4

@@ -16,6 +16,7 @@ An ablation file names a base run config and what to vary::
         t1: {distill.terms.kl.params.tau: 1.0}
     eval:
       synthetic: {dataset: sceneflow, root: data/synthetic, split: test}
+    baseline: no_kd                               # optional: EPE differences to it, paired by seed
     bench: {size: [256, 512], reference: paper}   # optional: each cell's latency, params and MACs
     overrides: {data.crop: [64, 128]}             # optional: applied to every cell
     budgets:                                      # optional: named scales, chosen with --budget NAME
@@ -77,6 +78,7 @@ class AblationConfig:
     axes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     bench: BenchSpec | None = None
+    baseline: str | None = None  # the cell every row's EPE is compared with, seed by seed
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     parallel: int = 1
     device: str = "auto"
@@ -224,6 +226,8 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
         from_dict(RunConfig, data, where=f"ablation cell {name!r}")  # every cell is valid before any runs
         resolved.append(Cell(name, data, distill, teacher_cell))
     _check_teachers(resolved)
+    if config.baseline is not None and config.baseline not in names:
+        raise ConfigError(f"ablation: baseline {config.baseline!r} is not a cell ({', '.join(names)})")
     if config.bench and config.bench.reference is not None and config.bench.reference not in names:
         raise ConfigError(f"ablation bench: reference {config.bench.reference!r} is not a cell ({', '.join(names)})")
     return resolved
@@ -294,7 +298,9 @@ def run_ablation(
     results, failures = collect(config, cells, folder)
     steps = sorted({c.config.get("steps") for c in cells}, key=str)
     steps_text = steps[0] if len(steps) == 1 else steps
-    summary = summarise(config.name, config.seeds, steps_text, list(config.eval), results, failures, bench)
+    summary = summarise(
+        config.name, config.seeds, steps_text, list(config.eval), results, failures, bench, config.baseline
+    )
     write_reports(summary, folder)
     log(f"wrote {folder / 'ablation.md'}, ablation.json and ablation.html")
     return summary

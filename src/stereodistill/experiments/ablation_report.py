@@ -45,11 +45,15 @@ def summarise(
     results: Mapping[str, Mapping[int, Mapping[str, Any]]],
     failures: list[dict[str, Any]],
     bench: Mapping[str, Any] | None = None,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """``results[cell][seed]`` → metrics per dataset; a table per dataset ranked by mean EPE.
 
-    With ``bench`` (``bench.json``), each row also carries its network's size and latency, and the
-    speed-up of the bench's reference cell over it (its latency divided by the reference's).
+    With a ``baseline`` cell, each row also carries its EPE minus the baseline's, seed by seed (the
+    runs of one seed share initial weights and data order, so the paired difference has a far
+    tighter interval than the two means). With ``bench`` (``bench.json``), each row carries its
+    network's size and latency, and the speed-up of the bench's reference cell over it (its latency
+    divided by the reference's).
     """
     speed = dict((bench or {}).get("cells", {}))
     reference = (bench or {}).get("reference")
@@ -61,6 +65,10 @@ def summarise(
             row: dict[str, Any] = {"cell": cell, "n": len(runs), "seeds": sorted(runs)}
             for metric in METRICS:
                 row[metric] = _stats([runs[s][dataset][metric] for s in sorted(runs)])
+            if baseline is not None:
+                base = results.get(baseline, {})
+                paired = [s for s in sorted(runs) if s in base]
+                row["epe_vs_baseline"] = _stats([runs[s][dataset]["epe"] - base[s][dataset]["epe"] for s in paired])
             if cell in speed:
                 row["bench"] = dict(speed[cell])
                 if ref_ms and "latency_ms" in speed[cell]:
@@ -71,6 +79,8 @@ def summarise(
             row["rank"] = rank if row["n"] else None
         tables[dataset] = rows
     summary = {"name": name, "seeds": list(seeds), "steps": steps, "tables": tables, "failures": failures}
+    if baseline is not None:
+        summary["baseline"] = baseline
     if bench:
         summary["bench"] = {k: v for k, v in bench.items() if k != "cells"}
     return summary
@@ -85,6 +95,14 @@ def _cell_text(row: Mapping[str, Any], metric: str, percent: bool) -> str:
     if row["n"] > 1:
         text += f" ± {scale * stats['std']:.{digits}f} [±{scale * stats['ci95']:.{digits}f}]"
     return text
+
+
+def _delta_text(row: Mapping[str, Any]) -> str:
+    stats = row["epe_vs_baseline"]
+    if not stats["values"]:
+        return "-"
+    text = f"{stats['mean']:+.3f}"
+    return text + f" [±{stats['ci95']:.3f}]" if len(stats["values"]) > 1 else text
 
 
 def _bench_text(row: Mapping[str, Any]) -> list[str]:
@@ -102,9 +120,14 @@ def _bench_text(row: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def table_rows(rows: list[dict[str, Any]], reference: str | None = None) -> tuple[list[str], list[list[str]]]:
-    """Header and text rows of one dataset's table (speed columns when the rows carry ``bench``)."""
+def table_rows(
+    rows: list[dict[str, Any]], reference: str | None = None, baseline: str | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Header and text rows of one dataset's table (a paired-difference column with a baseline;
+    speed columns when the rows carry ``bench``)."""
     header = ["rank", "cell", "seeds", "EPE px", "D1", "bad-2"]
+    if baseline is not None:
+        header.append(f"EPE − {baseline}, paired")
     with_bench = any("bench" in row for row in rows)
     if with_bench:
         header += ["params M", "GMACs", "latency ms", f"{reference} speed-up" if reference else "speed-up"]
@@ -118,6 +141,8 @@ def table_rows(rows: list[dict[str, Any]], reference: str | None = None) -> tupl
             _cell_text(row, "d1", True),
             _cell_text(row, "bad2", True),
         ]
+        if baseline is not None:
+            line.append(_delta_text(row))
         body.append(line + _bench_text(row) if with_bench else line)
     return header, body
 
@@ -149,13 +174,19 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
     head = f"Seeds {summary['seeds']}, {summary['steps']} steps per cell; {note}"
     bench = summary.get("bench")
     reference = bench.get("reference") if bench else None
+    baseline = summary.get("baseline")
+    if baseline is not None:
+        head += (
+            f" EPE − {baseline}: the mean over seeds of the row's EPE minus {baseline}'s of the same seed "
+            "(same initial weights and data order) [± 95 % CI half-width]; negative is better."
+        )
     md = [f"# Ablation: {summary['name']}", "", head]
     html_parts = [f"<p>{escape(head)}</p>"]
     if bench:
         md += ["", _bench_note(bench)]
         html_parts.append(f"<p>{escape(_bench_note(bench))}</p>")
     for dataset, rows in summary["tables"].items():
-        header, body = table_rows(rows, reference)
+        header, body = table_rows(rows, reference, baseline)
         md += ["", f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in body]
         bars = [(row["cell"], row["epe"]["mean"], row["epe"]["ci95"]) for row in rows]
