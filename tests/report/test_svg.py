@@ -1,7 +1,7 @@
 import math
 import xml.etree.ElementTree as ET
 
-from stereodistill.report.svg import _ticks, bar_chart, line_chart
+from stereodistill.report.svg import _ticks, bar_chart, line_chart, scatter_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -37,3 +37,21 @@ def test_bar_chart_marks_failed_cells_and_draws_error_bars():
     assert len(root.findall(f"{SVG}rect")) == 1
     assert "failed" in "".join(root.itertext())
     assert len(root.findall(f"{SVG}line")) >= 3  # the error bar and its two caps
+
+
+def test_scatter_chart_places_labelled_points_on_a_log_axis():
+    svg = scatter_chart(
+        [("fast", 100.0, 2.0, 0.1), ("slow", 1000.0, 1.5, math.nan), ("failed", math.nan, math.nan, math.nan)],
+        "speed and accuracy",
+        "latency ms",
+        "EPE px",
+    )
+    root = ET.fromstring(svg)
+    circles = root.findall(f"{SVG}circle")
+    assert len(circles) == 2  # the failed cell has no point
+    fast, slow = (float(c.get("cx")) for c in circles)
+    assert slow > fast
+    assert float(circles[1].get("cy")) > float(circles[0].get("cy"))  # lower EPE sits lower
+    text = "".join(root.itertext())
+    assert "fast" in text and "slow" in text and "latency ms (log)" in text
+    assert "no data" in scatter_chart([], "t", "x", "y")

@@ -160,12 +160,16 @@ def _bench_note(bench: Mapping[str, Any]) -> str:
     return note
 
 
+def _timed(row: Mapping[str, Any]) -> bool:
+    return "latency_ms" in row.get("bench", {}) and row["n"] > 0
+
+
 def write_reports(summary: Mapping[str, Any], out: Path) -> None:
     """ablation.json, ablation.md and ablation.html (tables and EPE bars with 95 % CIs per dataset)."""
     from html import escape
 
     from stereodistill.report import htmlpage
-    from stereodistill.report.svg import bar_chart
+    from stereodistill.report.svg import PALETTE, bar_chart, scatter_chart
 
     note = (
         "mean ± sample std [± half-width of the 95 % confidence interval of the mean, Student t] over the "
@@ -180,6 +184,8 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
             f" EPE − {baseline}: the mean over seeds of the row's EPE minus {baseline}'s of the same seed "
             "(same initial weights and data order) [± 95 % CI half-width]; negative is better."
         )
+    cells = [row["cell"] for row in next(iter(summary["tables"].values()), [])]
+    colours = {cell: PALETTE[i % len(PALETTE)] for i, cell in enumerate(sorted(cells))}  # one per cell
     md = [f"# Ablation: {summary['name']}", "", head]
     html_parts = [f"<p>{escape(head)}</p>"]
     if bench:
@@ -193,8 +199,12 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
         html_parts += [
             f"<h2>{escape(dataset)}</h2>",
             htmlpage.table(header, body),
-            bar_chart(bars, f"EPE on {dataset} (95 % CI)", "EPE px"),
+            bar_chart(bars, f"EPE on {dataset} (95 % CI)", "EPE px", colours=colours),
         ]
+        timed = [(r["cell"], r["bench"]["latency_ms"], r["epe"]["mean"], r["epe"]["ci95"]) for r in rows if _timed(r)]
+        if timed:
+            title = f"Speed and accuracy on {dataset}"
+            html_parts.append(scatter_chart(timed, title, "latency ms", "EPE px (95 % CI)", colours=colours))
     failures = summary["failures"]
     if failures:
         md += ["", "## Failed runs", ""] + [f"- {f['cell']} seed {f['seed']}: {f['error']}" for f in failures]

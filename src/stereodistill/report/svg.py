@@ -1,13 +1,14 @@
 """Small SVG charts for the HTML reports, written directly: no plotting library to install.
 
-Two kinds cover what the reports show: line charts (training curves, one line per run) and
-horizontal bars with error bars (a metric per ablation cell, mean ± a half-width).
+Three kinds cover what the reports show: line charts (training curves, one line per run),
+horizontal bars with error bars (a metric per ablation cell, mean ± a half-width) and labelled
+points with error bars (a speed/accuracy plane).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
 #: Distinguishable colours (Okabe–Ito), in the order series are drawn.
@@ -27,6 +28,79 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 def _fmt(value: float) -> str:
     return f"{value:.3g}"
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Ticks of a log axis spanning log10 values [low, high], as log10 values: 1-2-5 per decade,
+    only the powers of ten when that gives enough, more steps when the span is short."""
+    decades = range(math.floor(low), math.ceil(high) + 1)
+    for mantissas in ((1,), (1, 2, 5), (1, 1.5, 2, 3, 5, 7)):
+        ticks = [math.log10(m) + k for k in decades for m in mantissas if low <= math.log10(m) + k <= high]
+        if len(ticks) >= 3:
+            return ticks
+    return ticks or [low]
+
+
+Box = tuple[float, float, float, float]  # left, top, width, height of the plot area
+
+
+def _frame(
+    parts: list[str],
+    points: Sequence[tuple[float, float]],
+    box: Box,
+    labels: tuple[str, str],
+    log_x: bool = False,
+    log_y: bool = False,
+    pad: float = 0.05,
+) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    """Draw the plot area, ticks and axis labels for ``points`` (``pad``: the margin above and below,
+    a fraction of the y span); return the x and y scales."""
+    left, top, plot_w, plot_h = box
+    tx = math.log10 if log_x else float
+    ty = math.log10 if log_y else float
+    x0, x1 = min(tx(p[0]) for p in points), max(tx(p[0]) for p in points)
+    y0, y1 = min(ty(p[1]) for p in points), max(ty(p[1]) for p in points)
+    if x1 == x0:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    pad_x = (x1 - x0) * (0.08 if log_x else 0.0)
+    pad_y = (y1 - y0) * pad
+    x0, x1, y0, y1 = x0 - pad_x, x1 + pad_x, y0 - pad_y, y1 + pad_y
+
+    def sx(x: float) -> float:
+        return left + (tx(x) - x0) / (x1 - x0) * plot_w
+
+    def sy(y: float) -> float:
+        return top + (1 - (ty(y) - y0) / (y1 - y0)) * plot_h
+
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
+    for tick in _log_ticks(x0, x1) if log_x else _ticks(x0, x1):
+        x = left + (tick - x0) / (x1 - x0) * plot_w
+        label = f"{10**tick:.6g}" if log_x else _fmt(tick)
+        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 4}" stroke="#666"/>')
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{label}</text>')
+    for tick in _log_ticks(y0, y1) if log_y else _ticks(y0, y1):
+        y = top + (1 - (tick - y0) / (y1 - y0)) * plot_h
+        label = f"{10**tick:.6g}" if log_y else _fmt(tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
+    x_label, y_label = labels
+    x_text = f"{x_label} (log)" if log_x else x_label
+    parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">{escape(x_text)}</text>')
+    parts.append(
+        f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}{" (log)" if log_y else ""}</text>'
+    )
+    return sx, sy
+
+
+def _open(width: int, height: int, title: str) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
+    ]
 
 
 def smooth(values: Sequence[tuple[float, float]], window: int = 5) -> list[tuple[float, float]]:
@@ -61,45 +135,11 @@ def line_chart(
     left, right, top, bottom = 56, 16, 28, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     height += 16 * ((len(points) + 1) // 2)  # legend rows
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
-    ]
+    parts = _open(width, height, title)
     if not every:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">no data</text></svg>')
         return "".join(parts)
-    ty = (lambda v: math.log10(v)) if log_y else (lambda v: v)
-    x0, x1 = min(p[0] for p in every), max(p[0] for p in every)
-    y0, y1 = min(ty(p[1]) for p in every), max(ty(p[1]) for p in every)
-    if x1 == x0:
-        x1 = x0 + 1
-    if y1 == y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    pad = (y1 - y0) * 0.05
-    y0, y1 = y0 - pad, y1 + pad
-
-    def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * plot_w
-
-    def sy(y: float) -> float:
-        return top + (1 - (ty(y) - y0) / (y1 - y0)) * plot_h
-
-    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
-    for tick in _ticks(x0, x1):
-        x = sx(tick)
-        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 4}" stroke="#666"/>')
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_fmt(tick)}</text>')
-    for tick in _ticks(y0, y1):
-        y = top + (1 - (tick - y0) / (y1 - y0)) * plot_h
-        label = _fmt(10**tick) if log_y else _fmt(tick)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">{escape(x_label)}</text>')
-    parts.append(
-        f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}{" (log)" if log_y else ""}</text>'
-    )
+    sx, sy = _frame(parts, every, (left, top, plot_w, plot_h), (x_label, y_label), log_y=log_y)
     for i, (name, values) in enumerate(points.items()):
         colour = PALETTE[i % len(PALETTE)]
         if values:
@@ -122,18 +162,16 @@ def bar_chart(
     title: str,
     value_label: str,
     width: int = 560,
+    colours: Mapping[str, str] | None = None,
 ) -> str:
-    """Horizontal bars (label, value, error half-width) with error bars; NaN values are left empty."""
+    """Horizontal bars (label, value, error half-width) with error bars; NaN values are left empty.
+    ``colours`` (label → colour) keeps a label's colour the same across charts."""
     left, right, top, row_h = 170, 24, 28, 22
     height = top + row_h * len(rows) + 36
     plot_w = width - left - right
     finite = [(v, e if math.isfinite(e) else 0.0) for _, v, e in rows if math.isfinite(v)]
     high = max((v + e for v, e in finite), default=1.0) or 1.0
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
-        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
-    ]
+    parts = _open(width, height, title)
 
     def sx(v: float) -> float:
         return left + v / high * plot_w
@@ -148,7 +186,7 @@ def bar_chart(
         if not math.isfinite(value):
             parts.append(f'<text x="{left + 4}" y="{y + 15}" fill="#a00">failed</text>')
             continue
-        colour = PALETTE[i % len(PALETTE)]
+        colour = (colours or {}).get(label, PALETTE[i % len(PALETTE)])
         parts.append(
             f'<rect x="{left}" y="{y + 4}" width="{sx(value) - left:.1f}" height="{row_h - 8}" '
             f'fill="{colour}" opacity="0.8"/>'
@@ -159,5 +197,41 @@ def bar_chart(
             for end in (a, b):
                 parts.append(f'<line x1="{end:.1f}" y1="{mid - 4}" x2="{end:.1f}" y2="{mid + 4}" stroke="#000"/>')
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" text-anchor="middle">{escape(value_label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter_chart(
+    points: Sequence[tuple[str, float, float, float]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 560,
+    height: int = 320,
+    log_x: bool = True,
+    colours: Mapping[str, str] | None = None,
+) -> str:
+    """Labelled points (label, x, y, y error half-width) with vertical error bars: a speed/accuracy
+    plane (latency on a log axis against EPE); points with a non-finite coordinate are left out.
+    ``colours`` (label → colour) keeps a label's colour the same across charts."""
+    shown = [(n, x, y, e) for n, x, y, e in points if math.isfinite(x) and math.isfinite(y) and (x > 0 or not log_x)]
+    left, right, top, bottom = 56, 16, 28, 44
+    box = (left, top, width - left - right, height - top - bottom)
+    parts = _open(width, height, title)
+    if not shown:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">no data</text></svg>')
+        return "".join(parts)
+    span = [(x, y + (e if math.isfinite(e) else 0.0)) for _, x, y, e in shown]
+    span += [(x, y - (e if math.isfinite(e) else 0.0)) for _, x, y, e in shown]
+    sx, sy = _frame(parts, span, box, (x_label, y_label), log_x=log_x, pad=0.12)  # room for the labels
+    for i, (name, x, y, err) in enumerate(shown):
+        colour = (colours or {}).get(name, PALETTE[i % len(PALETTE)])
+        cx, cy = sx(x), sy(y)
+        if math.isfinite(err) and err > 0:
+            a, b = sy(y - err), sy(y + err)
+            parts.append(f'<line x1="{cx:.1f}" y1="{a:.1f}" x2="{cx:.1f}" y2="{b:.1f}" stroke="{colour}"/>')
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{colour}"/>')
+        anchor, dx = ("end", -7) if cx > left + box[2] * 0.75 else ("start", 7)
+        parts.append(f'<text x="{cx + dx:.1f}" y="{cy - 5:.1f}" text-anchor="{anchor}">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
