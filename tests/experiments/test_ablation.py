@@ -146,6 +146,7 @@ def chain_file(ablation_file):
     data = yaml.safe_load(ablation_file.read_text())
     data.update(
         seeds=[0],
+        baseline="teacher",
         axes={},
         fixed={"teacher": {"terms": []}, "student": {"teacher_cell": "teacher", "terms": ["kl"]}},
         bench={"size": [32, 64], "repeats": 1, "warmup": 0, "reference": "student"},
