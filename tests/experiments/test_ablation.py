@@ -248,11 +248,17 @@ def test_the_proxy_benchmark_file_expands(budget):
     assert config.bench is not None and config.bench.reference == "dsnet_distilled"
 
 
-def test_the_points_ablation_files_expand():
+def test_the_shipped_ablation_files_expand():
     config, root = load_ablation(CONFIGS / "ablations" / "dsnet_points.yaml")
     cells = {c.name: c for c in expand(config, root)}
     assert not cells["no_kd"].distill and all(c.distill for n, c in cells.items() if n != "no_kd")
     assert len(config.seeds) >= 3
+    config, root = load_ablation(CONFIGS / "ablations" / "dsnet_tau_width.yaml")
+    cells = {c.name: c for c in expand(config, root)}
+    assert len(cells) == 10
+    cell = cells["width=hg8,tau=t4"].config
+    assert cell["model"]["options"]["hourglass_channels"] == 8
+    assert next(t for t in cell["distill"]["terms"] if t["name"] == "kl")["params"]["tau"] == 4.0
 
 
 def test_motorcycle_is_a_dataset_in_memory():
