@@ -14,6 +14,7 @@ from stereodistill.checkpoint import save_model
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation import expand, load_ablation, output_folder, run_ablation
 from stereodistill.experiments.ablation_report import ci95
+from stereodistill.experiments.ablation_runs import slot_devices
 from stereodistill.models import build_model
 from stereodistill.train.config import DatasetConfig
 from stereodistill.train.data import build as build_dataset
@@ -266,3 +267,13 @@ def test_motorcycle_is_a_dataset_in_memory():
     sample = dataset[0]
     assert len(dataset) == 1 and sample["left"].shape[0] == 3
     assert sample["valid"].any() and (sample["disp"][sample["valid"]] < 32).all()
+
+
+def test_parallel_runs_take_the_gpus_in_turn(monkeypatch):
+    import torch
+
+    assert slot_devices("cpu", 3) == ["cpu"] * 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert slot_devices("auto", 3) == ["cuda:0", "cuda:1", "cuda:0"]
+    assert slot_devices("cuda:1", 2) == ["cuda:1", "cuda:1"]  # a device named outright is kept

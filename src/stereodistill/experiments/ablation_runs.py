@@ -1,4 +1,5 @@
-"""Running an ablation's (cell, seed) pairs: one spawned process and folder each, several at a time.
+"""Running an ablation's (cell, seed) pairs: one spawned process and folder each, several at a time
+(CPU threads split between them; with several GPUs, the processes take them in turn).
 
 ``cells/CELL/seedS/result.json`` marks a finished run and records the fingerprint of what it ran
 (the cell's resolved config, the seed, the evaluation datasets and, for a distilled cell, its
@@ -135,6 +136,16 @@ def _run_one(
         write_text_atomic(out / "error.json", json.dumps(error, indent=2) + "\n")
 
 
+def slot_devices(device: str, parallel: int) -> list[str]:
+    """The device of each of the ``parallel`` run slots: on a machine with several GPUs the slots
+    take them in turn (``auto`` or ``cuda``); otherwise every slot gets ``device``."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return [f"cuda:{slot % torch.cuda.device_count()}" for slot in range(parallel)]
+    return [device] * parallel
+
+
 def _write_error(folder: Path, cell: str, seed: int, message: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     error = {"cell": cell, "seed": seed, "error": message}
@@ -169,8 +180,9 @@ def run_cells(
     if stale:
         log(f"  ({stale} of them finished under another config or teacher, and run again)")
     threads = max(1, (os.cpu_count() or 1) // parallel)
+    devices = slot_devices(device, parallel)
     ctx = mp.get_context("spawn")
-    running: list[tuple[Any, Cell, int, Path]] = []
+    running: list[tuple[Any, Cell, int, Path, int]] = []
 
     def teacher_state(cell: Cell, seed: int) -> str:
         if cell.teacher_cell is None:
@@ -179,7 +191,7 @@ def run_cells(
         if is_finished(folder, prints[cell.teacher_cell, seed]):
             return "ready"
         waiting = any(c.name == cell.teacher_cell and s == seed for c, s, _ in todo)
-        waiting |= any(c.name == cell.teacher_cell and s == seed for _, c, s, _ in running)
+        waiting |= any(c.name == cell.teacher_cell and s == seed for _, c, s, _, _ in running)
         return "waiting" if waiting else "failed"
 
     while todo or running:
@@ -198,12 +210,13 @@ def run_cells(
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             config = resolved_config(cell, seed, out)
-            args = (cell, seed, config, str(folder), eval_sets, threads, device, prints[cell.name, seed])
+            slot = min(set(range(parallel)) - {r[4] for r in running})
+            args = (cell, seed, config, str(folder), eval_sets, threads, devices[slot], prints[cell.name, seed])
             process = ctx.Process(target=_run_one, args=args, daemon=False)
             process.start()
-            running.append((process, cell, seed, folder))
+            running.append((process, cell, seed, folder, slot))
         for item in list(running):
-            process, cell, seed, folder = item
+            process, cell, seed, folder, _ = item
             if process.is_alive():
                 continue
             process.join()
