@@ -181,6 +181,10 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     data["fixed"]["teacher"]["optim.lr"] = 2e-3
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     lines.clear()
+    stale = run_ablation(chain_file, out, log=lines.append, report_only=True)  # reports none of them
+    assert "left out 2 results that ran under another config" in lines[0]
+    assert all(row["n"] == 0 for row in stale["tables"]["synthetic"])
+    lines.clear()
     run_ablation(chain_file, out, log=lines.append)
     assert "0 finished before, 2 to run" in lines[0] and "another config" in lines[1]
 

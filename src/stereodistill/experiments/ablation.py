@@ -45,7 +45,7 @@ from typing import Any
 from stereodistill.config import from_dict, load_yaml, to_dict
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation_report import summarise, write_reports
-from stereodistill.experiments.ablation_runs import Cell, bench_cells, cell_dir, run_cells
+from stereodistill.experiments.ablation_runs import Cell, bench_cells, cell_dir, fingerprints, is_finished, run_cells
 from stereodistill.train.config import DatasetConfig, RunConfig
 
 #: Keys of a choice that are not dotted overrides.
@@ -252,18 +252,24 @@ def output_folder(config: AblationConfig, budget: str | None) -> Path:
     return folder.with_name(f"{folder.name}-budget-{budget}") if budget is not None else folder
 
 
-def collect(config: AblationConfig, cells: list[Cell], out: Path) -> tuple[dict, list[dict[str, Any]]]:
-    """Finished results (``cell → seed → metrics``) and recorded failures, from the run folders."""
+def collect(
+    config: AblationConfig, cells: list[Cell], out: Path, prints: Mapping[tuple[str, int], str]
+) -> tuple[dict, list[dict[str, Any]], int]:
+    """Finished results (``cell → seed → metrics``), recorded failures, and how many results were
+    left out because they ran under another config (``prints``: the current fingerprints)."""
     results: dict[str, dict[int, Any]] = {c.name: {} for c in cells}
     failures = []
+    stale = 0
     for cell in cells:
         for seed in config.seeds:
             folder = cell_dir(out, cell.name, seed)
-            if (folder / "result.json").is_file():
+            if is_finished(folder, prints[cell.name, seed]):
                 results[cell.name][seed] = json.loads((folder / "result.json").read_text())["metrics"]
+            elif (folder / "result.json").is_file():
+                stale += 1
             elif (folder / "error.json").is_file():
                 failures.append(json.loads((folder / "error.json").read_text()))
-    return results, failures
+    return results, failures, stale
 
 
 def run_ablation(
@@ -278,15 +284,17 @@ def run_ablation(
     config, root = load_ablation(path, budget)
     if parallel is not None:
         config.parallel = parallel
+    cells = expand(config, root)
+    # Fingerprinted as written in the file, so that moving the tree does not invalidate results.
+    prints = fingerprints(cells, config.seeds, {name: to_dict(spec) for name, spec in config.eval.items()})
     for spec in config.eval.values():
         if spec.root is not None and not Path(spec.root).is_absolute():
             spec.root = str(root / spec.root)
-    folder = Path(out) if out else output_folder(config, budget)
-    cells = expand(config, root)
     eval_sets = {name: to_dict(spec) for name, spec in config.eval.items()}
+    folder = Path(out) if out else output_folder(config, budget)
     bench = None
     if not report_only:
-        run_cells(cells, config.seeds, eval_sets, folder, config.parallel, config.device, log)
+        run_cells(cells, config.seeds, eval_sets, folder, prints, config.parallel, config.device, log)
         if config.bench is not None:
             log(f"benchmarking each cell's network at {config.bench.size[0]}x{config.bench.size[1]}, one at a time")
             spec = config.bench
@@ -295,7 +303,9 @@ def run_ablation(
             )
     elif config.bench is not None and (folder / "bench.json").is_file():
         bench = json.loads((folder / "bench.json").read_text())
-    results, failures = collect(config, cells, folder)
+    results, failures, stale = collect(config, cells, folder, prints)
+    if stale:
+        log(f"left out {stale} results that ran under another config; rerun without --report-only to redo them")
     steps = sorted({c.config.get("steps") for c in cells}, key=str)
     steps_text = steps[0] if len(steps) == 1 else steps
     summary = summarise(

@@ -57,7 +57,7 @@ def resolved_config(cell: Cell, seed: int, out: Path) -> dict[str, Any]:
     return config
 
 
-def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, Any], out: Path) -> dict:
+def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, Any]) -> dict[tuple[str, int], str]:
     """``(cell, seed)`` → a hash of everything its result depends on, teachers' fingerprints included."""
     by_name = {c.name: c for c in cells}
     prints: dict[tuple[str, int], str] = {}
@@ -157,12 +157,14 @@ def run_cells(
     seeds: list[int],
     eval_sets: dict[str, dict[str, Any]],
     out: Path,
+    prints: Mapping[tuple[str, int], str],
     parallel: int = 1,
     device: str = "auto",
     log: Callable[[str], None] = print,
 ) -> None:
-    """Run every unfinished (cell, seed), ``parallel`` processes at a time, teachers before students."""
-    prints = fingerprints(cells, seeds, eval_sets, out)
+    """Run every unfinished (cell, seed), ``parallel`` processes at a time, teachers before students.
+
+    ``prints`` are the runs' current fingerprints (:func:`fingerprints`)."""
     todo: list[tuple[Cell, int, Path]] = []
     stale = 0
     # Seed-major: every cell gets its first seed before any gets its second, so a partial ablation
@@ -173,6 +175,7 @@ def run_cells(
             if is_finished(folder, prints[cell.name, seed]):
                 continue
             stale += (folder / "result.json").is_file()
+            (folder / "result.json").unlink(missing_ok=True)  # of another config: it does not count
             (folder / "error.json").unlink(missing_ok=True)
             todo.append((cell, seed, folder))
     done = len(cells) * len(seeds) - len(todo)
@@ -221,7 +224,7 @@ def run_cells(
                 continue
             process.join()
             running.remove(item)
-            if (folder / "result.json").is_file():
+            if is_finished(folder, prints[cell.name, seed]):
                 log(f"  done   {cell.name} seed {seed}")
                 continue
             if not (folder / "error.json").is_file():
