@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from stereodistill.checkpoint import save_model
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation import expand, load_ablation, output_folder, run_ablation
 from stereodistill.experiments.ablation_report import ci95
-from stereodistill.experiments.ablation_runs import slot_devices
+from stereodistill.experiments.ablation_runs import exit_with_parent, slot_devices
 from stereodistill.models import build_model
 from stereodistill.train.config import DatasetConfig
 from stereodistill.train.data import build as build_dataset
@@ -281,3 +285,35 @@ def test_parallel_runs_take_the_gpus_in_turn(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert slot_devices("auto", 3) == ["cuda:0", "cuda:1", "cuda:0"]
     assert slot_devices("cuda:1", 2) == ["cuda:1", "cuda:1"]  # a device named outright is kept
+
+
+def _orphan(parent: int, pid_file: str) -> None:
+    exit_with_parent(parent, poll_s=0.05)
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def _short_lived_parent(pid_file: str) -> None:
+    """Starts a run-like child, then dies at once, as a killed ablate would."""
+    child = mp.get_context("spawn").Process(target=_orphan, args=(os.getpid(), pid_file))
+    child.start()
+    while not Path(pid_file).is_file():
+        time.sleep(0.05)
+    os._exit(0)
+
+
+def test_a_run_stops_when_the_ablation_is_killed(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    parent = mp.get_context("spawn").Process(target=_short_lived_parent, args=(str(pid_file),))
+    parent.start()
+    parent.join(60)
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the orphaned run kept running after its ablation died")

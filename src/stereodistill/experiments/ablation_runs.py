@@ -85,7 +85,21 @@ def is_finished(folder: Path, fingerprint: str) -> bool:
     return recorded is None or recorded == fingerprint
 
 
+def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """Stop this process as soon as ``parent`` is gone (a killed ``ablate``): a resumed ablation
+    would otherwise run the orphan's (cell, seed) a second time in the same folder."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_one(
+    parent: int,
     cell: Cell,
     seed: int,
     config: dict[str, Any],
@@ -96,6 +110,7 @@ def _run_one(
     fingerprint: str,
 ) -> None:
     """Child process: train one (cell, seed), evaluate it, write result.json — or error.json."""
+    exit_with_parent(parent)
     import torch
 
     from stereodistill.runtime import configure_cpu_math
@@ -214,7 +229,8 @@ def run_cells(
             folder.mkdir(parents=True, exist_ok=True)
             config = resolved_config(cell, seed, out)
             slot = min(set(range(parallel)) - {r[4] for r in running})
-            args = (cell, seed, config, str(folder), eval_sets, threads, devices[slot], prints[cell.name, seed])
+            fingerprint = prints[cell.name, seed]
+            args = (os.getpid(), cell, seed, config, str(folder), eval_sets, threads, devices[slot], fingerprint)
             process = ctx.Process(target=_run_one, args=args, daemon=False)
             process.start()
             running.append((process, cell, seed, folder, slot))
