@@ -302,6 +302,14 @@ def _short_lived_parent(pid_file: str) -> None:
     os._exit(0)
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan that exited waits for whoever adopted it to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_a_run_stops_when_the_ablation_is_killed(tmp_path):
     pid_file = tmp_path / "child.pid"
     parent = mp.get_context("spawn").Process(target=_short_lived_parent, args=(str(pid_file),))
@@ -310,9 +318,7 @@ def test_a_run_stops_when_the_ablation_is_killed(tmp_path):
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
+        if not _running(child):
             return
         time.sleep(0.05)
     os.kill(child, signal.SIGKILL)
