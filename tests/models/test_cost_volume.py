@@ -19,11 +19,12 @@ SHAPES = [
 
 @pytest.mark.parametrize(("shape", "groups", "max_disp"), SHAPES)
 @pytest.mark.parametrize("block", [1, 3, 32])
-def test_groupwise_matches_per_disparity_loop(shape, groups, max_disp, block):
+@pytest.mark.parametrize("chunk_bytes", [1, 2**30])  # one group at a time, all groups at once
+def test_groupwise_matches_per_disparity_loop(shape, groups, max_disp, block, chunk_bytes):
     g = torch.Generator().manual_seed(0)
     left, right = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
     expected = groupwise_correlation_volume_loop(left, right, max_disp, groups)
-    got = groupwise_correlation_volume(left, right, max_disp, groups, block=block)
+    got = groupwise_correlation_volume(left, right, max_disp, groups, block=block, chunk_bytes=chunk_bytes)
     assert got.shape == (shape[0], groups, max_disp, shape[2], shape[3])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -73,13 +74,16 @@ def test_volumes_follow_the_disparity_convention():
     assert (volume[0, :, :, :, 5:15].mean((0, 2)).argmax(0) == 3).all()
 
 
-def test_gradients_flow_like_the_loop():
+@pytest.mark.parametrize("chunk_bytes", [1, 2**30])
+def test_gradients_flow_like_the_loop(chunk_bytes):
     g = torch.Generator().manual_seed(4)
     a1, b1 = torch.randn(1, 8, 3, 9, generator=g, requires_grad=True), torch.randn(1, 8, 3, 9, generator=g)
-    a2 = a1.detach().clone().requires_grad_(True)
-    groupwise_correlation_volume(a1, b1, 5, 2).square().sum().backward()
-    groupwise_correlation_volume_loop(a2, b1, 5, 2).square().sum().backward()
+    b1.requires_grad_(True)
+    a2, b2 = a1.detach().clone().requires_grad_(True), b1.detach().clone().requires_grad_(True)
+    groupwise_correlation_volume(a1, b1, 5, 2, chunk_bytes=chunk_bytes).square().sum().backward()
+    groupwise_correlation_volume_loop(a2, b2, 5, 2).square().sum().backward()
     torch.testing.assert_close(a1.grad, a2.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(b1.grad, b2.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments():
