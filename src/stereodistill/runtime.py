@@ -45,3 +45,18 @@ def machine_info() -> dict[str, str | int | None]:
         "cpu_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """Stop this (child) process as soon as ``parent`` is gone: a killed ``ablate`` or ``bench``
+    must not leave runs behind that write into folders a resumed one uses, or that skew its timing."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

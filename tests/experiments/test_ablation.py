@@ -17,9 +17,10 @@ import yaml
 from stereodistill.checkpoint import save_model
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation import expand, load_ablation, output_folder, run_ablation
-from stereodistill.experiments.ablation_report import ci95
-from stereodistill.experiments.ablation_runs import exit_with_parent, slot_devices
+from stereodistill.experiments.ablation_report import ci95, summarise, write_reports
+from stereodistill.experiments.ablation_runs import slot_devices
 from stereodistill.models import build_model
+from stereodistill.runtime import exit_with_parent
 from stereodistill.train.config import DatasetConfig
 from stereodistill.train.data import build as build_dataset
 
@@ -232,8 +233,20 @@ def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
     assert all(c.config["steps"] == 5 for c in expand(config, root))  # 2 steps × 2.5
     with pytest.raises(ConfigError, match="no budget 'huge' \\(named budgets: long"):
         load_ablation(chain_file, "huge")
-    with pytest.raises(ConfigError, match="must be positive"):
-        load_ablation(chain_file, "0")
+    for bad in ("0", "nan", "inf"):
+        with pytest.raises(ConfigError, match="must be positive and finite"):
+            load_ablation(chain_file, bad)
+    data = yaml.safe_load(chain_file.read_text())
+    data["budgets"]["clash"] = {"overrides": {"optim.lr": 1e-4}}
+    data["fixed"]["teacher"]["optim.lr"] = 2e-3
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    config, root = load_ablation(chain_file, "clash")
+    with pytest.raises(ConfigError, match=r"also set optim\.lr"):
+        expand(config, root)
+    data["overrides"] = {"terms": []}
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match="cannot hold terms"):
+        load_ablation(chain_file)
 
 
 @pytest.mark.parametrize("budget", [None, "gpu", "0.5"])
@@ -297,7 +310,8 @@ def _short_lived_parent(pid_file: str) -> None:
     """Starts a run-like child, then dies at once, as a killed ablate would."""
     child = mp.get_context("spawn").Process(target=_orphan, args=(os.getpid(), pid_file))
     child.start()
-    while not Path(pid_file).is_file():
+    deadline = time.monotonic() + 60
+    while not Path(pid_file).is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
     os._exit(0)
 
@@ -305,9 +319,11 @@ def _short_lived_parent(pid_file: str) -> None:
 def _running(pid: int) -> bool:
     """Alive and not a zombie (an orphan that exited waits for whoever adopted it to reap it)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.is_file() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_run_stops_when_the_ablation_is_killed(tmp_path):
@@ -323,3 +339,26 @@ def test_a_run_stops_when_the_ablation_is_killed(tmp_path):
         time.sleep(0.05)
     os.kill(child, signal.SIGKILL)
     pytest.fail("the orphaned run kept running after its ablation died")
+
+
+def test_a_non_finite_metric_is_reported_not_fatal(tmp_path):
+    def metrics(epe):
+        return {"synthetic": {"epe": epe, "d1": 0.1, "bad1": 0.2, "bad2": 0.15, "bad3": 0.1}}
+
+    results = {
+        "good": {0: metrics(1.0), 1: metrics(1.2)},
+        "half": {0: metrics(math.inf), 1: metrics(2.0)},
+        "diverged": {0: metrics(math.nan), 1: metrics(math.inf)},
+    }
+    bench = {"reference": "good", "size": [8, 8], "device": "cpu", "threads": 2, "repeats": 1, "warmup": 0}
+    speed = {"params": 1000, "gmacs": 1.0}
+    bench["cells"] = {"good": {**speed, "latency_ms": 10.0}, "half": {**speed, "latency_ms": 30.0}}
+    summary = summarise("t", [0, 1], 5, ["synthetic"], results, [], bench, baseline="good")
+    rows = {r["cell"]: r for r in summary["tables"]["synthetic"]}
+    assert rows["half"]["epe"]["mean"] == 2.0 and rows["half"]["epe"]["nonfinite"] == 1
+    assert rows["half"]["epe_vs_baseline"]["mean"] == pytest.approx(0.8)
+    assert rows["diverged"]["rank"] is None and [rows["good"]["rank"], rows["half"]["rank"]] == [1, 2]
+    assert rows["half"]["bench"]["speedup_of_reference"] == 3.0  # good is 3x faster than half
+    write_reports(summary, tmp_path)
+    text = (tmp_path / "ablation.md").read_text()
+    assert "2.000 (1 non-finite)" in text and "| non-finite |" in text and "(1 seeds)" in text

@@ -19,11 +19,15 @@ SHAPES = [
 
 @pytest.mark.parametrize(("shape", "groups", "max_disp"), SHAPES)
 @pytest.mark.parametrize("block", [1, 3, 32])
-@pytest.mark.parametrize("chunk_bytes", [1, 2**30])  # one group at a time, all groups at once
+# One group at a time; three of four groups, then one (a partial last chunk); all groups at once.
+@pytest.mark.parametrize("chunk_bytes", [1, "three_groups", 2**30])
 def test_groupwise_matches_per_disparity_loop(shape, groups, max_disp, block, chunk_bytes):
     g = torch.Generator().manual_seed(0)
     left, right = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
     expected = groupwise_correlation_volume_loop(left, right, max_disp, groups)
+    if chunk_bytes == "three_groups":
+        width = -(-shape[3] // min(block, shape[3])) * min(block, shape[3])
+        chunk_bytes = 3 * shape[0] * shape[2] * width * (min(block, shape[3]) + max_disp - 1) * 4
     got = groupwise_correlation_volume(left, right, max_disp, groups, block=block, chunk_bytes=chunk_bytes)
     assert got.shape == (shape[0], groups, max_disp, shape[2], shape[3])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
@@ -84,6 +88,20 @@ def test_gradients_flow_like_the_loop(chunk_bytes):
     groupwise_correlation_volume_loop(a2, b2, 5, 2).square().sum().backward()
     torch.testing.assert_close(a1.grad, a2.grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(b1.grad, b2.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_training_graph_has_no_whole_volume_slice_copies():
+    """In-place chunk writes under autograd would copy the whole gradient once per chunk."""
+    a = torch.randn(1, 8, 3, 9, requires_grad=True)
+    volume = groupwise_correlation_volume(a, torch.randn(1, 8, 3, 9), 5, 4, chunk_bytes=1)
+    seen, stack = set(), [volume.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    assert not any("CopySlices" in type(node).__name__ for node in seen)
 
 
 def test_bad_arguments():

@@ -22,8 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--report-only", action="store_true", help="run nothing; summarise the runs finished so far")
     parser.add_argument(
         "--budget",
-        help="a named budget of the file (e.g. gpu), or a number that scales every cell's steps; the output "
-        "folder gets the suffix -budget-BUDGET",
+        help="a named budget of the file (e.g. gpu), or a number that scales every cell's steps; the default "
+        "output folder gets the suffix -budget-BUDGET (--out is used as given)",
     )
     parser.set_defaults(handler=run)
 

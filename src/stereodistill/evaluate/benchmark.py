@@ -12,6 +12,7 @@ Parameters and MACs come from :mod:`stereodistill.models.summary`.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import resource
 import statistics
 from dataclasses import asdict, dataclass
@@ -94,9 +95,10 @@ def measure(
     ).to_dict()
 
 
-def _child(queue: mp.Queue, args: tuple) -> None:
-    from stereodistill.runtime import configure_cpu_math
+def _child(queue: mp.Queue, parent: int, args: tuple) -> None:
+    from stereodistill.runtime import configure_cpu_math, exit_with_parent
 
+    exit_with_parent(parent)  # a killed bench (or ablate) leaves no network running
     configure_cpu_math()  # as the CLI runs networks (a spawned process starts without it)
     try:
         queue.put(("ok", measure(*args)))
@@ -141,7 +143,7 @@ def benchmark(
             continue
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
-        process = ctx.Process(target=_child, args=(queue, args))
+        process = ctx.Process(target=_child, args=(queue, os.getpid(), args))
         process.start()
         status, value = _result(queue, process)
         process.join()

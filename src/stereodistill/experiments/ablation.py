@@ -20,7 +20,7 @@ An ablation file names a base run config and what to vary::
     bench: {size: [256, 512], reference: paper}   # optional: each cell's latency, params and MACs
     overrides: {data.crop: [64, 128]}             # optional: applied to every cell
     budgets:                                      # optional: named scales, chosen with --budget NAME
-      gpu: {steps: 20000, overrides: {data.crop: [256, 512]}, bench: {size: [544, 960]}}
+      gpu: {steps: 20000, overrides: {data.crop: [256, 512]}, bench: {size: [544, 960], reference: paper}}
 
 A choice is a set of overrides with dotted keys (``optim.lr``, ``model.options.hourglass_channels``);
 ``distill.terms.NAME.KEY`` reaches into a term by its name, never by position; ``terms: [..]`` keeps
@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +94,11 @@ class AblationConfig:
             raise ConfigError(f"ablation: 'parallel' must be at least 1, got {self.parallel}")
         if not self.fixed and not self.axes:
             raise ConfigError("ablation: give 'fixed' rows, 'axes', or both")
-        if self.step_scale <= 0:
-            raise ConfigError(f"ablation: a numeric budget must be positive, got {self.step_scale}")
+        if not (math.isfinite(self.step_scale) and self.step_scale > 0):
+            raise ConfigError(f"ablation: a numeric budget must be positive and finite, got {self.step_scale}")
+        bad = sorted(set(CHOICE_KEYS) & set(self.overrides))
+        if bad:
+            raise ConfigError(f"ablation: 'overrides' apply to every row and cannot hold {', '.join(bad)}")
 
 
 def load_ablation(path: str | Path, budget: str | None = None) -> tuple[AblationConfig, Path]:
@@ -209,6 +213,9 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
             data = apply_choice(data, choice, root, where, _term_names(base))
             teacher_cell = choice.get("teacher_cell", teacher_cell)
         if config.overrides:
+            varied = sorted(set(config.overrides) & {key for _, choice in choices for key in choice})
+            if varied:
+                raise ConfigError(f"ablation cell {name!r}: 'overrides' (or the budget's) also set {', '.join(varied)}")
             data = apply_choice(data, config.overrides, root, f"ablation cell {name!r} (overrides)", _term_names(base))
         steps = config.steps if config.steps is not None else data.get("steps")
         if steps is not None:
@@ -249,7 +256,10 @@ def _check_teachers(cells: list[Cell]) -> None:
 def output_folder(config: AblationConfig, budget: str | None) -> Path:
     """``runs/ablations/NAME`` (or the file's ``output``), suffixed by the budget when one is chosen."""
     folder = Path(config.output or Path("runs") / "ablations" / config.name)
-    return folder.with_name(f"{folder.name}-budget-{budget}") if budget is not None else folder
+    if budget is None:
+        return folder
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in budget)
+    return folder.with_name(f"{folder.name}-budget-{safe}")
 
 
 def collect(
@@ -306,7 +316,7 @@ def run_ablation(
     results, failures, stale = collect(config, cells, folder, prints)
     if stale:
         log(f"left out {stale} results that ran under another config; rerun without --report-only to redo them")
-    steps = sorted({c.config.get("steps") for c in cells}, key=str)
+    steps = sorted({c.config.get("steps") for c in cells}, key=lambda v: (v is None, v or 0))
     steps_text = steps[0] if len(steps) == 1 else steps
     summary = summarise(
         config.name, config.seeds, steps_text, list(config.eval), results, failures, bench, config.baseline

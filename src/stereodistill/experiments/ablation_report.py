@@ -29,11 +29,15 @@ def ci95(values: list[float]) -> float:
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
+    """Mean, std and CI over the finite values; ``values`` keeps every seed's, ``nonfinite`` counts
+    the others (a network that output NaN or inf somewhere has an infinite EPE)."""
+    finite = [v for v in values if math.isfinite(v)]
     return {
-        "mean": statistics.mean(values) if values else math.nan,
-        "std": statistics.stdev(values) if len(values) > 1 else math.nan,
-        "ci95": ci95(values),
+        "mean": statistics.mean(finite) if finite else math.nan,
+        "std": statistics.stdev(finite) if len(finite) > 1 else math.nan,
+        "ci95": ci95(finite),
         "values": values,
+        "nonfinite": len(values) - len(finite),
     }
 
 
@@ -49,11 +53,11 @@ def summarise(
 ) -> dict[str, Any]:
     """``results[cell][seed]`` → metrics per dataset; a table per dataset ranked by mean EPE.
 
-    With a ``baseline`` cell, each row also carries its EPE minus the baseline's, seed by seed (the
-    runs of one seed share initial weights and data order, so the paired difference has a far
-    tighter interval than the two means). With ``bench`` (``bench.json``), each row carries its
-    network's size and latency, and the speed-up of the bench's reference cell over it (its latency
-    divided by the reference's).
+    With a ``baseline`` cell, each row also carries its EPE minus the baseline's, seed by seed (runs
+    of one seed share their data order, and their initial weights where the network is the same, so
+    the paired difference has a far tighter interval than the two means). With ``bench``
+    (``bench.json``), each row carries its network's size and latency, and the speed-up of the
+    bench's reference cell over it (its latency divided by the reference's).
     """
     speed = dict((bench or {}).get("cells", {}))
     reference = (bench or {}).get("reference")
@@ -76,7 +80,7 @@ def summarise(
             rows.append(row)
         rows.sort(key=lambda r: (math.isnan(r["epe"]["mean"]), r["epe"]["mean"]))
         for rank, row in enumerate(rows, 1):
-            row["rank"] = rank if row["n"] else None
+            row["rank"] = rank if math.isfinite(row["epe"]["mean"]) else None
         tables[dataset] = rows
     summary = {"name": name, "seeds": list(seeds), "steps": steps, "tables": tables, "failures": failures}
     if baseline is not None:
@@ -90,19 +94,23 @@ def _cell_text(row: Mapping[str, Any], metric: str, percent: bool) -> str:
     stats = row[metric]
     if not row["n"]:
         return "failed"
+    bad = f" ({stats['nonfinite']} non-finite)" if stats["nonfinite"] else ""
+    if not math.isfinite(stats["mean"]):
+        return "non-finite"
     scale, unit, digits = (100, " %", 2) if percent else (1, "", 3)
     text = f"{scale * stats['mean']:.{digits}f}{unit}"
-    if row["n"] > 1:
+    if row["n"] - stats["nonfinite"] > 1:
         text += f" ± {scale * stats['std']:.{digits}f} [±{scale * stats['ci95']:.{digits}f}]"
-    return text
+    return text + bad
 
 
 def _delta_text(row: Mapping[str, Any]) -> str:
     stats = row["epe_vs_baseline"]
-    if not stats["values"]:
+    if not math.isfinite(stats["mean"]):
         return "-"
-    text = f"{stats['mean']:+.3f}"
-    return text + f" [±{stats['ci95']:.3f}]" if len(stats["values"]) > 1 else text
+    pairs = len(stats["values"]) - stats["nonfinite"]
+    text = f"{stats['mean']:+.3f}" + (f" [±{stats['ci95']:.3f}]" if pairs > 1 else "")
+    return text + (f" ({pairs} seeds)" if pairs != row["n"] else "")
 
 
 def _bench_text(row: Mapping[str, Any]) -> list[str]:
@@ -150,7 +158,8 @@ def table_rows(
 def _bench_note(bench: Mapping[str, Any]) -> str:
     height, width = bench["size"]
     machine = bench.get("machine", {})
-    where = machine.get("cuda") or f"{machine.get('processor', 'CPU')}, {bench['threads']} threads"
+    cpu = f"{machine.get('processor', 'CPU')}, {bench['threads']} threads"
+    where = machine.get("cuda") or cpu if bench["device"] == "cuda" else cpu
     note = (
         f"Speed: {bench['device']} ({where}), {height}×{width}, batch 1, median of {bench['repeats']} forwards "
         f"after {bench['warmup']} warm-up, one process per network, after all training had finished."
@@ -182,7 +191,8 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
     if baseline is not None:
         head += (
             f" EPE − {baseline}: the mean over seeds of the row's EPE minus {baseline}'s of the same seed "
-            "(same initial weights and data order) [± 95 % CI half-width]; negative is better."
+            "(same data order, and the same initial weights where the network is the same) "
+            "[± 95 % CI half-width]; negative is better."
         )
     cells = [row["cell"] for row in next(iter(summary["tables"].values()), [])]
     colours = {cell: PALETTE[i % len(PALETTE)] for i, cell in enumerate(sorted(cells))}  # one per cell

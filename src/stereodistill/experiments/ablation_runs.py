@@ -25,6 +25,7 @@ from typing import Any
 
 from stereodistill.config import from_dict
 from stereodistill.fileio import write_text_atomic
+from stereodistill.runtime import exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
 
 
@@ -67,6 +68,7 @@ def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, An
         if key not in prints:
             teacher = of(by_name[cell.teacher_cell], seed) if cell.teacher_cell else None
             what = {"config": cell.config, "seed": seed, "eval": eval_sets, "teacher": teacher}
+            what["files"] = _input_files(cell.config)
             prints[key] = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return prints[key]
 
@@ -76,6 +78,21 @@ def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, An
     return prints
 
 
+def _input_files(config: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """Size and modification time of the checkpoints a run reads (its teacher, its initial weights):
+    retraining the teacher in place makes the runs that learnt from it stale."""
+    from stereodistill.checkpoint import checkpoint_paths
+
+    named = [config.get("teacher", {}).get("checkpoint"), config.get("model", {}).get("init")]
+    stats = []
+    for name in filter(None, named):
+        for path in checkpoint_paths(Path(name)) if not name.startswith("<") else []:
+            if path.is_file():
+                stat = path.stat()
+                stats.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return stats
+
+
 def is_finished(folder: Path, fingerprint: str) -> bool:
     """A result.json whose fingerprint matches (results written before fingerprints existed count)."""
     path = folder / "result.json"
@@ -83,19 +100,6 @@ def is_finished(folder: Path, fingerprint: str) -> bool:
         return False
     recorded = json.loads(path.read_text()).get("fingerprint")
     return recorded is None or recorded == fingerprint
-
-
-def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
-    """Stop this process as soon as ``parent`` is gone (a killed ``ablate``): a resumed ablation
-    would otherwise run the orphan's (cell, seed) a second time in the same folder."""
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(3)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run_one(
@@ -111,6 +115,9 @@ def _run_one(
 ) -> None:
     """Child process: train one (cell, seed), evaluate it, write result.json — or error.json."""
     exit_with_parent(parent)
+    if device.startswith("cuda:"):  # this run's GPU only: no context or allocation on the others
+        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+        device = "cuda"
     import torch
 
     from stereodistill.runtime import configure_cpu_math

@@ -41,8 +41,8 @@ def groupwise_correlation_volume(
 ) -> torch.Tensor:
     """B×G×D×H×W: per group of C/G channels, the mean of left·right over the group's channels.
 
-    The groups' products are formed ``chunk_bytes`` at a time, each chunk's diagonals copied into
-    the volume before the next is formed.
+    The groups' products are formed about ``chunk_bytes`` at a time, each chunk's diagonals copied
+    into the volume before the next is formed.
     """
     _check(left, right, max_disp)
     batch, channels, height, width = left.shape
@@ -60,9 +60,14 @@ def groupwise_correlation_volume(
     rhs = F.pad(right, (max_disp - 1, padded_w - width)).flip(-1)
     rhs = rhs.view(batch, num_groups, per_group, height, padded_w + max_disp - 1)
     rhs = rhs.unfold(-1, band, block).flip(-2).permute(0, 1, 3, 4, 2, 5)  # B×G×H×nb×(C/G)×band
-    volume = left.new_empty(batch, num_groups, max_disp, height, n_blocks, block)
     group_bytes = batch * height * n_blocks * block * band * left.element_size()
     step = max(1, chunk_bytes // group_bytes)
+    # Inference writes each chunk straight into the volume; under autograd the chunks are
+    # concatenated instead (in-place slice writes would make every chunk's backward copy the whole
+    # volume's gradient).
+    in_place = not (torch.is_grad_enabled() and (left.requires_grad or right.requires_grad))
+    volume: torch.Tensor | None = None
+    chunks = []
     for g0 in range(0, num_groups, step):  # a few chunks of groups, never one step per disparity
         g1 = min(g0 + step, num_groups)
         products = torch.matmul(lhs[:, g0:g1], rhs[:, g0:g1])  # B×g×H×nb×block×band
@@ -72,8 +77,15 @@ def groupwise_correlation_volume(
             (batch, g1 - g0, height, n_blocks, block, max_disp),
             (s[0], s[1], s[2], s[3], band - 1, 1),
             products.storage_offset() + block - 1,
-        )
-        volume[:, g0:g1] = diagonals.permute(0, 1, 5, 2, 3, 4)
+        ).permute(0, 1, 5, 2, 3, 4)  # B×g×D×H×nb×block
+        if not in_place:
+            chunks.append(diagonals)
+            continue
+        if volume is None:  # the products' dtype (autocast may differ from the features')
+            volume = products.new_empty(batch, num_groups, max_disp, height, n_blocks, block)
+        volume[:, g0:g1] = diagonals
+    if volume is None:
+        volume = torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0].contiguous()
     volume = volume.view(batch, num_groups, max_disp, height, padded_w)
     return volume if padded_w == width else volume[..., :width].contiguous()
 
