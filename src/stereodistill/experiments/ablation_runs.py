@@ -68,7 +68,9 @@ def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, An
         if key not in prints:
             teacher = of(by_name[cell.teacher_cell], seed) if cell.teacher_cell else None
             what = {"config": cell.config, "seed": seed, "eval": eval_sets, "teacher": teacher}
-            what["files"] = _input_files(cell.config)
+            files = _input_files(cell.config)
+            if files:
+                what["files"] = files
             prints[key] = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return prints[key]
 
