@@ -19,8 +19,8 @@ import torch.nn.functional as F
 DEFAULT_BLOCK = 32
 #: Bytes of block products formed at once. A chunk this size is reused from the allocator's heap on
 #: every call instead of being freshly mapped (and page-faulted) as a whole-volume product is, and
-#: stays closer to cache while its diagonals are read: about 1.5× faster on CPU at 1/4 of 256×512,
-#: D = 48 (docs/benchmarks.md).
+#: stays closer to cache while its diagonals are read: 1.17× faster than one whole-volume product on
+#: 2 CPU threads at 1/4 of 256×512, D = 48 (docs/benchmarks.md).
 CHUNK_BYTES = 16 * 2**20
 
 
