@@ -181,6 +181,18 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     assert "after all training" in html and "Speed and accuracy on synthetic" in html
     assert json.loads((out / "ablation.json").read_text())["bench"]["reference"] == "student"
 
+    # Only the evaluation changed: both runs are evaluated again, neither is retrained.
+    weights = out / "cells" / "student" / "seed0" / "run" / "model.safetensors"
+    trained = weights.stat().st_mtime_ns
+    data = yaml.safe_load(chain_file.read_text())
+    data["eval"]["synthetic"]["pairs"] = 3
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    lines.clear()
+    again = run_ablation(chain_file, out, log=lines.append)
+    assert "0 finished before, 2 to run" in lines[0] and "2 only need evaluating again" in lines[1]
+    assert weights.stat().st_mtime_ns == trained
+    assert {r["cell"]: r for r in again["tables"]["synthetic"]}["student"]["n"] == 1
+
     # A changed teacher reruns the teacher and, through its fingerprint, the student: nothing is kept.
     data = yaml.safe_load(chain_file.read_text())
     data["fixed"]["teacher"]["optim.lr"] = 2e-3
@@ -191,7 +203,8 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     assert all(row["n"] == 0 for row in stale["tables"]["synthetic"])
     lines.clear()
     run_ablation(chain_file, out, log=lines.append)
-    assert "0 finished before, 2 to run" in lines[0] and "another config" in lines[1]
+    assert "0 finished before, 2 to run" in lines[0] and "0 only need evaluating again" in lines[1]
+    assert weights.stat().st_mtime_ns != trained
 
 
 def test_a_failed_teacher_fails_its_students_without_running_them(chain_file, tmp_path):

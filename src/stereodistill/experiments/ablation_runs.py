@@ -58,8 +58,14 @@ def resolved_config(cell: Cell, seed: int, out: Path) -> dict[str, Any]:
     return config
 
 
-def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, Any]) -> dict[tuple[str, int], str]:
-    """``(cell, seed)`` → a hash of everything its result depends on, teachers' fingerprints included."""
+def fingerprints(
+    cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, Any] | None
+) -> dict[tuple[str, int], str]:
+    """``(cell, seed)`` → a hash of everything its result depends on, teachers' fingerprints included.
+
+    With ``eval_sets`` None, the hash of what its *training* depends on: a run whose training
+    fingerprint still matches only needs evaluating again.
+    """
     by_name = {c.name: c for c in cells}
     prints: dict[tuple[str, int], str] = {}
 
@@ -67,7 +73,9 @@ def fingerprints(cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, An
         key = (cell.name, seed)
         if key not in prints:
             teacher = of(by_name[cell.teacher_cell], seed) if cell.teacher_cell else None
-            what = {"config": cell.config, "seed": seed, "eval": eval_sets, "teacher": teacher}
+            what = {"config": cell.config, "seed": seed, "teacher": teacher}
+            if eval_sets is not None:
+                what["eval"] = eval_sets
             files = _input_files(cell.config)
             if files:
                 what["files"] = files
@@ -95,6 +103,15 @@ def _input_files(config: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     return stats
 
 
+def needs_training(folder: Path, train_fingerprint: str) -> bool:
+    """False when the folder holds a model trained under this training fingerprint (only its
+    evaluation is out of date)."""
+    path = folder / "result.json"
+    if not path.is_file() or not (folder / "run" / "model.json").is_file():
+        return True
+    return json.loads(path.read_text()).get("train_fingerprint") != train_fingerprint
+
+
 def is_finished(folder: Path, fingerprint: str) -> bool:
     """A result.json whose fingerprint matches (results written before fingerprints existed count)."""
     path = folder / "result.json"
@@ -113,9 +130,11 @@ def _run_one(
     eval_sets: dict[str, dict[str, Any]],
     threads: int,
     device: str,
-    fingerprint: str,
+    fingerprints: tuple[str, str],
+    train: bool = True,
 ) -> None:
-    """Child process: train one (cell, seed), evaluate it, write result.json — or error.json."""
+    """Child process: train one (cell, seed) (unless ``train`` is False: its model is up to date),
+    evaluate it, write result.json — or error.json. ``fingerprints``: (full, training)."""
     exit_with_parent(parent)
     if device.startswith("cuda:"):  # this run's GPU only: no context or allocation on the others
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
@@ -137,11 +156,12 @@ def _run_one(
         from stereodistill.train.data import build as build_dataset
         from stereodistill.train.trainer import Trainer
 
-        shutil.rmtree(out / "run", ignore_errors=True)  # a run killed part-way starts again, cleanly
-        (out / "result.json").unlink(missing_ok=True)  # a stale result of another config
-        data = {**config, "seed": seed, "output": str(out / "run"), "name": f"{cell.name}/seed{seed}"}
-        data["device"] = device
-        Trainer(from_dict(RunConfig, data), distill=cell.distill).run()
+        if train:
+            shutil.rmtree(out / "run", ignore_errors=True)  # a run killed part-way starts again, cleanly
+            (out / "result.json").unlink(missing_ok=True)  # a stale result of another config
+            data = {**config, "seed": seed, "output": str(out / "run"), "name": f"{cell.name}/seed{seed}"}
+            data["device"] = device
+            Trainer(from_dict(RunConfig, data), distill=cell.distill).run()
         dev = resolve_device(device)
         model = load_model(out / "run" / "model", map_location=dev)
         datasets = {name: build_dataset(from_dict(DatasetConfig, spec)) for name, spec in eval_sets.items()}
@@ -149,7 +169,8 @@ def _run_one(
         result = {
             "cell": cell.name,
             "seed": seed,
-            "fingerprint": fingerprint,
+            "fingerprint": fingerprints[0],
+            "train_fingerprint": fingerprints[1],
             "metrics": metrics,
             "seconds": time.perf_counter() - started,
         }
@@ -188,8 +209,11 @@ def run_cells(
 ) -> None:
     """Run every unfinished (cell, seed), ``parallel`` processes at a time, teachers before students.
 
-    ``prints`` are the runs' current fingerprints (:func:`fingerprints`)."""
+    ``prints`` are the runs' current fingerprints (:func:`fingerprints`). A run whose training is
+    unchanged and only its evaluation is out of date is evaluated again, not retrained."""
+    train_prints = fingerprints(cells, seeds, None)
     todo: list[tuple[Cell, int, Path]] = []
+    retrain: dict[tuple[str, int], bool] = {}
     stale = 0
     # Seed-major: every cell gets its first seed before any gets its second, so a partial ablation
     # (stopped, or read with --report-only) already covers every row.
@@ -199,13 +223,16 @@ def run_cells(
             if is_finished(folder, prints[cell.name, seed]):
                 continue
             stale += (folder / "result.json").is_file()
-            (folder / "result.json").unlink(missing_ok=True)  # of another config: it does not count
+            retrain[cell.name, seed] = needs_training(folder, train_prints[cell.name, seed])
+            if retrain[cell.name, seed]:
+                (folder / "result.json").unlink(missing_ok=True)  # of another config: it does not count
             (folder / "error.json").unlink(missing_ok=True)
             todo.append((cell, seed, folder))
     done = len(cells) * len(seeds) - len(todo)
     log(f"{len(cells)} cells × {len(seeds)} seeds: {done} finished before, {len(todo)} to run")
     if stale:
-        log(f"  ({stale} of them finished under another config or teacher, and run again)")
+        again = sum(not retrain[c.name, s] for c, s, _ in todo)
+        log(f"  ({stale} of them finished under another config or teacher; {again} only need evaluating again)")
     threads = max(1, (os.cpu_count() or 1) // parallel)
     devices = slot_devices(device, parallel)
     ctx = mp.get_context("spawn")
@@ -238,8 +265,9 @@ def run_cells(
             folder.mkdir(parents=True, exist_ok=True)
             config = resolved_config(cell, seed, out)
             slot = min(set(range(parallel)) - {r[4] for r in running})
-            fingerprint = prints[cell.name, seed]
-            args = (os.getpid(), cell, seed, config, str(folder), eval_sets, threads, devices[slot], fingerprint)
+            both = (prints[cell.name, seed], train_prints[cell.name, seed])
+            train = retrain[cell.name, seed]
+            args = (os.getpid(), cell, seed, config, str(folder), eval_sets, threads, devices[slot], both, train)
             process = ctx.Process(target=_run_one, args=args, daemon=False)
             process.start()
             running.append((process, cell, seed, folder, slot))
