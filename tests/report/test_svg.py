@@ -55,3 +55,9 @@ def test_scatter_chart_places_labelled_points_on_a_log_axis():
     text = "".join(root.itertext())
     assert "fast" in text and "slow" in text and "latency ms (log)" in text
     assert "no data" in scatter_chart([], "t", "x", "y")
+
+
+def test_scatter_labels_of_coinciding_points_do_not_overlap():
+    svg = scatter_chart([("a", 100.0, 2.0, 0.1), ("b", 101.0, 2.0, 0.1), ("c", 1000.0, 3.0, 0.1)], "t", "x", "y")
+    labels = [el for el in ET.fromstring(svg).iter(f"{SVG}text") if el.text in ("a", "b")]
+    assert abs(float(labels[0].get("y")) - float(labels[1].get("y"))) >= 12

@@ -224,6 +224,7 @@ def scatter_chart(
     span = [(x, y + (e if math.isfinite(e) else 0.0)) for _, x, y, e in shown]
     span += [(x, y - (e if math.isfinite(e) else 0.0)) for _, x, y, e in shown]
     sx, sy = _frame(parts, span, box, (x_label, y_label), log_x=log_x, pad=0.12)  # room for the labels
+    placed: list[tuple[float, float]] = []  # label anchors so far: nearby points' labels are stacked
     for i, (name, x, y, err) in enumerate(shown):
         colour = (colours or {}).get(name, PALETTE[i % len(PALETTE)])
         cx, cy = sx(x), sy(y)
@@ -232,6 +233,11 @@ def scatter_chart(
             parts.append(f'<line x1="{cx:.1f}" y1="{a:.1f}" x2="{cx:.1f}" y2="{b:.1f}" stroke="{colour}"/>')
         parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{colour}"/>')
         anchor, dx = ("end", -7) if cx > left + box[2] * 0.75 else ("start", 7)
-        parts.append(f'<text x="{cx + dx:.1f}" y="{cy - 5:.1f}" text-anchor="{anchor}">{escape(name)}</text>')
+        ly = cy - 5
+        while any(abs(px - cx) < 90 and abs(py - ly) < 12 for px, py in placed):
+            ly += 13
+        placed.append((cx, ly))
+        label = f'<text x="{cx + dx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" fill="{colour}">{escape(name)}</text>'
+        parts.append(label)
     parts.append("</svg>")
     return "".join(parts)
