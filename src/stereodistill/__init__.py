@@ -6,12 +6,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_model", "import_checkpoint", "load_model", "save_model"]
+__all__ = ["__version__", "build_model", "import_checkpoint", "load_model", "reference_numerics", "save_model"]
 
 _LAZY = {
     "build_model": "stereodistill.models.registry",
     "import_checkpoint": "stereodistill.models.import_original",
     "load_model": "stereodistill.checkpoint",
+    "reference_numerics": "stereodistill.models.numerics",
     "save_model": "stereodistill.checkpoint",
 }
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stereodistill.errors import ConfigError
+from stereodistill.models.numerics import reference
 
 
 class Conv3d(nn.Conv3d):
@@ -40,6 +41,7 @@ class Conv3d(nn.Conv3d):
             and not isinstance(self.padding, str)
             and torch.backends.mkldnn.is_available()
             and not torch.compiler.is_compiling()
+            and not reference()
         ):
             return torch.mkldnn_convolution(
                 input.contiguous(), weight.contiguous(), bias, self.padding, self.stride, self.dilation, self.groups

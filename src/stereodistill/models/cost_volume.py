@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stereodistill.models.numerics import reference
+
 DEFAULT_BLOCK = 32
 #: Bytes of block products formed at once. A chunk this size is reused from the allocator's heap on
 #: every call instead of being freshly mapped (and page-faulted) as a whole-volume product is, and
@@ -48,6 +50,8 @@ def groupwise_correlation_volume(
     batch, channels, height, width = left.shape
     if channels % num_groups:
         raise ValueError(f"{channels} channels do not split into {num_groups} groups")
+    if reference():
+        return groupwise_correlation_volume_loop(left, right, max_disp, num_groups)
     per_group = channels // num_groups
     block = max(1, min(block, width))
     n_blocks = -(-width // block)
@@ -105,6 +109,8 @@ def concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int, keep_l
     written straight into the volume in its final layout (when no gradient is needed).
     """
     _check(left, right, max_disp)
+    if reference():
+        return concat_volume_loop(left, right, max_disp, keep_left)
     batch, channels, height, width = left.shape
     disparities = torch.arange(max_disp, device=left.device)[:, None]
     columns = torch.arange(width, device=left.device)[None, :]
@@ -139,11 +145,13 @@ def groupwise_correlation_volume_loop(
     return volume
 
 
-def concat_volume_loop(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> torch.Tensor:
-    """Reference: one slice per disparity, as the original PSMNet/GwcNet code builds it."""
+def concat_volume_loop(left: torch.Tensor, right: torch.Tensor, max_disp: int, keep_left: bool = False) -> torch.Tensor:
+    """Reference: one slice per disparity, as the original PSMNet/GwcNet (``keep_left``: ACVNet)
+    code builds it."""
     batch, channels, height, width = left.shape
     volume = left.new_zeros(batch, 2 * channels, max_disp, height, width)
-    for d in range(min(max_disp, width)):
-        volume[:, :channels, d, :, d:] = left[..., d:]
-        volume[:, channels:, d, :, d:] = right[..., : width - d]
+    for d in range(max_disp):
+        start = min(d, width)
+        volume[:, :channels, d, :, 0 if keep_left else start :] = left if keep_left else left[..., start:]
+        volume[:, channels:, d, :, start:] = right[..., : width - start]
     return volume
