@@ -19,6 +19,7 @@ from stereodistill.models.cfnet import (
 from stereodistill.models.import_original import import_checkpoint
 from stereodistill.models.registry import MODELS
 
+from .contract import check_eval_forward, check_tap_alone
 from .random_weights import pair, randomise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cfnet_original.npz"
@@ -113,13 +114,7 @@ def test_train_mode_forward_backward(net):
 
 
 def test_eval_mode_forward(net):
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair())
-    assert out.disparity.shape == (1, 32, 64)
-    assert out.aux == [] and out.taps == {}
-    assert torch.isfinite(out.disparity).all()
-    assert (out.disparity >= 0).all() and (out.disparity <= 31).all()
+    check_eval_forward(net, *pair(), max_disp=32)  # 32×64
 
 
 def test_offered_taps(net):
@@ -130,10 +125,6 @@ def test_offered_taps(net):
 
 @pytest.mark.parametrize("tap", TAPS)
 def test_each_tap_alone(net, tap):
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair(), taps=[tap])
-    assert set(out.taps) == {tap}
     expected = {
         "feat.left.s2": (1, 64, 16, 32),
         "feat.right.s2": (1, 64, 16, 32),
@@ -143,8 +134,7 @@ def test_each_tap_alone(net, tap):
         **{f"volume.agg.{k}": (1, 32, 4, 4, 8) for k in STAGES},
         **{f"logits.{k}": (1, 4, 4, 8) for k in STAGES},
     }
-    assert tuple(out.taps[tap].shape) == expected[tap]
-    assert torch.isfinite(out.taps[tap]).all()
+    check_tap_alone(net, *pair(), tap, expected[tap])
 
 
 def test_taps_do_not_change_the_output(net):

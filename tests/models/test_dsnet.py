@@ -15,6 +15,7 @@ from stereodistill.models.dsnet import DSNet, DSNetNoAttention, dsnet_loss_weigh
 from stereodistill.models.import_original import read_original
 from stereodistill.models.registry import MODELS
 
+from .contract import check_eval_forward, check_tap_alone
 from .random_weights import pair, randomise
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -132,13 +133,7 @@ def test_train_mode_forward_backward(net):
 
 
 def test_eval_mode_forward(net):
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair())
-    assert out.disparity.shape == (1, 32, 64)
-    assert out.aux == [] and out.taps == {}
-    assert torch.isfinite(out.disparity).all()
-    assert (out.disparity >= 0).all() and (out.disparity <= 15).all()
+    check_eval_forward(net, *pair(), max_disp=16)  # 32×64
 
 
 def test_offered_taps(net):
@@ -154,10 +149,6 @@ def test_offered_taps(net):
 def test_each_tap_alone(net, tap):
     if tap not in net.offered_taps():
         pytest.skip("no attention branch")
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair(), taps=[tap])
-    assert set(out.taps) == {tap}
     expected = {
         "feat.left.s2": (1, 32, 16, 32),
         "feat.right.s2": (1, 32, 16, 32),
@@ -169,8 +160,7 @@ def test_each_tap_alone(net, tap):
         **{f"volume.agg.{k}": (1, 16, 4, 8, 16) for k in range(3)},
         **{f"logits.{k}": (1, 4, 8, 16) for k in range(3)},
     }
-    assert tuple(out.taps[tap].shape) == expected[tap]
-    assert torch.isfinite(out.taps[tap]).all()
+    check_tap_alone(net, *pair(), tap, expected[tap])
 
 
 def test_soft_distillation_logits_in_eval(net):

@@ -12,6 +12,7 @@ from stereodistill.errors import ConfigError, InputError
 from stereodistill.models.gwcnet import GwcNet, GwcNetG, GwcNetGC
 from stereodistill.models.registry import MODELS
 
+from .contract import check_eval_forward, check_tap_alone
 from .random_weights import pair, randomise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gwcnet-gc_original.npz"
@@ -83,13 +84,7 @@ def test_train_mode_forward_backward(net):
 
 
 def test_eval_mode_forward(net):
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair())
-    assert out.disparity.shape == (1, 32, 64)
-    assert out.aux == [] and out.taps == {}
-    assert torch.isfinite(out.disparity).all()
-    assert (out.disparity >= 0).all() and (out.disparity <= 15).all()
+    check_eval_forward(net, *pair(), max_disp=16)  # 32×64
 
 
 def test_offered_taps(net):
@@ -100,10 +95,6 @@ def test_offered_taps(net):
 
 @pytest.mark.parametrize("tap", TAPS)
 def test_each_tap_alone(net, tap):
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair(), taps=[tap])
-    assert set(out.taps) == {tap}
     expected = {
         "feat.left.s2": (1, 32, 16, 32),
         "feat.right.s2": (1, 32, 16, 32),
@@ -114,8 +105,7 @@ def test_each_tap_alone(net, tap):
         **{f"volume.agg.{k}": (1, 32, 4, 8, 16) for k in STAGES},
         **{f"logits.{k}": (1, 4, 8, 16) for k in STAGES},
     }
-    assert tuple(out.taps[tap].shape) == expected[tap]
-    assert torch.isfinite(out.taps[tap]).all()
+    check_tap_alone(net, *pair(), tap, expected[tap])
 
 
 def test_eval_runs_extra_heads_only_for_their_taps(net):

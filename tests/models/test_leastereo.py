@@ -20,6 +20,7 @@ from stereodistill.models.leastereo import (
 from stereodistill.models.leastereo_cells import cell_plan, path_sizes
 from stereodistill.models.registry import MODELS
 
+from .contract import check_eval_forward, check_tap_alone
 from .random_weights import pair, randomise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "leastereo_original.npz"
@@ -136,13 +137,7 @@ def test_train_mode_forward_backward(net):
 
 
 def test_eval_mode_forward(net):
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair())
-    assert out.disparity.shape == (1, 32, 64)
-    assert out.aux == [] and out.taps == {}
-    assert torch.isfinite(out.disparity).all()
-    assert (out.disparity >= 0).all() and (out.disparity <= 23).all()
+    check_eval_forward(net, *pair(), max_disp=24)  # 32×64
 
 
 def test_offered_taps(net):
@@ -153,10 +148,6 @@ def test_offered_taps(net):
 
 @pytest.mark.parametrize("tap", TAPS)
 def test_each_tap_alone(net, tap):
-    net.eval()
-    with torch.no_grad():
-        out = net(*pair(), taps=[tap])
-    assert set(out.taps) == {tap}
     expected = {  # 32×64 is padded to 48×72: 1/3 is 16×24; D/3 = 8
         "feat.left.s3": (1, 32, 16, 24),
         "feat.right.s3": (1, 32, 16, 24),
@@ -165,8 +156,7 @@ def test_each_tap_alone(net, tap):
         "logits.0": (1, 8, 16, 24),
         "prob": (1, 24, 32, 64),
     }
-    assert tuple(out.taps[tap].shape) == expected[tap]
-    assert torch.isfinite(out.taps[tap]).all()
+    check_tap_alone(net, *pair(), tap, expected[tap])
 
 
 def test_prob_is_the_distribution_the_disparity_is_the_mean_of(net):
