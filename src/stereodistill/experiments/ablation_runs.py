@@ -54,7 +54,7 @@ def resolved_config(cell: Cell, seed: int, out: Path) -> dict[str, Any]:
     """The cell's run config for one seed, its teacher cell (if any) replaced by that cell's model."""
     config = copy.deepcopy(cell.config)
     if cell.teacher_cell is not None:
-        config["teacher"] = {**config.get("teacher", {}), "checkpoint": str(model_path(out, cell.teacher_cell, seed))}
+        config["teacher"] = {"checkpoint": str(model_path(out, cell.teacher_cell, seed))}
     return config
 
 
@@ -176,9 +176,7 @@ def _run_one(
         }
         write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
     except BaseException as exc:  # recorded, the ablation goes on
-        message = f"{type(exc).__name__}: {exc}"
-        error = {"cell": cell.name, "seed": seed, "error": message, "traceback": traceback.format_exc()[-4000:]}
-        write_text_atomic(out / "error.json", json.dumps(error, indent=2) + "\n")
+        _write_error(out, cell.name, seed, f"{type(exc).__name__}: {exc}", traceback.format_exc()[-4000:])
 
 
 def slot_devices(device: str, parallel: int) -> list[str]:
@@ -191,9 +189,9 @@ def slot_devices(device: str, parallel: int) -> list[str]:
     return [device] * parallel
 
 
-def _write_error(folder: Path, cell: str, seed: int, message: str) -> None:
+def _write_error(folder: Path, cell: str, seed: int, message: str, trace: str | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    error = {"cell": cell, "seed": seed, "error": message}
+    error = {"cell": cell, "seed": seed, "error": message, **({"traceback": trace} if trace else {})}
     write_text_atomic(folder / "error.json", json.dumps(error, indent=2) + "\n")
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from stereodistill.data.motorcycle import NAME as MOTORCYCLE
 from stereodistill.distill.terms import TermConfig
 from stereodistill.errors import ConfigError
 
 #: Datasets made in memory, which need no ``root``.
-IN_MEMORY = ("synthetic", "middlebury-motorcycle")
+IN_MEMORY = ("synthetic", MOTORCYCLE)
 
 
 @dataclass

@@ -21,31 +21,34 @@ from stereodistill.data.motorcycle import MotorcycleStereo
 from stereodistill.data.synthetic import SynthConfig, SyntheticStereo
 from stereodistill.data.transforms import ColorJitter, Compose, RandomCrop, VerticalFlip
 from stereodistill.errors import ConfigError
-from stereodistill.train.config import DataConfig, DatasetConfig
+from stereodistill.train.config import IN_MEMORY, DataConfig, DatasetConfig
 
 
 def build(config: DatasetConfig, transform: Any = None) -> Dataset:
     """The dataset a config names; ``synthetic`` is generated in memory, and ``middlebury-motorcycle``
     is read from scikit-image's wheel."""
+    if config.dataset not in IN_MEMORY:
+        return build_dataset(
+            config.dataset,
+            config.root,
+            split=config.split,
+            list_file=config.list_file,
+            max_disp=config.max_disp,
+            transform=transform,
+            **config.options,
+        )
+    dataset = _in_memory(config)
+    return _Transformed(dataset, transform) if transform is not None else dataset
+
+
+def _in_memory(config: DatasetConfig) -> Dataset:
     if config.dataset == MOTORCYCLE:
-        dataset = MotorcycleStereo(config.max_disp)
-        return _Transformed(dataset, transform) if transform is not None else dataset
-    if config.dataset == "synthetic":
-        height, width = config.size
-        max_disp = int(config.max_disp) if config.max_disp is not None else 48
-        synth = SynthConfig(height=height, width=width, max_disp=max_disp, **config.options)
-        offset = 0 if config.split == "train" else 1_000_003  # test pairs never repeat train pairs
-        dataset: Dataset = SyntheticStereo(config.pairs, synth, seed=config.seed + offset, max_disp=max_disp)
-        return _Transformed(dataset, transform) if transform is not None else dataset
-    return build_dataset(
-        config.dataset,
-        config.root,
-        split=config.split,
-        list_file=config.list_file,
-        max_disp=config.max_disp,
-        transform=transform,
-        **config.options,
-    )
+        return MotorcycleStereo(config.max_disp)
+    height, width = config.size
+    max_disp = int(config.max_disp) if config.max_disp is not None else 48
+    synth = SynthConfig(height=height, width=width, max_disp=max_disp, **config.options)
+    offset = 0 if config.split == "train" else 1_000_003  # test pairs never repeat train pairs
+    return SyntheticStereo(config.pairs, synth, seed=config.seed + offset, max_disp=max_disp)
 
 
 class _Transformed(Dataset):
