@@ -26,7 +26,7 @@ def _subcommand_paths(parser, prefix=()):
 def test_every_subcommand_has_help(capsys):
     paths = list(_subcommand_paths(build_parser()))
     assert ("data", "synth") in paths and ("data", "check") in paths and ("quickstart",) in paths
-    for path in paths:
+    for path in [(), *paths]:  # () is the top-level help, which formats every subcommand's summary
         with pytest.raises(SystemExit) as info:
             main([*path, "--help"])
         assert info.value.code == 0

@@ -10,7 +10,7 @@ from stereodistill.cli.args import positive_int
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "ablate",
-        help="run an ablation grid (cells x seeds), resumable, with mean, std and 95% CIs",
+        help="run an ablation grid (cells x seeds), resumable, with mean, std and 95 %% CIs",
         description="Expand the ablation file's fixed rows and axes into cells, run every unfinished (cell, "
         "seed) in its own process (several at a time with --parallel), evaluate each on the named datasets, "
         "benchmark each cell's network when the file has a bench section, and write ablation.json, ablation.md "
