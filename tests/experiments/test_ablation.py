@@ -199,12 +199,18 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     lines.clear()
     stale = run_ablation(chain_file, out, log=lines.append, report_only=True)  # reports none of them
-    assert "left out 2 results that ran under another config" in lines[0]
+    assert "left out 2 results or failures of another config" in lines[0]
     assert all(row["n"] == 0 for row in stale["tables"]["synthetic"])
     lines.clear()
     run_ablation(chain_file, out, log=lines.append)
-    assert "0 finished before, 2 to run" in lines[0] and "0 only need evaluating again" in lines[1]
+    log = "\n".join(lines)
+    assert "0 finished before, 2 to run" in log and "0 only need evaluating again" in log
     assert weights.stat().st_mtime_ns != trained
+    # The runs of the old config are set aside beside the new ones, not deleted.
+    (aside,) = (out / "cells" / "student").glob("seed0.stale-*")
+    assert f"set aside in {aside}" in log
+    assert (aside / "run" / "model.safetensors").stat().st_mtime_ns == trained
+    assert json.loads((aside / "result.json").read_text())["fingerprint"] == aside.name.split("-", 1)[1]
 
 
 def test_a_failed_teacher_fails_its_students_without_running_them(chain_file, tmp_path):
@@ -218,6 +224,12 @@ def test_a_failed_teacher_fails_its_students_without_running_them(chain_file, tm
     assert "no-such-net" in errors["teacher"]
     assert errors["student"] == "its teacher, cell 'teacher' seed 0, did not finish"
     assert not (out / "cells" / "student" / "seed0" / "run").exists()
+    # Once the config is fixed, the old failures are not this config's: a report leaves them out.
+    data["fixed"]["teacher"]["model.arch"] = "dsnet-noatt"
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    lines: list[str] = []
+    fixed = run_ablation(chain_file, out, log=lines.append, report_only=True)
+    assert not fixed["failures"] and "left out 2 results or failures of another config" in lines[0]
 
 
 def test_teacher_cells_are_checked(chain_file):
@@ -274,9 +286,17 @@ def test_the_proxy_benchmark_file_expands(budget):
         "dsnet_teacher": "dsnet-teacher",
         "dsnet_scratch": "dsnet",
         "dsnet_distilled": "dsnet",
+        "dsnet_distilled_volume": "dsnet",
+        "dsnet_distilled_cfnet": "dsnet",
     }
-    assert [n for n, c in cells.items() if c.distill] == ["dsnet_distilled"]
-    assert cells["dsnet_distilled"].teacher_cell == "dsnet_teacher"
+    teachers = {n: c.teacher_cell for n, c in cells.items() if c.distill}
+    assert teachers == {
+        "dsnet_distilled": "dsnet_teacher",
+        "dsnet_distilled_volume": "dsnet_teacher",
+        "dsnet_distilled_cfnet": "cfnet",
+    }
+    terms = [t["name"] for t in cells["dsnet_distilled_cfnet"].config["distill"]["terms"]]
+    assert terms == ["pseudo"]
     # Same budget and data for every network: the configs differ only in the network and the terms.
     plain = [{k: v for k, v in c.config.items() if k not in ("model", "distill", "teacher")} for c in cells.values()]
     assert all(p == plain[0] for p in plain)

@@ -265,8 +265,8 @@ def output_folder(config: AblationConfig, budget: str | None) -> Path:
 def collect(
     config: AblationConfig, cells: list[Cell], out: Path, prints: Mapping[tuple[str, int], str]
 ) -> tuple[dict, list[dict[str, Any]], int]:
-    """Finished results (``cell → seed → metrics``), recorded failures, and how many results were
-    left out because they ran under another config (``prints``: the current fingerprints)."""
+    """Finished results (``cell → seed → metrics``), recorded failures, and how many results and
+    failures were left out because they ran under another config (``prints``: the current fingerprints)."""
     results: dict[str, dict[int, Any]] = {c.name: {} for c in cells}
     failures = []
     stale = 0
@@ -278,7 +278,11 @@ def collect(
             elif (folder / "result.json").is_file():
                 stale += 1
             elif (folder / "error.json").is_file():
-                failures.append(json.loads((folder / "error.json").read_text()))
+                error = json.loads((folder / "error.json").read_text())
+                if error.get("fingerprint", prints[cell.name, seed]) == prints[cell.name, seed]:
+                    failures.append(error)
+                else:  # a failure under another config says nothing about this one
+                    stale += 1
     return results, failures, stale
 
 
@@ -304,18 +308,28 @@ def run_ablation(
     folder = Path(out) if out else output_folder(config, budget)
     bench = None
     if not report_only:
-        run_cells(cells, config.seeds, eval_sets, folder, prints, config.parallel, config.device, log)
+        run_cells(
+            cells, config.seeds, eval_sets, folder, prints, parallel=config.parallel, device=config.device, log=log
+        )
         if config.bench is not None:
             log(f"benchmarking each cell's network at {config.bench.size[0]}x{config.bench.size[1]}, one at a time")
             spec = config.bench
             bench = bench_cells(
-                cells, config.seeds, folder, spec.size, spec.repeats, spec.warmup, config.device, spec.reference, log
+                cells,
+                config.seeds,
+                folder,
+                size=spec.size,
+                repeats=spec.repeats,
+                warmup=spec.warmup,
+                device=config.device,
+                reference=spec.reference,
+                log=log,
             )
     elif config.bench is not None and (folder / "bench.json").is_file():
         bench = json.loads((folder / "bench.json").read_text())
     results, failures, stale = collect(config, cells, folder, prints)
     if stale:
-        log(f"left out {stale} results that ran under another config; rerun without --report-only to redo them")
+        log(f"left out {stale} results or failures of another config; rerun without --report-only to redo them")
     steps = sorted({c.config.get("steps") for c in cells}, key=lambda v: (v is None, v or 0))
     steps_text = steps[0] if len(steps) == 1 else steps
     summary = summarise(

@@ -112,6 +112,25 @@ def needs_training(folder: Path, train_fingerprint: str) -> bool:
     return json.loads(path.read_text()).get("train_fingerprint") != train_fingerprint
 
 
+def set_aside(folder: Path) -> Path | None:
+    """Move a finished run of another config (its result.json and run/) out of the way, beside the
+    folder as ``seedS.stale-FINGERPRINT``, so that rerunning never destroys a trained model."""
+    result = folder / "result.json"
+    if not result.is_file():
+        return None
+    recorded = json.loads(result.read_text()).get("fingerprint") or "unknown"
+    target = folder.with_name(f"{folder.name}.stale-{recorded}")
+    if target.exists():  # the same config set aside before: its newer run replaces it
+        import shutil
+
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in ("result.json", "run"):
+        if (folder / name).exists():
+            (folder / name).rename(target / name)
+    return target
+
+
 def is_finished(folder: Path, fingerprint: str) -> bool:
     """A result.json whose fingerprint matches (results written before fingerprints existed count)."""
     path = folder / "result.json"
@@ -158,7 +177,6 @@ def _run_one(
 
         if train:
             shutil.rmtree(out / "run", ignore_errors=True)  # a run killed part-way starts again, cleanly
-            (out / "result.json").unlink(missing_ok=True)  # a stale result of another config
             data = {**config, "seed": seed, "output": str(out / "run"), "name": f"{cell.name}/seed{seed}"}
             data["device"] = device
             Trainer(from_dict(RunConfig, data), distill=cell.distill).run()
@@ -176,7 +194,8 @@ def _run_one(
         }
         write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
     except BaseException as exc:  # recorded, the ablation goes on
-        _write_error(out, cell.name, seed, f"{type(exc).__name__}: {exc}", traceback.format_exc()[-4000:])
+        message = f"{type(exc).__name__}: {exc}"
+        _write_error(out, cell.name, seed, fingerprints[0], message, traceback.format_exc()[-4000:])
 
 
 def slot_devices(device: str, parallel: int) -> list[str]:
@@ -189,9 +208,12 @@ def slot_devices(device: str, parallel: int) -> list[str]:
     return [device] * parallel
 
 
-def _write_error(folder: Path, cell: str, seed: int, message: str, trace: str | None = None) -> None:
+def _write_error(folder: Path, cell: str, seed: int, fingerprint: str, message: str, trace: str | None = None) -> None:
+    """Record a failed run; the fingerprint lets a later config tell its own failures from stale ones."""
     folder.mkdir(parents=True, exist_ok=True)
-    error = {"cell": cell, "seed": seed, "error": message, **({"traceback": trace} if trace else {})}
+    error = {"cell": cell, "seed": seed, "fingerprint": fingerprint, "error": message}
+    if trace:
+        error["traceback"] = trace
     write_text_atomic(folder / "error.json", json.dumps(error, indent=2) + "\n")
 
 
@@ -201,6 +223,7 @@ def run_cells(
     eval_sets: dict[str, dict[str, Any]],
     out: Path,
     prints: Mapping[tuple[str, int], str],
+    *,
     parallel: int = 1,
     device: str = "auto",
     log: Callable[[str], None] = print,
@@ -222,8 +245,8 @@ def run_cells(
                 continue
             stale += (folder / "result.json").is_file()
             retrain[cell.name, seed] = needs_training(folder, train_prints[cell.name, seed])
-            if retrain[cell.name, seed]:
-                (folder / "result.json").unlink(missing_ok=True)  # of another config: it does not count
+            if retrain[cell.name, seed] and (moved := set_aside(folder)) is not None:
+                log(f"  {cell.name} seed {seed} ran under another config: set aside in {moved}")
             (folder / "error.json").unlink(missing_ok=True)
             todo.append((cell, seed, folder))
     done = len(cells) * len(seeds) - len(todo)
@@ -257,7 +280,7 @@ def run_cells(
             todo.remove(item)
             if state == "failed":
                 message = f"its teacher, cell {cell.teacher_cell!r} seed {seed}, did not finish"
-                _write_error(folder, cell.name, seed, message)
+                _write_error(folder, cell.name, seed, prints[cell.name, seed], message)
                 log(f"  FAILED {cell.name} seed {seed}: {message}")
                 continue
             folder.mkdir(parents=True, exist_ok=True)
@@ -279,7 +302,8 @@ def run_cells(
                 log(f"  done   {cell.name} seed {seed}")
                 continue
             if not (folder / "error.json").is_file():
-                _write_error(folder, cell.name, seed, f"process died (exit code {process.exitcode})")
+                message = f"process died (exit code {process.exitcode})"
+                _write_error(folder, cell.name, seed, prints[cell.name, seed], message)
             reason = json.loads((folder / "error.json").read_text())["error"]
             log(f"  FAILED {cell.name} seed {seed}: {reason}")
         time.sleep(0.2)
@@ -289,6 +313,7 @@ def bench_cells(
     cells: list[Cell],
     seeds: list[int],
     out: Path,
+    *,
     size: tuple[int, int],
     repeats: int,
     warmup: int,
