@@ -262,6 +262,14 @@ def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
         with pytest.raises(ConfigError, match="must be positive and finite"):
             load_ablation(chain_file, bad)
     data = yaml.safe_load(chain_file.read_text())
+    data["fixed"]["teacher"]["steps"] = 4  # a row's own budget wins over the file's 2 steps
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    config, root = load_ablation(chain_file, "2.5")
+    assert {c.name: c.config["steps"] for c in expand(config, root)} == {"teacher": 10, "student": 5}
+    config, root = load_ablation(chain_file, "long")
+    with pytest.raises(ConfigError, match="'teacher' sets its own steps"):
+        expand(config, root)
+    del data["fixed"]["teacher"]["steps"]
     data["budgets"]["clash"] = {"overrides": {"optim.lr": 1e-4}}
     data["fixed"]["teacher"]["optim.lr"] = 2e-3
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))

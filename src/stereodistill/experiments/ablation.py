@@ -4,7 +4,7 @@ An ablation file names a base run config and what to vary::
 
     base: ../dsnet_plus.yaml          # a train/distill run config (path relative to this file)
     seeds: [0, 1, 2]
-    steps: 300                        # the step budget of every cell
+    steps: 300                        # the step budget of every cell (a row may set its own)
     fixed:                            # rows always run, whatever the axes
       no_kd: {terms: []}              # no distillation term: a supervised run
       paper: {base: ../dsnet_paper.yaml}
@@ -84,6 +84,7 @@ class AblationConfig:
     parallel: int = 1
     device: str = "auto"
     step_scale: float = 1.0  # set by a numeric --budget
+    budget_keys: frozenset[str] = field(default=frozenset(), init=False)  # top-level keys a named budget set
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -106,12 +107,15 @@ def load_ablation(path: str | Path, budget: str | None = None) -> tuple[Ablation
     path = Path(path)
     data = load_yaml(path)
     scale = 1.0
+    replaced: frozenset[str] = frozenset()
     if budget is not None:
         try:
             scale = float(budget)
         except ValueError:
             data = _with_budget(data, budget, path)
+            replaced = frozenset(data["budgets"][budget])
     config = from_dict(AblationConfig, {**data, "step_scale": scale}, where=str(path))
+    config.budget_keys = replaced
     return config, path.parent
 
 
@@ -217,7 +221,10 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
             if varied:
                 raise ConfigError(f"ablation cell {name!r}: 'overrides' (or the budget's) also set {', '.join(varied)}")
             data = apply_choice(data, config.overrides, root, f"ablation cell {name!r} (overrides)", _term_names(base))
-        steps = config.steps if config.steps is not None else data.get("steps")
+        own_steps = any("steps" in choice for _, choice in choices)
+        if own_steps and "steps" in config.budget_keys:
+            raise ConfigError(f"ablation cell {name!r} sets its own steps, which the budget's 'steps' would not scale")
+        steps = data.get("steps") if own_steps or config.steps is None else config.steps
         if steps is not None:
             data["steps"] = max(1, round(steps * config.step_scale))
         distill = bool(data.get("distill", {}).get("terms"))
