@@ -266,9 +266,8 @@ def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     config, root = load_ablation(chain_file, "2.5")
     assert {c.name: c.config["steps"] for c in expand(config, root)} == {"teacher": 10, "student": 5}
-    config, root = load_ablation(chain_file, "long")
-    with pytest.raises(ConfigError, match="'teacher' sets its own steps"):
-        expand(config, root)
+    config, root = load_ablation(chain_file, "long")  # 3 steps where the file has 2: own steps × 1.5
+    assert {c.name: c.config["steps"] for c in expand(config, root)} == {"teacher": 6, "student": 3}
     del data["fixed"]["teacher"]["steps"]
     data["budgets"]["clash"] = {"overrides": {"optim.lr": 1e-4}}
     data["fixed"]["teacher"]["optim.lr"] = 2e-3
@@ -294,21 +293,20 @@ def test_the_proxy_benchmark_file_expands(budget):
         "dsnet_teacher": "dsnet-teacher",
         "dsnet_scratch": "dsnet",
         "dsnet_distilled": "dsnet",
-        "dsnet_distilled_volume": "dsnet",
-        "dsnet_distilled_cfnet": "dsnet",
+        "dsnet_teacher_3x": "dsnet-teacher",
+        "dsnet_distilled_3x": "dsnet",
     }
     teachers = {n: c.teacher_cell for n, c in cells.items() if c.distill}
-    assert teachers == {
-        "dsnet_distilled": "dsnet_teacher",
-        "dsnet_distilled_volume": "dsnet_teacher",
-        "dsnet_distilled_cfnet": "cfnet",
-    }
-    terms = [t["name"] for t in cells["dsnet_distilled_cfnet"].config["distill"]["terms"]]
-    assert terms == ["pseudo"]
+    assert teachers == {"dsnet_distilled": "dsnet_teacher", "dsnet_distilled_3x": "dsnet_teacher_3x"}
+    # The two students differ only in their teacher; the longer-trained teacher has 3x every budget's steps.
+    same = [{k: v for k, v in cells[n].config.items() if k != "teacher"} for n in teachers]
+    assert same[0] == same[1]
+    assert cells["dsnet_teacher_3x"].config["steps"] == 3 * cells["dsnet_teacher"].config["steps"]
+    cells.pop("dsnet_teacher_3x")
     # Same budget and data for every network: the configs differ only in the network and the terms.
     plain = [{k: v for k, v in c.config.items() if k not in ("model", "distill", "teacher")} for c in cells.values()]
     assert all(p == plain[0] for p in plain)
-    assert config.bench is not None and config.bench.reference == "dsnet_distilled"
+    assert config.bench is not None and config.bench.reference == "dsnet_distilled_3x"
 
 
 def test_the_shipped_ablation_files_expand():

@@ -84,7 +84,8 @@ class AblationConfig:
     parallel: int = 1
     device: str = "auto"
     step_scale: float = 1.0  # set by a numeric --budget
-    budget_keys: frozenset[str] = field(default=frozenset(), init=False)  # top-level keys a named budget set
+    # A named budget's steps over the file's: rows with their own steps are scaled by it (None: no file steps).
+    own_steps_scale: float | None = field(default=1.0, init=False)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -107,15 +108,17 @@ def load_ablation(path: str | Path, budget: str | None = None) -> tuple[Ablation
     path = Path(path)
     data = load_yaml(path)
     scale = 1.0
-    replaced: frozenset[str] = frozenset()
+    own_steps_scale: float | None = 1.0
     if budget is not None:
         try:
             scale = float(budget)
         except ValueError:
+            file_steps = data.get("steps")
             data = _with_budget(data, budget, path)
-            replaced = frozenset(data["budgets"][budget])
+            if data.get("steps") != file_steps:
+                own_steps_scale = data["steps"] / file_steps if file_steps else None
     config = from_dict(AblationConfig, {**data, "step_scale": scale}, where=str(path))
-    config.budget_keys = replaced
+    config.own_steps_scale = own_steps_scale
     return config, path.parent
 
 
@@ -222,11 +225,14 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
                 raise ConfigError(f"ablation cell {name!r}: 'overrides' (or the budget's) also set {', '.join(varied)}")
             data = apply_choice(data, config.overrides, root, f"ablation cell {name!r} (overrides)", _term_names(base))
         own_steps = any("steps" in choice for _, choice in choices)
-        if own_steps and "steps" in config.budget_keys:
-            raise ConfigError(f"ablation cell {name!r} sets its own steps, which the budget's 'steps' would not scale")
+        scale = config.step_scale
+        if own_steps:  # the row's own budget, scaled as the file's is by a named budget
+            if config.own_steps_scale is None:
+                raise ConfigError(f"ablation cell {name!r} sets its own steps: give the file 'steps' to scale them by")
+            scale *= config.own_steps_scale
         steps = data.get("steps") if own_steps or config.steps is None else config.steps
         if steps is not None:
-            data["steps"] = max(1, round(steps * config.step_scale))
+            data["steps"] = max(1, round(steps * scale))
         distill = bool(data.get("distill", {}).get("terms"))
         if teacher_cell is not None:
             if teacher_cell not in names or teacher_cell == name:
