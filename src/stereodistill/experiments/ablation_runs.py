@@ -16,6 +16,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -121,8 +122,6 @@ def set_aside(folder: Path) -> Path | None:
     recorded = json.loads(result.read_text()).get("fingerprint") or "unknown"
     target = folder.with_name(f"{folder.name}.stale-{recorded}")
     if target.exists():  # the same config set aside before: its newer run replaces it
-        import shutil
-
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for name in ("result.json", "run"):
@@ -167,8 +166,6 @@ def _run_one(
     out = Path(folder)
     started = time.perf_counter()
     try:
-        import shutil
-
         from stereodistill.checkpoint import load_model
         from stereodistill.evaluate.evaluator import evaluate_model
         from stereodistill.runtime import resolve_device
