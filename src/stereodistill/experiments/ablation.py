@@ -46,7 +46,15 @@ from typing import Any
 from stereodistill.config import from_dict, load_yaml, to_dict
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation_report import summarise, write_reports
-from stereodistill.experiments.ablation_runs import Cell, bench_cells, cell_dir, fingerprints, is_finished, run_cells
+from stereodistill.experiments.ablation_runs import (
+    Cell,
+    bench_cells,
+    cell_dir,
+    fingerprints,
+    is_finished,
+    run_cells,
+    safe_name,
+)
 from stereodistill.train.config import DatasetConfig, RunConfig
 
 #: Keys of a choice that are not dotted overrides.
@@ -271,8 +279,7 @@ def output_folder(config: AblationConfig, budget: str | None) -> Path:
     folder = Path(config.output or Path("runs") / "ablations" / config.name)
     if budget is None:
         return folder
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in budget)
-    return folder.with_name(f"{folder.name}-budget-{safe}")
+    return folder.with_name(f"{folder.name}-budget-{safe_name(budget, keep='-_.')}")
 
 
 def collect(

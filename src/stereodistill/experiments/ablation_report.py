@@ -159,7 +159,7 @@ def _bench_note(bench: Mapping[str, Any]) -> str:
     height, width = bench["size"]
     machine = bench.get("machine", {})
     cpu = f"{machine.get('processor', 'CPU')}, {bench['threads']} threads"
-    where = machine.get("cuda") or cpu if bench["device"] == "cuda" else cpu
+    where = (machine.get("cuda") or cpu) if bench["device"] == "cuda" else cpu
     note = (
         f"Speed: {bench['device']} ({where}), {height}×{width}, batch 1, median of {bench['repeats']} forwards "
         f"after {bench['warmup']} warm-up, one process per network, after all training had finished."

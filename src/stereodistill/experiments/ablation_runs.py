@@ -41,9 +41,13 @@ class Cell:
     teacher_cell: str | None = None
 
 
+def safe_name(text: str, keep: str = "-_=.,") -> str:
+    """``text`` as one folder name: characters other than letters, digits and ``keep`` become ``_``."""
+    return "".join(ch if ch.isalnum() or ch in keep else "_" for ch in text)
+
+
 def cell_dir(out: Path, cell: str, seed: int) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_=.," else "_" for ch in cell)
-    return out / "cells" / safe / f"seed{seed}"
+    return out / "cells" / safe_name(cell) / f"seed{seed}"
 
 
 def model_path(out: Path, cell: str, seed: int) -> Path:
