@@ -1,3 +1,3 @@
 """Importing this module registers every architecture of the zoo."""
 
-from stereodistill.models import acvnet, cfnet, dsnet, dsnet_teacher, gwcnet, leastereo, psmnet  # noqa: F401
+from stereodistill.models import acvnet, cfnet, dsnet, dsnet_teacher, gwcnet, lean, leastereo, psmnet  # noqa: F401

@@ -1,0 +1,185 @@
+"""The ``lean`` family: the project's own real-time students, built for CPUs and edge devices.
+
+What makes them fast is what the deployed fast networks share (LightStereo, CoEx, Fast-ACVNet,
+MobileStereoNet), arranged as feature → cost → aggregation → estimation:
+
+- **features**: a MobileNetV2-style pyramid (:mod:`~stereodistill.models.mobile_features`) with a
+  top-down path to 1/4, shared by both views;
+- **cost**: one correlation volume at 1/4, B×D/4×H/4×W/4, its disparity axis kept as channels;
+- **aggregation**: 2-D inverted residuals in an encoder-decoder, guided and excited by the left
+  image's features (:mod:`~stereodistill.models.lean_aggregation`), ending in one logit per
+  disparity at 1/4;
+- **estimation**: soft-argmin at 1/4 (optionally over the top-k logits, as CoEx does), then a
+  learned convex ×4 upsampling (:mod:`~stereodistill.models.convex_upsample`).
+
+No 3-D convolution runs anywhere. Members differ only in their knobs (``width``, ``depth``,
+``agg_channels``, ``agg_blocks``, ``expansion``, ``topk``): ``lean`` is the recommended student,
+``lean-s`` and ``lean-xs`` trade accuracy for speed, ``lean-l`` the other way. Their shared taps
+(``feat.*.s2``, ``feat.*.s4``, ``volume.cost`` as B×1×D/4×H/4×W/4, ``logits.0`` and ``prob``) have
+the shapes of the teachers' taps, up to channels (a ``conv`` adapter) and the teachers' group axis
+(``group_mean``), so any teacher of the zoo distils into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from stereodistill.errors import ConfigError
+from stereodistill.models.base import FEATURE_TAPS, StereoModel, extract_both_views
+from stereodistill.models.blocks import regress, soft_argmin
+from stereodistill.models.convex_upsample import ConvexUpsample
+from stereodistill.models.cost_volume import groupwise_correlation_volume
+from stereodistill.models.lean_aggregation import VolumeAggregation2d
+from stereodistill.models.mobile_features import MobileFeatures
+from stereodistill.models.output import StereoOutput, TapRecorder
+from stereodistill.models.registry import MODELS
+
+#: Backbone widths at 1/2, 1/4, 1/8, 1/16 and of the 1/4 matching features, at ``width`` 1.
+BASE_CHANNELS = (16, 24, 32, 64, 48)
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channels × width, rounded to a multiple of 8 (the vector width CPUs and int8 kernels like)."""
+    return max(8, round(channels * width / 8) * 8)
+
+
+def topk_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits per pixel (the rest −inf), so soft-argmin ignores far modes."""
+    if k <= 0 or k >= logits.shape[1]:
+        return logits
+    kth = logits.topk(k, dim=1).values[:, -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+@dataclass(frozen=True)
+class LeanKnobs:
+    """The knobs of a ``lean`` member; every member is a preset of them."""
+
+    width: float = 1.0  # channel multiplier of the backbone
+    depth: tuple[int, int, int] = (2, 3, 3)  # inverted residuals of the 1/4, 1/8 and 1/16 stages
+    agg_channels: int = 32  # aggregation width at 1/4 (doubled below)
+    agg_blocks: int = 2  # inverted residuals per aggregation level
+    expansion: int = 4  # channel boost of every inverted residual
+    groups: int = 8  # groups of the correlation volume: G·D/4 channels enter the aggregation
+    topk: int = 0  # soft-argmin over the k largest logits (0: over all)
+
+    def problems(self) -> list[str]:
+        found = []
+        if not (isinstance(self.width, int | float) and self.width > 0):
+            found.append(f"width must be a positive number, got {self.width!r}")
+        if len(self.depth) != 3 or not all(isinstance(v, int) and v >= 1 for v in self.depth):
+            found.append(f"depth must be three block counts ≥ 1 (1/4, 1/8, 1/16), got {list(self.depth)}")
+        for key in ("agg_channels", "agg_blocks", "expansion", "groups"):
+            value = getattr(self, key)
+            if not (isinstance(value, int) and value >= 1):
+                found.append(f"{key} must be an integer ≥ 1, got {value!r}")
+        if not (isinstance(self.topk, int) and self.topk >= 0):
+            found.append(f"topk must be an integer ≥ 0 (0: all disparities), got {self.topk!r}")
+        return found
+
+
+@MODELS.register("lean")
+class LeanStereo(StereoModel):
+    """The recommended student (``lean``); the other members are presets of the same knobs."""
+
+    arch: ClassVar[str] = "lean"
+    pad_multiple: ClassVar[int] = 16  # 1/4 features, two stride-2 aggregation levels below them
+    #: Training supervises the 1/4 soft-argmin (bilinearly upsampled) and the convex-upsampled output.
+    loss_weights: ClassVar[tuple[float, ...]] = (0.5, 1.0)
+    preset: ClassVar[LeanKnobs] = LeanKnobs()
+
+    def __init__(
+        self,
+        max_disp: int = 192,
+        width: float | None = None,
+        depth: Sequence[int] | None = None,
+        agg_channels: int | None = None,
+        agg_blocks: int | None = None,
+        expansion: int | None = None,
+        groups: int | None = None,
+        topk: int | None = None,
+    ) -> None:
+        given = {
+            "width": width,
+            "depth": None if depth is None else tuple(depth),
+            "agg_channels": agg_channels,
+            "agg_blocks": agg_blocks,
+            "expansion": expansion,
+            "groups": groups,
+            "topk": topk,
+        }
+        knobs = replace(self.preset, **{key: value for key, value in given.items() if value is not None})
+        config = asdict(knobs)
+        super().__init__(max_disp=max_disp, **{**config, "depth": list(knobs.depth)})
+        problems = knobs.problems()
+        out = scaled(BASE_CHANNELS[-1], knobs.width) if isinstance(knobs.width, int | float) else 0
+        if isinstance(knobs.groups, int) and knobs.groups >= 1 and out % knobs.groups:
+            problems.append(f"groups ({knobs.groups}) must divide the {out} matching-feature channels")
+        if problems:
+            raise ConfigError(f"{self.arch}: " + "; ".join(problems))
+        self.knobs = knobs
+        c2, c4, c8, c16, out = (scaled(c, knobs.width) for c in BASE_CHANNELS)
+        agg = scaled(knobs.agg_channels, 1.0)
+        self.disparities = max_disp // 4
+        self.feature_extraction = MobileFeatures((c2, c4, c8, c16), knobs.depth, out, knobs.expansion)
+        self.aggregation = VolumeAggregation2d(
+            knobs.groups * self.disparities,
+            self.disparities,
+            (out, c8, c16),
+            channels=agg,
+            blocks=knobs.agg_blocks,
+            expansion=knobs.expansion,
+        )
+        self.upsample = ConvexUpsample(agg, factor=4)
+
+    def offered_taps(self) -> tuple[str, ...]:
+        return (*FEATURE_TAPS, "volume.cost", "logits.0", "prob")
+
+    def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
+        height, width = left.shape[-2:]
+        features_left, features_right = extract_both_views(self.feature_extraction, left, right, taps, s2="s2", s4="s4")
+        volume = groupwise_correlation_volume(
+            features_left["s4"], features_right["s4"], self.disparities, self.knobs.groups
+        )  # B×G×D×h×w
+        taps.record("volume.cost", volume)
+        logits, context = self.aggregation(
+            volume.flatten(1, 2), features_left["g4"], features_left["g8"], features_left["g16"]
+        )
+        taps.record("logits.0", logits)
+        if "prob" in taps:
+            taps.record("prob", regress(logits, self.max_disp, height, width)[0])
+        low = soft_argmin(F.softmax(topk_logits(logits, self.knobs.topk), dim=1))  # 1/4-resolution pixels
+        disparity = self.upsample(low, context)
+        aux = []
+        if self.training:
+            aux = [4 * F.interpolate(low.unsqueeze(1), size=(height, width), mode="bilinear").squeeze(1)]
+        return StereoOutput(disparity=disparity, aux=aux)
+
+
+@MODELS.register("lean-l")
+class LeanStereoL(LeanStereo):
+    """Wider and deeper than ``lean``: more accuracy for about twice its latency."""
+
+    arch: ClassVar[str] = "lean-l"
+    preset: ClassVar[LeanKnobs] = LeanKnobs(width=1.5, agg_channels=48, agg_blocks=3)
+
+
+@MODELS.register("lean-s")
+class LeanStereoS(LeanStereo):
+    """Narrower and shallower than ``lean``."""
+
+    arch: ClassVar[str] = "lean-s"
+    preset: ClassVar[LeanKnobs] = LeanKnobs(width=0.75, depth=(1, 2, 2), agg_channels=24, agg_blocks=1)
+
+
+@MODELS.register("lean-xs")
+class LeanStereoXS(LeanStereo):
+    """The fastest member: half-width backbone, one block per level, expansion 3."""
+
+    arch: ClassVar[str] = "lean-xs"
+    preset: ClassVar[LeanKnobs] = LeanKnobs(width=0.5, depth=(1, 1, 1), agg_channels=16, agg_blocks=1, expansion=3)

@@ -1,0 +1,77 @@
+"""Cost aggregation in 2-D: the disparity axis of a 1/4-resolution volume kept as channels.
+
+A 3-D hourglass filters a C×D×H×W volume with dense 3×3×3 kernels; on a CPU that is where the
+DSNet-style networks spend their time. Here the B×D×H×W correlation volume (D = max_disp/4) is
+filtered as a 2-D map with D channels, by inverted residuals in an encoder-decoder at 1/4, 1/8 and
+1/16 (the aggregation of LightStereo). Image features guide it twice: they enter with the volume
+(so edges and texture are known where matching is ambiguous), and at every level they excite the
+aggregated channels through a sigmoid gate computed from the left view (CoEx's guided cost
+excitation, here in 2-D). The output is one logit per disparity at 1/4, and the 1/4 features from
+which the upsampling weights are computed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stereodistill.models.mobile_blocks import InvertedResidual, conv_bn_act, inverted_residual_stage
+
+
+class Excitation(nn.Module):
+    """``x · sigmoid(conv1×1(guide))``: image features decide which aggregated channels pass."""
+
+    def __init__(self, guide_ch: int, channels: int) -> None:
+        super().__init__()
+        self.gate = nn.Conv2d(guide_ch, channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.gate(guide))
+
+
+class VolumeAggregation2d(nn.Module):
+    """B×V×h×w volume (V: groups × disparities) + left guides (1/4, 1/8, 1/16) → (B×D×h×w logits, B×C×h×w features).
+
+    ``channels`` is the width at 1/4 (×2 at 1/8 and 1/16); ``blocks`` the inverted residuals per
+    encoder level; ``expansion`` their channel boost.
+    """
+
+    def __init__(
+        self,
+        volume_channels: int,
+        disparities: int,
+        guide_channels: tuple[int, int, int],
+        channels: int = 32,
+        blocks: int = 2,
+        expansion: int = 4,
+    ) -> None:
+        super().__init__()
+        g4, g8, g16 = guide_channels
+        c1, c2, c3 = channels, 2 * channels, 2 * channels
+        self.entry = conv_bn_act(volume_channels + g4, c1, kernel=1)
+        self.excite4 = Excitation(g4, c1)
+        self.level4 = inverted_residual_stage(c1, c1, blocks, 1, expansion)
+        self.level8 = inverted_residual_stage(c1, c2, blocks, 2, expansion)
+        self.excite8 = Excitation(g8, c2)
+        self.level16 = inverted_residual_stage(c2, c3, blocks, 2, expansion)
+        self.excite16 = Excitation(g16, c3)
+        self.lateral8 = conv_bn_act(c3, c2, kernel=1)
+        self.decode8 = InvertedResidual(c2, c2, 1, expansion)
+        self.lateral4 = conv_bn_act(c2, c1, kernel=1)
+        self.decode4 = InvertedResidual(c1, c1, 1, expansion)
+        self.head = nn.Conv2d(c1, disparities, kernel_size=3, padding=1)
+
+    def forward(
+        self, volume: torch.Tensor, guide4: torch.Tensor, guide8: torch.Tensor, guide16: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x4 = self.level4(self.excite4(self.entry(torch.cat((volume, guide4), 1)), guide4))
+        x8 = self.excite8(self.level8(x4), guide8)
+        x16 = self.excite16(self.level16(x8), guide16)
+        y8 = self.decode8(x8 + _up(self.lateral8(x16), x8))
+        y4 = self.decode4(x4 + _up(self.lateral4(y8), x4))
+        return self.head(y4), y4
+
+
+def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)

@@ -1,0 +1,144 @@
+"""The ``lean`` family: contract, taps, knobs, speed-relevant structure, and its pieces."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereodistill.checkpoint import load_model, save_model
+from stereodistill.errors import ConfigError
+from stereodistill.models import build_model, list_models
+from stereodistill.models.convex_upsample import convex_combine, neighbourhood3x3
+from stereodistill.models.lean import LeanStereo, scaled, topk_logits
+from stereodistill.models.registry import MODELS
+
+from .contract import check_eval_forward, check_tap_alone
+
+MEMBERS = ("lean", "lean-l", "lean-s", "lean-xs")
+MAX_DISP = 16
+
+
+@pytest.fixture(scope="module", params=MEMBERS)
+def net(request) -> LeanStereo:
+    torch.manual_seed(0)
+    return build_model(request.param, max_disp=MAX_DISP)
+
+
+def images(height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(batch, 3, height, width, generator=g), torch.rand(batch, 3, height, width, generator=g)
+
+
+def test_every_member_is_registered_and_listed():
+    assert set(MEMBERS) <= set(list_models())
+    for name in MEMBERS:
+        assert issubclass(MODELS.get(name), LeanStereo)
+        assert MODELS.get(name).arch == name
+
+
+@pytest.mark.parametrize("size", [(32, 64), (37, 53), (48, 80)])
+def test_any_size_is_cropped_back_exactly(net, size):
+    left, right = images(*size)
+    check_eval_forward(net, left, right, MAX_DISP)
+
+
+def test_no_3d_convolution_anywhere(net):
+    assert not any(isinstance(m, torch.nn.Conv3d) for m in net.modules())
+
+
+def test_taps_are_computed_only_when_asked_and_have_the_shared_shapes(net):
+    left, right = images(32, 64)
+    shapes = net.tap_shapes(32, 64)
+    groups, disparities = net.knobs.groups, MAX_DISP // 4
+    assert shapes["volume.cost"] == (1, groups, disparities, 8, 16)
+    assert shapes["logits.0"] == (1, disparities, 8, 16)
+    assert shapes["prob"] == (1, MAX_DISP, 32, 64)
+    assert shapes["feat.left.s4"][2:] == (8, 16) and shapes["feat.left.s2"][2:] == (16, 32)
+    for tap, shape in shapes.items():
+        check_tap_alone(net, left, right, tap, shape)
+
+
+def test_prob_is_a_distribution_cropped_to_the_input(net):
+    left, right = images(37, 53)
+    net.eval()
+    with torch.no_grad():
+        prob = net(left, right, taps=["prob"]).taps["prob"]
+    assert prob.shape == (1, MAX_DISP, 37, 53)
+    torch.testing.assert_close(prob.sum(1), torch.ones(1, 37, 53))
+
+
+def test_training_gives_the_quarter_resolution_aux_and_gradients_reach_the_backbone():
+    torch.manual_seed(0)
+    net = build_model("lean-xs", max_disp=MAX_DISP).train()
+    left, right = images(32, 64, batch=2)
+    out = net(left, right)
+    assert len(out.predictions) == len(net.loss_weights) == 2
+    assert all(p.shape == (2, 32, 64) for p in out.predictions)
+    sum(p.mean() for p in out.predictions).backward()
+    stem = net.feature_extraction.stem[0][0].weight
+    assert stem.grad is not None and stem.grad.abs().sum() > 0
+
+
+def test_members_are_ordered_by_size():
+    params = {name: sum(p.numel() for p in build_model(name, max_disp=192).parameters()) for name in MEMBERS}
+    assert params["lean-xs"] < params["lean-s"] < params["lean"] < params["lean-l"]
+
+
+def test_knobs_override_the_preset_and_round_trip_through_a_checkpoint(tmp_path):
+    net = build_model("lean-s", max_disp=MAX_DISP, agg_blocks=2, topk=2)
+    assert net.knobs.agg_blocks == 2 and net.knobs.width == 0.75 and net.knobs.topk == 2
+    save_model(tmp_path / "m", net)
+    again = load_model(tmp_path / "m")
+    assert again.arch == "lean-s" and again.knobs == net.knobs
+    left, right = images(32, 64)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(left, right).disparity, net(left, right).disparity)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"width": 0}, "width"),
+        ({"depth": (1, 1)}, "depth"),
+        ({"agg_channels": 0}, "agg_channels"),
+        ({"topk": -1}, "topk"),
+        ({"groups": 5}, "groups"),
+    ],
+)
+def test_bad_knobs_are_one_line_config_errors(knobs, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model("lean", max_disp=MAX_DISP, **knobs)
+
+
+def test_scaled_channels_are_multiples_of_eight():
+    assert [scaled(c, 0.5) for c in (16, 24, 48, 64)] == [8, 16, 24, 32]
+    assert scaled(48, 1.5) == 72
+
+
+def test_topk_keeps_the_k_largest_logits():
+    logits = torch.tensor([0.0, 3.0, 1.0, 2.0]).view(1, 4, 1, 1)
+    kept = topk_logits(logits, 2)
+    assert torch.isinf(kept[0, [0, 2]]).all() and kept[0, 1] == 3.0 and kept[0, 3] == 2.0
+    assert topk_logits(logits, 0) is logits
+
+
+def test_neighbourhood_is_row_major_with_replicated_edges():
+    x = torch.arange(6.0).view(1, 1, 2, 3)
+    n = neighbourhood3x3(x)
+    assert n[0, :, 0, 0].tolist() == [0, 0, 1, 0, 0, 1, 3, 3, 4]
+    assert n[0, 4].equal(x[0, 0])  # the centre
+
+
+def test_convex_upsampling_of_a_constant_is_that_constant_and_weights_can_pick_a_neighbour():
+    low = torch.full((1, 3, 4), 2.5)
+    out = convex_combine(low, torch.randn(1, 9 * 16, 3, 4), factor=4)
+    assert out.shape == (1, 12, 16)
+    torch.testing.assert_close(out, torch.full((1, 12, 16), 2.5))
+    # A weight logit far above the rest on the centre reproduces nearest-neighbour upsampling.
+    low = torch.rand(1, 3, 4)
+    weights = torch.zeros(1, 9, 16, 3, 4)
+    weights[:, 4] = 50.0
+    nearest = F.interpolate(low[:, None], scale_factor=4, mode="nearest")[:, 0]
+    torch.testing.assert_close(convex_combine(low, weights.view(1, 144, 3, 4), 4), nearest)
