@@ -11,6 +11,7 @@ from stereodistill.errors import ConfigError
 from stereodistill.models import build_model, list_models
 from stereodistill.models.convex_upsample import convex_combine, neighbourhood3x3
 from stereodistill.models.lean import LeanStereo, scaled, topk_logits
+from stereodistill.models.lean_aggregation import MatchingScore
 from stereodistill.models.mobile_blocks import ConvBNAct
 from stereodistill.models.registry import MODELS
 
@@ -163,3 +164,14 @@ def test_folded_batch_norm_in_eval_matches_convolution_then_normalisation():
             torch.testing.assert_close(module(inp), expected, rtol=1e-5, atol=1e-5)
             channels_last = module(inp.contiguous(memory_format=torch.channels_last))
             torch.testing.assert_close(channels_last, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_matching_score_starts_as_the_plain_correlation_and_shares_its_rule_across_disparities():
+    torch.manual_seed(0)
+    score = MatchingScore(groups=4)
+    volume = torch.randn(2, 4, 6, 5, 7)
+    torch.testing.assert_close(score(volume), volume.mean(1))
+    with torch.no_grad():
+        score.weight.normal_()
+    shifted = torch.roll(volume, shifts=1, dims=2)  # the same costs, one disparity further
+    torch.testing.assert_close(score(shifted), torch.roll(score(volume), shifts=1, dims=1))

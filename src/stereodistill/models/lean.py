@@ -34,7 +34,7 @@ from stereodistill.models.base import FEATURE_TAPS, StereoModel, extract_both_vi
 from stereodistill.models.blocks import regress, soft_argmin
 from stereodistill.models.convex_upsample import ConvexUpsample
 from stereodistill.models.cost_volume import groupwise_correlation_volume
-from stereodistill.models.lean_aggregation import VolumeAggregation2d
+from stereodistill.models.lean_aggregation import MatchingScore, VolumeAggregation2d
 from stereodistill.models.mobile_features import MobileFeatures
 from stereodistill.models.output import StereoOutput, TapRecorder
 from stereodistill.models.registry import MODELS
@@ -135,6 +135,7 @@ class LeanStereo(StereoModel):
             blocks=knobs.agg_blocks,
             expansion=knobs.expansion,
         )
+        self.score = MatchingScore(knobs.groups)
         self.upsample = ConvexUpsample(agg, factor=4)
 
     def offered_taps(self) -> tuple[str, ...]:
@@ -153,6 +154,7 @@ class LeanStereo(StereoModel):
         logits, context = self.aggregation(
             volume.flatten(1, 2), features_left["g4"], features_left["g8"], features_left["g16"]
         )
+        logits = logits + self.score(volume)
         taps.record("logits.0", logits)
         if "prob" in taps:
             taps.record("prob", regress(logits, self.max_disp, height, width)[0])

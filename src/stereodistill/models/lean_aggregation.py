@@ -30,6 +30,35 @@ class Excitation(nn.Module):
         return x * torch.sigmoid(self.gate(guide))
 
 
+class MatchingScore(nn.Module):
+    """B×G×D×h×w group-wise volume → B×D×h×w: one 3×3 filter over the groups, shared by every disparity.
+
+    The aggregation's 2-D convolutions give every disparity channel its own weights, so they must
+    learn the same matching rule D times over; this path applies one rule at every disparity
+    (a 1×3×3 3-D convolution, written as a grouped 2-D one) and is added to the aggregation's
+    logits, so a network starts from a sensible winner-take-all of its features and learns from
+    the first step. Initialised to the mean over groups (the plain correlation).
+    """
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        weight = torch.zeros(1, groups, 3, 3)
+        weight[..., 1, 1] = 1.0 / groups
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        batch, groups, disparities, height, width = volume.shape
+        per_disparity = volume.transpose(1, 2).reshape(batch, disparities * groups, height, width)
+        return F.conv2d(
+            per_disparity,
+            self.weight.repeat(disparities, 1, 1, 1),
+            self.bias.repeat(disparities),
+            padding=1,
+            groups=disparities,
+        )
+
+
 class VolumeAggregation2d(nn.Module):
     """B×V×h×w volume (V: groups × disparities) + left guides (1/4, 1/8, 1/16) → (B×D×h×w logits, B×C×h×w features).
 
