@@ -10,7 +10,7 @@ import pytest
 
 from stereodistill.data import motorcycle
 from stereodistill.errors import ConfigError
-from stereodistill.experiments.quickstart import ROLES, load_recipe, run_configs, run_quickstart
+from stereodistill.experiments.quickstart import ROLES, check_pairing, load_recipe, run_configs, run_quickstart
 from stereodistill.report.quickstart_report import markdown, verdict
 
 
@@ -50,7 +50,7 @@ def test_packaged_recipe_derives_students_that_differ_only_by_distillation(tmp_p
     assert scratch.data == distilled.data
     assert scratch.distill.terms == [] and distilled.distill.terms
     assert distilled.teacher.checkpoint == str(tmp_path / "runs" / "teacher" / "model")
-    assert configs["teacher"].model.arch == "dsnet-teacher" and scratch.model.arch == "dsnet"
+    assert configs["teacher"].model.arch == "dsnet-teacher" and scratch.model.arch == "lean"
     assert scratch.data.val.root == str(tmp_path / "data" / "synthetic")
     scaled = run_configs(load_recipe(), tmp_path, seed=0, steps_scale=0.5)
     assert scaled["teacher"].total_steps == round(configs["teacher"].total_steps * 0.5)
@@ -111,3 +111,40 @@ def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
     images = sorted(p.name for p in (tmp_path / "qs" / "images").iterdir())
     assert len(images) == 2 * (2 + 2 * len(ROLES))  # 1 synthetic + Motorcycle; left, gt, maps, errors
     assert [name for name in images if f'src="images/{name}"' not in page] == []
+
+
+def test_student_argument_takes_its_familys_recipe(tmp_path):
+    recipe = load_recipe()
+    default = run_configs(recipe, tmp_path, seed=0)
+    assert default["student_scratch"].model.arch == "lean"  # the recommended student
+    for arch in ("lean", "lean-xs"):  # the default sections, on the member asked for
+        configs = run_configs(recipe, tmp_path, seed=0, student=arch)
+        scratch, distilled = configs["student_scratch"], configs["student_distilled"]
+        assert scratch.model.arch == distilled.model.arch == arch
+        assert scratch.model == distilled.model and scratch.optim == distilled.optim
+        assert scratch.optim == default["student_scratch"].optim
+        assert distilled.distill.terms == default["student_distilled"].distill.terms
+        assert configs["teacher"] == default["teacher"]
+    for arch in ("dsnet", "dsnet-noatt"):  # the dsnet family's own entry
+        configs = run_configs(recipe, tmp_path, seed=0, student=arch)
+        scratch, distilled = configs["student_scratch"], configs["student_distilled"]
+        assert scratch.model.arch == arch and scratch.optim.lr == recipe["common"]["optim"]["lr"]
+        assert {t.student for t in distilled.distill.terms} >= {"logits.2", "volume.cost"}
+    # An architecture without an entry keeps the default student's terms, without its options.
+    recipe["student"]["model"]["options"] = {"width": 0.5}
+    other = run_configs(recipe, tmp_path, seed=0, student="psmnet")["student_scratch"]
+    assert other.model.arch == "psmnet" and other.model.options == {}
+    with pytest.raises(ConfigError, match=r"not an architecture.*lean"):
+        run_configs(recipe, tmp_path, seed=0, student="lean-xxl")
+
+
+def test_packaged_recipe_pairs_every_student_with_the_teacher(tmp_path):
+    for arch in ("lean", "lean-s", "lean-xs", "lean-l", "dsnet", "dsnet-noatt"):
+        check_pairing(run_configs(load_recipe(), tmp_path, seed=0, student=arch))
+
+
+def test_a_student_that_cannot_serve_the_terms_fails_before_the_teacher_trains(tmp_path):
+    recipe = tiny_recipe()  # its terms name logits.2, which a lean network does not offer
+    with pytest.raises(ConfigError, match=r"student \(lean\) does not offer tap 'logits\.2'"):
+        run_quickstart(tmp_path / "qs", recipe=recipe, student="lean", device="cpu", log=lambda _: None)
+    assert not (tmp_path / "qs" / "runs" / "teacher").exists()

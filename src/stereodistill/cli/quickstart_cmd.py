@@ -29,6 +29,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--steps-scale", type=float, default=1.0, help="multiply every run's steps (e.g. 10 on a GPU; default 1)"
     )
+    parser.add_argument(
+        "--student",
+        metavar="ARCH",
+        help="student architecture (default: the recipe's, dsnet); e.g. lean, lean-s, lean-xs",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--bench-size", type=size, help="latency input HxW (default from the recipe: 256x512)")
     parser.set_defaults(handler=run)
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         steps_scale=args.steps_scale,
         device=args.device,
         bench_size=args.bench_size,
+        student=args.student,
         log=lambda line: print(line, flush=True),
     )
     print()

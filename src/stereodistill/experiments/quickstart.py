@@ -30,7 +30,7 @@ from stereodistill.runtime import machine_info
 from stereodistill.train.config import RunConfig
 
 ROLES = ("teacher", "student_scratch", "student_distilled")
-RECIPE_KEYS = {"common", "teacher", "student", "distill", "test", "bench"}
+RECIPE_KEYS = {"common", "teacher", "student", "distill", "students", "test", "bench"}
 
 
 def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
@@ -65,18 +65,59 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def run_configs(recipe: Mapping[str, Any], out: Path, seed: int, steps_scale: float = 1.0) -> dict[str, RunConfig]:
+def family(arch: str) -> str:
+    """The family an architecture belongs to: its name up to the first ``-`` (``lean-s`` → ``lean``)."""
+    return arch.split("-", 1)[0]
+
+
+def student_sections(recipe: Mapping[str, Any], student: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``student`` and ``distill`` sections for the student architecture ``student``.
+
+    ``None`` is the recipe's own student. Otherwise the recipe's ``students`` section is looked up by
+    the architecture, then by its family (``lean-s`` takes ``students.lean``, with its own arch): a
+    student's distillation terms depend on the taps it offers, so each family brings its own. An
+    architecture with no entry keeps the default student's steps and terms, on the new network
+    (without the default network's constructor options).
+    """
+    if student is None:
+        return dict(recipe["student"]), dict(recipe["distill"])
+    from stereodistill.models import list_models
+
+    if student not in list_models():
+        raise ConfigError(f"--student {student!r} is not an architecture; choose one of: {', '.join(list_models())}")
+    per_arch = recipe.get("students") or {}
+    if not isinstance(per_arch, Mapping):
+        raise ConfigError("quickstart recipe: 'students' must map architecture names to {student, distill}")
+    entry = per_arch.get(student, per_arch.get(family(student)))
+    if entry is None:
+        part, distill = dict(recipe["student"]), dict(recipe["distill"])
+    else:
+        unknown = sorted(set(entry) - {"student", "distill"})
+        if unknown:
+            raise ConfigError(f"quickstart recipe: students.{student}: unknown key(s) {', '.join(unknown)}")
+        part, distill = dict(entry.get("student", recipe["student"])), dict(entry.get("distill", recipe["distill"]))
+    model = dict(part.get("model", {}))
+    if model.get("arch") != student:  # another network's constructor options do not carry over
+        model.pop("options", None)
+    return {**part, "model": {**model, "arch": student}}, distill
+
+
+def run_configs(
+    recipe: Mapping[str, Any], out: Path, seed: int, steps_scale: float = 1.0, student: str | None = None
+) -> dict[str, RunConfig]:
     """The three run configs of a recipe, rooted at ``out/runs/<role>``.
 
-    ``steps_scale`` multiplies both step counts (stages are fractions of a run, so they follow).
+    ``steps_scale`` multiplies both step counts (stages are fractions of a run, so they follow);
+    ``student`` replaces the recipe's student architecture (see :func:`student_sections`).
     """
     runs = out / "runs"
     heldout_settings(recipe), bench_settings(recipe)  # checked before any work starts
+    student_part, distill_part = student_sections(recipe, student)
     configs = {}
     for role, parts in (
         ("teacher", (recipe["teacher"],)),
-        ("student_scratch", (recipe["student"],)),
-        ("student_distilled", (recipe["student"], recipe["distill"])),
+        ("student_scratch", (student_part,)),
+        ("student_distilled", (student_part, distill_part)),
     ):
         data: dict[str, Any] = dict(recipe["common"])
         for part in parts:
@@ -90,6 +131,23 @@ def run_configs(recipe: Mapping[str, Any], out: Path, seed: int, steps_scale: fl
     if configs["student_scratch"].steps != configs["student_distilled"].steps:
         raise ConfigError("quickstart recipe: the two students must train for the same number of steps")
     return configs
+
+
+def check_pairing(configs: Mapping[str, RunConfig]) -> None:
+    """Build the distilled student's terms against an untrained teacher of the recipe's architecture,
+    so that a term the pair cannot serve fails now, not after the teacher has trained."""
+    from stereodistill.distill.terms import build_terms
+    from stereodistill.models import build_model
+
+    teacher, student = configs["teacher"].model, configs["student_distilled"]
+    height, width = student.data.crop
+    build_terms(
+        student.distill.terms,
+        build_model(student.model.arch, max_disp=student.model.max_disp, **student.model.options).train(),
+        build_model(teacher.arch, max_disp=teacher.max_disp, **teacher.options).eval(),
+        height,
+        width,
+    )
 
 
 def heldout_split(recipe: Mapping[str, Any], out: Path) -> dict[str, Any]:
@@ -214,6 +272,7 @@ def run_quickstart(
     device: str = "auto",
     repo_root: Path | None = None,
     bench_size: tuple[int, int] | None = None,
+    student: str | None = None,
     log: Progress = print,
 ) -> dict[str, Any]:
     """Data → teacher → two students → evaluation → benchmark → report files; returns report.json's content."""
@@ -229,7 +288,8 @@ def run_quickstart(
     recipe = load_recipe() if recipe is None else recipe
     repo_root = Path.cwd() if repo_root is None else repo_root
     timer = Timer()
-    configs = run_configs(recipe, out, seed, steps_scale)
+    configs = run_configs(recipe, out, seed, steps_scale, student)
+    check_pairing(configs)
     for config in configs.values():
         config.device = device
     write_text_atomic(out / "recipe.yaml", yaml.safe_dump(dict(recipe), sort_keys=False))
