@@ -22,6 +22,27 @@ def test_export_writes_checked_graph_and_reports_latencies(tmp_path, capsys):
     assert record["max_abs_diff_px"] < 1e-2 and record["onnxruntime_ms"] > 0
 
 
+def test_export_int8_writes_both_graphs_and_reports_speed_and_epe(tmp_path, capsys):
+    ckpt = save_model(tmp_path / "student", build_model("lean-xs", max_disp=16).eval())
+    out = tmp_path / "deploy" / "student.onnx"
+    args = ["export", str(ckpt), "--onnx", str(out), "--size", "32x64", "--repeats", "1", "--threads", "1"]
+    args += ["--int8", "--calib-pairs", "2", "--eval-pairs", "2", "--json", str(tmp_path / "check.json")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["student.int8.onnx", "student.onnx"]
+    assert "int8 EPE change: " in printed and "speed-up" in printed
+    record = json.loads((tmp_path / "check.json").read_text())
+    assert record["max_abs_diff_px"] < 1e-2  # the float check, as without --int8
+    int8 = record["int8"]
+    assert int8["onnx_int8"] == str(tmp_path / "deploy" / "student.int8.onnx")
+    assert int8["onnxruntime_int8_ms"] > 0 and int8["onnxruntime_float_ms"] > 0 and int8["speedup"] > 0
+    assert int8["calib_pairs"] == 2 and int8["eval_pairs"] == 2
+    for key in ("torch_epe_px", "float_epe_px", "int8_epe_px"):
+        assert int8[key] >= 0
+    assert int8["epe_change_px"] == pytest.approx(int8["int8_epe_px"] - int8["float_epe_px"])
+    assert f"int8 EPE change: {int8['epe_change_px']:+.3f} px" in printed
+
+
 def test_export_of_a_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), "--onnx", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err

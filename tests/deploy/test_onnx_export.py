@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from stereodistill.deploy.onnx_export import ExportError, export_onnx, require_runtime
+from stereodistill.deploy.onnx_export import (
+    ExportError,
+    export_onnx,
+    int8_path,
+    quantize_int8,
+    require_runtime,
+    synthetic_pairs,
+)
 from stereodistill.errors import ConfigError
 from stereodistill.models import build_model
 
@@ -57,3 +64,87 @@ def test_missing_runtime_names_the_extra(monkeypatch):
 def test_example_must_be_one_pair():
     with pytest.raises(ConfigError, match="1×3×H×W"):
         export_onnx(build_model("dsnet-noatt", max_disp=16), "unused.onnx", (torch.rand(2, 3, 32, 64),) * 2)
+
+
+@pytest.fixture(scope="module")
+def lean_graph(tmp_path_factory):
+    """A checked float graph of lean-xs at 32×64, shared by the int8 tests (the export is the slow part)."""
+    torch.manual_seed(0)
+    model = build_model("lean-xs", max_disp=16).eval()
+    path = tmp_path_factory.mktemp("float") / "student.onnx"
+    example = synthetic_pairs(32, 64, 16, [0])[0][:2]
+    export_onnx(model, path, example, repeats=1, threads=1)
+    return model, path
+
+
+def test_int8_graph_is_written_finite_and_scored(tmp_path, lean_graph):
+    import onnx
+    import onnxruntime as ort
+
+    model, float_path = lean_graph
+    calibration = [(left, right) for left, right, _ in synthetic_pairs(32, 64, 16, [(1, 0), (1, 1)])]
+    held_out = synthetic_pairs(32, 64, 16, [(2, 0), (2, 1)])
+    out = tmp_path / "student.int8.onnx"
+    check = quantize_int8(model, float_path, out, calibration, held_out, repeats=1, threads=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["student.int8.onnx"]  # no temporary left behind
+    assert check.onnx_int8 == str(out) and check.calib_pairs == 2 and check.eval_pairs == 2
+    assert check.onnxruntime_float_ms > 0 and check.onnxruntime_int8_ms > 0
+    assert check.speedup == pytest.approx(check.onnxruntime_float_ms / check.onnxruntime_int8_ms)
+    assert check.preprocessed and check.float_nodes > 0  # the soft-argmin head stays in float
+    epes = (check.torch_epe_px, check.float_epe_px, check.int8_epe_px)
+    assert all(np.isfinite(e) and e >= 0 for e in epes)
+    assert check.float_epe_px == pytest.approx(check.torch_epe_px, abs=1e-3)
+    assert check.epe_change_px == pytest.approx(check.int8_epe_px - check.float_epe_px)
+    assert set(check.to_dict()) >= {"onnxruntime_int8_ms", "int8_epe_px", "epe_change_px"}
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    left, right, _ = held_out[0]
+    (disparity,) = session.run(None, {"left": left.numpy(), "right": right.numpy()})
+    assert disparity.shape == (1, 32, 64) and np.isfinite(disparity).all()
+    with torch.no_grad():
+        reference = model(left, right).disparity.numpy()
+    assert np.abs(disparity - reference).mean() < 1.0  # quantised, yet the same network
+
+
+def test_a_non_finite_int8_graph_is_not_written(tmp_path, lean_graph, monkeypatch):
+    import onnx
+    import onnxruntime.quantization
+    from onnx import TensorProto, helper
+
+    def broken_quantiser(source, out, *args, **kwargs):  # a graph whose disparity is +inf everywhere
+        nodes = [
+            helper.make_node("ReduceSum", ["left", "axes"], ["sum"], keepdims=0),
+            helper.make_node("Div", ["sum", "zero"], ["disparity"]),
+        ]
+        inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, 32, 64]) for name in ("left", "right")]
+        output = helper.make_tensor_value_info("disparity", TensorProto.FLOAT, [1, 32, 64])
+        constants = [helper.make_tensor("axes", TensorProto.INT64, [1], [1]), helper.make_tensor("zero", 1, [], [0.0])]
+        graph = helper.make_graph(nodes, "broken", inputs, [output], initializer=constants)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), out)
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", broken_quantiser)
+    model, float_path = lean_graph
+    ((left, right, gt),) = synthetic_pairs(32, 64, 16, [(2, 0)])
+    with pytest.raises(ExportError, match=r"non-finite.*nothing was written"):
+        quantize_int8(model, float_path, tmp_path / "net.int8.onnx", [(left, right)], [(left, right, gt)], 1, 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_quantisation_is_one_export_error(tmp_path, lean_graph):
+    model, float_path = lean_graph
+    ((left, right, gt),) = synthetic_pairs(32, 64, 16, [(1, 0)])
+    bad = left.clone()
+    bad[..., 5, 7] = float("inf")  # calibrated on it, the activation ranges are not finite
+    with pytest.raises(ExportError, match=r"int8 quantisation failed.*nothing was written"):
+        quantize_int8(model, float_path, tmp_path / "net.int8.onnx", [(bad, right)], [(left, right, gt)], 1, 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [("student.onnx", "student.int8.onnx"), ("deploy/net.ONNX", "deploy/net.int8.onnx"), ("model", "model.int8.onnx")],
+)
+def test_int8_path_sits_beside_the_float_graph(out, expected):
+    assert int8_path(out).as_posix() == expected
