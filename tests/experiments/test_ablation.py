@@ -401,3 +401,25 @@ def test_a_non_finite_metric_is_reported_not_fatal(tmp_path):
     write_reports(summary, tmp_path)
     text = (tmp_path / "ablation.md").read_text()
     assert "2.000 (1 non-finite)" in text and "| non-finite |" in text and "(1 seeds)" in text
+
+
+def test_the_lean_proxy_file_expands_to_every_member_scratch_and_distilled():
+    config, root = load_ablation(CONFIGS / "bench" / "proxy_lean.yaml")
+    cells = {c.name: c for c in expand(config, root)}
+    members = {"lean": "lean", "lean_l": "lean-l", "lean_s": "lean-s", "lean_xs": "lean-xs"}
+    for row, arch in members.items():
+        scratch, distilled = cells[f"{row}_scratch"], cells[f"{row}_distilled_3x"]
+        assert scratch.config["model"]["arch"] == distilled.config["model"]["arch"] == arch
+        assert not scratch.distill and distilled.distill and distilled.teacher_cell == "dsnet_teacher_3x"
+        # The two rows of a member differ only in distillation.
+        drop = ("distill", "teacher")
+        assert {k: v for k, v in scratch.config.items() if k not in drop} == {
+            k: v for k, v in distilled.config.items() if k not in drop
+        }
+    # The same data, steps and evaluation as the zoo's proxy benchmark.
+    zoo, zoo_root = load_ablation(CONFIGS / "bench" / "proxy.yaml")
+    zoo_cells = {c.name: c for c in expand(zoo, zoo_root)}
+    for key in ("data", "steps", "supervised"):
+        assert cells["lean_scratch"].config[key] == zoo_cells["dsnet_scratch"].config[key]
+    assert config.eval == zoo.eval and config.bench.size == zoo.bench.size
+    assert cells["dsnet_teacher_3x"].config == zoo_cells["dsnet_teacher_3x"].config
