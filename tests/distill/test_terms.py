@@ -39,7 +39,7 @@ def test_disparity_pool_sums_probabilities_of_the_teacher():
 
 
 def test_missing_adapter_and_unknown_adapter_are_errors():
-    with pytest.raises(ConfigError, match="add an adapter"):
+    with pytest.raises(ConfigError, match="has no adapter; try adapter: conv"):
         build_adapter(None, "feat.left.s4", (1, 8, 4, 6), (1, 16, 4, 6))
     with pytest.raises(ConfigError, match="unknown adapter"):
         build_adapter("magic", "feat.left.s4", (1, 8, 4, 6), (1, 16, 4, 6))

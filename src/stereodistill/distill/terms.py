@@ -1,11 +1,15 @@
 """Distillation terms, declared in config and paired by name (never by position).
 
 A term names a student tap, a teacher tap, a loss from :data:`~stereodistill.distill.losses.LOSSES`,
-a weight (number or schedule), and optionally an adapter and a mask. ``disparity`` stands for a
-network's final prediction (B×H×W), so "student disparity vs teacher disparity" is a term too.
-Everything is checked when the term is built: the taps must exist (the error lists what the model
-offers), the loss must exist and accept the given parameters, the shapes must agree or an adapter
-must make them agree.
+a weight (number or schedule), and optionally an adapter (or a list of adapters applied in order,
+see :mod:`~stereodistill.distill.adapters`) and a mask. ``disparity`` stands for a network's final
+prediction (B×H×W), so "student disparity vs teacher disparity" is a term too. Everything is checked
+when the term is built: the taps must exist (the error lists what the model offers), the loss must
+exist and accept the given parameters, the shapes must agree or the adapters must make them agree
+(the error names both shapes and the adapters that would fit).
+
+Whether a ``volume.cost`` is a correlation or a concatenation volume decides which adapters pair it
+meaningfully; every network of the zoo declares which (``StereoModel.cost_volume_kind``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stereodistill.distill.adapters import build_adapter
+from stereodistill.distill.adapters import CONCATENATION, CORRELATION, build_adapter, is_cost_volume
 from stereodistill.distill.losses import LOSSES
 from stereodistill.distill.masks import MASKS, resize_mask
 from stereodistill.distill.weights import build_schedule
@@ -36,11 +40,15 @@ class TermConfig:
     loss: str
     weight: float | dict[str, Any] = 1.0
     params: dict[str, Any] = field(default_factory=dict)
-    adapter: str | None = None
+    adapter: str | list[str] | None = None  # one adapter, or a chain applied in order
     mask: str | None = None
     mask_threshold: float | None = None
 
     def __post_init__(self) -> None:
+        if not self.name or "." in self.name:
+            raise ConfigError(
+                f"term name {self.name!r}: give a non-empty name without dots (it keys the term's modules)"
+            )
         if self.mask is not None and self.mask not in MASKS:
             raise ConfigError(f"term {self.name!r}: unknown mask {self.mask!r} (expected one of {', '.join(MASKS)})")
 
@@ -60,7 +68,15 @@ def check_tap(model: nn.Module, tap: str, role: str, term: str) -> None:
 class DistillTerm(nn.Module):
     """A built term: its adapter (if any) trains with the student."""
 
-    def __init__(self, config: TermConfig, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        config: TermConfig,
+        student_shape: tuple[int, ...],
+        teacher_shape: tuple[int, ...],
+        *,
+        student_volume: str | None = None,
+        teacher_volume: str | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.name = config.name
@@ -70,7 +86,15 @@ class DistillTerm(nn.Module):
         except TypeError as exc:
             raise ConfigError(f"term {config.name!r}: bad params for loss {config.loss!r}: {exc}") from None
         try:
-            self.adapter = build_adapter(config.adapter, config.student, student_shape, teacher_shape)
+            self.adapter = build_adapter(
+                config.adapter,
+                config.student,
+                student_shape,
+                teacher_shape,
+                teacher_tap=config.teacher,
+                student_volume=student_volume,
+                teacher_volume=teacher_volume,
+            )
         except ConfigError as exc:
             raise ConfigError(f"term {config.name!r}: {exc}") from None
         self.schedule = build_schedule(config.weight)
@@ -85,6 +109,15 @@ class DistillTerm(nn.Module):
         if mask is not None:
             mask = resize_mask(mask, tuple(teacher.shape[-2:]))
         return self.loss_fn(student, teacher.detach(), mask, **self.config.params)
+
+
+def cost_volume_kind(model: nn.Module, tap: str) -> str | None:
+    """``correlation`` or ``concatenation`` for a model's ``volume.cost`` tap, as the model declares it
+    (``StereoModel.cost_volume_kind``); ``None`` for other taps or a model that does not say."""
+    if not is_cost_volume(tap):
+        return None
+    declared = getattr(model, "cost_volume_kind", None)
+    return declared if declared in (CORRELATION, CONCATENATION) else None
 
 
 def build_terms(
@@ -105,5 +138,11 @@ def build_terms(
     for c in configs:
         s_shape = disparity_shape if c.student == DISPARITY else student_shapes[c.student]
         t_shape = disparity_shape if c.teacher == DISPARITY else teacher_shapes[c.teacher]
-        terms[c.name] = DistillTerm(c, s_shape, t_shape)
+        terms[c.name] = DistillTerm(
+            c,
+            s_shape,
+            t_shape,
+            student_volume=cost_volume_kind(student, c.student),
+            teacher_volume=cost_volume_kind(teacher, c.teacher),
+        )
     return terms

@@ -56,6 +56,7 @@ class ACVNet(StereoModel):
     """ACVNet as released; parameter names follow the release's state dict."""
 
     arch = "acvnet"
+    cost_volume_kind: ClassVar[str | None] = "correlation"
     #: Features are at 1/4 and the hourglasses halve twice more; the attention pads its own windows.
     pad_multiple = 16
     #: main.py / models/loss.py ``model_loss_train``: attention prediction, heads 0, 1, final head 2.

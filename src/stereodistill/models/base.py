@@ -48,6 +48,9 @@ class StereoModel(nn.Module):
     pad_multiple: ClassVar[int] = 32
     #: Weights of the supervised loss over ``StereoOutput.predictions`` (aux heads first, final last).
     loss_weights: ClassVar[tuple[float, ...]] = (1.0,)
+    #: What ``volume.cost`` holds: ``"correlation"`` (group-wise or plain: adapters may pool its
+    #: groups) or ``"concatenation"`` (both views' features stacked); ``None`` where not declared.
+    cost_volume_kind: ClassVar[str | None] = None
 
     def __init__(self, max_disp: int = 192, **config: Any) -> None:
         super().__init__()

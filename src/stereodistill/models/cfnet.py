@@ -434,6 +434,7 @@ class CFNet(StereoModel):
     modules); module names follow the release's state dict."""
 
     arch: ClassVar[str] = "cfnet"
+    cost_volume_kind: ClassVar[str | None] = "correlation"
     #: Features go down to 1/32 and are upsampled back by exact ×2 steps: sides must divide by 32.
     pad_multiple: ClassVar[int] = 32
     #: ``models/loss.py``: 1/8 heads ×0.5, 1/4 ×1, 1/2 ×2, each (0.5, 0.7, 1.0) within a scale.

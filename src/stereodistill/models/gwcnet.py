@@ -74,6 +74,7 @@ class GroupwiseStereoNet(StereoModel):
     """
 
     num_groups: ClassVar[int] = 40
+    cost_volume_kind: ClassVar[str | None] = "correlation"
     pad_multiple: ClassVar[int] = 16  # 1/4 resolution, then two stride-2 hourglass stages: H, W % 16
 
     feature_extraction: nn.Module

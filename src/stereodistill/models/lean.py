@@ -5,19 +5,20 @@ MobileStereoNet), arranged as feature → cost → aggregation → estimation:
 
 - **features**: a MobileNetV2-style pyramid (:mod:`~stereodistill.models.mobile_features`) with a
   top-down path to 1/4, shared by both views;
-- **cost**: one correlation volume at 1/4, B×D/4×H/4×W/4, its disparity axis kept as channels;
+- **cost**: one group-wise correlation volume at 1/4 (8 groups), B×8×D/4×H/4×W/4, whose groups
+  and disparities become the channels of a 2-D map;
 - **aggregation**: 2-D inverted residuals in an encoder-decoder, guided and excited by the left
   image's features (:mod:`~stereodistill.models.lean_aggregation`), ending in one logit per
-  disparity at 1/4;
+  disparity at 1/4, to which a matching score shared by every disparity is added;
 - **estimation**: soft-argmin at 1/4 (optionally over the top-k logits, as CoEx does), then a
   learned convex ×4 upsampling (:mod:`~stereodistill.models.convex_upsample`).
 
 No 3-D convolution runs anywhere. Members differ only in their knobs (``width``, ``depth``,
-``agg_channels``, ``agg_blocks``, ``expansion``, ``topk``): ``lean`` is the recommended student,
+``agg_channels``, ``agg_blocks``, ``expansion``, ``groups``, ``topk``): ``lean`` is the recommended student,
 ``lean-s`` and ``lean-xs`` trade accuracy for speed, ``lean-l`` the other way. Their shared taps
-(``feat.*.s2``, ``feat.*.s4``, ``volume.cost`` as B×1×D/4×H/4×W/4, ``logits.0`` and ``prob``) have
+(``feat.*.s2``, ``feat.*.s4``, ``volume.cost`` as B×G×D/4×H/4×W/4, ``logits.0`` and ``prob``) have
 the shapes of the teachers' taps, up to channels (a ``conv`` adapter) and the teachers' group axis
-(``group_mean``), so any teacher of the zoo distils into them.
+(``group_pool``), so any teacher of the zoo distils into them.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class LeanStereo(StereoModel):
     """The recommended student (``lean``); the other members are presets of the same knobs."""
 
     arch: ClassVar[str] = "lean"
+    cost_volume_kind: ClassVar[str | None] = "correlation"
     pad_multiple: ClassVar[int] = 16  # 1/4 features, two stride-2 aggregation levels below them
     #: Training supervises the 1/4 soft-argmin (bilinearly upsampled) and the convex-upsampled output.
     loss_weights: ClassVar[tuple[float, ...]] = (0.5, 1.0)
