@@ -186,7 +186,10 @@ class LeanStereoS(LeanStereo):
 
 @MODELS.register("lean-xs")
 class LeanStereoXS(LeanStereo):
-    """The fastest member: half-width backbone, one block per level, expansion 3."""
+    """The fastest member: half-width backbone, one block per level, expansion 3, 4 correlation groups
+    (its 24-channel features make the 8-group volume memory-bound: 90 → 56 ms at 256×512)."""
 
     arch: ClassVar[str] = "lean-xs"
-    preset: ClassVar[LeanKnobs] = LeanKnobs(width=0.5, depth=(1, 1, 1), agg_channels=16, agg_blocks=1, expansion=3)
+    preset: ClassVar[LeanKnobs] = LeanKnobs(
+        width=0.5, depth=(1, 1, 1), agg_channels=16, agg_blocks=1, expansion=3, groups=4
+    )
