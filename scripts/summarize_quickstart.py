@@ -10,11 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
-ROLES = {
-    "teacher": "teacher (`dsnet-teacher`)",
-    "student_scratch": "student from scratch (`dsnet`)",
-    "student_distilled": "student distilled (`dsnet`)",
-}
+ROLES = {"teacher": "teacher", "student_scratch": "student from scratch", "student_distilled": "student distilled"}
 
 
 def mean_std(values: list[float], percent: bool = False) -> str:
@@ -31,10 +27,11 @@ def main(paths: list[str]) -> str:
         lines += [f"**{dataset}** (mean ± sample std over seeds {seeds})", ""]
         lines += ["| model | EPE px | D1 | bad-1 | bad-2 | bad-3 |", "|---|---|---|---|---|---|"]
         for role, label in ROLES.items():
+            archs = ", ".join(sorted({r["models"][role]["arch"] for r in reports}))
             keys = ("epe", "d1", "bad1", "bad2", "bad3")
             values = {k: [r["models"][role]["metrics"][dataset][k] for r in reports] for k in keys}
             cells = [mean_std(values["epe"])] + [mean_std(values[k], True) for k in ("d1", "bad1", "bad2", "bad3")]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label} (`{archs}`) | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Per seed, synthetic EPE (px):", ""]
     lines += ["| seed | teacher | scratch | distilled | distilled − scratch |", "|---|---|---|---|---|"]
