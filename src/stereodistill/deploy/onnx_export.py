@@ -257,8 +257,14 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
+#: Where the float head starts: softmaxes, including those written out as ReduceMax, Sub, Exp, Div
+#: (the convex upsampling's, see ``models/convex_upsample.py``). Quantising a written-out softmax
+#: also made ONNX Runtime's quantiser emit an invalid graph (a tensor defined twice).
+HEAD_START_OPS = ("Softmax", "ReduceMax")
+
+
 def _head_nodes(path: Path) -> list[str]:
-    """Names of every ``Softmax`` node and of every node downstream of one: the estimation head."""
+    """Names of every softmax node and of every node downstream of one: the estimation head."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -267,7 +273,7 @@ def _head_nodes(path: Path) -> list[str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     head: set[str] = set()
-    stack = [node for node in graph.node if node.op_type == "Softmax"]
+    stack = [node for node in graph.node if node.op_type in HEAD_START_OPS]
     while stack:
         node = stack.pop()
         if node.name in head:
@@ -373,7 +379,13 @@ def quantize_int8(
             raise ExportError(
                 f"{out}: int8 quantisation failed ({type(error).__name__}: {error}); nothing was written"
             ) from error
-        float_session, int8_session = _session(float_path, threads), _session(tmp, threads)
+        float_session = _session(float_path, threads)
+        try:
+            int8_session = _session(tmp, threads)
+        except Exception as error:  # the quantiser wrote a graph ONNX Runtime refuses
+            raise ExportError(
+                f"{out}: ONNX Runtime cannot load the int8 graph ({type(error).__name__}: {error}); nothing was written"
+            ) from error
         epes: dict[str, list[float]] = {"torch": [], "float": [], "int8": []}
         for left, right, gt in held_out:
             feeds = {"left": left.numpy(), "right": right.numpy()}
