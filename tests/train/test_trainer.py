@@ -180,3 +180,43 @@ def test_tensorboard_gets_scalars_and_validation_disparity_images_when_installed
     Trainer(config(tmp_path, steps=1, data={**TINY["data"], "val": val}), distill=False).run()
     assert ("scalar", "supervised") in events and ("scalar", "val/epe") in events
     assert ("image", "val/disparity", (1, 32, 64)) in events and ("image", "val/ground_truth", (1, 32, 64)) in events
+
+
+@pytest.mark.parametrize("teacher_arch", ["psmnet", "dsnet-teacher"])
+def test_a_short_distillation_into_lean_trains_the_student_and_its_adapters(tmp_path, teacher_arch):
+    from stereodistill.checkpoint import save_model
+    from stereodistill.models import build_model
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "teacher", build_model(teacher_arch, max_disp=16))
+    terms = [
+        {"name": "feat", "student": "feat.left.s4", "teacher": "feat.left.s4", "loss": "cosine", "adapter": "conv"},
+        {"name": "kl", "student": "logits.0", "teacher": "logits.2", "loss": "kl", "params": {"tau": 2.0}},
+        {"name": "pseudo", "student": "disparity", "teacher": "disparity", "loss": "smooth_l1"},
+    ]
+    if teacher_arch == "dsnet-teacher":  # a correlation teacher: its 40 groups pooled to the student's 8
+        terms.append(
+            {
+                "name": "volume",
+                "student": "volume.cost",
+                "teacher": "volume.cost",
+                "loss": "cosine",
+                "adapter": "group_pool",
+            }
+        )
+    cfg = config(
+        tmp_path / "run",
+        steps=2,
+        model={"arch": "lean", "max_disp": 16},
+        teacher={"checkpoint": str(tmp_path / "teacher")},
+        distill={"terms": terms},
+    )
+    trainer = Trainer(cfg, distill=True)
+    before = params(trainer.unit)
+    trainer.run()
+    after = params(trainer.unit)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("student."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("terms.feat.adapter"))
+    rows = (tmp_path / "run" / "scalars.csv").read_text()
+    assert all(f",{t['name']}," in rows for t in terms)
+    assert load_model(tmp_path / "run" / "model").arch == "lean"
