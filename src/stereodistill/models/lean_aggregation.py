@@ -3,12 +3,12 @@
 A 3-D hourglass filters a C×D×H×W volume with dense 3×3×3 kernels; on a CPU that is where the
 DSNet-style networks spend their time. Here the B×G×D×H×W group-wise correlation volume
 (D = max_disp/4) is filtered as a 2-D map with G·D channels, by inverted residuals in an
-encoder-decoder at 1/4, 1/8 and 1/16 (the aggregation of LightStereo). Image features guide it twice: they enter with the volume
-(so edges and texture are known where matching is ambiguous), and at every level they excite the
-aggregated channels through a sigmoid gate computed from the left view (CoEx's guided cost
-excitation, here in 2-D). The output is one logit per disparity at 1/4, and the 1/4 features from
-which the upsampling weights are computed; :class:`MatchingScore` adds the one part that treats
-every disparity alike.
+encoder-decoder at 1/4, 1/8 and 1/16 (the aggregation of LightStereo). Image features guide it
+twice: they enter with the volume (so edges and texture are known where matching is ambiguous), and
+at every level they excite the aggregated channels through a sigmoid gate computed from the left
+view (CoEx's guided cost excitation, here in 2-D). The output is one logit per disparity at 1/4,
+and the 1/4 features from which the upsampling weights are computed; :class:`MatchingScore` adds
+the one part that treats every disparity alike.
 """
 
 from __future__ import annotations
