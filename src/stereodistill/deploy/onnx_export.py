@@ -257,14 +257,8 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
-#: Where the float head starts: softmaxes, including those written out as ReduceMax, Sub, Exp, Div
-#: (the convex upsampling's, see ``models/convex_upsample.py``). Quantising a written-out softmax
-#: also made ONNX Runtime's quantiser emit an invalid graph (a tensor defined twice).
-HEAD_START_OPS = ("Softmax", "ReduceMax")
-
-
 def _head_nodes(path: Path) -> list[str]:
-    """Names of every softmax node and of every node downstream of one: the estimation head."""
+    """Names of every ``Softmax`` node and of every node downstream of one: the estimation head."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -273,7 +267,7 @@ def _head_nodes(path: Path) -> list[str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     head: set[str] = set()
-    stack = [node for node in graph.node if node.op_type in HEAD_START_OPS]
+    stack = [node for node in graph.node if node.op_type == "Softmax"]
     while stack:
         node = stack.pop()
         if node.name in head:
@@ -306,7 +300,7 @@ def _quantize(
     with tempfile.TemporaryDirectory(prefix="stereodistill-int8-") as scratch, _quiet_quantizer():
         # Shape inference and graph optimisation first (folds the exporter's BatchNormalization into
         # the convolutions, so each weight is quantised once, per output channel). ONNX Runtime's
-        # symbolic shape inference fails on some graphs (on ``lean``'s ReduceMax with axes given as an
+        # symbolic shape inference fails on some graphs (it did on a ReduceMax with axes given as an
         # input); our graphs have fixed shapes, so ONNX's own inference is enough and is tried next.
         # Should both fail, quantising the unprocessed graph still works, only with fewer fusions.
         source = Path(scratch) / "preprocessed.onnx"

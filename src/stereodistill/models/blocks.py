@@ -17,6 +17,21 @@ from stereodistill.errors import ConfigError
 from stereodistill.models.numerics import reference
 
 
+def onednn_inference(x: torch.Tensor) -> bool:
+    """Whether a convolution of ``x`` may call oneDNN directly: float CPU inference, oneDNN present,
+    and no graph being captured (``torch.export``, ``torch.compile``, ONNX export and tracing see
+    the plain convolution)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and torch.backends.mkldnn.is_available()
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+    )
+
+
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` that takes oneDNN's kernel where PyTorch's CPU dispatch would not.
 
@@ -34,13 +49,9 @@ class Conv3d(nn.Conv3d):
             and self.groups == 1
             and max(self.kernel_size[1:]) <= 3
             and input.shape[1] * input.shape[2] * input.shape[3] <= 20480
-            and input.device.type == "cpu"
-            and input.dtype == torch.float32
-            and not torch.is_grad_enabled()
             and self.padding_mode == "zeros"
             and not isinstance(self.padding, str)
-            and torch.backends.mkldnn.is_available()
-            and not torch.compiler.is_compiling()
+            and onednn_inference(input)
             and not reference()
         ):
             return torch.mkldnn_convolution(

@@ -13,15 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _onednn() -> bool:
-    """oneDNN is usable, and no graph is being captured (export and compile see plain convolutions)."""
-    return (
-        torch.backends.mkldnn.is_available()
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
-    )
+from stereodistill.models.blocks import onednn_inference
 
 
 class ConvBNAct(nn.Module):
@@ -52,7 +44,7 @@ class ConvBNAct(nn.Module):
             return self.act(self.bn(self.conv(x)))
         weight, bias = self.folded()
         conv = self.conv
-        if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() and _onednn():
+        if onednn_inference(x):
             # PyTorch sends 1×1 convolutions to a GEMM path that copies channels-last tensors; oneDNN
             # takes them as they are (~20 % faster per convolution here).
             return self.act(torch.mkldnn_convolution(x, weight, bias, conv.padding, conv.stride, (1, 1), conv.groups))
