@@ -17,6 +17,16 @@ def configure_cpu_math() -> None:
     torch.set_flush_denormal(True)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (``taskset``, container limits), not all the machine has:
+    threads sized to the machine would oversubscribe a pinned process."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def resolve_device(name: str):
     """``auto`` → CUDA when available, else CPU; asking for CUDA without it is a ConfigError."""
     import torch

@@ -26,7 +26,7 @@ from typing import Any
 
 from stereodistill.config import from_dict
 from stereodistill.fileio import write_text_atomic
-from stereodistill.runtime import exit_with_parent
+from stereodistill.runtime import available_cpus, exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
 
 
@@ -255,7 +255,7 @@ def run_cells(
     if stale:
         again = sum(not retrain[c.name, s] for c, s, _ in todo)
         log(f"  ({stale} of them finished under another config or teacher; {again} only need evaluating again)")
-    threads = max(1, (os.cpu_count() or 1) // parallel)
+    threads = max(1, available_cpus() // parallel)
     devices = slot_devices(device, parallel)
     ctx = mp.get_context("spawn")
     running: list[tuple[Any, Cell, int, Path, int]] = []
@@ -329,7 +329,7 @@ def bench_cells(
     from stereodistill.runtime import machine_info, resolve_device
 
     dev = resolve_device(device)
-    threads = os.cpu_count() or 1
+    threads = available_cpus()
     height, width = size
     results: dict[str, Any] = {}
     for cell in cells:
