@@ -12,6 +12,7 @@ from stereodistill.models import build_model, list_models
 from stereodistill.models.convex_upsample import convex_combine, neighbourhood3x3
 from stereodistill.models.lean import LeanStereo, scaled, topk_logits
 from stereodistill.models.lean_aggregation import MatchingScore
+from stereodistill.models.local_refine import LocalRefinement, local_costs
 from stereodistill.models.mobile_blocks import ConvBNAct
 from stereodistill.models.registry import MODELS
 
@@ -107,6 +108,7 @@ def test_knobs_override_the_preset_and_round_trip_through_a_checkpoint(tmp_path)
         ({"agg_channels": 0}, "agg_channels"),
         ({"topk": -1}, "topk"),
         ({"groups": 5}, "groups"),
+        ({"refine": -1}, "refine"),
     ],
 )
 def test_bad_knobs_are_one_line_config_errors(knobs, message):
@@ -175,3 +177,44 @@ def test_matching_score_starts_as_the_plain_correlation_and_shares_its_rule_acro
         score.weight.normal_()
     shifted = torch.roll(volume, shifts=1, dims=2)  # the same costs, one disparity further
     torch.testing.assert_close(score(shifted), torch.roll(score(volume), shifts=1, dims=1))
+
+
+def test_local_costs_are_the_correlation_with_the_linearly_warped_right_features():
+    """Correlation is linear in the right view, so reading the volume at fractional disparities is
+    the group-wise correlation with the right features warped there (inside the image)."""
+    torch.manual_seed(0)
+    groups, bins, height, width = 4, 6, 3, 24
+    left, right = torch.randn(1, 8, height, width), torch.randn(1, 8, height, width)
+    from stereodistill.models.cost_volume import groupwise_correlation_volume
+
+    volume = groupwise_correlation_volume(left, right, bins, groups)
+    disparity = 1.5 + 2.0 * torch.rand(1, height, width)
+    offsets = torch.tensor([-1.0, -0.25, 0.0, 0.5, 1.0])
+    costs = local_costs(volume, disparity, offsets).view(1, groups, len(offsets), height, width)
+    for k, offset in enumerate(offsets):
+        x = torch.arange(width).view(1, 1, width) - (disparity + offset)  # right-view column
+        x0 = x.floor().long().clamp(0, width - 1)
+        frac = (x - x.floor()).unsqueeze(1)
+        r0 = torch.gather(right, 3, x0.unsqueeze(1).expand(-1, 8, -1, -1))
+        r1 = torch.gather(right, 3, (x0 + 1).clamp(max=width - 1).unsqueeze(1).expand(-1, 8, -1, -1))
+        warped = r0 + frac * (r1 - r0)
+        expected = (left * warped).view(1, groups, 2, height, width).mean(2)
+        inside = (x >= 0).expand(1, height, width).unsqueeze(1).expand_as(expected)  # the volume is 0 left of it
+        torch.testing.assert_close(costs[:, :, k][inside], expected[inside])
+
+
+def test_refinement_starts_as_the_identity_and_learns_a_residual():
+    torch.manual_seed(0)
+    refine = LocalRefinement(groups=4, context_channels=8, channels=8, blocks=1, expansion=2)
+    disparity = 3.0 * torch.rand(2, 5, 7)
+    volume, context = torch.randn(2, 4, 6, 5, 7), torch.randn(2, 8, 5, 7)
+    torch.testing.assert_close(refine(disparity, volume, context), disparity)
+    refine(disparity, volume, context).sum().backward()
+    assert refine.head.weight.grad.abs().sum() > 0
+
+
+def test_refine_knob_adds_the_refinement_and_keeps_the_contract():
+    torch.manual_seed(0)
+    net = build_model("lean", max_disp=MAX_DISP, refine=1)
+    assert isinstance(net.refinement, LocalRefinement)
+    check_eval_forward(net, *images(37, 53), MAX_DISP)

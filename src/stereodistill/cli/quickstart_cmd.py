@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--student",
         metavar="ARCH",
-        help="student architecture (default: the recipe's, dsnet); e.g. lean, lean-s, lean-xs",
+        help="student architecture (default: the recipe's, lean); e.g. lean-s, lean-xs, lean-l, dsnet",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--bench-size", type=size, help="latency input HxW (default from the recipe: 256x512)")

@@ -10,12 +10,14 @@ MobileStereoNet), arranged as feature → cost → aggregation → estimation:
 - **aggregation**: 2-D inverted residuals in an encoder-decoder, guided and excited by the left
   image's features (:mod:`~stereodistill.models.lean_aggregation`), ending in one logit per
   disparity at 1/4, to which a matching score shared by every disparity is added;
-- **estimation**: soft-argmin at 1/4 (optionally over the top-k logits, as CoEx does), then a
-  learned convex ×4 upsampling (:mod:`~stereodistill.models.convex_upsample`).
+- **estimation**: soft-argmin at 1/4 (optionally over the top-k logits, as CoEx does), a sub-pixel
+  refinement from the volume's costs around that estimate
+  (:mod:`~stereodistill.models.local_refine`), then a learned convex ×4 upsampling
+  (:mod:`~stereodistill.models.convex_upsample`).
 
 No 3-D convolution runs anywhere. Members differ only in their knobs (``width``, ``depth``,
-``agg_channels``, ``agg_blocks``, ``expansion``, ``groups``, ``topk``): ``lean`` is the recommended student,
-``lean-s`` and ``lean-xs`` trade accuracy for speed, ``lean-l`` the other way. Their shared taps
+``agg_channels``, ``agg_blocks``, ``expansion``, ``groups``, ``topk``, ``refine``): ``lean`` is the
+recommended student, ``lean-s`` and ``lean-xs`` trade accuracy for speed, ``lean-l`` the other way. Their shared taps
 (``feat.*.s2``, ``feat.*.s4``, ``volume.cost`` as B×G×D/4×H/4×W/4, ``logits.0`` and ``prob``) have
 the shapes of the teachers' taps, up to channels (a ``conv`` adapter) and the teachers' group axis
 (``group_pool``), so any teacher of the zoo distils into them.
@@ -36,6 +38,7 @@ from stereodistill.models.blocks import regress, soft_argmin
 from stereodistill.models.convex_upsample import ConvexUpsample
 from stereodistill.models.cost_volume import groupwise_correlation_volume
 from stereodistill.models.lean_aggregation import MatchingScore, VolumeAggregation2d
+from stereodistill.models.local_refine import LocalRefinement
 from stereodistill.models.mobile_features import MobileFeatures
 from stereodistill.models.output import StereoOutput, TapRecorder
 from stereodistill.models.registry import MODELS
@@ -68,6 +71,7 @@ class LeanKnobs:
     expansion: int = 4  # channel boost of every inverted residual
     groups: int = 8  # groups of the correlation volume: G·D/4 channels enter the aggregation
     topk: int = 0  # soft-argmin over the k largest logits (0: over all)
+    refine: int = 2  # inverted residuals of the sub-pixel refinement at 1/4 (0: none)
 
     def problems(self) -> list[str]:
         found = []
@@ -75,6 +79,8 @@ class LeanKnobs:
             found.append(f"width must be a positive number, got {self.width!r}")
         if len(self.depth) != 3 or not all(isinstance(v, int) and v >= 1 for v in self.depth):
             found.append(f"depth must be three block counts ≥ 1 (1/4, 1/8, 1/16), got {list(self.depth)}")
+        if not (isinstance(self.refine, int) and self.refine >= 0):
+            found.append(f"refine must be an integer ≥ 0 (0: no refinement), got {self.refine!r}")
         for key in ("agg_channels", "agg_blocks", "expansion", "groups"):
             value = getattr(self, key)
             if not (isinstance(value, int) and value >= 1):
@@ -94,7 +100,7 @@ class LeanStereo(StereoModel):
     arch: ClassVar[str] = "lean"
     cost_volume_kind: ClassVar[str | None] = "correlation"
     pad_multiple: ClassVar[int] = 16  # 1/4 features, two stride-2 aggregation levels below them
-    #: Training supervises the 1/4 soft-argmin (bilinearly upsampled) and the convex-upsampled output.
+    #: Training supervises the 1/4 soft-argmin before refinement (bilinearly upsampled) and the output.
     loss_weights: ClassVar[tuple[float, ...]] = (0.5, 1.0)
     preset: ClassVar[LeanKnobs] = LeanKnobs()
 
@@ -108,6 +114,7 @@ class LeanStereo(StereoModel):
         expansion: int | None = None,
         groups: int | None = None,
         topk: int | None = None,
+        refine: int | None = None,
     ) -> None:
         given = {
             "width": width,
@@ -117,6 +124,7 @@ class LeanStereo(StereoModel):
             "expansion": expansion,
             "groups": groups,
             "topk": topk,
+            "refine": refine,
         }
         knobs = replace(self.preset, **{key: value for key, value in given.items() if value is not None})
         config = asdict(knobs)
@@ -138,6 +146,9 @@ class LeanStereo(StereoModel):
             expansion=knobs.expansion,
         )
         self.score = MatchingScore(knobs.groups)
+        self.refinement = (
+            LocalRefinement(knobs.groups, agg, agg, knobs.refine, knobs.expansion) if knobs.refine else None
+        )
         self.upsample = ConvexUpsample(agg, factor=4)
 
     def offered_taps(self) -> tuple[str, ...]:
@@ -161,7 +172,10 @@ class LeanStereo(StereoModel):
         if "prob" in taps:
             taps.record("prob", regress(logits, self.max_disp, height, width)[0])
         low = soft_argmin(F.softmax(topk_logits(logits, self.knobs.topk), dim=1))  # 1/4-resolution pixels
-        disparity = self.upsample(low, context)
+        refined = low
+        if self.refinement is not None:
+            refined = self.refinement(low, volume, context)
+        disparity = self.upsample(refined, context)
         aux = []
         if self.training:
             aux = [
@@ -184,7 +198,7 @@ class LeanStereoS(LeanStereo):
     """Narrower and shallower than ``lean``."""
 
     arch: ClassVar[str] = "lean-s"
-    preset: ClassVar[LeanKnobs] = LeanKnobs(width=0.75, depth=(1, 2, 2), agg_channels=24, agg_blocks=1)
+    preset: ClassVar[LeanKnobs] = LeanKnobs(width=0.75, depth=(1, 2, 2), agg_channels=24, agg_blocks=1, refine=1)
 
 
 @MODELS.register("lean-xs")
@@ -194,5 +208,5 @@ class LeanStereoXS(LeanStereo):
 
     arch: ClassVar[str] = "lean-xs"
     preset: ClassVar[LeanKnobs] = LeanKnobs(
-        width=0.5, depth=(1, 1, 1), agg_channels=16, agg_blocks=1, expansion=3, groups=4
+        width=0.5, depth=(1, 1, 1), agg_channels=16, agg_blocks=1, expansion=3, groups=4, refine=1
     )
