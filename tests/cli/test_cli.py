@@ -97,6 +97,10 @@ def test_models_lists_every_network_with_params_macs_and_taps(capsys):
         assert f"\n{arch} " in out
     assert "volume.attention" in out and "1×96×64×128" in out  # prob at 64x128 with D = 96
     assert "not at this max disparity" not in out
+    # used and release parameter counts side by side (CFNet's release counts two unused modules)
+    cfnet = next(line for line in out.splitlines() if line.startswith("cfnet ")).split()
+    assert cfnet[1:3] == ["22,370,948", "23,051,396"]
+    assert next(line for line in out.splitlines() if line.startswith("lean ")).split()[2] == "-"
 
 
 def test_models_notes_a_network_that_refuses_the_max_disparity(capsys):

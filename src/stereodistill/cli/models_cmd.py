@@ -45,15 +45,19 @@ def run_models(args: argparse.Namespace) -> int:
     from stereodistill.models.summary import summarize
 
     height, width = args.size
-    print(f"{'architecture':<16}{'params':>12}{'GMACs':>10}   at {height}x{width}, max disparity {args.max_disp}")
+    print(
+        f"{'architecture':<16}{'params':>12}{'release':>12}{'GMACs':>10}   "
+        f"at {height}x{width}, max disparity {args.max_disp}; release: as the original code counts them"
+    )
     for arch in list_models():  # eval mode: the shapes a deployed network has
         try:
             model = build_model(arch, max_disp=args.max_disp)
         except ConfigError as exc:  # e.g. CFNet needs a multiple of 32: say so and list the others
-            print(f"{arch:<16}{'-':>12}{'-':>10}   not at this max disparity: {exc}")
+            print(f"{arch:<16}{'-':>12}{'-':>12}{'-':>10}   not at this max disparity: {exc}")
             continue
         summary = summarize(model, height, width)
-        print(f"{arch:<16}{summary.params:>12,}{summary.gmacs:>10.1f}")
+        release = "-" if model.release_params is None else f"{model.release_params:,}"
+        print(f"{arch:<16}{summary.params:>12,}{release:>12}{summary.gmacs:>10.1f}")
         if not args.no_taps:
             for name, shape in summary.taps.items():
                 print(f"    {name:<18}{'×'.join(str(v) for v in shape)}")

@@ -56,6 +56,7 @@ class ACVNet(StereoModel):
     """ACVNet as released; parameter names follow the release's state dict."""
 
     arch = "acvnet"
+    release_params: ClassVar[int | None] = 7_173_488
     cost_volume_kind: ClassVar[str | None] = "correlation"
     #: Features are at 1/4 and the hourglasses halve twice more; the attention pads its own windows.
     pad_multiple = 16

@@ -51,6 +51,9 @@ class StereoModel(nn.Module):
     #: What ``volume.cost`` holds: ``"correlation"`` (group-wise or plain: adapters may pool its
     #: groups) or ``"concatenation"`` (both views' features stacked); ``None`` where not declared.
     cost_volume_kind: ClassVar[str | None] = None
+    #: Parameters as the original release's code counts them (unused layers included); ``None`` for
+    #: this project's own networks. ``models`` lists it beside the parameters the forward pass uses.
+    release_params: ClassVar[int | None] = None
 
     def __init__(self, max_disp: int = 192, **config: Any) -> None:
         super().__init__()

@@ -434,6 +434,7 @@ class CFNet(StereoModel):
     modules); module names follow the release's state dict."""
 
     arch: ClassVar[str] = "cfnet"
+    release_params: ClassVar[int | None] = 23_051_396
     cost_volume_kind: ClassVar[str | None] = "correlation"
     #: Features go down to 1/32 and are upsampled back by exact ×2 steps: sides must divide by 32.
     pad_multiple: ClassVar[int] = 32

@@ -72,6 +72,7 @@ class DSNet(GroupwiseStereoNet):
     """The DSNet student; ``DSNet()`` is the released network (1.81 M parameters in use)."""
 
     arch: ClassVar[str] = "dsnet"
+    release_params: ClassVar[int | None] = 1_856_256
     #: With the default two hourglasses: pred0, pred1, pred2 (``utils/losses.py`` of the release).
     loss_weights: ClassVar[tuple[float, ...]] = (0.5, 0.7, 1.0)
     backbone_blocks: ClassVar[tuple[int, int, int, int]] = (2, 4, 1, 1)
@@ -148,6 +149,7 @@ class DSNetNoAttention(DSNet):
     """DSNet without the attention branch (the release's ``gwcnet-xsfe-2hg-slied16-wo``)."""
 
     arch: ClassVar[str] = "dsnet-noatt"
+    release_params: ClassVar[int | None] = 1_545_568
 
     def __init__(
         self,

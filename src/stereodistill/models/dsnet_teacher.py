@@ -35,6 +35,7 @@ class DSNetTeacher(ACVNet):
     """ACVNet with the DSNet release's 16-ch attention branch and head-0 input."""
 
     arch = "dsnet-teacher"
+    release_params = 6_603_936
     #: models/gwc_acvn/loss.py ``model_loss_train`` (attention prediction, heads 0, 1, final head 2).
     loss_weights = (0.7, 0.5, 0.7, 1.0)
     attention_channels = 16

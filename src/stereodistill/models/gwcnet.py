@@ -176,6 +176,7 @@ class GwcNetG(GwcNet):
     """GwcNet-g: group-wise correlation volume only."""
 
     arch: ClassVar[str] = "gwcnet-g"
+    release_params: ClassVar[int | None] = 6_518_560
 
     def __init__(self, max_disp: int = 192, use_concat_volume: bool = False) -> None:
         if use_concat_volume:
@@ -188,6 +189,7 @@ class GwcNetGC(GwcNet):
     """GwcNet-gc: group-wise correlation stacked with a 2×12-channel concatenation volume."""
 
     arch: ClassVar[str] = "gwcnet-gc"
+    release_params: ClassVar[int | None] = 6_909_728
 
     def __init__(self, max_disp: int = 192, use_concat_volume: bool = True) -> None:
         if not use_concat_volume:

@@ -171,6 +171,7 @@ class LEAStereo(StereoModel):
     """LEAStereo as released; parameter names follow the release's state dict."""
 
     arch: ClassVar[str] = "leastereo"
+    release_params: ClassVar[int | None] = 1_809_778
     cost_volume_kind: ClassVar[str | None] = "concatenation"
     #: Features at 1/3, cells down to a further 1/4 whose skip connections need exact halving.
     pad_multiple: ClassVar[int] = 24

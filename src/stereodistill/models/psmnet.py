@@ -146,6 +146,7 @@ class PSMNet(StereoModel):
     """
 
     arch: ClassVar[str] = "psmnet"
+    release_params: ClassVar[int | None] = 5_224_768
     cost_volume_kind: ClassVar[str | None] = "concatenation"
     # Two stride-2 stages in 2-D, then two in the hourglasses, each undone exactly by a
     # transposed convolution: sides must be multiples of 4·4 = 16.
