@@ -53,7 +53,6 @@ class LocalRefinement(nn.Module):
         offsets: Sequence[float] = OFFSETS,
     ) -> None:
         super().__init__()
-        self.groups = groups
         self.register_buffer("offsets", torch.tensor(list(offsets)), persistent=False)
         self.entry = conv_bn_act(len(offsets) * groups + context_channels, channels, kernel=1)
         self.body = inverted_residual_stage(channels, channels, blocks, 1, expansion)
