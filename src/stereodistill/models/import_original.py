@@ -2,10 +2,11 @@
 
 Original checkpoints are pickles; they are read only with ``torch.load(weights_only=True)``, which
 refuses anything but tensors and plain containers, so a malicious file cannot run code. The weights
-are found under ``state_dict`` (PSMNet), ``model`` (GwcNet, ACVNet, the DSNet code) or at the top
-level, ``module.`` prefixes from DataParallel are dropped, the architecture renames or drops what
-its release names differently (:meth:`StereoModel.map_original_state`), and then every tensor must
-land in one of our parameters or buffers and every one of ours must be filled (BatchNorm's
+are found under ``state_dict`` (PSMNet), ``model`` (GwcNet, ACVNet, the DSNet code), ``model_state``
+(OpenStereo: LightStereo) or at the top level, ``module.`` prefixes from DataParallel are dropped,
+the architecture renames or drops what its release names differently
+(:meth:`StereoModel.map_original_state`), and then every tensor must land in one of our parameters
+or buffers and every one of ours must be filled (BatchNorm's
 ``num_batches_tracked`` counters, absent from pre-0.4.1 releases, excepted).
 """
 
@@ -23,7 +24,7 @@ from stereodistill.errors import DataError
 from stereodistill.models.base import StereoModel
 from stereodistill.models.registry import build_model
 
-STATE_KEYS = ("state_dict", "model", "model_state_dict", "net")
+STATE_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "net")
 
 
 def read_original(path: str | Path) -> dict[str, torch.Tensor]:
