@@ -1,3 +1,15 @@
 """Importing this module registers every architecture of the zoo."""
 
-from stereodistill.models import acvnet, cfnet, dsnet, dsnet_teacher, gwcnet, lean, leastereo, psmnet  # noqa: F401
+from stereodistill.models import (  # noqa: F401
+    acvnet,
+    cfnet,
+    coex,
+    dsnet,
+    dsnet_teacher,
+    fast_acvnet,
+    gwcnet,
+    lean,
+    leastereo,
+    lightstereo,
+    psmnet,
+)
