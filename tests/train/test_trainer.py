@@ -220,3 +220,46 @@ def test_a_short_distillation_into_lean_trains_the_student_and_its_adapters(tmp_
     rows = (tmp_path / "run" / "scalars.csv").read_text()
     assert all(f",{t['name']}," in rows for t in terms)
     assert load_model(tmp_path / "run" / "model").arch == "lean"
+
+
+@pytest.mark.parametrize("peer", ["coex", "fast-acvnet-plus", "lightstereo-s"])
+def test_a_fast_peer_distils_from_a_teacher_and_teaches_lean(tmp_path, peer):
+    """The deployed fast networks are students and teachers like any other: two steps each way."""
+    from stereodistill.checkpoint import save_model
+    from stereodistill.models import build_model
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "dsnet-teacher", build_model("dsnet-teacher", max_disp=32))
+    terms = [
+        {"name": "feat", "student": "feat.left.s4", "teacher": "feat.left.s4", "loss": "cosine", "adapter": "conv"},
+        {"name": "kl", "student": "logits.0", "teacher": "logits.2", "loss": "kl", "params": {"tau": 2.0}},
+        {"name": "pseudo", "student": "disparity", "teacher": "disparity", "loss": "smooth_l1"},
+    ]
+    data = {**TINY["data"], "train": {**TINY["data"]["train"], "max_disp": 32}}
+    as_student = config(
+        tmp_path / "student",
+        steps=2,
+        model={"arch": peer, "max_disp": 32},
+        data=data,
+        teacher={"checkpoint": str(tmp_path / "dsnet-teacher")},
+        distill={"terms": terms},
+    )
+    trainer = Trainer(as_student, distill=True)
+    before = params(trainer.unit)
+    trainer.run()
+    after = params(trainer.unit)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("student."))
+    assert load_model(tmp_path / "student" / "model").arch == peer
+
+    kl = {"name": "kl", "student": "logits.0", "teacher": "logits.0", "loss": "kl", "params": {"tau": 2.0}}
+    as_teacher = config(
+        tmp_path / "lean",
+        steps=2,
+        model={"arch": "lean", "max_disp": 32},
+        data=data,
+        teacher={"checkpoint": str(tmp_path / "student" / "model")},
+        distill={"terms": [terms[0], kl, terms[2]]},
+    )
+    Trainer(as_teacher, distill=True).run()
+    rows = (tmp_path / "lean" / "scalars.csv").read_text()
+    assert ",kl," in rows and ",feat," in rows
