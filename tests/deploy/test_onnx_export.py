@@ -136,8 +136,8 @@ def test_a_failed_quantisation_is_one_export_error(tmp_path, lean_graph):
     model, float_path = lean_graph
     ((left, right, gt),) = synthetic_pairs(32, 64, 16, [(1, 0)])
     bad = left.clone()
-    bad[..., 5, 7] = float("inf")  # calibrated on it, the activation ranges are not finite
-    with pytest.raises(ExportError, match=r"int8 quantisation failed.*nothing was written"):
+    bad[..., 5, 7] = float("inf")  # calibrated on it, the graph cannot run (no finite range, NaN indices)
+    with pytest.raises(ExportError, match=r"^[^\n]*int8 quantisation failed[^\n]*nothing was written$"):
         quantize_int8(model, float_path, tmp_path / "net.int8.onnx", [(bad, right)], [(left, right, gt)], 1, 1)
     assert list(tmp_path.iterdir()) == []
 

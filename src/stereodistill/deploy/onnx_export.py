@@ -340,6 +340,12 @@ def _epe(disparity: np.ndarray, gt: torch.Tensor, max_disp: float) -> float:
     return compute_metrics(torch.from_numpy(disparity), torch.from_numpy(truth), torch.from_numpy(valid))["epe"]
 
 
+def one_line(error: Exception, limit: int = 400) -> str:
+    """``Type: message`` on one line: ONNX Runtime's messages span lines and end in a newline."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def quantize_int8(
     model: nn.Module,
     float_path: str | Path,
@@ -370,15 +376,13 @@ def quantize_int8(
         try:
             preprocessed, float_nodes = _quantize(float_path, tmp, calibration)
         except Exception as error:  # the quantiser fails with asserts and ValueErrors alike (e.g. no finite range)
-            raise ExportError(
-                f"{out}: int8 quantisation failed ({type(error).__name__}: {error}); nothing was written"
-            ) from error
+            raise ExportError(f"{out}: int8 quantisation failed ({one_line(error)}); nothing was written") from error
         float_session = _session(float_path, threads)
         try:
             int8_session = _session(tmp, threads)
         except Exception as error:  # the quantiser wrote a graph ONNX Runtime refuses
             raise ExportError(
-                f"{out}: ONNX Runtime cannot load the int8 graph ({type(error).__name__}: {error}); nothing was written"
+                f"{out}: ONNX Runtime cannot load the int8 graph ({one_line(error)}); nothing was written"
             ) from error
         epes: dict[str, list[float]] = {"torch": [], "float": [], "int8": []}
         for left, right, gt in held_out:
