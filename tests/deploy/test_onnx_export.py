@@ -13,6 +13,7 @@ from stereodistill.deploy.onnx_export import (
     export_onnx,
     int8_path,
     quantize_int8,
+    rename_computed_tensors,
     require_runtime,
     synthetic_pairs,
 )
@@ -148,3 +149,27 @@ def test_a_failed_quantisation_is_one_export_error(tmp_path, lean_graph):
 )
 def test_int8_path_sits_beside_the_float_graph(out, expected):
     assert int8_path(out).as_posix() == expected
+
+
+def test_computed_tensors_are_renamed_apart_from_weights_and_the_graph_is_unchanged(tmp_path, lean_graph):
+    """ONNX Runtime's quantiser names the weights it creates from the exporter's counters; computed
+    tensors get their own suffix so that such a name cannot be defined twice (it was, on ``lean``)."""
+    import onnx
+    import onnxruntime as ort
+
+    _, float_path = lean_graph
+    out = tmp_path / "renamed.onnx"
+    rename_computed_tensors(float_path, out)
+    before, after = onnx.load(str(float_path)).graph, onnx.load(str(out)).graph
+    weights = {w.name for w in before.initializer}
+    assert {w.name for w in after.initializer} == weights
+    assert [v.name for v in after.input] == [v.name for v in before.input]
+    assert [v.name for v in after.output] == [v.name for v in before.output]
+    computed = [o for node in after.node for o in node.output if o not in {v.name for v in after.output}]
+    assert computed and all(name.endswith("__t") and name not in weights for name in computed)
+    assert len(computed) == len(set(computed))
+    left, right = synthetic_pairs(32, 64, 16, [1])[0][:2]
+    feeds = {"left": left.numpy(), "right": right.numpy()}
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (float_path, out)]
+    first, second = (session.run(None, feeds)[0] for session in sessions)
+    np.testing.assert_array_equal(first, second)

@@ -7,6 +7,8 @@ The fixtures under ``fixtures/`` were recorded from the original code with weigh
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -51,3 +53,16 @@ def randomise(model: StereoModel, seed: int) -> StereoModel:
             norm.running_mean.add_(torch.randn(std.shape, generator=g) * 0.1 * std)
             norm.running_var.mul_(torch.rand(std.shape, generator=g) * 0.5 + 0.8)
     return model
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One CPU thread inside: ``randomise`` measures batch-norm statistics with a float32 forward whose
+    rounding depends on the thread count, and a random network amplifies that to 1e-3 px in its
+    output; the port fixtures were recorded with weights drawn at one thread."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -18,7 +18,7 @@ from stereodistill.models.lightstereo import LightStereoS
 from stereodistill.models.registry import MODELS, build_model
 
 from .contract import check_eval_forward, check_tap_alone
-from .random_weights import pair, randomise
+from .random_weights import one_thread, pair, randomise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lightstereo-s_original.npz"
 MAX_DISP = 32  # contract tests: 8 disparities at 1/4 keep them fast
@@ -202,7 +202,8 @@ def test_import_refuses_a_missing_or_extra_tensor(tmp_path):
 
 def fixture_net(data: np.lib.npyio.NpzFile) -> LightStereoS:
     torch.manual_seed(0)
-    return randomise(LightStereoS(), seed=int(data["weight_seed"]))
+    with one_thread():
+        return randomise(LightStereoS(), seed=int(data["weight_seed"]))
 
 
 def test_matches_the_release_output():

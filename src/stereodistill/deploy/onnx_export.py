@@ -291,6 +291,28 @@ def _calibration_reader(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]):
     return Reader()
 
 
+def rename_computed_tensors(source: Path, out: Path) -> None:
+    """Give every computed tensor a name of its own (``NAME__t``); inputs, outputs and weights keep theirs.
+
+    The exporter names constant-folded weights and computed tensors from one counter per operator
+    (``sub_98`` a folded batch-norm bias, ``sub_99`` a subtraction's result), and ONNX Runtime's
+    quantiser names the weight it creates when it fuses a convolution with the next counter value:
+    on ``lean`` that defined ``sub_99`` twice and the int8 graph did not load.
+    """
+    import onnx
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    fixed = {v.name for v in graph.input} | {v.name for v in graph.output} | {w.name for w in graph.initializer}
+    names = {o: f"{o}__t" for node in graph.node for o in node.output if o and o not in fixed}
+    for node in graph.node:
+        node.input[:] = [names.get(name, name) for name in node.input]
+        node.output[:] = [names.get(name, name) for name in node.output]
+    for info in graph.value_info:
+        info.name = names.get(info.name, info.name)
+    onnx.save(model, str(out))
+
+
 def _quantize(
     float_path: Path, out: Path, calibration: Sequence[tuple[torch.Tensor, torch.Tensor]]
 ) -> tuple[bool, int]:
@@ -314,6 +336,9 @@ def _quantize(
                 continue
         if not preprocessed:
             source = float_path
+        renamed = Path(scratch) / "renamed.onnx"
+        rename_computed_tensors(source, renamed)
+        source = renamed
         head = _head_nodes(source)
         quantize_static(
             str(source),
