@@ -187,7 +187,7 @@ class LeanStereo(StereoModel):
 
 @MODELS.register("lean-l")
 class LeanStereoL(LeanStereo):
-    """Wider and deeper than ``lean``: more capacity for 1.5–1.8× its latency on a CPU."""
+    """Wider and deeper than ``lean``: more capacity for about 1.4–1.5× its latency on a CPU."""
 
     arch: ClassVar[str] = "lean-l"
     preset: ClassVar[LeanKnobs] = LeanKnobs(width=1.5, agg_channels=48, agg_blocks=3)
