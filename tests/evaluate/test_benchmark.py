@@ -46,8 +46,17 @@ def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())["results"]
     assert [r["name"] for r in results] == ["dsnet-noatt", "dsnet"] and results[0]["peak_memory_mb"] >= 0
-    ratio = results[1]["latency_ms"] / results[0]["latency_ms"]
-    assert f"dsnet-noatt is faster than each by: dsnet {ratio:.2f}×" in printed
+    ratio = results[0]["latency_ms"] / results[1]["latency_ms"]
+    direction = f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
+    assert f"against dsnet-noatt: dsnet {direction}" in printed
+
+
+def test_the_summary_says_faster_or_slower_with_a_factor_of_at_least_one():
+    from stereodistill.cli.bench_cmd import relative_speed
+
+    psmnet, lean = {"name": "psmnet", "latency_ms": 3000.0}, {"name": "lean", "latency_ms": 120.0}
+    assert relative_speed(lean, psmnet) == "lean 25.00× faster"
+    assert relative_speed(psmnet, lean) == "psmnet 25.00× slower"
 
 
 def test_unknown_model_name_is_a_clear_error(capsys):

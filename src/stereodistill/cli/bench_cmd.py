@@ -50,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if len(rows) > 1:
         first = rows[0]
-        others = ", ".join(f"{row['name']} {row['latency_ms'] / first['latency_ms']:.2f}×" for row in rows[1:])
-        print(f"{first['name']} is faster than each by: {others}")
+        print(f"against {first['name']}: " + ", ".join(relative_speed(row, first) for row in rows[1:]))
     if args.json_out:
         write_text_atomic(args.json_out, json.dumps({"device": where, "results": rows}, indent=2) + "\n")
     return 0
+
+
+def relative_speed(row: dict, reference: dict) -> str:
+    """``NAME 3.20× faster`` or ``NAME 1.45× slower``: the direction in words, the factor ≥ 1."""
+    ratio = reference["latency_ms"] / row["latency_ms"]
+    return f"{row['name']} {ratio:.2f}× faster" if ratio >= 1 else f"{row['name']} {1 / ratio:.2f}× slower"
