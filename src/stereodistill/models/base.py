@@ -11,7 +11,7 @@ that lists what it offers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -54,6 +54,10 @@ class StereoModel(nn.Module):
     #: Parameters as the original release's code counts them (unused layers included); ``None`` for
     #: this project's own networks. ``models`` lists it beside the parameters the forward pass uses.
     release_params: ClassVar[int | None] = None
+    #: Tensors of a release's checkpoint that belong to modules its forward pass never calls (exact
+    #: keys, and key prefixes): ours does not create them, and importing drops them, by name.
+    unused_release_keys: ClassVar[Collection[str]] = ()
+    unused_release_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, max_disp: int = 192, **config: Any) -> None:
         super().__init__()
@@ -77,10 +81,11 @@ class StereoModel(nn.Module):
     def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename or drop the keys of an original-repository checkpoint so they match ours.
 
-        The default is the identity: our module names follow the originals'. A network whose
-        release holds tensors its forward pass never uses drops them here, by name, explicitly.
+        Our module names follow the originals', so the default only drops, by name, the tensors
+        the class declares unused (``unused_release_keys``, ``unused_release_prefixes``).
         """
-        return state
+        keys, prefixes = self.unused_release_keys, self.unused_release_prefixes
+        return {key: value for key, value in state.items() if key not in keys and not key.startswith(prefixes)}
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """[0, 1] RGB → what the original pipeline fed the network (ImageNet statistics by default)."""

@@ -434,6 +434,7 @@ class CFNet(StereoModel):
     modules); module names follow the release's state dict."""
 
     arch: ClassVar[str] = "cfnet"
+    unused_release_prefixes = UNUSED_ORIGINAL_PREFIXES
     release_params: ClassVar[int | None] = 23_051_396
     cost_volume_kind: ClassVar[str | None] = "correlation"
     #: Features go down to 1/32 and are upsampled back by exact ×2 steps: sides must divide by 32.
@@ -471,10 +472,6 @@ class CFNet(StereoModel):
     def offered_taps(self) -> tuple[str, ...]:
         stages = range(3)
         return (*FEATURE_TAPS, "volume.cost", *(f"volume.agg.{k}" for k in stages), *(f"logits.{k}" for k in stages))
-
-    def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Drop, by name, the release's tensors of modules its forward pass never calls."""
-        return {key: value for key, value in state.items() if not key.startswith(UNUSED_ORIGINAL_PREFIXES)}
 
     # -- forward pieces ------------------------------------------------------------------------------
     def extract(

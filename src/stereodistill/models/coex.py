@@ -184,6 +184,7 @@ class CoEx(StereoModel):
     """CoEx as released for SceneFlow (max disparity 192, MobileNetV2 backbone, top-2 regression)."""
 
     arch: ClassVar[str] = "coex"
+    unused_release_prefixes = UNUSED_ORIGINAL_PREFIXES
     pad_multiple: ClassVar[int] = 32  # the backbone reaches 1/32
     loss_weights: ClassVar[tuple[float, ...]] = COEX_LOSS_WEIGHTS
     cost_volume_kind: ClassVar[str | None] = "correlation"
@@ -230,15 +231,14 @@ class CoEx(StereoModel):
 
     def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Strip the Lightning module's ``stereo.`` prefix; drop, by name, the never-called modules."""
-        mapped = {}
+        stripped = {}
         for key, value in state.items():
             for prefix in ORIGINAL_KEY_PREFIXES:
                 if key.startswith(prefix):
                     key = key[len(prefix) :]
                     break
-            if not key.startswith(UNUSED_ORIGINAL_PREFIXES):
-                mapped[key] = value
-        return mapped
+            stripped[key] = value
+        return super().map_original_state(stripped)
 
     def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
         batch = left.shape[0]

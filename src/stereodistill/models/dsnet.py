@@ -72,6 +72,8 @@ class DSNet(GroupwiseStereoNet):
     """The DSNet student; ``DSNet()`` is the released network (1.81 M parameters in use)."""
 
     arch: ClassVar[str] = "dsnet"
+    unused_release_keys = UNUSED_ORIGINAL_KEYS
+    unused_release_prefixes = UNUSED_ORIGINAL_PREFIXES
     release_params: ClassVar[int | None] = 1_856_256
     #: With the default two hourglasses: pred0, pred1, pred2 (``utils/losses.py`` of the release).
     loss_weights: ClassVar[tuple[float, ...]] = (0.5, 0.7, 1.0)
@@ -134,14 +136,6 @@ class DSNet(GroupwiseStereoNet):
             volume = F.softmax(logits, dim=2) * volume
         stages = self.aggregate(volume, taps)
         return self.regress_heads(stages, taps, left.shape[-2], left.shape[-1])
-
-    def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Drop, by name, the release's tensors of modules its forward pass never calls."""
-        return {
-            key: value
-            for key, value in state.items()
-            if key not in UNUSED_ORIGINAL_KEYS and not key.startswith(UNUSED_ORIGINAL_PREFIXES)
-        }
 
 
 @MODELS.register("dsnet-noatt")

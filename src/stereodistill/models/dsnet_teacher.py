@@ -35,6 +35,7 @@ class DSNetTeacher(ACVNet):
     """ACVNet with the DSNet release's 16-ch attention branch and head-0 input."""
 
     arch = "dsnet-teacher"
+    unused_release_keys = UNUSED_RELEASE_KEYS
     release_params = 6_603_936
     #: models/gwc_acvn/loss.py ``model_loss_train`` (attention prediction, heads 0, 1, final head 2).
     loss_weights = (0.7, 0.5, 0.7, 1.0)
@@ -44,6 +45,3 @@ class DSNetTeacher(ACVNet):
     def head_inputs(self, dres0_out: torch.Tensor, stages: list[torch.Tensor]) -> list[torch.Tensor]:
         """Head 0 reads ``dres0``'s output (before the ``dres1`` residual), heads 1 and 2 the hourglasses."""
         return [dres0_out, *stages[1:]]
-
-    def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {key: value for key, value in state.items() if key not in UNUSED_RELEASE_KEYS}

@@ -207,7 +207,7 @@ class FastACVNetPlus(StereoModel):
     top_k: ClassVar[int] = 24
     final_top_k: ClassVar[int] = 2
     #: Unused tensors of the release (its ``BasicConv`` creates a batch norm even with ``bn=False``).
-    unused_release_prefixes: ClassVar[tuple[str, ...]] = ("hourglass_att.conv1_up.bn.", "hourglass.conv1_up.bn.")
+    unused_release_prefixes = ("hourglass_att.conv1_up.bn.", "hourglass.conv1_up.bn.")
 
     def __init__(self, max_disp: int = 192) -> None:
         super().__init__(max_disp=max_disp)
@@ -239,10 +239,6 @@ class FastACVNetPlus(StereoModel):
 
     def offered_taps(self) -> tuple[str, ...]:
         return (*FEATURE_TAPS, "volume.cost", "volume.attention", "logits.0", "prob")
-
-    def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Drop exactly the release's unused ``conv1_up.bn`` tensors; every other key is ours."""
-        return {k: v for k, v in state.items() if not k.startswith(self.unused_release_prefixes)}
 
     # -- stages ----------------------------------------------------------------------------------------
     def view_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -171,6 +171,7 @@ class LEAStereo(StereoModel):
     """LEAStereo as released; parameter names follow the release's state dict."""
 
     arch: ClassVar[str] = "leastereo"
+    unused_release_keys = UNUSED_RELEASE_KEYS
     release_params: ClassVar[int | None] = 1_809_778
     cost_volume_kind: ClassVar[str | None] = "concatenation"
     #: Features at 1/3, cells down to a further 1/4 whose skip connections need exact halving.
@@ -194,10 +195,6 @@ class LEAStereo(StereoModel):
         values = image.to(torch.promote_types(image.dtype, torch.float32))
         var, mean = torch.var_mean(values, dim=(-2, -1), keepdim=True, correction=0)
         return ((values - mean) / var.sqrt().clamp_min(STD_FLOOR)).to(image.dtype)
-
-    def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Drop, by name, the release's tensors of units its forward pass never calls."""
-        return {key: value for key, value in state.items() if key not in UNUSED_RELEASE_KEYS}
 
     def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
         features_left = self.feature(left)
