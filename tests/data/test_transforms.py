@@ -45,6 +45,37 @@ def test_pad_then_crop_is_exact(h, w, multiple, mode):
     assert torch.equal(padding.crop(padded), x)
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.sampled_from([4, 8, 16, 32]),
+    st.sampled_from([1, 2, 4]),
+    st.sampled_from(["top_right", "symmetric"]),
+)
+def test_a_coarse_map_of_the_padded_input_is_cropped_to_the_cells_that_cover_the_image(h, w, multiple, scale, mode):
+    padding = padding_for(h, w, multiple, mode)
+    padded = (h + padding.top + padding.bottom, w + padding.left + padding.right)
+    # Each cell holds the index of the first padded-input row/column it covers.
+    rows = torch.arange(0, padded[0], scale).view(-1, 1).expand(-1, padded[1] // scale)
+    cols = torch.arange(0, padded[1], scale).view(1, -1).expand(padded[0] // scale, -1)
+    cropped_rows, cropped_cols = padding.crop_scaled(rows, padded), padding.crop_scaled(cols, padded)
+    if mode == "top_right":
+        assert cropped_rows.shape == (-(-h // scale), -(-w // scale))
+    # Every kept cell overlaps the image, and every cell overlapping the image is kept.
+    first_row, first_col = padding.top, padding.left
+    kept = set(cropped_rows[:, 0].tolist())
+    assert kept == {r for r in rows[:, 0].tolist() if r + scale > first_row and r < first_row + h}
+    kept = set(cropped_cols[0].tolist())
+    assert kept == {c for c in cols[0].tolist() if c + scale > first_col and c < first_col + w}
+
+
+def test_a_map_at_no_integer_scale_of_the_padded_input_is_left_alone():
+    padding = padding_for(10, 14, 8)
+    x = torch.zeros(1, 5, 6)  # 16x16 padded: 5 rows is no integer scale
+    assert padding.crop_scaled(x, (16, 16)) is x
+
+
 def test_top_right_padding_keeps_the_left_border_and_bottom():
     padding = padding_for(10, 14, 8, "top_right")
     assert padding == Padding(top=6, bottom=0, left=0, right=2)

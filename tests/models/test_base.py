@@ -43,6 +43,20 @@ def test_any_size_is_padded_and_cropped_back_exactly():
     torch.testing.assert_close(out.disparity, raw.disparity[..., 2:, :61])
 
 
+def test_taps_are_cropped_to_the_cells_that_cover_the_image():
+    """Networks padding to different multiples give one tap shape per image size (so that a
+    distillation term can compare them) and the kept cells are those the unpadded image lies in."""
+    net = TinyNet().eval()  # pads to 8 (25×50 to 32×56: 7 rows on top, 6 columns right); taps at 1/4
+    left, right = pair(25, 50, 1)
+    out = net(left, right, taps=["feat.left.s4", "volume.cost"])
+    assert out.taps["feat.left.s4"].shape[-2:] == (7, 13) and out.taps["volume.cost"].shape[-2:] == (7, 13)
+    padded_l = torch.zeros(1, 3, 32, 56)
+    padded_l[..., 7:, :50] = net.normalize(left)
+    recorder = TapRecorder({"feat.left.s4"})
+    net.predict(padded_l, torch.zeros_like(padded_l), recorder)
+    torch.testing.assert_close(out.taps["feat.left.s4"], recorder.taps["feat.left.s4"][..., 1:, :13])
+
+
 def test_mismatched_or_malformed_inputs_are_refused():
     net = TinyNet()
     with pytest.raises(InputError, match="differ in size"):

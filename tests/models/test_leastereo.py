@@ -77,8 +77,8 @@ def test_a_max_disparity_the_release_cannot_run_gets_extra_planes_cut_before_reg
     net = LEAStereo(max_disp=16).eval()
     with torch.no_grad():
         out = net(*pair(), taps=["volume.cost", "logits.0", "prob"])
-    assert out.taps["volume.cost"].shape == (1, 64, 7, 16, 24)
-    assert out.taps["logits.0"].shape == (1, 5, 16, 24)
+    assert out.taps["volume.cost"].shape == (1, 64, 7, 11, 22)  # cells covering the 32×64 image at 1/3
+    assert out.taps["logits.0"].shape == (1, 5, 11, 22)
     assert out.taps["prob"].shape == (1, 16, 32, 64)
     assert (out.disparity >= 0).all() and (out.disparity <= 15).all()
 
@@ -148,12 +148,12 @@ def test_offered_taps(net):
 
 @pytest.mark.parametrize("tap", TAPS)
 def test_each_tap_alone(net, tap):
-    expected = {  # 32×64 is padded to 48×72: 1/3 is 16×24; D/3 = 8
-        "feat.left.s3": (1, 32, 16, 24),
-        "feat.right.s3": (1, 32, 16, 24),
-        "volume.cost": (1, 64, 8, 16, 24),
-        "volume.agg.0": (1, 32, 8, 16, 24),
-        "logits.0": (1, 8, 16, 24),
+    expected = {  # 32×64 is padded to 48×72; the 1/3 cells covering the image are 11×22; D/3 = 8
+        "feat.left.s3": (1, 32, 11, 22),
+        "feat.right.s3": (1, 32, 11, 22),
+        "volume.cost": (1, 64, 8, 11, 22),
+        "volume.agg.0": (1, 32, 8, 11, 22),
+        "logits.0": (1, 8, 11, 22),
         "prob": (1, 24, 32, 64),
     }
     check_tap_alone(net, *pair(), tap, expected[tap])
@@ -173,11 +173,11 @@ def test_prob_is_the_distribution_the_disparity_is_the_mean_of(net):
 
 
 def test_tap_shapes_at_full_size():
-    shapes = LEAStereo(max_disp=192).tap_shapes(256, 512)  # padded to 264×528
-    assert shapes["feat.left.s3"] == (1, 32, 88, 176)
-    assert shapes["volume.cost"] == (1, 64, 64, 88, 176)
-    assert shapes["volume.agg.0"] == (1, 32, 64, 88, 176)
-    assert shapes["logits.0"] == (1, 64, 88, 176)
+    shapes = LEAStereo(max_disp=192).tap_shapes(256, 512)  # padded to 264×528; taps ⌈256/3⌉×⌈512/3⌉
+    assert shapes["feat.left.s3"] == (1, 32, 86, 171)
+    assert shapes["volume.cost"] == (1, 64, 64, 86, 171)
+    assert shapes["volume.agg.0"] == (1, 32, 64, 86, 171)
+    assert shapes["logits.0"] == (1, 64, 86, 171)
     assert shapes["prob"] == (1, 192, 256, 512)
 
 

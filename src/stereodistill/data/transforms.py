@@ -49,6 +49,19 @@ class Padding:
         height, width = tensor.shape[-2:]
         return tensor[..., self.top : height - self.bottom, self.left : width - self.right]
 
+    def crop_scaled(self, tensor: torch.Tensor, padded: tuple[int, int]) -> torch.Tensor:
+        """Crop a map of the padded input (``padded``: its H×W) held at a coarser scale s (last two
+        dims H/s × W/s): the cells wholly in the padding go, so any network's s-scale tap of an H×W
+        image is ceil(H/s) × ceil(W/s) whatever its padding multiple. Maps at no integer scale of
+        the padded input are returned as they are."""
+        height, width = tensor.shape[-2:]
+        scale = padded[0] // height
+        if not height or scale * height != padded[0] or scale * width != padded[1]:
+            return tensor
+        top, bottom = self.top // scale, self.bottom // scale
+        left, right = self.left // scale, self.right // scale
+        return tensor[..., top : height - bottom, left : width - right]
+
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.top, self.bottom, self.left, self.right)
 

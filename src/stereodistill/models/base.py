@@ -1,11 +1,12 @@
-"""The contract every network of the zoo follows (DESIGN.md, "Model contract").
+"""The contract every network of the zoo follows (docs/design.md, "The model contract").
 
 ``forward(left, right, taps=())`` takes B×3×H×W images in [0, 1] of any size: the base class checks
 them, normalises (normalisation belongs to the model, so training, ``infer`` and an exported graph
 all take plain images), pads to the network's multiple, runs :meth:`StereoModel.predict` and crops
-the predictions back exactly. Taps are named intermediate tensors shared across architectures; a
-network computes one only when it is asked for, and asking for one it does not offer is an error
-that lists what it offers.
+the predictions back exactly, and the taps to the cells that cover the image (so that two networks
+padding to different multiples give taps of one shape). Taps are named intermediate tensors shared
+across architectures; a network computes one only when it is asked for, and asking for one it does
+not offer is an error that lists what it offers.
 """
 
 from __future__ import annotations
@@ -113,9 +114,8 @@ class StereoModel(nn.Module):
         out = self.predict(left, right, recorder)
         out.disparity = padding.crop(out.disparity)
         out.aux = [padding.crop(pred) for pred in out.aux]
-        if "prob" in recorder.taps:
-            recorder.taps["prob"] = padding.crop(recorder.taps["prob"])
-        out.taps = recorder.taps
+        padded = (left.shape[-2], left.shape[-1])
+        out.taps = {name: padding.crop_scaled(tap, padded) for name, tap in recorder.taps.items()}
         return out
 
     def tap_shapes(
