@@ -8,6 +8,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import statistics
 import time
 from pathlib import Path
 
@@ -97,6 +98,10 @@ def test_bad_choices_are_refused_before_anything_runs(ablation_file, tmp_path):
     with pytest.raises(ConfigError, match="baseline 'nobody' is not a cell"):
         expand(config, root)
     config, root = load_ablation(ablation_file)
+    config.compare = [("no_kd", "nobody")]
+    with pytest.raises(ConfigError, match=r"compare \['no_kd', 'nobody'\]: 'nobody' is not a cell"):
+        expand(config, root)
+    config, root = load_ablation(ablation_file)
     config.axes["tau"]["t1"] = {"optim.lr": "fast"}
     with pytest.raises(ConfigError, match="lr"):
         expand(config, root)
@@ -141,9 +146,30 @@ def test_runs_resumes_and_records_failures(ablation_file, tmp_path):
     assert (out / "cells" / "no_kd" / "seed0" / "result.json").stat().st_mtime_ns == first
 
 
-def test_ci95_uses_student_t():
+def test_ci95_uses_student_t_for_every_sample_size():
     assert math.isnan(ci95([1.0]))
-    assert ci95([1.0, 3.0]) == pytest.approx(12.706 * math.sqrt(2) / math.sqrt(2))
+    assert ci95([1.0, 3.0]) == pytest.approx(12.706, abs=1e-3)  # t(0.975, 1) · stdev √2 / √2
+    # 12 seeds: t(0.975, 11) = 2.201, not the normal 1.96.
+    values = [float(v % 3) for v in range(12)]
+    assert ci95(values) == pytest.approx(2.201 * statistics.stdev(values) / math.sqrt(12), abs=1e-3)
+
+
+def test_paired_comparisons_subtract_seed_by_seed_and_count_wins(tmp_path):
+    def run(epe: float) -> dict:
+        return {"synthetic": {"epe": epe, "d1": 0.1, "bad1": 0.2, "bad2": 0.1, "bad3": 0.05}}
+
+    results = {
+        "a": {0: run(1.0), 1: run(2.5), 2: run(1.5)},
+        "b": {0: run(1.2), 1: run(2.0)},  # seed 2 did not finish: left out of the pair
+    }
+    summary = summarise("t", [0, 1, 2], 10, ["synthetic"], results, [], compare=[("a", "b")])
+    (pair,) = summary["comparisons"]["synthetic"]
+    assert pair["seeds"] == [0, 1] and pair["a_better"] == 1
+    assert pair["epe_difference"]["values"] == pytest.approx([-0.2, 0.5])
+    write_reports(summary, tmp_path)
+    md = (tmp_path / "ablation.md").read_text()
+    assert "| a − b | 2 | +0.150 [±" in md and "1 of 2 seeds" in md
+    assert "Paired comparisons on synthetic" in (tmp_path / "ablation.html").read_text()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ An ablation file names a base run config and what to vary::
     eval:
       synthetic: {dataset: sceneflow, root: data/synthetic, split: test}
     baseline: no_kd                               # optional: EPE differences to it, paired by seed
+    compare: [[paper, no_kd]]                     # optional: more paired differences, A minus B
     bench: {size: [256, 512], reference: paper}   # optional: each cell's latency, params and MACs
     overrides: {data.crop: [64, 128]}             # optional: applied to every cell
     budgets:                                      # optional: named scales, chosen with --budget NAME
@@ -88,6 +89,7 @@ class AblationConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     bench: BenchSpec | None = None
     baseline: str | None = None  # the cell every row's EPE is compared with, seed by seed
+    compare: list[tuple[str, str]] = field(default_factory=list)  # [A, B]: A's EPE minus B's, by seed
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     parallel: int = 1
     device: str = "auto"
@@ -256,6 +258,11 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
     _check_teachers(resolved)
     if config.baseline is not None and config.baseline not in names:
         raise ConfigError(f"ablation: baseline {config.baseline!r} is not a cell ({', '.join(names)})")
+    for pair in config.compare:
+        unknown = [cell for cell in pair if cell not in names]
+        if unknown:
+            missing = ", ".join(map(repr, unknown))
+            raise ConfigError(f"ablation compare {list(pair)}: {missing} is not a cell ({', '.join(names)})")
     if config.bench and config.bench.reference is not None and config.bench.reference not in names:
         raise ConfigError(f"ablation bench: reference {config.bench.reference!r} is not a cell ({', '.join(names)})")
     return resolved
@@ -353,7 +360,15 @@ def run_ablation(
     steps = sorted({c.config.get("steps") for c in cells}, key=lambda v: (v is None, v or 0))
     steps_text = steps[0] if len(steps) == 1 else steps
     summary = summarise(
-        config.name, config.seeds, steps_text, list(config.eval), results, failures, bench, config.baseline
+        config.name,
+        config.seeds,
+        steps_text,
+        list(config.eval),
+        results,
+        failures,
+        bench,
+        config.baseline,
+        config.compare,
     )
     write_reports(summary, folder)
     log(f"wrote {folder / 'ablation.md'}, ablation.json and ablation.html")

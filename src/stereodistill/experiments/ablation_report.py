@@ -16,16 +16,17 @@ from typing import Any
 
 from stereodistill.fileio import write_text_atomic
 
-#: Two-sided 95 % Student-t quantiles by degrees of freedom (n − 1); 1.96 beyond the table.
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 METRICS = ("epe", "d1", "bad1", "bad2", "bad3")
 
 
 def ci95(values: list[float]) -> float:
-    """Half-width of the 95 % confidence interval of the mean (Student t); NaN for one value."""
+    """Half-width of the 95 % confidence interval of the mean (Student t with n − 1 degrees of
+    freedom, exact for every n); NaN for one value."""
+    from scipy.stats import t
+
     if len(values) < 2:
         return math.nan
-    return T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    return float(t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -50,8 +51,12 @@ def summarise(
     failures: list[dict[str, Any]],
     bench: Mapping[str, Any] | None = None,
     baseline: str | None = None,
+    compare: Sequence[Sequence[str]] = (),
 ) -> dict[str, Any]:
     """``results[cell][seed]`` → metrics per dataset; a table per dataset ranked by mean EPE.
+
+    Each ``compare`` pair (A, B) gets A's EPE minus B's over the seeds both finished, per dataset
+    (a distilled network against itself from scratch, a student against a rival).
 
     With a ``baseline`` cell, each row also carries its EPE minus the baseline's, seed by seed (runs
     of one seed share their data order, and their initial weights where the network is the same, so
@@ -83,11 +88,36 @@ def summarise(
             row["rank"] = rank if math.isfinite(row["epe"]["mean"]) else None
         tables[dataset] = rows
     summary = {"name": name, "seeds": list(seeds), "steps": steps, "tables": tables, "failures": failures}
+    if compare:
+        summary["comparisons"] = {ds: [_paired(results, a, b, ds) for a, b in compare] for ds in datasets}
     if baseline is not None:
         summary["baseline"] = baseline
     if bench:
         summary["bench"] = {k: v for k, v in bench.items() if k != "cells"}
     return summary
+
+
+def _paired(results: Mapping[str, Mapping[int, Mapping[str, Any]]], a: str, b: str, dataset: str) -> dict[str, Any]:
+    """A's EPE minus B's, seed by seed, over the seeds both finished; how many of them A wins."""
+    runs_a, runs_b = results.get(a, {}), results.get(b, {})
+    seeds = [s for s in sorted(runs_a) if s in runs_b]
+    differences = [runs_a[s][dataset]["epe"] - runs_b[s][dataset]["epe"] for s in seeds]
+    wins = sum(d < 0 for d in differences)
+    return {"a": a, "b": b, "seeds": seeds, "epe_difference": _stats(differences), "a_better": wins}
+
+
+def comparison_rows(comparisons: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and text rows of one dataset's paired comparisons."""
+    header = ["A − B", "seeds", "EPE difference px, paired [95 % CI]", "A better on"]
+    body = []
+    for row in comparisons:
+        stats, n = row["epe_difference"], len(row["seeds"])
+        if not n or not math.isfinite(stats["mean"]):
+            body.append([f"{row['a']} − {row['b']}", str(n), "-", "-"])
+            continue
+        text = f"{stats['mean']:+.3f}" + (f" [±{stats['ci95']:.3f}]" if n - stats["nonfinite"] > 1 else "")
+        body.append([f"{row['a']} − {row['b']}", str(n), text, f"{row['a_better']} of {n} seeds"])
+    return header, body
 
 
 def _cell_text(row: Mapping[str, Any], metric: str, percent: bool) -> str:
@@ -211,6 +241,13 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
             htmlpage.table(header, body),
             bar_chart(bars, f"EPE on {dataset} (95 % CI)", "EPE px", colours=colours),
         ]
+        comparisons = summary.get("comparisons", {}).get(dataset)
+        if comparisons:
+            header, body = comparison_rows(comparisons)
+            md += ["", f"Paired comparisons on {dataset} (negative: A has the lower EPE):", ""]
+            md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            md += ["| " + " | ".join(r) + " |" for r in body]
+            html_parts += [f"<h3>Paired comparisons on {escape(dataset)}</h3>", htmlpage.table(header, body)]
         timed = [(r["cell"], r["bench"]["latency_ms"], r["epe"]["mean"], r["epe"]["ci95"]) for r in rows if _timed(r)]
         if timed:
             title = f"Speed and accuracy on {dataset}"
