@@ -1,4 +1,4 @@
-"""The sample dict of DESIGN.md and the one definition of which ground-truth pixels are valid.
+"""The sample dict of docs/design.md and the one definition of which ground-truth pixels are valid.
 
 A sample is ``{"left", "right": 3×H×W float32 in [0, 1], "disp": H×W float32 (positive, left view),
 "valid": H×W bool, "meta": dict}``. Every reader builds its samples through :func:`make_sample`, so
