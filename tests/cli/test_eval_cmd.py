@@ -71,3 +71,60 @@ def test_eval_argument_errors(tmp_path, capsys):
     assert "either --dataset" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope"), "--list", _pairs(tmp_path, broken=False)]) == 2
     assert "metadata is missing" in capsys.readouterr().err
+
+
+def _strict_json(path):
+    """Parse as strict JSON: NaN or Infinity tokens are an error."""
+
+    def refuse(token):
+        raise AssertionError(f"{path} holds the non-JSON token {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_split_without_ground_truth_is_an_error_not_a_nan_table(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path)
+    rng = np.random.default_rng(0)
+    for side in ("image_2", "image_3"):
+        for i in range(3):
+            write_image(tmp_path / "kitti" / "testing" / side / f"{i:06d}_10.png", rng.random((32, 64, 3)))
+    root = str(tmp_path / "kitti")
+    assert main(["eval", ckpt, "--dataset", "kitti2015", "--root", root, "--split", "test"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none of the 3 pairs of kitti2015" in err and "split test" in err
+    assert "has ground truth" in err
+    # By default, eval reads the split with ground truth (KITTI's training folder): here, none exists.
+    assert main(["eval", ckpt, "--dataset", "kitti2015", "--root", root]) == 2
+    assert "split 'train'" in capsys.readouterr().err
+
+
+def test_eval_json_is_strict_and_rows_name_their_files(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path)
+    csv = _pairs(tmp_path, broken=False)
+    # The second pair's ground truth lies beyond the evaluated range: its per-image metrics are
+    # undefined, and must be written as null.
+    write_pfm(tmp_path / "d1.pfm", np.full((32, 64), 40.0, np.float32))
+    assert main(["eval", ckpt, "--list", csv, "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"on pairs ({csv}): 2 images, 1 with valid ground truth" in out and "split" not in out
+    result = _strict_json(tmp_path / "m.json")
+    rows = {row["id"]: row for row in result["per_image"]}
+    assert len(rows) == 2 and all(row["left"].endswith(".png") for row in rows.values())
+    assert sorted(row["epe"] is None for row in rows.values()) == [False, True]
+    assert result["split"] is None
+
+    assert main(["eval", ckpt, "--list", csv, "--limit", "1"]) == 0
+    assert "1 image," in capsys.readouterr().out
+
+
+def test_eval_refuses_a_bad_range_and_an_evaluation_of_nothing(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path)
+    csv = _pairs(tmp_path, broken=False)
+    assert main(["eval", ckpt, "--list", csv, "--max-disp", "-4"]) == 2
+    assert "--max-disp must be a positive number" in capsys.readouterr().err
+    assert main(["eval", ckpt, "--list", csv, "--max-disp", "2"]) == 2  # every ground truth is 5 px
+    assert "no image of pairs" in capsys.readouterr().err
+    for i in range(2):
+        (tmp_path / f"l{i}.png").write_bytes(b"not a png")
+    assert main(["eval", ckpt, "--list", csv, "--skip-bad", "--json", str(tmp_path / "m.json")]) == 2
+    assert "every sample of pairs" in capsys.readouterr().err and not (tmp_path / "m.json").exists()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from stereodistill.cli.args import positive_int, size
-from stereodistill.fileio import write_text_atomic
+from stereodistill.fileio import write_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         first = rows[0]
         print(f"against {first['name']}: " + ", ".join(relative_speed(row, first) for row in rows[1:]))
     if args.json_out:
-        write_text_atomic(args.json_out, json.dumps({"device": where, "results": rows}, indent=2) + "\n")
+        write_json(args.json_out, {"device": where, "results": rows})
     return 0
 
 

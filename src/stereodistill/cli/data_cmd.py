@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -11,7 +10,7 @@ import yaml
 
 from stereodistill.cli.args import positive_int, size
 from stereodistill.errors import ConfigError
-from stereodistill.fileio import write_text_atomic
+from stereodistill.fileio import write_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -103,5 +102,5 @@ def run_check(args: argparse.Namespace) -> int:
     report = check_dataset(build_from_args(args), limit=args.limit)
     print("\n".join(report.lines()))
     if args.json_out:
-        write_text_atomic(args.json_out, json.dumps(report.to_dict(), indent=2))
+        write_json(args.json_out, report.to_dict())
     return 1 if report.broken else 0

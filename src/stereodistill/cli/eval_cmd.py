@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 
 from stereodistill.cli.args import positive_int
-from stereodistill.errors import ConfigError
-from stereodistill.fileio import write_text_atomic
+from stereodistill.errors import ConfigError, DataError
+from stereodistill.fileio import write_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,7 +22,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", help="dataset reader (see `stereodistill data check --help`)")
     parser.add_argument("--root", help="dataset root folder")
     parser.add_argument("--list", dest="pairs_csv", help="a pairs CSV (left,right[,disp[,mask]]) instead")
-    parser.add_argument("--split", default="test", help="train, test or all (default test)")
+    parser.add_argument(
+        "--split",
+        help="train, test or all (default: the split with ground truth: test for sceneflow, train for kitti2012, "
+        "kitti2015, middlebury and eth3d, whose test splits ship none)",
+    )
     parser.add_argument("--max-disp", type=float, help="evaluated range (default: the model's max disparity)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N samples")
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stereodistill.checkpoint import load_model
     from stereodistill.cli.data_cmd import parse_options
-    from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.datasets import DATASETS, build_dataset
     from stereodistill.evaluate.evaluator import evaluate_dataset
     from stereodistill.evaluate.metrics import format_table
     from stereodistill.runtime import resolve_device
@@ -46,14 +50,24 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either --dataset NAME --root DIR, or --list FILE.csv")
     if args.dataset is not None and args.root is None:
         raise ConfigError(f"--dataset {args.dataset} needs --root")
+    if args.max_disp is not None and not (math.isfinite(args.max_disp) and args.max_disp > 0):
+        raise ConfigError(f"--max-disp must be a positive number of pixels, got {args.max_disp:g}")
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, map_location=device)
     max_disp = args.max_disp if args.max_disp is not None else float(model.max_disp)
     name, root = ("pairs", args.pairs_csv) if args.pairs_csv else (args.dataset, args.root)
+    split = args.split or DATASETS.get(name).evaluation_split
     try:
-        dataset = build_dataset(name, root, split=args.split, max_disp=max_disp, **parse_options(args.option))
+        dataset = build_dataset(name, root, split=split, max_disp=max_disp, **parse_options(args.option))
     except TypeError as exc:
         raise ConfigError(f"bad --option for dataset {name!r}: {exc}") from None
+    what = f"{name} ({root})" if args.pairs_csv else f"{name} ({root}, split {split})"
+    if not any(files.disp is not None for files in dataset.files):
+        raise DataError(
+            root,
+            f"none of the {plural(len(dataset), 'pair')} of {what} has ground truth (the test splits of KITTI, "
+            "Middlebury and ETH3D ship none); evaluate a split with ground truth, or use `stereodistill infer`",
+        )
 
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return model(left.to(device), right.to(device)).disparity
@@ -63,14 +77,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r  {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     accumulator = evaluate_dataset(predict, dataset, progress=progress, limit=args.limit, skip_bad=args.skip_bad)
+    for item in accumulator.skipped:
+        print(f"  SKIPPED {item['id']}: {item['error']}")
+    if not accumulator.per_image:
+        raise DataError(root, f"every sample of {what} was skipped as unreadable: nothing was evaluated")
     scored = sum(1 for row in accumulator.per_image if int(row["n_valid"]) > 0)
+    if not scored:
+        raise DataError(root, f"no image of {what} has a valid ground-truth pixel below {max_disp:g} px")
     print(
-        f"{model.arch} on {name} ({root}, split {args.split}): {len(accumulator.per_image)} images, "
+        f"{model.arch} on {what}: {plural(len(accumulator.per_image), 'image')}, "
         f"{scored} with valid ground truth, evaluated below {max_disp:g} px"
     )
     print(format_table([("pooled", accumulator.pooled()), ("per-image mean", accumulator.per_image_mean())]))
-    for item in accumulator.skipped:
-        print(f"  SKIPPED {item['id']}: {item['error']}")
     if args.json_out:
         summary = {
             **accumulator.summary(),
@@ -78,7 +96,13 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "dataset": name,
             "root": str(root),
+            "split": None if args.pairs_csv else split,
             "max_disp": max_disp,
         }
-        write_text_atomic(args.json_out, json.dumps(summary, indent=2) + "\n")
+        write_json(args.json_out, summary)
     return 0
+
+
+def plural(count: int, noun: str) -> str:
+    """ "1 image", "2 images"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from stereodistill.cli.args import positive_int, size
-from stereodistill.fileio import write_text_atomic
+from stereodistill.fileio import write_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -118,5 +117,5 @@ def run(args: argparse.Namespace) -> int:
         record.update(check.to_dict())
         if int8 is not None:
             record["int8"] = int8.to_dict()
-        write_text_atomic(args.json_out, json.dumps(record, indent=2) + "\n")
+        write_json(args.json_out, record)
     return 0

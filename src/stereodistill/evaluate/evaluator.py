@@ -46,7 +46,9 @@ def evaluate_dataset(
         pred = predict(sample["left"][None], sample["right"][None])
         if pred.dim() == 4:
             pred = pred[:, 0]
-        accumulator.update(pred[0].cpu(), sample["disp"], sample["valid"], ids=[str(sample["meta"]["id"])])
+        meta = sample["meta"]
+        paths = [str(meta["left_path"])] if "left_path" in meta else None
+        accumulator.update(pred[0].cpu(), sample["disp"], sample["valid"], ids=[str(meta["id"])], paths=paths)
         if progress is not None:
             progress(index + 1, total)
     return accumulator

@@ -75,9 +75,15 @@ class MetricAccumulator:
     skipped: list[dict[str, str]] = field(default_factory=list)  # samples that could not be read
 
     def update(
-        self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, ids: Sequence[str] | None = None
+        self,
+        pred: torch.Tensor,
+        gt: torch.Tensor,
+        valid: torch.Tensor,
+        ids: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
     ) -> None:
-        """Add a batch (B×H×W, or one H×W image); ``ids`` name the images in ``per_image``."""
+        """Add a batch (B×H×W, or one H×W image); ``ids`` name the images in ``per_image``, and
+        ``paths`` (their left images' files), when given, let a reader find them."""
         if pred.dim() == 2:
             pred, gt, valid = pred[None], gt[None], valid[None]
         sums = error_sums(pred, gt, valid)
@@ -89,7 +95,8 @@ class MetricAccumulator:
             self.totals[key] += float(value.sum())
         for i in range(batch):
             image = {key: float(value[i]) for key, value in sums.items()}
-            self.per_image.append({"id": ids[i], "n_valid": int(image["n"]), **_ratios(image)})
+            where = {"left": paths[i]} if paths is not None else {}
+            self.per_image.append({"id": ids[i], **where, "n_valid": int(image["n"]), **_ratios(image)})
 
     def pooled(self) -> dict[str, float]:
         return _ratios(self.totals)

@@ -7,14 +7,13 @@ with their confidence intervals).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stereodistill.fileio import write_text_atomic
+from stereodistill.fileio import write_json, write_text_atomic
 
 METRICS = ("epe", "d1", "bad1", "bad2", "bad3")
 
@@ -259,6 +258,6 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
             "<h2>Failed runs</h2>",
             htmlpage.table(["cell", "seed", "error"], [[f["cell"], str(f["seed"]), f["error"]] for f in failures]),
         ]
-    write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    write_json(out / "ablation.json", summary)
     write_text_atomic(out / "ablation.md", "\n".join(md) + "\n")
     write_text_atomic(out / "ablation.html", htmlpage.page(f"Ablation: {summary['name']}", "".join(html_parts)))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from stereodistill.data.formats import write_image
-from stereodistill.fileio import write_text_atomic
+from stereodistill.fileio import write_json, write_text_atomic
 from stereodistill.report import htmlpage
 from stereodistill.report.colormap import colorize
 from stereodistill.report.svg import line_chart, smooth
@@ -222,6 +222,6 @@ def html_page(report: Mapping[str, Any], images: Sequence[tuple[str, list[str]]]
 def write_report(
     out: Path, report: Mapping[str, Any], images: Sequence[tuple[str, list[str]]], run_dirs: Mapping[str, Path]
 ) -> None:
-    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_json(out / "report.json", report)
     write_text_atomic(out / "report.md", markdown(report))
     write_text_atomic(out / "report.html", html_page(report, images, run_dirs))

@@ -85,6 +85,8 @@ class StereoDataset(torch.utils.data.Dataset):
 
     name: ClassVar[str] = ""
     layout: ClassVar[str] = ""  # one line describing the expected directory layout, for errors
+    #: The split ``eval`` reads by default: the one whose pairs have ground truth.
+    evaluation_split: ClassVar[str] = "train"
 
     def __init__(
         self,

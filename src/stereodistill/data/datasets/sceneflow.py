@@ -96,6 +96,7 @@ class SceneFlow(StereoDataset):
     """
 
     name = "sceneflow"
+    evaluation_split = "test"  # FlyingThings3D TEST, the benchmark's test set (it has ground truth)
     layout = (
         "frames_finalpass/ (or frames_cleanpass/) and disparity/ trees of FlyingThings3D "
         "({TRAIN,TEST}/{A,B,C}/NNNN/{left,right}/NNNN.png), Driving and/or Monkaa, at the root or "
