@@ -54,8 +54,11 @@ def test_checkpoint_that_is_not_ours_is_named(tmp_path, tiny_registered):
     with pytest.raises(DataError, match="not a stereodistill checkpoint") as info:
         load_model(tmp_path / "x.safetensors")
     assert "x.json" in str(info.value)
-    with pytest.raises(DataError, match="metadata is missing"):
+    with pytest.raises(DataError, match="does not exist"):
         load_model(tmp_path / "nothing")
+    (tmp_path / "only.safetensors").write_bytes(b"")
+    with pytest.raises(DataError, match="metadata is missing"):
+        load_model(tmp_path / "only")
     (tmp_path / "y.json").write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
         load_model(tmp_path / "y")
@@ -132,3 +135,42 @@ def test_import_of_another_architecture_fails_naming_the_file(tmp_path, tiny_reg
     with pytest.raises(DataError, match="do not fit architecture 'tiny'") as info:
         import_checkpoint(tmp_path / "other.tar", arch="tiny")
     assert "other.tar" in str(info.value)
+
+
+def test_a_run_folder_or_a_folder_given_as_a_checkpoint_says_what_to_give(tmp_path, tiny_registered):
+    save_model(tmp_path / "run" / "model", TinyNet())
+    with pytest.raises(DataError, match=r"is a run folder, not a checkpoint: use .*run/model"):
+        load_model(tmp_path / "run")
+    with pytest.raises(DataError, match="is a folder, not a checkpoint"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"hello world\n" * 10, "not a PyTorch checkpoint: it starts with 'hello world"),
+        (b"<!DOCTYPE html><html><body>404</body></html>", "an HTML page: a failed download?"),
+        (bytes(range(7, 250)), "not a PyTorch checkpoint: it starts with '07 08 09"),
+        (b"\x80\x02" + bytes(range(200)), "refused: a weights-only load cannot read it|not a readable"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such_in_one_line(tmp_path, content, expected):
+    path = tmp_path / "release.pth"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=expected) as info:
+        read_original(path)
+    message = str(info.value)
+    assert "release.pth" in message and "\n" not in message and "weights_only" not in message
+
+
+def test_numpy_scalars_beside_the_weights_load_and_other_objects_are_named_never_unpickled(tmp_path):
+    import numpy as np
+
+    state = {"conv.weight": torch.randn(2, 3)}
+    torch.save({"model": state, "epoch": 10, "best_epe": np.float64(1.23), "step": np.int64(7)}, tmp_path / "a.pth")
+    torch.testing.assert_close(read_original(tmp_path / "a.pth")["conv.weight"], state["conv.weight"])
+    torch.save({"model": state, "history": np.zeros(3)}, tmp_path / "b.pth")
+    with pytest.raises(DataError, match=r"refused: it holds a numpy\.\S+_reconstruct object") as info:
+        read_original(tmp_path / "b.pth")
+    message = str(info.value)
+    assert "\x1b" not in message and "weights_only" not in message and "\n" not in message

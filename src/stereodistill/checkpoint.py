@@ -50,7 +50,14 @@ def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> Path:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
+    folder = Path(path)
+    if folder.is_dir():
+        if (folder / "model.json").is_file():
+            raise DataError(folder, f"is a run folder, not a checkpoint: use {folder / 'model'} (or its best.*)")
+        raise DataError(folder, "is a folder, not a checkpoint (NAME, NAME.safetensors or NAME.json)")
     weights, info = checkpoint_paths(path)
+    if not info.is_file() and not weights.is_file():
+        raise DataError(path, f"checkpoint does not exist (no {weights.name} or {info.name})")
     if not info.is_file():
         hint = "" if weights.is_file() else f" (and no {weights.name})"
         raise DataError(info, f"checkpoint metadata is missing{hint}; is this a stereodistill checkpoint?")

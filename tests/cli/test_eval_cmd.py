@@ -70,7 +70,7 @@ def test_eval_argument_errors(tmp_path, capsys):
     assert main(["eval", ckpt]) == 2
     assert "either --dataset" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope"), "--list", _pairs(tmp_path, broken=False)]) == 2
-    assert "metadata is missing" in capsys.readouterr().err
+    assert "checkpoint does not exist" in capsys.readouterr().err
 
 
 def _strict_json(path):

@@ -13,6 +13,8 @@ or buffers and every one of ours must be filled (BatchNorm's
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,18 +29,70 @@ from stereodistill.models.registry import build_model
 STATE_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "net")
 
 
+#: What the first bytes of a PyTorch checkpoint are: a zip archive (PyTorch ≥ 1.6) or a pickle.
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
+#: Numeric types whose NumPy scalars release files keep beside the weights (an epoch's EPE, say).
+_NUMPY_SCALAR_TYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+_NUMPY_SCALAR_TYPES += ("float16", "float32", "float64")
+
+
+def _numpy_scalar_globals() -> list[Any]:
+    """The globals a NumPy scalar pickles through (under NumPy 1's and 2's module names): a scalar
+    is rebuilt from its dtype and raw bytes, with no code of the file's choosing."""
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    scalar = multiarray.scalar
+    found: list[Any] = [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+    ]
+    found += [type(np.dtype(name)) for name in _NUMPY_SCALAR_TYPES if type(np.dtype(name)) is not np.dtype]
+    return found
+
+
+def _load_weights_only(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, with NumPy scalars allowed; every failure is a one-line
+    :class:`DataError` that never suggests a load that could run the file's code."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if not head.startswith(_CHECKPOINT_MAGIC):
+        printable = all(32 <= byte < 127 or byte in b"\t\n\r" for byte in head)
+        shown = head.decode("ascii") if printable else head.hex(" ")
+        is_html = head.lstrip().lower().startswith((b"<!doctype", b"<html"))
+        html = " (an HTML page: a failed download?)" if is_html else ""
+        raise DataError(path, f"not a PyTorch checkpoint: it starts with {shown!r}{html}")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol: not the user's concern
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        blocked = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text)
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        what = (
+            f"it holds a {blocked.group(1) or blocked.group(2)} object"
+            if blocked
+            else f"a weights-only load cannot read it ({detail.group(1).strip() if detail else 'malformed pickle'})"
+        )
+        raise DataError(
+            path,
+            f"refused: {what}; only tensors, plain containers and NumPy scalars are read from a checkpoint, "
+            "since loading anything else could run code from the file",
+        ) from None
+    except Exception as exc:  # any other failure to parse means a bad file, said in one line
+        raise DataError(path, f"not a readable PyTorch checkpoint, or truncated ({type(exc).__name__})") from None
+
+
 def read_original(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of an original checkpoint, prefixes stripped; never unpickles arbitrary objects."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a folder; give the release's checkpoint file (e.g. its .pth or .tar)")
     if not path.is_file():
         raise DataError(path, "checkpoint file does not exist")
-    try:
-        raw: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise DataError(path, f"refused: the file holds objects other than tensors ({first})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise DataError(path, f"not a readable PyTorch checkpoint, or truncated ({exc})") from None
+    raw: Any = _load_weights_only(path)
     state = raw
     if isinstance(raw, Mapping):
         for key in STATE_KEYS:
