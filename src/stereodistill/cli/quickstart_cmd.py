@@ -36,6 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--bench-size", type=size, help="latency input HxW (default from the recipe: 256x512)")
+    parser.add_argument("--force", action="store_true", help="clear the output folder if it holds files")
     parser.set_defaults(handler=run)
 
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         bench_size=args.bench_size,
         student=args.student,
+        force=args.force,
         log=lambda line: print(line, flush=True),
     )
     print()

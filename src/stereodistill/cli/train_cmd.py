@@ -21,6 +21,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("config", help="run config (YAML)")
         parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. steps=2 optim.lr=2e-4")
         parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+        parser.add_argument(
+            "--allow-changes",
+            action="store_true",
+            help="with --resume: accept a config that differs from the run's in what does not change the model "
+            "(learning rate, steps, term weights; listed and recorded in config.yaml)",
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="start over: clear the output folder if it holds a run"
+        )
         parser.set_defaults(handler=run, distill=distill)
 
 
@@ -32,10 +41,18 @@ def load_run_config(path: str, overrides: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
+    from stereodistill.errors import ConfigError
     from stereodistill.train.trainer import Trainer
 
+    if args.force and args.resume:
+        raise ConfigError("--force starts over and --resume continues: give one of them")
+    if args.allow_changes and not args.resume:
+        raise ConfigError("--allow-changes applies to --resume")
     config = load_run_config(args.config, args.overrides)
-    result = Trainer(config, distill=args.distill, resume=args.resume).run()
+    trainer = Trainer(
+        config, distill=args.distill, resume=args.resume, force=args.force, allow_changes=args.allow_changes
+    )
+    result = trainer.run()
     if os.environ.get("RANK", "0") == "0":  # one summary per run, not per DDP process
         print(json.dumps(result, indent=2))
     return 0

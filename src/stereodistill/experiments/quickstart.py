@@ -273,9 +273,12 @@ def run_quickstart(
     repo_root: Path | None = None,
     bench_size: tuple[int, int] | None = None,
     student: str | None = None,
+    force: bool = False,
     log: Progress = print,
 ) -> dict[str, Any]:
-    """Data → teacher → two students → evaluation → benchmark → report files; returns report.json's content."""
+    """Data → teacher → two students → evaluation → benchmark → report files; returns report.json's content.
+
+    ``out`` must be new or empty, unless ``force`` (then it is cleared first)."""
     from stereodistill.checkpoint import load_model
     from stereodistill.data.motorcycle import NAME as MOTORCYCLE
     from stereodistill.evaluate.benchmark import benchmark
@@ -283,6 +286,7 @@ def run_quickstart(
     from stereodistill.fileio import write_text_atomic
     from stereodistill.report.quickstart_report import write_images, write_report
     from stereodistill.runtime import resolve_device
+    from stereodistill.train.run_folder import prepare_new_run
     from stereodistill.train.trainer import Trainer
 
     recipe = load_recipe() if recipe is None else recipe
@@ -292,6 +296,7 @@ def run_quickstart(
     check_pairing(configs)
     for config in configs.values():
         config.device = device
+    prepare_new_run(out, force=force, hint="give another --out, or --force to start over")
     write_text_atomic(out / "recipe.yaml", yaml.safe_dump(dict(recipe), sort_keys=False))
 
     since = time.perf_counter()

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 
 from stereodistill.checkpoint import load_model, save_model
@@ -31,11 +30,11 @@ from stereodistill.distill.terms import DISPARITY, build_terms
 from stereodistill.distill.weights import build_schedule, build_weighting
 from stereodistill.errors import ConfigError, StereoDistillError
 from stereodistill.evaluate.evaluator import evaluate_dataset
-from stereodistill.fileio import write_text_atomic
 from stereodistill.models import build_model
 from stereodistill.models.import_original import import_checkpoint
 from stereodistill.runtime import resolve_device
 from stereodistill.train import data as train_data
+from stereodistill.train import run_folder
 from stereodistill.train import state as ckpt
 from stereodistill.train.config import RunConfig, StageConfig
 from stereodistill.train.logging import RunLogger
@@ -96,7 +95,17 @@ class StudentWithExtras(nn.Module):
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, *, distill: bool, resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        distill: bool,
+        resume: bool = False,
+        force: bool = False,
+        allow_changes: bool = False,
+    ) -> None:
+        """``resume``: continue the run in the output folder (its config may differ only in what
+        ``allow_changes`` accepts); otherwise the folder must be new or empty, unless ``force``."""
         if distill and config.teacher is None:
             raise ConfigError("distill needs a 'teacher' section (checkpoint, or original + arch)")
         if distill and not config.distill.terms:
@@ -117,6 +126,14 @@ class Trainer:
                 self.device = torch.device("cuda", self.dist.local_rank)
                 torch.cuda.set_device(self.device)
         seed_everything(config.seed)
+        self._changes: dict[str, tuple[Any, Any]] = {}
+        if self.dist.main:
+            if resume:
+                self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
+            else:
+                run_folder.prepare_new_run(self.out, force=force)
+        if self.dist.world > 1:
+            dist.barrier()  # no process writes into the folder before it has been checked
 
         # Networks ---------------------------------------------------------------------------
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
@@ -167,9 +184,12 @@ class Trainer:
         self.step = 0
         self.best_epe = float("inf")
         self._epoch_sums: dict[str, float] = {}  # this epoch's per-term loss sums, for DWA
+        resumed_from = self._resume() if resume else None
+        if resumed_from is not None and self.dist.main:
+            run_folder.truncate_scalars(self.out, self.step)
         self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
-        if resume:
-            self._resume()
+        if resumed_from is not None:
+            self.logger.note(f"resumed from {resumed_from} at step {self.step}")
 
     # -- set-up helpers -------------------------------------------------------------------------------
     def _load_teacher(self) -> nn.Module:
@@ -185,14 +205,15 @@ class Trainer:
             p.requires_grad_(False)
         return teacher
 
-    def _resume(self) -> None:
+    def _resume(self) -> str:
+        """Load the newest complete checkpoint; its name."""
         found = ckpt.complete_checkpoints(self.ckpt_dir)
         if not found:
             raise ConfigError(f"--resume: no complete checkpoint in {self.ckpt_dir}")
         meta = ckpt.load_training_state(found[-1], self.unit.student, self.unit.extras(), self.optimizer, self.scaler)
         self.step = int(meta["training"]["step"])
         self.best_epe = float(meta.get("best_epe", float("inf")))
-        self.logger.note(f"resumed from {found[-1].name} at step {self.step}")
+        return found[-1].name
 
     # -- schedule ----------------------------------------------------------------------------------------
     def stage_at(self, step: int) -> StageConfig:
@@ -263,7 +284,7 @@ class Trainer:
         total_steps = config.total_steps
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+            run_folder.write_config(self.out, to_dict(config), self.step, self._changes)
         accumulate = config.optim.accumulate
         micro = self.step * accumulate
         epoch_index, start_batch = divmod(micro, self.sampler.batches_per_epoch)

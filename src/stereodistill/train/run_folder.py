@@ -1,0 +1,132 @@
+"""One run per folder: a new run never mixes with an old one, and a resume never silently changes
+what is being trained.
+
+- A new run into a folder that already holds files is refused; ``force`` clears it first (the old
+  folder is renamed aside in one step, then deleted, so a crash never leaves half of it).
+- A resume compares the run's saved ``config.yaml`` with the config given now: a difference that
+  changes what the checkpoint holds (the network, the distillation terms' adapters and taps, the
+  loss weighting) is an error; any other difference is listed and needs ``allow_changes``. The
+  accepted changes are recorded at the top of ``config.yaml``, which thereby keeps the history.
+- ``scalars.csv`` is cut back to the checkpoint's step, so a resumed run does not repeat rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stereodistill.errors import ConfigError
+from stereodistill.fileio import write_text_atomic
+
+#: Dotted keys (and key prefixes) whose change alters the parameters a checkpoint holds.
+STRUCTURAL = ("model.", "distill.weighting.type")
+#: Keys of a distillation term that decide its adapter's shapes.
+STRUCTURAL_TERM_KEYS = ("student", "teacher", "adapter")
+HISTORY_MARK = "# history: "
+
+
+def prepare_new_run(out: Path, *, force: bool, hint: str = "--resume to continue it, or --force to start over") -> None:
+    """Refuse a folder that holds files (unless ``force``: then clear it)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder")
+    if not force:
+        raise ConfigError(f"{out} holds a run already: {hint}")
+    clear_folder(out)
+
+
+def clear_folder(folder: Path) -> None:
+    """Delete ``folder``: renamed aside first (atomic), so no one ever sees it half deleted."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+    os.replace(folder, aside / folder.name)
+    shutil.rmtree(aside)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys → leaf values; distillation terms are keyed by name, not position."""
+    if isinstance(data, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    if prefix == "distill.terms." and isinstance(data, list):
+        return flatten({term.get("name", str(i)): term for i, term in enumerate(data)}, prefix)
+    return {prefix[:-1]: data}
+
+
+def config_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted key → (saved value, given value) for every difference (None: absent)."""
+    old, new = flatten(saved), flatten(given)
+    keys = sorted(old.keys() | new.keys())
+    return {key: (old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)}
+
+
+def is_structural(key: str) -> bool:
+    if key.startswith(STRUCTURAL):
+        return True
+    parts = key.split(".")
+    if parts[:2] == ["distill", "terms"] and len(parts) >= 4:
+        return parts[3] in STRUCTURAL_TERM_KEYS
+    return False
+
+
+def _describe(changes: Mapping[str, tuple[Any, Any]]) -> str:
+    return "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in changes.items())
+
+
+def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) -> dict[str, tuple[Any, Any]]:
+    """The accepted changes between the saved config and ``given``; an error for any other."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return {}
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    changes = config_changes(saved, given)
+    structural = {key: change for key, change in changes.items() if is_structural(key)}
+    # A term added or removed changes the adapters: its keys all appear, with None on one side.
+    structural.update(
+        {k: c for k, c in changes.items() if k.startswith("distill.terms.") and None in c and k not in structural}
+    )
+    if structural:
+        raise ConfigError(
+            f"--resume {out}: the config changes what the checkpoint holds ({_describe(structural)}); "
+            "start a new run (another output, or --force)"
+        )
+    if changes and not allow_changes:
+        differences = _describe(changes)
+        raise ConfigError(f"--resume {out}: the config differs from the run's ({differences}); add --allow-changes")
+    return changes
+
+
+def write_config(out: Path, config: Mapping[str, Any], step: int, changes: Mapping[str, tuple[Any, Any]]) -> None:
+    """``config.yaml``: the config now in force, below the history of changes accepted on resuming."""
+    path = out / "config.yaml"
+    history = []
+    if path.is_file():
+        history = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith(HISTORY_MARK)]
+    if changes:
+        history.append(f"{HISTORY_MARK}resumed at step {step} with {_describe(changes)}")
+    body = yaml.safe_dump(dict(config), sort_keys=False)
+    write_text_atomic(path, "".join(line + "\n" for line in history) + body)
+
+
+def truncate_scalars(out: Path, step: int) -> None:
+    """Drop the rows of ``scalars.csv`` logged after ``step`` (by a run killed after its checkpoint)."""
+    path = out / "scalars.csv"
+    if not path.is_file():
+        return
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]
+    if len(kept) == len(rows):
+        return
+    text = io.StringIO()
+    csv.writer(text).writerows(kept)
+    write_text_atomic(path, text.getvalue())

@@ -1,0 +1,81 @@
+"""One run per folder: refused reuse, --force, resume with a changed config, no repeated rows."""
+
+import csv
+import io
+
+import pytest
+import yaml
+
+from stereodistill.cli.main import main
+from stereodistill.errors import ConfigError
+from stereodistill.train.run_folder import config_changes, is_structural
+from stereodistill.train.trainer import Trainer
+
+from .test_trainer import TINY, config
+
+
+def rows(folder):
+    return list(csv.reader(io.StringIO((folder / "scalars.csv").read_text())))[1:]
+
+
+def test_a_new_run_into_a_used_folder_is_refused_and_force_starts_over(tmp_path):
+    out = tmp_path / "run"
+    Trainer(config(out, steps=2, checkpoint_every=1), distill=False).run()
+    once = rows(out)
+    assert (out / "checkpoints" / "step-0000002.json").is_file()
+    with pytest.raises(ConfigError, match=r"holds a run already: --resume to continue it, or --force to start over"):
+        Trainer(config(out, steps=1), distill=False)
+    Trainer(config(out, steps=1), distill=False, force=True).run()
+    assert len(rows(out)) < len(once) and {row[0] for row in rows(out)} == {"1"}
+    assert not (out / "checkpoints" / "step-0000002.json").exists()  # the old run's checkpoints are gone
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.old-")]
+
+
+def test_resume_refuses_a_changed_network_and_lists_other_changes_until_allowed(tmp_path):
+    out = tmp_path / "run"
+    assert Trainer(config(out, steps=4), distill=False).run(stop_at=2)["stopped"]
+    with pytest.raises(ConfigError, match=r"changes what the checkpoint holds \(model.max_disp: 16 → 24\)"):
+        Trainer(config(out, steps=4, model={**TINY["model"], "max_disp": 24}), distill=False, resume=True)
+    changed = {**TINY["optim"], "lr": 5e-4}
+    with pytest.raises(ConfigError, match=r"differs from the run's \(optim.lr: 0.001 → 0.0005\); add --allow-changes"):
+        Trainer(config(out, steps=4, optim=changed), distill=False, resume=True)
+    resumed = Trainer(config(out, steps=4, optim=changed), distill=False, resume=True, allow_changes=True)
+    resumed.run()
+    text = (out / "config.yaml").read_text()
+    assert text.startswith("# history: resumed at step 2 with optim.lr: 0.001 → 0.0005\n")
+    assert yaml.safe_load(text)["optim"]["lr"] == 5e-4
+    # The next resume keeps the history (and, the config unchanged, needs no flag).
+    Trainer(config(out, steps=4, optim=changed), distill=False, resume=True).run()
+    assert (out / "config.yaml").read_text().count("# history:") == 1
+
+
+def test_a_resumed_run_does_not_repeat_the_rows_logged_after_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    Trainer(config(out, steps=4), distill=False).run(stop_at=2)
+    with (out / "scalars.csv").open("a", newline="") as handle:  # a run killed after its checkpoint
+        csv.writer(handle).writerow([3, "main", "supervised", 9.9])
+    Trainer(config(out, steps=4), distill=False, resume=True).run()
+    keys = [(row[0], row[2]) for row in rows(out)]
+    assert len(keys) == len(set(keys)) and ("3", "supervised") in keys and ("4", "supervised") in keys
+    assert "9.9" not in {row[3] for row in rows(out)}
+
+
+def test_config_changes_key_terms_by_name_and_know_what_is_structural():
+    term = {"name": "kl", "student": "logits.0", "teacher": "logits.2", "loss": "kl", "weight": 1.0}
+    saved = {"optim": {"lr": 1e-3}, "distill": {"terms": [term, {**term, "name": "feat"}]}}
+    given = {"optim": {"lr": 1e-3}, "distill": {"terms": [{**term, "name": "feat"}, {**term, "weight": 2.0}]}}
+    assert config_changes(saved, given) == {"distill.terms.kl.weight": (1.0, 2.0)}  # reordering is no change
+    assert not is_structural("distill.terms.kl.weight") and not is_structural("optim.lr")
+    assert is_structural("distill.terms.kl.adapter") and is_structural("model.options.width")
+
+
+def test_the_cli_refuses_a_used_folder_and_contradictory_flags(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "steps": 1, "output": str(tmp_path / "out")}))
+    assert main(["train", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["train", str(path)]) == 2
+    assert "holds a run already: --resume to continue it, or --force" in capsys.readouterr().err
+    assert main(["train", str(path), "--force", "--resume"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert main(["train", str(path), "--force"]) == 0
