@@ -128,3 +128,20 @@ def test_eval_refuses_a_bad_range_and_an_evaluation_of_nothing(tmp_path, capsys)
         (tmp_path / f"l{i}.png").write_bytes(b"not a png")
     assert main(["eval", ckpt, "--list", csv, "--skip-bad", "--json", str(tmp_path / "m.json")]) == 2
     assert "every sample of pairs" in capsys.readouterr().err and not (tmp_path / "m.json").exists()
+
+
+def test_eval_says_how_much_ground_truth_it_leaves_out_and_warns_beyond_a_tenth(tmp_path, capsys):
+    from stereodistill.data.motorcycle import write_motorcycle
+
+    ckpt = _checkpoint(tmp_path)  # max disparity 16
+    csv = str(write_motorcycle(tmp_path / "moto", factor=4))  # 125×185, ground truth below 15 px
+    assert main(["eval", ckpt, "--list", csv, "--json", str(tmp_path / "m.json")]) == 0
+    captured = capsys.readouterr()
+    assert "left out: 0 at or beyond 16 px, 0 occluded (0.0 %)" in captured.out and "warning" not in captured.err
+    coverage = _strict_json(tmp_path / "m.json")["ground_truth"]
+    assert coverage["left_out"] == 0 and coverage["with_gt"] > 20_000
+    assert main(["eval", ckpt, "--list", csv, "--max-disp", "8", "--json", str(tmp_path / "m.json")]) == 0
+    captured = capsys.readouterr()
+    assert "at or beyond 8 px" in captured.out and "warning: more than 10% of the ground-truth pixels" in captured.err
+    assert main(["eval", ckpt, "--list", csv, "--max-disp", "24"]) == 0
+    assert "above dsnet's range (16 px)" in capsys.readouterr().err

@@ -104,6 +104,8 @@ def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
 
     md = (tmp_path / "qs" / "report.md").read_text()
     assert verdict(report) in md and md == markdown(report)
+    coverage = on_disk["models"]["teacher"]["metrics"]["middlebury-motorcycle"]["ground_truth"]
+    assert coverage["left_out"] == 0 and f"the metrics count {coverage['with_gt']:,} of its" in md
     page = (tmp_path / "qs" / "report.html").read_text()
     assert page.count("<svg") == 2 and "training loss" in page and "validation EPE" in page
     for svg in page.split("<svg")[1:]:

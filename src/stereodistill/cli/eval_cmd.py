@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, map_location=device)
     max_disp = args.max_disp if args.max_disp is not None else float(model.max_disp)
+    if max_disp > model.max_disp:
+        print(
+            f"warning: --max-disp {max_disp:g} is above {model.arch}'s range ({model.max_disp} px): it cannot predict "
+            "the disparities between them",
+            file=sys.stderr,
+        )
     name, root = ("pairs", args.pairs_csv) if args.pairs_csv else (args.dataset, args.root)
     split = args.split or DATASETS.get(name).evaluation_split
     try:
@@ -88,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         f"{model.arch} on {what}: {plural(len(accumulator.per_image), 'image')}, "
         f"{scored} with valid ground truth, evaluated below {max_disp:g} px"
     )
+    print(coverage_line(accumulator.coverage(), max_disp))
+    if accumulator.coverage()["left_out_share"] > LEFT_OUT_WARNING:
+        print(
+            f"warning: more than {LEFT_OUT_WARNING:.0%} of the ground-truth pixels are left out of these metrics; "
+            "evaluate at a smaller scale (or with a model of a larger range) to cover them",
+            file=sys.stderr,
+        )
     print(format_table([("pooled", accumulator.pooled()), ("per-image mean", accumulator.per_image_mean())]))
     if args.json_out:
         summary = {
@@ -101,6 +114,19 @@ def run(args: argparse.Namespace) -> int:
         }
         write_json(args.json_out, summary)
     return 0
+
+
+#: Share of the ground-truth pixels left out above which ``eval`` warns.
+LEFT_OUT_WARNING = 0.10
+
+
+def coverage_line(coverage: dict[str, float | int], max_disp: float) -> str:
+    """ "ground truth: N pixels; left out: A at or beyond D px, B occluded (S %)"."""
+    share = coverage["left_out_share"]
+    return (
+        f"ground truth: {coverage['with_gt']:,} pixels; left out: {coverage['beyond_max_disp']:,} at or beyond "
+        f"{max_disp:g} px, {coverage['occluded']:,} occluded ({100 * share:.1f} %)"
+    )
 
 
 def plural(count: int, noun: str) -> str:

@@ -28,6 +28,19 @@ def valid_mask(disp: np.ndarray, max_disp: float | None = None, nonoccluded: np.
     return valid
 
 
+def ground_truth_coverage(
+    disp: np.ndarray, max_disp: float | None = None, nonoccluded: np.ndarray | None = None
+) -> dict[str, int]:
+    """Pixels with a ground-truth value (finite, > 0) and those of them left out of the metrics, by
+    reason: at or beyond ``max_disp``, or occluded (first reason wins), so a report can say what an
+    evaluation does not cover."""
+    finite = np.isfinite(disp)
+    known = finite & (np.where(finite, disp, 0.0) > 0)
+    beyond = known & (np.where(finite, disp, 0.0) >= max_disp) if max_disp is not None else np.zeros_like(known)
+    occluded = known & ~beyond & ~nonoccluded.astype(bool) if nonoccluded is not None else np.zeros_like(known)
+    return {"with_gt": int(known.sum()), "beyond_max_disp": int(beyond.sum()), "occluded": int(occluded.sum())}
+
+
 def make_sample(
     left: np.ndarray,
     right: np.ndarray,
@@ -68,6 +81,7 @@ def make_sample(
                 f"mask is {nonoccluded.shape[-1]}x{nonoccluded.shape[0]} but the images are {width}x{height}",
             )
         valid = valid_mask(disp, max_disp, nonoccluded)
+        meta = {**meta, "gt_coverage": ground_truth_coverage(disp, max_disp, nonoccluded)}
         disp = np.where(np.isfinite(disp), disp, 0.0).astype(np.float32)
     meta = {**meta, "has_gt": has_gt, "size": (height, width)}
     return {

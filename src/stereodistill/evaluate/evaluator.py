@@ -49,6 +49,7 @@ def evaluate_dataset(
         meta = sample["meta"]
         paths = [str(meta["left_path"])] if "left_path" in meta else None
         accumulator.update(pred[0].cpu(), sample["disp"], sample["valid"], ids=[str(meta["id"])], paths=paths)
+        accumulator.count_ground_truth(meta.get("gt_coverage", {}))
         if progress is not None:
             progress(index + 1, total)
     return accumulator
@@ -56,7 +57,7 @@ def evaluate_dataset(
 
 def evaluate_model(model: torch.nn.Module, datasets: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """Pooled metrics (fractions; EPE in px) of one network on each named dataset, with the number of
-    images and of valid pixels they pool over."""
+    images and of valid pixels they pool over, and the ground-truth pixels left out (and why)."""
 
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return model(left.to(device), right.to(device)).disparity
@@ -64,5 +65,10 @@ def evaluate_model(model: torch.nn.Module, datasets: Mapping[str, Any], device: 
     results = {}
     for name, dataset in datasets.items():
         accumulator = evaluate_dataset(predict, dataset)
-        results[name] = {**accumulator.pooled(), "images": len(dataset), "valid_pixels": int(accumulator.totals["n"])}
+        results[name] = {
+            **accumulator.pooled(),
+            "images": len(dataset),
+            "valid_pixels": int(accumulator.totals["n"]),
+            "ground_truth": accumulator.coverage(),
+        }
     return results

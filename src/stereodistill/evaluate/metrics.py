@@ -20,6 +20,7 @@ import torch
 THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
 METRIC_KEYS: tuple[str, ...] = ("epe", "d1", "bad0.5", "bad1", "bad2", "bad3")
 _COUNT_KEYS = ("d1", "bad0.5", "bad1", "bad2", "bad3")
+COVERAGE_KEYS = ("with_gt", "beyond_max_disp", "occluded")
 
 
 def _bad_key(tau: float) -> str:
@@ -73,6 +74,20 @@ class MetricAccumulator:
     totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("n", *METRIC_KEYS), 0.0))
     per_image: list[dict[str, float | str | int]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # samples that could not be read
+    #: Pixels with ground truth, and those left out (beyond max disparity, occluded): see ``coverage``.
+    gt_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COVERAGE_KEYS, 0))
+
+    def count_ground_truth(self, coverage: dict[str, int]) -> None:
+        """Add one sample's ``meta["gt_coverage"]`` (from :func:`~stereodistill.data.sample.make_sample`)."""
+        for key in COVERAGE_KEYS:
+            self.gt_counts[key] += int(coverage.get(key, 0))
+
+    def coverage(self) -> dict[str, float | int]:
+        """Ground-truth pixels, those left out by reason, and the share left out (NaN without any)."""
+        counts = dict(self.gt_counts)
+        left_out = counts["beyond_max_disp"] + counts["occluded"]
+        share = left_out / counts["with_gt"] if counts["with_gt"] else math.nan
+        return {**counts, "left_out": left_out, "left_out_share": share}
 
     def update(
         self,
@@ -109,7 +124,12 @@ class MetricAccumulator:
 
     def summary(self) -> dict[str, object]:
         """The JSON shape of ``eval --json``: pooled, per-image mean and the per-image rows."""
-        return {"pooled": self.pooled(), "per_image_mean": self.per_image_mean(), "per_image": self.per_image}
+        return {
+            "pooled": self.pooled(),
+            "per_image_mean": self.per_image_mean(),
+            "per_image": self.per_image,
+            "ground_truth": self.coverage(),
+        }
 
 
 def format_table(rows: Iterable[tuple[str, dict[str, float]]], keys: Sequence[str] = METRIC_KEYS) -> str:

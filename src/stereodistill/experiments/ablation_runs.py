@@ -63,6 +63,11 @@ def resolved_config(cell: Cell, seed: int, out: Path) -> dict[str, Any]:
     return config
 
 
+#: Raised when what a given eval spec measures changes (2: Motorcycle reduced to fit the range), so
+#: that results measured the old way are evaluated again rather than reported as if current.
+EVAL_PROTOCOL = 2
+
+
 def fingerprints(
     cells: list[Cell], seeds: list[int], eval_sets: Mapping[str, Any] | None
 ) -> dict[tuple[str, int], str]:
@@ -81,6 +86,7 @@ def fingerprints(
             what = {"config": cell.config, "seed": seed, "teacher": teacher}
             if eval_sets is not None:
                 what["eval"] = eval_sets
+                what["eval_protocol"] = EVAL_PROTOCOL
             files = _input_files(cell.config)
             if files:
                 what["files"] = files

@@ -159,6 +159,21 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def motorcycle_note(report: Mapping[str, Any]) -> str:
+    """How the real pair was evaluated, and how much of its ground truth the metrics cover."""
+    moto = report.get("motorcycle")
+    coverage = next(iter(report["models"].values()))["metrics"].get("middlebury-motorcycle", {}).get("ground_truth")
+    if not moto or not coverage:
+        return ""
+    height, width = moto["size"]
+    size = "at full size" if moto["reduced_by"] == 1 else f"at 1/{moto['reduced_by']} size ({width}×{height})"
+    return (
+        f"Motorcycle (real, zero-shot) is evaluated {size}, its ground truth scaled alike, so that its "
+        f"disparities lie within the models' range of {report['max_disp']:g} px: the metrics count "
+        f"{coverage['with_gt'] - coverage['left_out']:,} of its {coverage['with_gt']:,} pixels with ground truth."
+    )
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     lines = ["# stereodistill quickstart", "", verdict(report), "", speed_line(report), ""]
     lines += _md_table(*model_rows(report))
@@ -168,8 +183,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     timing = report["timing_s"]
     lines += [
         "",
-        "Metrics are pooled over valid pixels (EPE in px; D1, bad-τ as shares). On Motorcycle only pixels whose "
-        "ground truth lies below the models' maximum disparity count.",
+        "Metrics are pooled over valid pixels (EPE in px; D1, bad-τ as shares). " + motorcycle_note(report),
         "",
         f"Steps: {', '.join(f'{LABELS[r]} {n}' for r, n in report['steps'].items())}. "
         f"Wall time: {timing['total']:.0f} s ("
@@ -202,8 +216,8 @@ def html_page(report: Mapping[str, Any], images: Sequence[tuple[str, list[str]]]
         f"<p>{escape(speed_line(report))}</p>",
         htmlpage.table(*model_rows(report)),
         *(f"<h2>{escape(name)}</h2>" + htmlpage.table(*metric_rows(report, name)) for name in datasets_of(report)),
-        '<p class="note">Pooled over valid pixels; EPE in px, D1 and bad-τ as shares of valid pixels. On Motorcycle '
-        "(zero-shot, real) only pixels whose ground truth lies below the models' maximum disparity count.</p>",
+        '<p class="note">Pooled over valid pixels; EPE in px, D1 and bad-τ as shares of valid pixels. '
+        f"{escape(motorcycle_note(report))}</p>",
         "<h2>Training curves</h2>",
         curves(run_dirs),
         "<h2>Disparity and error maps</h2>",

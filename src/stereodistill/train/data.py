@@ -43,7 +43,10 @@ def build(config: DatasetConfig, transform: Any = None) -> Dataset:
 
 def _in_memory(config: DatasetConfig) -> Dataset:
     if config.dataset == MOTORCYCLE:
-        return MotorcycleStereo(config.max_disp)
+        try:
+            return MotorcycleStereo(config.max_disp, **config.options)
+        except TypeError as exc:
+            raise ConfigError(f"dataset {MOTORCYCLE}: its only option is 'reduce' ({exc})") from None
     height, width = config.size
     max_disp = int(config.max_disp) if config.max_disp is not None else 48
     synth = SynthConfig(height=height, width=width, max_disp=max_disp, **config.options)
