@@ -70,3 +70,15 @@ def test_load_yaml_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_yaml(tmp_path / "list.yaml")
+
+
+def test_overrides_reach_a_distillation_term_by_its_name():
+    data = {"distill": {"terms": [{"name": "kl", "weight": 1.0}, {"name": "feat", "weight": 1.0}]}}
+    out = apply_overrides(data, ["distill.terms.feat.weight=0.5", "distill.terms.kl.params.tau=2"])
+    assert out["distill"]["terms"] == [
+        {"name": "kl", "weight": 1.0, "params": {"tau": 2}},
+        {"name": "feat", "weight": 0.5},
+    ]
+    assert data["distill"]["terms"][1]["weight"] == 1.0  # a copy
+    with pytest.raises(ConfigError, match=r"no term named 'vol' \(terms: kl, feat\)"):
+        apply_overrides(data, ["distill.terms.vol.weight=2"])

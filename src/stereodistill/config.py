@@ -39,7 +39,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` items (value parsed as YAML) to a nested mapping, returning a copy."""
+    """Apply ``a.b.c=value`` items (value parsed as YAML) to a nested mapping, returning a copy;
+    ``distill.terms.NAME.KEY=value`` reaches into a term by its name (:func:`set_dotted`)."""
     import copy
 
     data = copy.deepcopy(data)
@@ -51,17 +52,35 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a mapping")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(data, key.strip(), value, f"override {item!r}")
     return data
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set a dotted key in nested mappings, creating them as needed. A list of named items (the
+    distillation terms) is addressed by an item's ``name``, never by position. The one override
+    grammar of command-line overrides, ablation choices and budgets."""
+    import copy
+
+    parts = key.split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        if isinstance(node, list):  # a list of named items: find the one named
+            match = [item for item in node if isinstance(item, dict) and item.get("name") == part]
+            if not match:
+                names = ", ".join(str(item.get("name")) for item in node if isinstance(item, dict))
+                raise ConfigError(f"{where}: {key}: no term named {part!r} (terms: {names})")
+            node = match[0]
+            continue
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict | list):
+            raise ConfigError(f"{where}: {key}: {part!r} is not a mapping")
+        node = child
+    if isinstance(node, list):
+        raise ConfigError(f"{where}: {key}: name a term after 'distill.terms'")
+    node[parts[-1]] = copy.deepcopy(value)
 
 
 def _type_name(tp: Any) -> str:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stereodistill.config import from_dict, load_yaml, to_dict
+from stereodistill.config import from_dict, load_yaml, set_dotted, to_dict
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation_report import summarise, write_reports
 from stereodistill.experiments.ablation_runs import (
@@ -146,29 +146,6 @@ def _with_budget(data: dict[str, Any], budget: str, path: Path) -> dict[str, Any
     return {**data, **chosen, "overrides": overrides}
 
 
-def _set(data: dict[str, Any], key: str, value: Any, where: str) -> None:
-    """Set a dotted key; ``distill.terms.NAME...`` addresses a term by its name."""
-    parts = key.split(".")
-    node: Any = data
-    for part in parts[:-1]:
-        if isinstance(node, list):  # the term list: find the named term
-            match = [t for t in node if isinstance(t, dict) and t.get("name") == part]
-            if not match:
-                names = ", ".join(str(t.get("name")) for t in node if isinstance(t, dict))
-                raise ConfigError(f"{where}: {key}: no term named {part!r} (terms: {names})")
-            node = match[0]
-            continue
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict | list):
-            raise ConfigError(f"{where}: {key}: {part!r} is not a mapping")
-        node = child
-    if isinstance(node, list):
-        raise ConfigError(f"{where}: {key}: name a term after 'distill.terms'")
-    node[parts[-1]] = copy.deepcopy(value)
-
-
 def _keep_terms(data: dict[str, Any], keep: list[str], where: str) -> None:
     terms = data.get("distill", {}).get("terms", [])
     names = [t.get("name") for t in terms]
@@ -204,7 +181,7 @@ def apply_choice(
         removed_here = parts[:2] == ["distill", "terms"] and len(parts) > 3 and parts[2] not in present
         if removed_here and known is not None and parts[2] in known:
             continue
-        _set(data, key, value, where)
+        set_dotted(data, key, value, where)
     return data
 
 
