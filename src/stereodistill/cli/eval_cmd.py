@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 
 from stereodistill.cli.args import positive_int
 from stereodistill.errors import ConfigError, DataError
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.evaluate.evaluator import evaluate_dataset
     from stereodistill.evaluate.metrics import format_table
     from stereodistill.runtime import resolve_device
+    from stereodistill.train.logging import PROGRESS_SECONDS
 
     if (args.pairs_csv is None) == (args.dataset is None):
         raise ConfigError("give either --dataset NAME --root DIR, or --list FILE.csv")
@@ -78,9 +80,15 @@ def run(args: argparse.Namespace) -> int:
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return model(left.to(device), right.to(device)).disparity
 
+    last = [time.monotonic()]
+
     def progress(done: int, total: int) -> None:
+        """Redrawn on a terminal; in a log, a line every 30 s and at the end."""
         if sys.stderr.isatty():
             print(f"\r  {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elif done == total or time.monotonic() - last[0] >= PROGRESS_SECONDS:
+            last[0] = time.monotonic()
+            print(f"  evaluated {done}/{total}", file=sys.stderr, flush=True)
 
     accumulator = evaluate_dataset(predict, dataset, progress=progress, limit=args.limit, skip_bad=args.skip_bad)
     for item in accumulator.skipped:

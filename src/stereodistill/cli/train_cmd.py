@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 
@@ -54,5 +53,17 @@ def run(args: argparse.Namespace) -> int:
     )
     result = trainer.run()
     if os.environ.get("RANK", "0") == "0":  # one summary per run, not per DDP process
-        print(json.dumps(result, indent=2))
+        print(summary_line(config, result))
     return 0
+
+
+def summary_line(config, result: dict) -> str:
+    """What a run did, in one line: network, steps, time, where the model is, validation EPE."""
+    if result.get("stopped"):
+        return f"stopped at step {result['step']}; continue with --resume"
+    epe = result.get("metrics", {}).get("epe")
+    validation = f"; validation EPE {epe:.3f} px" if epe is not None else ""
+    return (
+        f"trained {config.model.arch} for {result['step']} steps in {result.get('seconds', 0):.0f} s: "
+        f"{result['model']}{validation}"
+    )

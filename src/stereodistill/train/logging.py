@@ -1,13 +1,18 @@
 """Run logging: every scalar to a CSV (always), to TensorBoard (when installed), and a progress line
-(loss, lr, it/s, ETA), redrawn on a terminal and written every tenth of the run to a log."""
+(loss, lr, it/s, ETA), redrawn on a terminal; in a log, written at the first step, every tenth of
+the run and at least every 30 s."""
 
 from __future__ import annotations
 
 import csv
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+#: In a log (not a terminal), the longest silence between two progress lines.
+PROGRESS_SECONDS = 30.0
 
 
 class RunLogger:
@@ -17,6 +22,7 @@ class RunLogger:
         self.enabled = enabled
         self.total_steps = total_steps
         self.tty = sys.stderr.isatty()
+        self._last_line: float | None = None  # when the last progress line was printed
         self._file = None
         self._writer = None
         self._tb = None
@@ -54,9 +60,13 @@ class RunLogger:
             self._file.flush()
         if rate is None:
             return
-        # On a terminal the line redraws every step; in a log file one line per tenth of the run.
+        # On a terminal the line redraws every step; in a log file a line at the first step, every
+        # tenth of the run, and whenever PROGRESS_SECONDS have passed without one.
         tenth = max(1, self.total_steps // 10)
-        if self.tty or step % tenth == 0 or step == self.total_steps:
+        now = time.monotonic()
+        due = self._last_line is None or now - self._last_line >= PROGRESS_SECONDS
+        if self.tty or due or step % tenth == 0 or step == self.total_steps:
+            self._last_line = now
             eta = (self.total_steps - step) / rate if rate > 0 else math.inf
             loss = values.get("total", math.nan)
             line = (

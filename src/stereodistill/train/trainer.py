@@ -374,7 +374,12 @@ class Trainer:
         self.logger.close()
         if self.dist.world > 1:
             dist.barrier()
-        return {"step": self.step, "metrics": metrics, "model": str(self.out / "model.safetensors")}
+        return {
+            "step": self.step,
+            "metrics": metrics,
+            "model": str(self.out / "model.safetensors"),
+            "seconds": time.perf_counter() - started,
+        }
 
     # -- epochs, validation, checkpoints -------------------------------------------------------------
     def _epoch_means_add(self, parts: dict[str, float]) -> None:
@@ -399,6 +404,9 @@ class Trainer:
         def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
             return model(left.to(self.device), right.to(self.device)).disparity
 
+        limit = self.config.val_samples
+        count = len(self.val_set) if limit is None else min(limit, len(self.val_set))
+        self.logger.note(f"step {self.step}: validating on {count} pairs")
         accumulator = evaluate_dataset(predict, self.val_set, limit=self.config.val_samples)
         if len(self.val_set):
             sample = self.val_set[0]
