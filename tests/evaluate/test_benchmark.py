@@ -43,9 +43,13 @@ def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):
         )
         == 0
     )
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "[1/2] dsnet-noatt" in captured.err and "[2/2] dsnet" in captured.err  # progress per network
+    assert "min ms" in printed and "median ms" in printed and "max ms" in printed
     results = json.loads(out.read_text())["results"]
     assert [r["name"] for r in results] == ["dsnet-noatt", "dsnet"] and results[0]["peak_memory_mb"] >= 0
+    assert all(r["latency_min_ms"] <= r["latency_ms"] <= r["latency_max_ms"] for r in results)
     ratio = results[0]["latency_ms"] / results[1]["latency_ms"]
     direction = f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
     assert f"against dsnet-noatt: dsnet {direction}" in printed
@@ -78,3 +82,33 @@ def test_a_child_that_dies_without_a_result_is_an_error_not_a_hang():
     status, message = _result(queue, process)
     process.join()
     assert status == "error" and "exit code 3" in message
+
+
+def test_bench_runs_on_the_default_device_and_threads_and_warns_when_busy(capsys, monkeypatch):
+    from stereodistill.cli import bench_cmd
+
+    def fake(names, *args, **kwargs):  # a network whose forwards took 10, 20 and 40 ms
+        return [
+            {
+                "name": "x",
+                "params": 1,
+                "gmacs": 0.1,
+                "latency_min_ms": 10.0,
+                "latency_ms": 20.0,
+                "latency_max_ms": 40.0,
+                "peak_memory_mb": 1.0,
+                "speedup": 1.0,
+            }
+        ]
+
+    monkeypatch.setattr("stereodistill.evaluate.benchmark.benchmark", fake)
+    assert main(["bench", "--models", "x"]) == 0  # --device auto, threads: this process's cores
+    captured = capsys.readouterr()
+    assert "CPU, " in captured.out and "warning: the latencies of x vary by more than 25%" in captured.err
+    assert bench_cmd.spread(fake([])[0]) == 1.5
+
+
+def test_a_bad_device_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--models", "dsnet", "--device", "gpu"])
+    assert info.value.code == 2 and "expected auto, cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err

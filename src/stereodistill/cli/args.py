@@ -22,3 +22,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: checked when parsed, so a typo is a usage error."""
+    if text == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """The one ``--device`` option of every command that runs a network."""
+    parser.add_argument(
+        "--device", type=device, default="auto", help="auto (CUDA when available, else CPU; default), cpu, cuda[:N]"
+    )

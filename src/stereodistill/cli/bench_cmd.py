@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stereodistill.cli.args import positive_int, size
+from stereodistill.cli.args import add_device, positive_int, size
 from stereodistill.fileio import write_json
 
 
@@ -17,42 +17,64 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--models", required=True, help="comma-separated architectures or checkpoint paths")
     parser.add_argument("--size", type=size, default=(256, 512), help="input HxW (default 256x512)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device(parser)
     parser.add_argument("--max-disp", type=positive_int, default=192, help="for architectures given by name")
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: the cores this process may use)")
     parser.add_argument("--json", dest="json_out", help="also write the results here")
     parser.set_defaults(handler=run)
 
 
+#: A latency spread (max − min over the median) above this says the machine was busy.
+BUSY_SPREAD = 0.25
+
+
 def run(args: argparse.Namespace) -> int:
-    import torch
+    import sys
 
-    from stereodistill.errors import ConfigError
     from stereodistill.evaluate.benchmark import benchmark
+    from stereodistill.runtime import available_cpus, resolve_device
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but CUDA is not available")
+    device = str(resolve_device(args.device))
+    threads = args.threads or available_cpus()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     height, width = args.size
-    rows = benchmark(names, height, width, args.device, args.repeats, args.warmup, args.max_disp, args.threads)
-    where = (
-        torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
-    )
+
+    def progress(index: int, name: str) -> None:
+        print(f"  [{index + 1}/{len(names)}] {name}", file=sys.stderr, flush=True)
+
+    rows = benchmark(names, height, width, device, args.repeats, args.warmup, args.max_disp, threads, log=progress)
+    import torch
+
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU, {threads} threads"
     print(f"{height}x{width}, batch 1, {where}, median of {args.repeats} after {args.warmup} warm-up")
-    print(f"{'model':<24}{'params':>12}{'GMACs':>9}{'latency ms':>12}{'peak MB':>10}{'speed-up':>10}")
+    header = f"{'model':<24}{'params':>12}{'GMACs':>9}{'min ms':>9}{'median ms':>11}{'max ms':>9}{'peak MB':>9}"
+    print(header + f"{'speed-up':>10}")
     for row in rows:
         print(
-            f"{row['name']:<24}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_ms']:>12.1f}"
-            f"{row['peak_memory_mb']:>10.0f}{row['speedup']:>9.2f}×"
+            f"{row['name']:<24}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_min_ms']:>9.1f}"
+            f"{row['latency_ms']:>11.1f}{row['latency_max_ms']:>9.1f}{row['peak_memory_mb']:>9.0f}"
+            f"{row['speedup']:>9.2f}×"
         )
     if len(rows) > 1:
         first = rows[0]
         print(f"against {first['name']}: " + ", ".join(relative_speed(row, first) for row in rows[1:]))
+    busy = [row["name"] for row in rows if spread(row) > BUSY_SPREAD]
+    if busy:
+        print(
+            f"warning: the latencies of {', '.join(busy)} vary by more than {BUSY_SPREAD:.0%} of their median: the "
+            "machine was probably busy; rerun on an idle machine or with more --repeats",
+            file=sys.stderr,
+        )
     if args.json_out:
         write_json(args.json_out, {"device": where, "results": rows})
     return 0
+
+
+def spread(row: dict) -> float:
+    """(max − min) / median of a network's latencies."""
+    return (row["latency_max_ms"] - row["latency_min_ms"]) / row["latency_ms"]
 
 
 def relative_speed(row: dict, reference: dict) -> str:

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 
-from stereodistill.cli.args import positive_int
+from stereodistill.cli.args import add_device, positive_int
 from stereodistill.errors import ConfigError, DataError
 from stereodistill.fileio import write_json
 
@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N samples")
     parser.add_argument("--skip-bad", action="store_true", help="list and skip unreadable samples instead of stopping")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_device(parser)
     parser.add_argument("--json", dest="json_out", help="write pooled, per-image mean and per-image metrics here")
     parser.set_defaults(handler=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stereodistill.cli.args import add_device
 from stereodistill.data.formats import IMAGE_SUFFIXES
 from stereodistill.errors import DataError, InputError
 
@@ -21,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("left", help="left image, or a folder of left images")
     parser.add_argument("right", help="right image, or a folder of right images")
     parser.add_argument("--out", default="infer_out", help="output folder (default infer_out)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_device(parser)
     parser.set_defaults(handler=run)
 
 

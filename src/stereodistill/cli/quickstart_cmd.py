@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stereodistill.cli.args import size
+from stereodistill.cli.args import add_device, size
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="ARCH",
         help="student architecture (default: the recipe's, lean); e.g. lean-s, lean-xs, lean-l, dsnet",
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_device(parser)
     parser.add_argument("--bench-size", type=size, help="latency input HxW (default from the recipe: 256x512)")
     parser.add_argument("--force", action="store_true", help="clear the output folder if it holds files")
     parser.set_defaults(handler=run)

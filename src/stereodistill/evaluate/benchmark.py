@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import resource
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class BenchResult:
     gmacs: float
     latency_ms: float
     latency_min_ms: float
+    latency_max_ms: float
     peak_memory_mb: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +93,7 @@ def measure(
         gmacs=summary.gmacs,
         latency_ms=1000 * statistics.median(times),
         latency_min_ms=1000 * min(times),
+        latency_max_ms=1000 * max(times),
         peak_memory_mb=peak_mb,
     ).to_dict()
 
@@ -131,12 +134,16 @@ def benchmark(
     max_disp: int = 192,
     threads: int = 2,
     isolate: bool = True,
+    log: Callable[[int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Benchmark each network (each in a fresh process when ``isolate``); adds ``speedup`` vs the first."""
+    """Benchmark each network (each in a fresh process when ``isolate``); adds ``speedup`` vs the first.
+    ``log(index, name)`` is told as each network starts."""
     from stereodistill.errors import StereoDistillError
 
     results = []
-    for name in names:
+    for index, name in enumerate(names):
+        if log is not None:
+            log(index, name)
         args = (name, height, width, device, repeats, warmup, max_disp, threads)
         if not isolate:
             results.append(measure(*args))
