@@ -25,7 +25,8 @@ def test_infer_any_size_writes_pfm_png16_and_colour(tmp_path, ckpt):
     disp = read_pfm(tmp_path / "o" / "left.pfm")
     assert disp.shape == (30, 61)  # padding cropped back exactly
     np.testing.assert_allclose(read_png_disparity(tmp_path / "o" / "left_disp16.png"), disp, atol=1 / 256 + 1e-6)
-    assert Image.open(tmp_path / "o" / "left_color.png").size == (61, 30)
+    width, height = Image.open(tmp_path / "o" / "left_color.png").size
+    assert width == 61 and height > 30  # the map, then its colour bar and range
 
 
 def test_infer_folders_pair_by_name(tmp_path, ckpt):
@@ -57,3 +58,35 @@ def test_colormap_is_monotone_in_brightness_order_and_masks_invalid():
     assert rgb.shape == (1, 4, 3) and rgb.min() >= 0 and rgb.max() <= 1
     assert not np.allclose(rgb[0, 0], rgb[0, 2])
     assert (rgb[0, 3] == 0).all()
+
+
+def test_infer_takes_scene_trees_by_glob_and_names_outputs_by_scene(tmp_path, ckpt, capsys):
+    rng = np.random.default_rng(3)
+    for scene in ("Adirondack", "Piano"):
+        for view in ("im0.png", "im1.png"):
+            write_image(tmp_path / "mb" / scene / view, rng.random((32, 64, 3)))
+    left, right = str(tmp_path / "mb" / "*" / "im0.png"), str(tmp_path / "mb" / "*" / "im1.png")
+    assert main(["infer", ckpt, left, right, "--out", str(tmp_path / "o")]) == 0
+    assert {p.name for p in (tmp_path / "o").glob("*.pfm")} == {"Adirondack.pfm", "Piano.pfm"}
+    assert "[2/2] Piano" in capsys.readouterr().out
+    # Resumable: pairs whose outputs exist are skipped.
+    assert main(["infer", ckpt, left, right, "--out", str(tmp_path / "o")]) == 0
+    assert "skipping 2 of 2 pairs" in capsys.readouterr().out
+    assert main(["infer", ckpt, left, str(tmp_path / "mb" / "Piano" / "im1.png")]) == 2
+    assert "two glob patterns, or neither" in capsys.readouterr().err
+
+
+def test_scale_resizes_the_inputs_and_brings_disparities_back_to_their_pixels(tmp_path, ckpt, monkeypatch):
+    from stereodistill.cli import infer_cmd
+
+    class Half:  # a network that sees the half-size pair and answers "3 px" everywhere
+        max_disp = 16
+
+        def __call__(self, left, right):
+            assert left.shape[-2:] == (16, 32)
+            return type("Out", (), {"disparity": left.new_full((1, 16, 32), 3.0)})()
+
+    image = np.random.default_rng(4).random((32, 64, 3)).astype(np.float32)
+    disparity = infer_cmd.predict(Half(), image, image, 0.5, "cpu")
+    assert disparity.shape == (32, 64) and np.allclose(disparity, 6.0)
+    assert main(["infer", ckpt, "a.png", "b.png", "--scale", "0"]) == 2

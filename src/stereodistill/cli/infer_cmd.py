@@ -6,39 +6,36 @@ import argparse
 from pathlib import Path
 
 from stereodistill.cli.args import add_device
-from stereodistill.data.formats import IMAGE_SUFFIXES
-from stereodistill.errors import DataError, InputError
+from stereodistill.errors import InputError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "infer",
-        help="predict disparity for image pairs (files or two folders)",
-        description="Predict the left-view disparity of LEFT/RIGHT (two images, or two folders whose images pair "
-        "up by name). Any size: the model pads and crops back exactly. Writes NAME.pfm, NAME_disp16.png "
-        "(KITTI style, disparity x 256) and NAME_color.png for each pair.",
+        help="predict disparity for image pairs (files, two folders, or two glob patterns)",
+        description="Predict the left-view disparity of LEFT/RIGHT: two images, two folders whose images pair up "
+        "by name, or two quoted glob patterns (e.g. 'mb/*/im0.png' 'mb/*/im1.png': outputs named by scene). Any "
+        "size: the model pads and crops back exactly. Pairs are read, predicted and written one at a time; a pair "
+        "whose outputs exist is skipped (rerun to resume). Writes NAME.pfm, NAME_disp16.png (KITTI style, "
+        "disparity x 256) and NAME_color.png (with a colour bar) for each pair.",
     )
     parser.add_argument("checkpoint", help="a stereodistill checkpoint")
-    parser.add_argument("left", help="left image, or a folder of left images")
-    parser.add_argument("right", help="right image, or a folder of right images")
+    parser.add_argument("left", help="left image, a folder of left images, or a quoted glob pattern")
+    parser.add_argument("right", help="right image, a folder of right images, or a quoted glob pattern")
     parser.add_argument("--out", default="infer_out", help="output folder (default infer_out)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="resize the images by this factor before the network (e.g. 0.5 when disparities exceed its range); "
+        "disparities are scaled back to the input's pixels (default 1)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="predict pairs whose outputs already exist too")
     add_device(parser)
     parser.set_defaults(handler=run)
 
 
-def pairs_from(left: Path, right: Path) -> list[tuple[Path, Path]]:
-    """Two files, or two folders whose image files pair up by name (every left needs its right)."""
-    if left.is_dir() != right.is_dir():
-        raise InputError(f"{left} and {right}: give two image files or two folders, not one of each")
-    if not left.is_dir():
-        return [(left, right)]
-    lefts = sorted(p for p in left.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not lefts:
-        raise DataError(left, "no images in this folder")
-    missing = [p.name for p in lefts if not (right / p.name).is_file()]
-    if missing:
-        raise DataError(right, f"no right image for {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""))
-    return [(p, right / p.name) for p in lefts]
+OUTPUT_SUFFIXES = (".pfm", "_disp16.png", "_color.png")
 
 
 def as_batch(image, device):
@@ -48,36 +45,70 @@ def as_batch(image, device):
     return torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(device)
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
+def predict(model, left, right, scale: float, device):
+    """Disparity (H×W NumPy, in the input's pixels) of one pair, the images resized by ``scale`` first."""
     import torch
+    import torch.nn.functional as F
+
+    left_t, right_t = as_batch(left, device), as_batch(right, device)
+    height, width = left_t.shape[-2:]
+    if scale != 1.0:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        left_t, right_t = (F.interpolate(t, size=size, mode="bilinear", antialias=True) for t in (left_t, right_t))
+    with torch.no_grad():
+        disparity = model(left_t, right_t).disparity[:, None].float()
+    if scale != 1.0:
+        factor = width / disparity.shape[-1]
+        disparity = F.interpolate(disparity, size=(height, width), mode="bilinear", align_corners=False) * factor
+    return disparity[0, 0].cpu().numpy()
+
+
+def check_sizes(pairs) -> None:
+    """Every pair's two images agree in size (read from their headers, before any work)."""
+    from stereodistill.data.formats import image_size
+
+    for pair in pairs:
+        left, right = image_size(pair.left), image_size(pair.right)
+        if left != right:
+            raise InputError(f"{pair.left} is {left[1]}x{left[0]} but {pair.right} is {right[1]}x{right[0]}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import numpy as np
 
     from stereodistill.checkpoint import load_model
     from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
-    from stereodistill.report.colormap import colorize
+    from stereodistill.data.pairing import find_pairs
+    from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.runtime import resolve_device
 
+    if not (0 < args.scale <= 4):
+        raise InputError(f"--scale must be in (0, 4], got {args.scale:g}")
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, map_location=device)
-    pairs = pairs_from(Path(args.left), Path(args.right))
-    images = []
-    for left_path, right_path in pairs:  # read and check everything before writing anything
-        left, right = read_image(left_path), read_image(right_path)
-        if left.shape != right.shape:
-            raise InputError(
-                f"{left_path} is {left.shape[1]}x{left.shape[0]} but {right_path} is {right.shape[1]}x{right.shape[0]}"
-            )
-        images.append((left_path, left, right))
+    pairs = find_pairs(args.left, args.right)
+    check_sizes(pairs)
     out = Path(args.out)
-    for left_path, left, right in images:
-        with torch.no_grad():
-            disparity = model(as_batch(left, device), as_batch(right, device)).disparity[0].float().cpu().numpy()
-        stem = left_path.stem
-        write_pfm(out / f"{stem}.pfm", disparity)
-        write_png_disparity(out / f"{stem}_disp16.png", np.clip(disparity, 0, 65535 / 256))
-        write_image(out / f"{stem}_color.png", colorize(disparity, vmax=float(model.max_disp)))
+    todo = [p for p in pairs if args.overwrite or not all((out / f"{p.name}{s}").is_file() for s in OUTPUT_SUFFIXES)]
+    if len(todo) < len(pairs):
+        print(f"skipping {len(pairs) - len(todo)} of {len(pairs)} pairs whose outputs exist (--overwrite to redo)")
+    vmax = float(model.max_disp) / args.scale  # the colour range: what the network can see, in input pixels
+    for index, pair in enumerate(todo, 1):
+        left, right = read_image(pair.left), read_image(pair.right)
+        if left.shape != right.shape:  # the headers agreed; the decoded images must too
+            raise InputError(f"{pair.left} and {pair.right} differ in size")
+        disparity = predict(model, left, right, args.scale, device)
+        write_pfm(out / f"{pair.name}.pfm", disparity)
+        write_png_disparity(out / f"{pair.name}_disp16.png", np.clip(disparity, 0, 65535 / 256))
+        write_image(out / f"{pair.name}_color.png", with_colorbar(colorize(disparity, vmax=vmax), vmax))
         print(
-            f"{left_path.name}: {disparity.shape[1]}x{disparity.shape[0]}, disparity "
-            f"{disparity.min():.1f}..{disparity.max():.1f} px -> {out / stem}.pfm, _disp16.png, _color.png"
+            f"[{index}/{len(todo)}] {pair.name}: {disparity.shape[1]}x{disparity.shape[0]}, disparity "
+            f"{disparity.min():.1f}..{disparity.max():.1f} px (colour 0..{vmax:g} px) -> "
+            f"{out / pair.name}.pfm, _disp16.png, _color.png",
+            flush=True,
         )
+    if not todo:
+        print("nothing to do", file=sys.stderr)
     return 0

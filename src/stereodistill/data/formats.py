@@ -97,6 +97,19 @@ def _open_image(path: Path) -> Image.Image:
     return image
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding it (a cheap check of a whole
+    folder before any work)."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"not a readable image ({exc})") from None
+    return height, width
+
+
 def read_png_disparity(path: str | Path, scale: float = KITTI_SCALE) -> np.ndarray:
     """Read a 16-bit PNG disparity (KITTI: value / 256; 0 = no ground truth, returned as 0)."""
     path = Path(path)

@@ -35,3 +35,19 @@ def colorize(values: np.ndarray, vmax: float, vmin: float = 0.0, invalid: np.nda
         bad |= invalid
     rgb[bad] = 0.0
     return rgb.astype(np.float32)
+
+
+def with_colorbar(rgb: np.ndarray, vmax: float, vmin: float = 0.0, unit: str = "px") -> np.ndarray:
+    """``rgb`` (H×W×3) with a colour bar below it, labelled with its range, so a map can be read
+    without knowing the scale it was drawn with."""
+    from PIL import Image, ImageDraw
+
+    height, width = rgb.shape[:2]
+    bar_height, label_height = max(6, height // 24), 12
+    ramp = colorize(np.tile(np.linspace(vmin, vmax, width, dtype=np.float32), (bar_height, 1)), vmax, vmin)
+    labels = Image.new("RGB", (width, label_height), (255, 255, 255))
+    draw = ImageDraw.Draw(labels)
+    low, high = f"{vmin:g} {unit}", f"{vmax:g} {unit}"
+    draw.text((1, 0), low, fill=(0, 0, 0))
+    draw.text((max(1, width - 1 - int(draw.textlength(high))), 0), high, fill=(0, 0, 0))
+    return np.concatenate([rgb, ramp, np.asarray(labels, dtype=np.float32) / 255.0], axis=0)
