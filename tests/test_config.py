@@ -1,10 +1,13 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from stereodistill.config import apply_overrides, from_dict, load_yaml, to_dict
 from stereodistill.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
@@ -82,3 +85,35 @@ def test_overrides_reach_a_distillation_term_by_its_name():
     assert data["distill"]["terms"][1]["weight"] == 1.0  # a copy
     with pytest.raises(ConfigError, match=r"no term named 'vol' \(terms: kl, feat\)"):
         apply_overrides(data, ["distill.terms.vol.weight=2"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.options.widht=3", r"options of lean: unknown option 'widht' \(did you mean 'width'\?\)"),
+        ("model.options.width=wide", r"options of lean.width: expected a number, got 'wide'"),
+        ("distill.weighting={type: dwa, temprature: 2}", r"unknown option 'temprature' \(did you mean 'temperature'"),
+        ("distill.weighting={type: fixed, clamp: 2}", "the fixed weighting takes no options"),
+        ("data.train.options={low_textur_prob: 0.1}", r"options of synthetic: unknown option 'low_textur_prob'"),
+        ("distill.terms.kl.params.taux=2", r"params of loss kl: unknown option 'taux' \(did you mean 'tau'\?\)"),
+        ("distill.terms.kl.weight={type: linear, end: 1, step: 10}", r"'weight.step'; did you mean 'steps'"),
+        ("supervised.weight={type: step, value: 1}", "epochs"),
+        ("teacher={original: x.pth, arch: psmnet, options: {align_corner: true}}", r"did you mean 'align_corners'"),
+    ],
+)
+def test_free_form_options_are_checked_before_any_work(override, message):
+    from stereodistill.train.config import RunConfig
+
+    base = load_yaml(CONFIGS / "bench" / "proxy_lean_base.yaml")
+    data = apply_overrides(base, ["teacher.checkpoint=t", override])
+    with pytest.raises(ConfigError, match=message):
+        from_dict(RunConfig, data)
+
+
+def test_a_release_teacher_takes_its_networks_options():
+    from stereodistill.train.config import TeacherConfig
+
+    teacher = from_dict(TeacherConfig, {"original": "x.pth", "arch": "psmnet", "options": {"align_corners": True}})
+    assert teacher.options == {"align_corners": True}
+    with pytest.raises(ConfigError, match="apply to an 'original' checkpoint"):
+        from_dict(TeacherConfig, {"checkpoint": "runs/t/model", "options": {"align_corners": True}})

@@ -8,6 +8,7 @@ are applied to the raw mapping first, so they are validated the same way. The re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -207,3 +208,37 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def keyword_options(target: Any, options: Mapping[str, Any], where: str, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """``options`` checked against the keyword parameters of ``target`` (a function, or a class's
+    ``__init__``) before any work: an unknown name is an error naming the nearest valid one, and
+    each value is converted to its annotated type (a wrong type is an error naming the key)."""
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    # A class whose __init__ passes **kwargs on takes its bases' parameters too: follow the MRO.
+    functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
+    params: list[str] = []
+    hints: dict[str, Any] = {}
+    for function in functions:
+        signature = inspect.signature(function)
+        params += [n for n, p in signature.parameters.items() if p.kind in kinds and n not in ("self", *skip, *params)]
+        with contextlib.suppress(Exception):  # an annotation unresolvable here: names are still checked
+            hints = {**typing.get_type_hints(function), **hints}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+            break
+    else:
+        return dict(options)  # takes anything: nothing to check against
+    checked = {}
+    for key, value in options.items():
+        if key not in params:
+            close = difflib.get_close_matches(str(key), params, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            valid = ", ".join(params) or "none"
+            raise ConfigError(f"{where}: unknown option {key!r}{hint}; valid options: {valid}")
+        try:
+            checked[key] = _convert(value, hints[key], f"{where}.{key}") if key in hints else value
+        except TypeError:  # an annotation _convert does not handle: the value goes through as given
+            checked[key] = value
+    return checked

@@ -65,9 +65,10 @@ def test_terms_are_checked_against_both_models():
     bad_tap = TermConfig(name="f", student="volume.agg.0", teacher="volume.cost", loss="cosine")
     with pytest.raises(ConfigError, match=r"does not offer tap 'volume.agg.0'; it offers: disparity, feat.left.s4"):
         build_terms([bad_tap], student, teacher, 32, 64)
-    bad_params = TermConfig(name="k", student="volume.cost", teacher="volume.cost", loss="cosine", params={"tau": 2})
-    with pytest.raises(ConfigError, match="bad params for loss 'cosine'"):
-        build_terms([bad_params], student, teacher, 32, 64)
+    with pytest.raises(ConfigError, match="params of loss cosine: unknown option 'tau'"):
+        TermConfig(name="k", student="volume.cost", teacher="volume.cost", loss="cosine", params={"tau": 2})
+    with pytest.raises(ConfigError, match=r"params of loss kl: unknown option 'temp'; valid options: tau"):
+        TermConfig(name="k", student="logits.0", teacher="logits.0", loss="kl", params={"temp": 2})
     twice = [TermConfig(name="a", student="disparity", teacher="disparity", loss="l1")] * 2
     with pytest.raises(ConfigError, match="unique"):
         build_terms(twice, student, teacher, 32, 64)

@@ -241,17 +241,17 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
 
 def test_a_failed_teacher_fails_its_students_without_running_them(chain_file, tmp_path):
     data = yaml.safe_load(chain_file.read_text())
-    data["fixed"]["teacher"]["model.arch"] = "no-such-net"
+    data["fixed"]["teacher"]["model.init"] = str(tmp_path / "no-such-init")  # fails inside the run
     data.pop("bench")
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "out"
     summary = run_ablation(chain_file, out, log=lambda line: None)
     errors = {f["cell"]: f["error"] for f in summary["failures"]}
-    assert "no-such-net" in errors["teacher"]
+    assert "no-such-init" in errors["teacher"]
     assert errors["student"] == "its teacher, cell 'teacher' seed 0, did not finish"
     assert not (out / "cells" / "student" / "seed0" / "run").exists()
     # Once the config is fixed, the old failures are not this config's: a report leaves them out.
-    data["fixed"]["teacher"]["model.arch"] = "dsnet-noatt"
+    del data["fixed"]["teacher"]["model.init"]
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     lines: list[str] = []
     fixed = run_ablation(chain_file, out, log=lines.append, report_only=True)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stereodistill.config import keyword_options
 from stereodistill.distill.adapters import CONCATENATION, CORRELATION, build_adapter, is_cost_volume
 from stereodistill.distill.losses import LOSSES
 from stereodistill.distill.masks import MASKS, resize_mask
@@ -34,15 +35,15 @@ DISPARITY = "disparity"
 class TermConfig:
     """One distillation term as written in a config's ``distill.terms`` list."""
 
-    name: str
-    student: str
-    teacher: str
-    loss: str
-    weight: float | dict[str, Any] = 1.0
-    params: dict[str, Any] = field(default_factory=dict)
+    name: str  # the term's name: stages, overrides and logs use it
+    student: str  # student tap (or disparity)
+    teacher: str  # teacher tap (or disparity)
+    loss: str  # a loss (below)
+    weight: float | dict[str, Any] = 1.0  # a number or a schedule (below)
+    params: dict[str, Any] = field(default_factory=dict)  # the loss's options (below)
     adapter: str | list[str] | None = None  # one adapter, or a chain applied in order
-    mask: str | None = None
-    mask_threshold: float | None = None
+    mask: str | None = None  # valid_gt, teacher_correct or confidence
+    mask_threshold: float | None = None  # teacher_correct: px (3); confidence: peak probability (0.5)
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
@@ -51,6 +52,10 @@ class TermConfig:
             )
         if self.mask is not None and self.mask not in MASKS:
             raise ConfigError(f"term {self.name!r}: unknown mask {self.mask!r} (expected one of {', '.join(MASKS)})")
+        build_schedule(self.weight, "weight")
+        loss = LOSSES.get(self.loss)
+        positional = list(inspect.signature(loss).parameters)[:3]  # student, teacher or target, mask
+        self.params = keyword_options(loss, self.params, f"params of loss {self.loss}", skip=positional)
 
 
 def check_tap(model: nn.Module, tap: str, role: str, term: str) -> None:
@@ -80,11 +85,7 @@ class DistillTerm(nn.Module):
         super().__init__()
         self.config = config
         self.name = config.name
-        self.loss_fn = LOSSES.get(config.loss)
-        try:
-            inspect.signature(self.loss_fn).bind(None, None, None, **config.params)
-        except TypeError as exc:
-            raise ConfigError(f"term {config.name!r}: bad params for loss {config.loss!r}: {exc}") from None
+        self.loss_fn = LOSSES.get(config.loss)  # its params were checked with the config
         try:
             self.adapter = build_adapter(
                 config.adapter,

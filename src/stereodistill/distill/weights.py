@@ -34,8 +34,8 @@ class StepDecay:
     """``value`` divided by ``rate`` at each listed epoch reached (the DSNet code's feat/soft epochs)."""
 
     value: float
-    rate: float
     epochs: tuple[float, ...]
+    rate: float = 10.0
 
     def __call__(self, step: int, epoch: float) -> float:
         passed = sum(1 for boundary in self.epochs if epoch >= boundary)
@@ -46,9 +46,9 @@ class StepDecay:
 class Ramp:
     """From ``start`` to ``end`` over ``steps`` steps beginning at step ``begin``; linear or cosine."""
 
-    start: float
     end: float
     steps: int
+    start: float = 0.0
     begin: int = 0
     shape: str = "linear"
 
@@ -62,25 +62,28 @@ class Ramp:
 Schedule = Constant | StepDecay | Ramp
 
 
-def build_schedule(spec: float | int | Mapping[str, Any]) -> Schedule:
-    """A number, or ``{type: step|linear|cosine, ...}`` (see the README's config reference)."""
-    if isinstance(spec, bool):
-        raise ConfigError(f"a weight must be a number or a schedule, got {spec!r}")
+#: ``{type: NAME, ...}`` weight schedules; their other keys are the fields of the class.
+SCHEDULES: dict[str, type] = {"step": StepDecay, "linear": Ramp, "cosine": Ramp}
+
+
+def build_schedule(spec: float | int | Mapping[str, Any], where: str = "weight") -> Schedule:
+    """A number, or ``{type: step|linear|cosine, ...}`` (docs/config.md); unknown keys and values of
+    the wrong type are errors naming the key."""
+    from stereodistill.config import from_dict
+
+    if isinstance(spec, bool) or not isinstance(spec, int | float | Mapping):
+        raise ConfigError(f"{where}: a weight must be a number or a schedule, got {spec!r}")
     if isinstance(spec, int | float):
         return Constant(float(spec))
     kind = spec.get("type")
-    try:
-        if kind == "step":
-            return StepDecay(
-                float(spec["value"]), float(spec.get("rate", 10.0)), tuple(float(e) for e in spec["epochs"])
-            )
-        if kind in ("linear", "cosine"):
-            return Ramp(
-                float(spec.get("start", 0.0)), float(spec["end"]), int(spec["steps"]), int(spec.get("begin", 0)), kind
-            )
-    except KeyError as exc:
-        raise ConfigError(f"weight schedule {dict(spec)} lacks {exc.args[0]!r}") from None
-    raise ConfigError(f"unknown weight schedule type {kind!r} (expected step, linear or cosine)")
+    if kind not in SCHEDULES:
+        raise ConfigError(f"{where}: unknown weight schedule type {kind!r} (expected step, linear or cosine)")
+    fields = {k: v for k, v in spec.items() if k != "type"}
+    if "shape" in fields:
+        raise ConfigError(f"{where}: the ramp's shape is its type ({kind!r}); drop 'shape'")
+    if SCHEDULES[kind] is Ramp:
+        fields["shape"] = kind
+    return from_dict(SCHEDULES[kind], fields, where)
 
 
 # ---------------------------------------------------------------------------- adaptive weighting
@@ -153,13 +156,29 @@ class DynamicWeightAverage(nn.Module):
             self.weights.copy_(len(self.names) * torch.softmax(ratios / self.temperature, dim=0))
 
 
+#: ``distill.weighting: {type: NAME, ...}``; the other keys are the class's keyword parameters.
+WEIGHTINGS: dict[str, type[nn.Module]] = {
+    "fixed": FixedWeighting,
+    "uncertainty": UncertaintyWeighting,
+    "dwa": DynamicWeightAverage,
+}
+
+
+def check_weighting(spec: Mapping[str, Any] | None, where: str = "weighting") -> dict[str, Any]:
+    """The weighting's options, checked (type, then each key against its class) before any work."""
+    from stereodistill.config import keyword_options
+
+    spec = dict(spec or {})
+    kind = spec.pop("type", "fixed")
+    if kind not in WEIGHTINGS:
+        raise ConfigError(f"{where}: unknown weighting {kind!r} (expected fixed, uncertainty or dwa)")
+    if kind == "fixed" and spec:
+        raise ConfigError(f"{where}: the fixed weighting takes no options, got {', '.join(spec)}")
+    return keyword_options(WEIGHTINGS[kind], spec, f"{where} ({kind})", skip=("names",))
+
+
 def build_weighting(spec: Mapping[str, Any] | None, names: Sequence[str]) -> nn.Module:
     """``None``/``{type: fixed}``, ``{type: uncertainty, clamp: 4}`` or ``{type: dwa, temperature: 2}``."""
+    options = check_weighting(spec)
     kind = (spec or {}).get("type", "fixed")
-    if kind == "fixed":
-        return FixedWeighting()
-    if kind == "uncertainty":
-        return UncertaintyWeighting(names, float(spec.get("clamp", 4.0)))
-    if kind == "dwa":
-        return DynamicWeightAverage(names, float(spec.get("temperature", 2.0)))
-    raise ConfigError(f"unknown weighting {kind!r} (expected fixed, uncertainty or dwa)")
+    return FixedWeighting() if kind == "fixed" else WEIGHTINGS[kind](names, **options)

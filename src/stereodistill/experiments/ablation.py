@@ -66,9 +66,9 @@ CHOICE_KEYS = ("base", "terms", "teacher_cell")
 class BenchSpec:
     """Latency of every cell's network, measured after training (see ``evaluate.benchmark``)."""
 
-    size: tuple[int, int] = (256, 512)
-    repeats: int = 5
-    warmup: int = 1
+    size: tuple[int, int] = (256, 512)  # input H, W
+    repeats: int = 5  # timed forwards (median reported)
+    warmup: int = 1  # untimed forwards first
     reference: str | None = None  # the cell whose speed-up over every other cell is reported
 
     def __post_init__(self) -> None:
@@ -78,22 +78,24 @@ class BenchSpec:
 
 @dataclass
 class AblationConfig:
-    base: str
+    """An ablation file: a base run config, the rows and axes that vary it, seeds and evaluation."""
+
+    base: str  # the run config every cell starts from (relative to this file)
     eval: dict[str, DatasetConfig]
-    name: str = "ablation"
+    name: str = "ablation"  # default output runs/ablations/NAME
     output: str | None = None  # default runs/ablations/<name>
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    steps: int | None = None
-    fixed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    axes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # every cell runs with each
+    steps: int | None = None  # step budget of every cell (a row may set its own)
+    fixed: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows: NAME: {overrides, terms, base, teacher_cell}
+    axes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # the grid: AXIS: {CHOICE: {overrides}}
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted overrides applied to every cell
     bench: BenchSpec | None = None
     baseline: str | None = None  # the cell every row's EPE is compared with, seed by seed
     compare: list[tuple[str, str]] = field(default_factory=list)  # [A, B]: A's EPE minus B's, by seed
-    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    parallel: int = 1
-    device: str = "auto"
-    step_scale: float = 1.0  # set by a numeric --budget
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # named scales chosen with --budget NAME
+    parallel: int = 1  # runs at a time
+    device: str = "auto"  # auto, cpu, cuda (runs spread over the GPUs)
+    step_scale: float = field(default=1.0, metadata={"internal": True})  # set by a numeric --budget
     # A named budget's steps over the file's: rows with their own steps are scaled by it (None: no file steps).
     own_steps_scale: float | None = field(default=1.0, init=False)
 

@@ -12,11 +12,16 @@ if TYPE_CHECKING:
 MODELS: Registry[type[StereoModel]] = Registry("architecture")
 
 
-def build_model(arch: str, **config: Any) -> StereoModel:
-    """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options."""
+def model_class(arch: str) -> type[StereoModel]:
+    """The class of a registered architecture (an unknown name is an error listing the known)."""
     import stereodistill.models.zoo  # noqa: F401  (registers every architecture)
 
-    return MODELS.get(arch)(**config)
+    return MODELS.get(arch)
+
+
+def build_model(arch: str, **config: Any) -> StereoModel:
+    """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options."""
+    return model_class(arch)(**config)
 
 
 def list_models() -> list[str]:

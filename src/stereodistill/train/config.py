@@ -1,7 +1,7 @@
 """The schema of a training or distillation run (``stereodistill train|distill CONFIG``).
 
-Every key is documented here and in the README's config reference; a config is validated against
-these dataclasses before any work starts (:mod:`stereodistill.config`).
+Every key is documented here (the comment on its line) and in docs/config.md, generated from these
+classes; a config is validated against them before any work starts (:mod:`stereodistill.config`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from stereodistill.config import keyword_options
 from stereodistill.data.motorcycle import NAME as MOTORCYCLE
 from stereodistill.distill.terms import TermConfig
 from stereodistill.errors import ConfigError
@@ -21,26 +22,41 @@ IN_MEMORY = ("synthetic", MOTORCYCLE)
 class ModelConfig:
     """The network to train (the student, when distilling)."""
 
-    arch: str
-    max_disp: int = 192
+    arch: str  # the network (`stereodistill models` lists them)
+    max_disp: int = 192  # disparity range in px (a multiple of 4; some networks need more)
     options: dict[str, Any] = field(default_factory=dict)  # further constructor options of the arch
     init: str | None = None  # a stereodistill checkpoint to start from
+
+    def __post_init__(self) -> None:
+        self.options = network_options(self.arch, self.options)
+
+
+def network_options(arch: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against the network's constructor (docs/config.md lists each one's)."""
+    from stereodistill.models.registry import model_class
+
+    return keyword_options(model_class(arch), options, f"options of {arch}", skip=("max_disp",))
 
 
 @dataclass
 class TeacherConfig:
     """The teacher: our checkpoint, or an original-repository checkpoint imported on the fly."""
 
-    checkpoint: str | None = None
-    original: str | None = None
+    checkpoint: str | None = None  # our checkpoint (NAME, NAME.safetensors or NAME.json)
+    original: str | None = None  # or a release's checkpoint file, imported with ``arch``
     arch: str | None = None  # required with ``original``
-    max_disp: int = 192
+    max_disp: int = 192  # with ``original``: the network's range
+    options: dict[str, Any] = field(default_factory=dict)  # with ``original``: e.g. {align_corners: true}
 
     def __post_init__(self) -> None:
         if (self.checkpoint is None) == (self.original is None):
             raise ConfigError("teacher: give exactly one of 'checkpoint' or 'original'")
         if self.original is not None and self.arch is None:
             raise ConfigError("teacher: 'original' needs 'arch'")
+        if self.options and self.original is None:
+            raise ConfigError("teacher: 'options' apply to an 'original' checkpoint (ours records its own)")
+        if self.original is not None:
+            self.options = network_options(self.arch, self.options)
 
 
 @dataclass
@@ -48,60 +64,95 @@ class DatasetConfig:
     """A dataset: a registered reader (``sceneflow``, ``kitti2015``, ``pairs``, …), ``synthetic``, or
     ``middlebury-motorcycle`` (the real pair in scikit-image's wheel)."""
 
-    dataset: str
-    root: str | None = None
-    split: str = "train"
-    list_file: str | None = None
-    max_disp: float | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    dataset: str  # a reader (sceneflow, kitti2012/2015, middlebury, eth3d, pairs), synthetic or middlebury-motorcycle
+    root: str | None = None  # dataset root folder (a CSV for pairs)
+    split: str = "train"  # train, test or all
+    list_file: str | None = None  # restrict to the samples listed (ids or image paths, one per line)
+    max_disp: float | None = None  # ground truth at or beyond this is not valid
+    options: dict[str, Any] = field(default_factory=dict)  # reader options (see "Dataset options")
     # ``synthetic`` only: pairs generated in memory.
-    pairs: int = 200
-    size: tuple[int, int] = (96, 192)
-    seed: int = 0
+    pairs: int = 200  # synthetic: how many pairs
+    size: tuple[int, int] = (96, 192)  # synthetic: H, W
+    seed: int = 0  # synthetic: seed of the pairs (test pairs never repeat train pairs)
 
     def __post_init__(self) -> None:
         if self.dataset not in IN_MEMORY and self.root is None:
             raise ConfigError(f"dataset {self.dataset!r} needs 'root'")
+        reader, fixed = _reader_of(self.dataset)
+        self.options = keyword_options(reader, self.options, f"options of {self.dataset}", skip=fixed)
+
+
+#: Reader parameters a dataset config sets through its own keys, not through ``options``.
+_READER_KEYS = ("root", "split", "list_file", "max_disp", "transform")
+
+
+def _reader_of(dataset: str) -> tuple[Any, tuple[str, ...]]:
+    """What a dataset's ``options`` are passed to, and the parameters they may not set."""
+    from stereodistill.data.datasets import DATASETS
+    from stereodistill.data.motorcycle import MotorcycleStereo
+    from stereodistill.data.synthetic import SynthConfig
+
+    if dataset == "synthetic":
+        return SynthConfig, ("height", "width", "max_disp")  # from the config's size and max_disp
+    if dataset == MOTORCYCLE:
+        return MotorcycleStereo, ("max_disp",)
+    return DATASETS.get(dataset), _READER_KEYS
 
 
 @dataclass
 class DataConfig:
+    """What a step trains on: the data, the crop and the batch."""
+
     train: DatasetConfig
     val: DatasetConfig | None = None
-    crop: tuple[int, int] = (256, 512)
+    crop: tuple[int, int] = (256, 512)  # training crop H, W
     batch_size: int = 4  # global batch: split across processes under DDP
-    workers: int = 0
-    color_jitter: bool = True
-    vertical_flip: float = 0.0
+    workers: int = 0  # data loader processes (0: in the training process)
+    color_jitter: bool = True  # asymmetric photometric jitter of the two views
+    vertical_flip: float = 0.0  # probability of flipping both views upside down
 
 
 @dataclass
 class OptimConfig:
-    name: Literal["adam", "adamw"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: Literal["constant", "cosine", "onecycle", "step"] = "onecycle"
-    warmup_steps: int = 0
+    """The optimiser and its learning-rate schedule."""
+
+    name: Literal["adam", "adamw"] = "adamw"  # adam or adamw
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's beta1, beta2
+    schedule: Literal["constant", "cosine", "onecycle", "step"] = "onecycle"  # learning-rate schedule over the run
+    warmup_steps: int = 0  # linear warm-up steps before the schedule
     milestones: list[float] = field(default_factory=list)  # epochs, for ``step``
     gamma: float = 0.5  # factor at each milestone, for ``step``
-    grad_clip: float | None = None
-    accumulate: int = 1
+    grad_clip: float | None = None  # clip the gradient norm to this (null: no clipping)
+    accumulate: int = 1  # micro-batches accumulated per step
 
 
 @dataclass
 class SupervisedConfig:
     """The ground-truth loss over the network's own outputs (aux heads and final)."""
 
-    loss: str = "smooth_l1"
+    loss: str = "smooth_l1"  # smooth_l1, l1 or log_l1 against the ground truth
     weights: list[float] | None = None  # default: the architecture's published weights
-    weight: float | dict[str, Any] = 1.0
+    weight: float | dict[str, Any] = 1.0  # a number or a schedule (below)
+
+    def __post_init__(self) -> None:
+        from stereodistill.distill.weights import build_schedule
+
+        build_schedule(self.weight, "weight")
 
 
 @dataclass
 class DistillConfig:
+    """The distillation terms (student tap against teacher tap, by name) and how they combine."""
+
     terms: list[TermConfig] = field(default_factory=list)
     weighting: dict[str, Any] | None = None  # {type: fixed|uncertainty|dwa, ...}
+
+    def __post_init__(self) -> None:
+        from stereodistill.distill.weights import check_weighting
+
+        check_weighting(self.weighting)
 
 
 @dataclass
@@ -112,12 +163,12 @@ class StageConfig:
     line scales the whole schedule) or absolute ``steps`` (then the run lasts their sum).
     """
 
-    name: str
-    fraction: float | None = None
-    steps: int | None = None
+    name: str  # stage name (in scalars.csv)
+    fraction: float | None = None  # share of the run's steps
+    steps: int | None = None  # or absolute steps (then in every stage)
     terms: list[str] | None = None  # active distillation terms (None: all)
-    supervised: bool = True
-    lr: float | None = None
+    supervised: bool = True  # include the ground-truth loss
+    lr: float | None = None  # peak learning rate of the stage (default the run's)
 
     def __post_init__(self) -> None:
         if (self.fraction is None) == (self.steps is None):
@@ -126,12 +177,14 @@ class StageConfig:
 
 @dataclass
 class RunConfig:
+    """A training or distillation run."""
+
     model: ModelConfig
     data: DataConfig
-    name: str = "run"
+    name: str = "run"  # run name (default output runs/NAME)
     output: str | None = None  # default runs/<name>
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # seed of weights, data order and augmentation
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
     steps: int = 1000  # with stages given in absolute steps, their sum instead
     epoch_steps: int | None = None  # steps per "epoch" for schedules; default: one pass over the data
     teacher: TeacherConfig | None = None
@@ -139,15 +192,15 @@ class RunConfig:
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     stages: list[StageConfig] = field(default_factory=list)
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast: bf16 (CPU or CUDA) or fp16 (CUDA)
+    channels_last: bool = False  # channels-last memory format
     sync_bn: bool = False  # SyncBatchNorm under DDP (CUDA only)
-    log_every: int = 10
+    log_every: int = 10  # steps between scalars.csv rows
     val_every: int = 0  # 0: only at the end
-    val_samples: int | None = None
+    val_samples: int | None = None  # validate on the first N pairs only (default all)
     checkpoint_every: int = 0  # 0: only at the end
-    keep_last: int = 2
-    max_nonfinite: int = 5
+    keep_last: int = 2  # step checkpoints kept
+    max_nonfinite: int = 5  # non-finite losses in a row before the run aborts
 
     @property
     def total_steps(self) -> int:

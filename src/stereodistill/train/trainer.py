@@ -198,7 +198,7 @@ class Trainer:
         teacher = (
             load_model(t.checkpoint)
             if t.checkpoint
-            else import_checkpoint(t.original, arch=t.arch, max_disp=t.max_disp)
+            else import_checkpoint(t.original, arch=t.arch, max_disp=t.max_disp, **t.options)
         )
         teacher = teacher.to(self.device).eval()
         for p in teacher.parameters():

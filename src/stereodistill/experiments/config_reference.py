@@ -1,0 +1,183 @@
+"""``docs/config.md``, generated from the config dataclasses and the registries, so the reference
+cannot drift from the code: every key with its type, default and meaning (the comment beside the
+field), the options of each network, dataset, loss and weighting, and the ablation file's keys.
+
+    python -m stereodistill.experiments.config_reference > docs/config.md
+
+A test regenerates the page and fails when the file in the repository differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from stereodistill.config import _type_name
+
+_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """Field name → the comment on its line in the class's source (the field's one-line meaning)."""
+    return {m.group(1): m.group(2).strip() for m in map(_COMMENT.match, inspect.getsource(cls).splitlines()) if m}
+
+
+def _summary(cls: type | None) -> str:
+    """The first paragraph of a class's own docstring, on one line ("" without one)."""
+    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "") if cls is not None else ""
+    if not doc or doc.startswith(f"{cls.__name__}("):  # dataclasses make one up from the signature
+        return ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def _default(field: dataclasses.Field) -> str:
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        return "required"
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{value!r}`".replace("'", "") if value is not None else "`null`"
+
+
+def _nested(tp: Any) -> type | None:
+    """The dataclass a field holds (itself, in a list, or optional), if any."""
+    for arg in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(arg):
+            return arg
+        for inner in typing.get_args(arg):
+            if dataclasses.is_dataclass(inner):
+                return inner
+    return None
+
+
+def field_rows(cls: type, prefix: str = "") -> Iterator[list[str]]:
+    """One row per key of ``cls`` and of the dataclasses it holds: key, type, default, meaning."""
+    hints = typing.get_type_hints(cls)
+    comments = field_comments(cls)
+    for field in dataclasses.fields(cls):
+        if not field.init or field.metadata.get("internal"):
+            continue
+        key = f"{prefix}{field.name}"
+        tp = hints[field.name]
+        nested = _nested(tp)
+        meaning = comments.get(field.name) or _summary(nested)
+        if not meaning:
+            raise ValueError(f"{cls.__name__}.{field.name}: no comment on its line to say what it means")
+        yield [f"`{key}`", _type_name(tp), "(below)" if nested else _default(field), meaning]
+        if nested is not None:
+            inner = {list: "[].", dict: ".NAME."}.get(typing.get_origin(tp), ".")
+            yield from field_rows(nested, f"{key}{inner}")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+
+
+def _parameters(target: Callable, skip: tuple[str, ...] = ()) -> str:
+    """``name=default`` of a callable's keyword parameters (a class: its ``__init__``)."""
+    function = target.__init__ if isinstance(target, type) else target
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parts = []
+    for name, param in inspect.signature(function).parameters.items():
+        if name == "self" or name in skip or param.kind not in kinds:
+            continue
+        default = "" if param.default is inspect.Parameter.empty else f"={param.default!r}"
+        parts.append(f"`{name}{default}`")
+    return ", ".join(parts) or "none"
+
+
+def render() -> str:
+    """The whole page."""
+    from stereodistill.data.datasets import DATASETS
+    from stereodistill.data.motorcycle import MotorcycleStereo
+    from stereodistill.data.synthetic import SynthConfig
+    from stereodistill.distill.adapters import ADAPTERS
+    from stereodistill.distill.losses import LOSSES
+    from stereodistill.distill.masks import MASKS
+    from stereodistill.distill.weights import SCHEDULES, WEIGHTINGS
+    from stereodistill.experiments.ablation import AblationConfig
+    from stereodistill.models.registry import list_models, model_class
+    from stereodistill.train.config import RunConfig
+
+    out = [
+        "# Config reference",
+        "",
+        "Generated from the code by `python -m stereodistill.experiments.config_reference > docs/config.md`; a test "
+        "fails when this page is stale. Every key below is checked before any work starts: an unknown key or "
+        "option is an error naming the nearest valid one, a value of the wrong type an error naming the key. "
+        "Overrides on the command line (`KEY=VALUE`, dotted) and in ablation files reach a distillation term "
+        "by its name: `distill.terms.NAME.KEY`.",
+        "",
+        "## Run config (`stereodistill train|distill CONFIG`)",
+        "",
+        *_table(["key", "type", "default", "meaning"], list(field_rows(RunConfig))),
+        "",
+        "## `model.options`, per network",
+        "",
+        "Constructor options of each architecture (`max_disp` is `model.max_disp`; `None`: the member's "
+        "preset); a teacher imported from a release checkpoint takes the same as `teacher.options`.",
+        "",
+        *_table(["arch", "options"], [[f"`{a}`", _parameters(model_class(a), ("max_disp",))] for a in list_models()]),
+        "",
+        "## Dataset `options`",
+        "",
+        *_table(
+            ["dataset", "options"],
+            [
+                ["`synthetic`", _parameters(SynthConfig, ("height", "width", "max_disp"))],
+                ["`middlebury-motorcycle`", _parameters(MotorcycleStereo, ("max_disp",))],
+                *[
+                    [f"`{name}`", _parameters(DATASETS.get(name), ("root", "split", "list_file", "max_disp"))]
+                    for name in DATASETS.names()
+                ],
+            ],
+        ),
+        "",
+        "## Distillation terms: losses, adapters, masks",
+        "",
+        "`loss` names one of these; its keyword parameters go in the term's `params`.",
+        "",
+        *_table(
+            ["loss", "params"],
+            [[f"`{n}`", _parameters(LOSSES.get(n), _tensors(LOSSES.get(n)))] for n in LOSSES.names()],
+        ),
+        "",
+        f"`adapter`: one of {', '.join(f'`{n}`' for n in ADAPTERS)}, or a list of them applied in order. "
+        f"`mask`: one of {', '.join(f'`{n}`' for n in MASKS)} (`mask_threshold` sets its threshold).",
+        "",
+        "## Weights and weighting",
+        "",
+        "A term's `weight` (and `supervised.weight`) is a number or a schedule `{type: NAME, ...}`:",
+        "",
+        *_table(
+            ["type", "keys"],
+            [[f"`{n}`", _parameters(cls, ("shape",))] for n, cls in SCHEDULES.items()],
+        ),
+        "",
+        "`distill.weighting` combines the terms: `{type: NAME, ...}`:",
+        "",
+        *_table(["type", "options"], [[f"`{n}`", _parameters(cls, ("names",))] for n, cls in WEIGHTINGS.items()]),
+        "",
+        "## Ablation files (`stereodistill ablate FILE`)",
+        "",
+        *_table(["key", "type", "default", "meaning"], list(field_rows(AblationConfig))),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _tensors(loss: Callable) -> tuple[str, ...]:
+    """A loss's tensor parameters (student, teacher or target, mask): not options."""
+    return tuple(list(inspect.signature(loss).parameters)[:3])
+
+
+if __name__ == "__main__":
+    print(render(), end="")
