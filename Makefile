@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU build of PyTorch; an unpinned torch pulls a multi-GB CUDA build (see README for CUDA users).
+# The PyTorch release the project is tested with. From PyPI on Linux x86_64 this is the CUDA build
+# (several GB); TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU-only build from
+# PyTorch's own wheel index instead. Empty (the default): pip's usual sources.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: test quickstart lint format bench clean
@@ -11,7 +14,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
