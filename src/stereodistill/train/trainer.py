@@ -183,7 +183,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16" and self.device.type == "cuda")
         self.step = 0
         self.best_epe = float("inf")
-        self._epoch_sums: dict[str, float] = {}  # this epoch's per-term loss sums, for DWA
+        self._epoch_sums: dict[str, float] = {}  # this epoch's per-term raw loss sums, for DWA
         resumed_from = self._resume() if resume else None
         if resumed_from is not None and self.dist.main:
             run_folder.truncate_scalars(self.out, self.step)
@@ -213,6 +213,7 @@ class Trainer:
         meta = ckpt.load_training_state(found[-1], self.unit.student, self.unit.extras(), self.optimizer, self.scaler)
         self.step = int(meta["training"]["step"])
         self.best_epe = float(meta.get("best_epe", float("inf")))
+        self._epoch_sums = {k: float(v) for k, v in meta.get("epoch_sums", {}).items()}  # DWA's running sums
         return found[-1].name
 
     # -- schedule ----------------------------------------------------------------------------------------
@@ -250,11 +251,13 @@ class Trainer:
                 with torch.no_grad():
                     teacher_out = self.teacher(left, right, taps=self.teacher_taps)
             out = self.wrapped(left, right, self.student_taps if active else frozenset())
-        losses: dict[str, torch.Tensor] = {}
+        losses: dict[str, torch.Tensor] = {}  # each term's loss times its scheduled weight
+        raw: dict[str, torch.Tensor] = {}  # before the schedule: what DWA's loss ratios are taken of
         if stage.supervised:
             sup = multi_output_loss(
                 [p.float() for p in out.predictions], gt, valid, self.loss_weights, self.config.supervised.loss
             )
+            raw[SUPERVISED] = sup
             losses[SUPERVISED] = self.supervised_weight(step, epoch) * sup
         for name in active:
             term = self.unit.terms[name]
@@ -271,11 +274,12 @@ class Trainer:
                     teacher_prob=teacher_out.taps.get("prob"),
                     threshold=cfg.mask_threshold,
                 )
-            losses[name] = term.weight(step, epoch) * term(s.float(), t.float(), mask)
+            raw[name] = term(s.float(), t.float(), mask)
+            losses[name] = term.weight(step, epoch) * raw[name]
         if not losses:
             raise ConfigError(f"stage {stage.name!r} has neither supervision nor active terms")
         total, factors = self.unit.weighting(losses)
-        return total, losses, factors
+        return total, losses, factors, raw
 
     # -- the loop ----------------------------------------------------------------------------------------
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
@@ -305,6 +309,7 @@ class Trainer:
             set_lr(self.optimizer, base_lr * lr_factor(config.optim, self.step, total_steps, epoch))
             self.optimizer.zero_grad(set_to_none=True)
             parts: dict[str, float] = {}
+            raw_parts: dict[str, float] = {}
             finite = True
             for k in range(accumulate):
                 try:
@@ -319,7 +324,7 @@ class Trainer:
                     self.wrapped.no_sync() if self.dist.world > 1 and k < accumulate - 1 else contextlib.nullcontext()
                 )
                 with sync:
-                    total, losses, factors = self.compute_losses(batch, stage, self.step, epoch)
+                    total, losses, factors, raw = self.compute_losses(batch, stage, self.step, epoch)
                     if not torch.isfinite(total):
                         finite = False
                         break
@@ -327,6 +332,8 @@ class Trainer:
                 for name, value in losses.items():
                     parts[name] = parts.get(name, 0.0) + float(value.detach()) / accumulate
                 parts["total"] = parts.get("total", 0.0) + float(total.detach()) / accumulate
+                for name, value in raw.items():
+                    raw_parts[name] = raw_parts.get(name, 0.0) + float(value.detach()) / accumulate
             if self.dist.world > 1:
                 flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
                 dist.all_reduce(flag)
@@ -362,7 +369,7 @@ class Trainer:
                 stage=stage.name,
                 every=config.log_every,
             )
-            self._epoch_means_add(parts)
+            self._epoch_means_add(raw_parts)
             if config.val_every and self.step % config.val_every == 0 and self.step < total_steps:
                 self.validate()
             if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < total_steps:
@@ -432,6 +439,6 @@ class Trainer:
             self.unit.extras(),
             self.optimizer,
             self.scaler,
-            {"run": self.config.name, "best_epe": self.best_epe},
+            {"run": self.config.name, "best_epe": self.best_epe, "epoch_sums": self._epoch_sums},
         )
         ckpt.prune(self.ckpt_dir, self.config.keep_last)

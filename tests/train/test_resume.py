@@ -1,0 +1,100 @@
+"""A resumed run is the uninterrupted run, bit for bit: after a clean stop and after SIGKILL, with
+the stateful weightings (DWA's running sums and history, uncertainty's log-variances) and adapters."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from stereodistill.checkpoint import load_model, save_model
+from stereodistill.cli.main import main
+from stereodistill.models import build_model
+
+from .test_trainer import TINY
+
+TERMS = [
+    {"name": "feat", "student": "feat.left.s4", "teacher": "feat.left.s4", "loss": "cosine", "adapter": "conv"},
+    {
+        "name": "kl",
+        "student": "logits.0",
+        "teacher": "logits.0",
+        "loss": "kl",
+        "params": {"tau": 2.0},
+        "weight": {"type": "step", "value": 1.0, "rate": 10, "epochs": [2]},
+    },
+]
+
+
+def write_config(tmp_path, weighting, steps=10):
+    save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
+    config = {
+        **TINY,
+        "steps": steps,  # 8 pairs in batches of 2: 4 steps an epoch, so DWA adapts after step 8
+        "teacher": {"checkpoint": str(tmp_path / "teacher")},
+        "distill": {"terms": TERMS, "weighting": weighting},
+        "checkpoint_every": 1,
+        "log_every": 1,
+    }
+    path = tmp_path / f"{weighting['type']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def assert_same_run(a, b):
+    expected, got = load_model(a / "model").state_dict(), load_model(b / "model").state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+    rows_a = (a / "scalars.csv").read_text().splitlines()
+    rows_b = (b / "scalars.csv").read_text().splitlines()
+    assert rows_b == rows_a  # no repeated rows, and the same losses (DWA factors included)
+
+
+@pytest.mark.parametrize("weighting", [{"type": "dwa", "temperature": 2.0}, {"type": "uncertainty"}])
+def test_stop_and_resume_is_the_uninterrupted_run(tmp_path, weighting):
+    config = write_config(tmp_path, weighting)
+    assert main(["distill", str(config), f"output={tmp_path / 'full'}"]) == 0
+    from stereodistill.cli.train_cmd import load_run_config
+    from stereodistill.train.trainer import Trainer
+
+    cut = load_run_config(str(config), [f"output={tmp_path / 'cut'}"])
+    Trainer(cut, distill=True).run(stop_at=6)  # mid-epoch 2: DWA's running sums are half full
+    assert main(["distill", str(config), f"output={tmp_path / 'cut'}", "--resume"]) == 0
+    assert_same_run(tmp_path / "full", tmp_path / "cut")
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_run(tmp_path):
+    config = write_config(tmp_path, {"type": "dwa", "temperature": 2.0}, steps=12)
+    assert main(["distill", str(config), f"output={tmp_path / 'full'}"]) == 0
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "stereodistill.cli.main", "distill", str(config), f"output={out}"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((out / "checkpoints").glob("step-000000[5-9].json")) and time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("the run ended before it could be killed")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.json").exists()  # killed part-way
+    assert main(["distill", str(config), f"output={out}", "--resume"]) == 0
+    assert_same_run(tmp_path / "full", out)
+
+
+def test_dwa_averages_the_raw_term_losses_not_the_scheduled_ones(tmp_path):
+    from stereodistill.cli.train_cmd import load_run_config
+    from stereodistill.train.trainer import Trainer
+
+    config = write_config(tmp_path, {"type": "dwa"}, steps=1)
+    run = load_run_config(str(config), [f"output={tmp_path / 'r'}", "distill.terms.feat.weight=0.001"])
+    trainer = Trainer(run, distill=True)
+    trainer.run()
+    logged = {
+        row.split(",")[2]: float(row.split(",")[3]) for row in (tmp_path / "r" / "scalars.csv").read_text().split()[1:]
+    }
+    assert trainer._epoch_sums["feat"] == pytest.approx(logged["feat"] / 0.001, rel=1e-4)  # logged: weighted
