@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from stereodistill.checkpoint import save_model
+from stereodistill.config import to_dict
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation import expand, load_ablation, output_folder, run_ablation
 from stereodistill.experiments.ablation_report import ci95, summarise, write_reports
@@ -449,3 +450,27 @@ def test_the_lean_proxy_file_expands_to_every_member_scratch_and_distilled():
         assert cells["lean_scratch"].config[key] == zoo_cells["dsnet_scratch"].config[key]
     assert config.eval == zoo.eval and config.bench.size == zoo.bench.size
     assert cells["dsnet_teacher_3x"].config == zoo_cells["dsnet_teacher_3x"].config
+
+
+def test_the_fast_proxy_file_shares_the_lean_files_teacher_and_lean_rows():
+    """Same protocol as proxy_lean.yaml, and the very same cells for the teacher and the lean rows
+    (their fingerprints match, so a run can reuse proxy_lean's), plus the peers and their gains."""
+    from stereodistill.experiments.ablation_runs import fingerprints
+
+    fast, fast_root = load_ablation(CONFIGS / "bench" / "proxy_fast.yaml")
+    lean, lean_root = load_ablation(CONFIGS / "bench" / "proxy_lean.yaml")
+    fast_cells, lean_cells = expand(fast, fast_root), expand(lean, lean_root)
+    evals = {name: to_dict(spec) for name, spec in fast.eval.items()}
+    assert fast.eval == lean.eval and fast.bench.size == lean.bench.size
+    shared = {"dsnet_teacher_3x", "lean_scratch", "lean_distilled_3x", "lean_s_distilled_3x", "lean_xs_distilled_3x"}
+    fast_prints, lean_prints = fingerprints(fast_cells, [0], evals), fingerprints(lean_cells, [0], evals)
+    assert all(fast_prints[name, 0] == lean_prints[name, 0] for name in shared)
+    by_name = {c.name: c for c in fast_cells}
+    for peer in ("coex", "fast-acvnet-plus", "lightstereo-s"):
+        row = by_name[f"{peer.replace('-', '_')}_scratch"]
+        assert row.config["model"]["arch"] == peer and not row.distill
+        assert row.config["data"] == by_name["lean_scratch"].config["data"]
+        assert row.config["steps"] == by_name["lean_scratch"].config["steps"]
+    for peer in ("coex", "lightstereo_s"):
+        assert by_name[f"{peer}_distilled_3x"].teacher_cell == "dsnet_teacher_3x"
+        assert [f"{peer}_distilled_3x", f"{peer}_scratch"] in [list(pair) for pair in fast.compare]
