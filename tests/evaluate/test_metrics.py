@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -58,7 +59,19 @@ def test_pooled_differs_from_per_image_mean_when_counts_differ():
     assert acc.pooled()["epe"] == pytest.approx((3 + 1 + 1 + 1) / 4)
     assert acc.per_image_mean()["epe"] == pytest.approx((3 + 1) / 2)
     summary = acc.summary()
-    assert set(summary) == {"pooled", "per_image_mean", "per_image"}
+    assert set(summary) == {"pooled", "per_image_mean", "per_image", "ground_truth"}
+
+
+def test_ground_truth_coverage_counts_what_the_metrics_leave_out_and_why():
+    from stereodistill.data.sample import ground_truth_coverage
+
+    disp = np.array([[np.inf, 0.0, 5.0, 40.0], [10.0, 20.0, 35.0, 2.0]], np.float32)
+    nonoccluded = np.array([[1, 1, 1, 1], [0, 1, 1, 1]], bool)
+    coverage = ground_truth_coverage(disp, max_disp=32, nonoccluded=nonoccluded)
+    assert coverage == {"with_gt": 6, "beyond_max_disp": 2, "occluded": 1}  # 40 and 35; the 10 px pixel
+    acc = MetricAccumulator()
+    acc.count_ground_truth(coverage)
+    assert acc.coverage()["left_out"] == 3 and acc.coverage()["left_out_share"] == pytest.approx(0.5)
 
 
 def test_shape_mismatch_is_refused():

@@ -107,12 +107,16 @@ def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
     coverage = on_disk["models"]["teacher"]["metrics"]["middlebury-motorcycle"]["ground_truth"]
     assert coverage["left_out"] == 0 and f"the metrics count {coverage['with_gt']:,} of its" in md
     page = (tmp_path / "qs" / "report.html").read_text()
-    assert page.count("<svg") == 2 and "training loss" in page and "validation EPE" in page
+    assert page.count("<svg") == 3 and "training loss" in page and "validation EPE" in page
+    assert "EPE against latency" in page  # the speed/accuracy plane of the three models
     for svg in page.split("<svg")[1:]:
         ET.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")
     images = sorted(p.name for p in (tmp_path / "qs" / "images").iterdir())
-    assert len(images) == 2 * (2 + 2 * len(ROLES))  # 1 synthetic + Motorcycle; left, gt, maps, errors
+    # 1 synthetic pair + Motorcycle: left, gt, maps, errors; and the two colour bars.
+    assert len(images) == 2 * (2 + 2 * len(ROLES)) + 2 and "colorbar_error.png" in images
     assert [name for name in images if f'src="images/{name}"' not in page] == []
+    assert '<a href="images/00_teacher.png">' in page  # every map links to its full size
+    assert "one seed" in verdict(report) and "docs/results.md" in verdict(report)
 
 
 def test_student_argument_takes_its_familys_recipe(tmp_path):

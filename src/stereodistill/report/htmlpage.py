@@ -9,16 +9,18 @@ from collections.abc import Sequence
 from html import escape
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 .note { color: #555; font-size: 0.9em; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
-.grid { display: grid; gap: 4px; align-items: start; font-size: 0.8em; }
+.grid { display: grid; gap: 4px; align-items: start; font-size: 0.85em; }
 .grid img { width: 100%; image-rendering: pixelated; display: block; }
 .grid .cap { text-align: center; color: #444; }
+.grid .row { text-align: right; color: #444; padding-right: 0.4em; white-space: nowrap; align-self: center; }
+img.bar { display: block; max-width: 480px; margin: 0.3em 0 1em auto; }
 .good { color: #06702a; font-weight: 600; } .bad { color: #a40000; font-weight: 600; }
 code { background: #f5f5f5; padding: 0 0.2em; }
 """
@@ -32,16 +34,17 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def image_grid(columns: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]) -> str:
-    """Rows of images under column captions; each row is (label, image paths relative to the page)."""
+    """Rows of images under column captions; each row is (label, image paths relative to the page).
+    Each image links to itself at full size; the row labels take the width they need."""
     n = len(columns)
     cells = ['<div class="cap"></div>', *(f'<div class="cap">{escape(c)}</div>' for c in columns)]
     for label, images in rows:
-        cells.append(f'<div class="cap">{escape(label)}</div>')
+        cells.append(f'<div class="row">{escape(label)}</div>')
         cells.extend(
-            f'<img src="{escape(src)}" alt="{escape(label)}: {escape(col)}">'
+            f'<a href="{escape(src)}"><img src="{escape(src)}" alt="{escape(label)}: {escape(col)}"></a>'
             for col, src in zip(columns, images, strict=True)
         )
-    return f'<div class="grid" style="grid-template-columns: 5em repeat({n}, 1fr)">{"".join(cells)}</div>'
+    return f'<div class="grid" style="grid-template-columns: max-content repeat({n}, 1fr)">{"".join(cells)}</div>'
 
 
 def page(title: str, body: str) -> str:

@@ -20,11 +20,13 @@ import numpy as np
 from stereodistill.data.formats import write_image
 from stereodistill.fileio import write_json, write_text_atomic
 from stereodistill.report import htmlpage
-from stereodistill.report.colormap import colorize
-from stereodistill.report.svg import line_chart, smooth
+from stereodistill.report.colormap import ERROR_ANCHORS, colorbar, colorize
+from stereodistill.report.svg import line_chart, scatter_chart, smooth
 
 #: Errors at or above this many pixels share the top colour of the error maps.
 ERROR_VMAX = 5.0
+#: Width in pixels of the colour bars under the maps.
+COLORBAR_WIDTH = 480
 LABELS = {"teacher": "teacher", "student_scratch": "student (scratch)", "student_distilled": "student (distilled)"}
 
 
@@ -65,13 +67,16 @@ def write_images(
         for role, maps in predictions.items():
             files[role] = colorize(maps[index], vmax=max_disp)
         for role, maps in predictions.items():
-            files[f"{role}_error"] = colorize(np.abs(maps[index] - gt), vmax=ERROR_VMAX, invalid=~valid)
+            error = np.abs(maps[index] - gt)
+            files[f"{role}_error"] = colorize(error, vmax=ERROR_VMAX, invalid=~valid, anchors=ERROR_ANCHORS)
         paths = []
         for key, image in files.items():
             relative = f"images/{index:02d}_{key}.png"
             write_image(folder / f"{index:02d}_{key}.png", image)
             paths.append(relative)
         rows.append((label, paths))
+    write_image(folder / "colorbar_disparity.png", colorbar(COLORBAR_WIDTH, max_disp))
+    write_image(folder / "colorbar_error.png", colorbar(COLORBAR_WIDTH, ERROR_VMAX, anchors=ERROR_ANCHORS))
     return rows
 
 
@@ -111,16 +116,34 @@ def model_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def d1_is_bad3(report: Mapping[str, Any], dataset: str) -> bool:
+    """D1 (error > 3 px and > 5 %) equals bad-3 when every disparity is below 60 px (5 % < 3 px)."""
+    metrics = [entry["metrics"][dataset] for entry in report["models"].values()]
+    return all(m["d1"] == m["bad3"] for m in metrics)
+
+
 def metric_rows(report: Mapping[str, Any], dataset: str) -> tuple[list[str], list[list[str]]]:
-    """Accuracy of each model on one dataset."""
-    header = ["model", "EPE px", "D1", "bad-1", "bad-2", "bad-3"]
+    """Accuracy of each model on one dataset (D1 left out where it equals bad-3 for every model)."""
+    with_d1 = not d1_is_bad3(report, dataset)
+    header = ["model", "EPE px", *(["D1"] if with_d1 else []), "bad-1", "bad-2", "bad-3"]
     rows = []
     for role, entry in report["models"].items():
         m = entry["metrics"][dataset]
-        rows.append(
-            [LABELS.get(role, role), _epe(m["epe"]), _pct(m["d1"]), _pct(m["bad1"]), _pct(m["bad2"]), _pct(m["bad3"])]
-        )
+        d1 = [_pct(m["d1"])] if with_d1 else []
+        rows.append([LABELS.get(role, role), _epe(m["epe"]), *d1, _pct(m["bad1"]), _pct(m["bad2"]), _pct(m["bad3"])])
     return header, rows
+
+
+def metrics_note(report: Mapping[str, Any]) -> str:
+    """What the metric tables show, and why D1 may be missing."""
+    note = "Metrics are pooled over valid pixels (EPE in px; D1, bad-τ as shares)."
+    same = [name for name in datasets_of(report) if d1_is_bad3(report, name)]
+    if same:
+        note += (
+            f" D1 is not shown for {', '.join(same)}: there every ground-truth disparity is below 60 px, where "
+            "5 % is less than 3 px, so D1 equals bad-3 by construction."
+        )
+    return note
 
 
 def datasets_of(report: Mapping[str, Any]) -> list[str]:
@@ -131,16 +154,20 @@ def verdict(report: Mapping[str, Any]) -> str:
     """One sentence on what distillation did, with the seed."""
     gain = report["distillation"]
     steps = report["steps"]["student_distilled"]
+    one_seed = (
+        f" This is one seed ({report['seed']}), and one seed can mislead: the repository's docs/results.md "
+        "has the same comparison over three seeds."
+    )
     if gain["distilled_beats_scratch"]:
         return (
             f"Distillation lowered the student's EPE on the synthetic test split from {gain['epe_scratch']:.3f} px "
             f"to {gain['epe_distilled']:.3f} px ({gain['epe_reduction']:.3f} px, "
-            f"{100 * gain['epe_reduction_rel']:.1f} % lower) for the same {steps} steps (seed {report['seed']})."
+            f"{100 * gain['epe_reduction_rel']:.1f} % lower) for the same {steps} steps." + one_seed
         )
     return (
         f"Distillation did NOT help this time: the distilled student's EPE on the synthetic test split is "
         f"{gain['epe_distilled']:.3f} px against {gain['epe_scratch']:.3f} px from scratch, for the same {steps} "
-        f"steps (seed {report['seed']})."
+        "steps." + one_seed
     )
 
 
@@ -166,11 +193,12 @@ def motorcycle_note(report: Mapping[str, Any]) -> str:
     if not moto or not coverage:
         return ""
     height, width = moto["size"]
-    size = "at full size" if moto["reduced_by"] == 1 else f"at 1/{moto['reduced_by']} size ({width}×{height})"
+    factor = moto["reduced_by"]
+    where = "at full size" if factor == 1 else f"at 1/{factor} size ({width}×{height}, ground truth scaled alike)"
     return (
-        f"Motorcycle (real, zero-shot) is evaluated {size}, its ground truth scaled alike, so that its "
-        f"disparities lie within the models' range of {report['max_disp']:g} px: the metrics count "
-        f"{coverage['with_gt'] - coverage['left_out']:,} of its {coverage['with_gt']:,} pixels with ground truth."
+        f"Motorcycle (real, zero-shot) is evaluated {where}, where its disparities lie within the models' range of "
+        f"{report['max_disp']:g} px: the metrics count {coverage['with_gt'] - coverage['left_out']:,} of its "
+        f"{coverage['with_gt']:,} pixels with ground truth."
     )
 
 
@@ -183,7 +211,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     timing = report["timing_s"]
     lines += [
         "",
-        "Metrics are pooled over valid pixels (EPE in px; D1, bad-τ as shares). " + motorcycle_note(report),
+        metrics_note(report) + " " + motorcycle_note(report),
         "",
         f"Steps: {', '.join(f'{LABELS[r]} {n}' for r, n in report['steps'].items())}. "
         f"Wall time: {timing['total']:.0f} s ("
@@ -209,22 +237,41 @@ def curves(run_dirs: Mapping[str, Path]) -> str:
     )
 
 
+def speed_plane(report: Mapping[str, Any]) -> str:
+    """Latency against synthetic EPE, one point per model."""
+    points = [
+        (LABELS.get(role, role), entry["latency_ms"], entry["metrics"]["synthetic"]["epe"], math.nan)
+        for role, entry in report["models"].items()
+        if "synthetic" in entry["metrics"]
+    ]
+    height, width = report["benchmark"]["size"]
+    return scatter_chart(points, f"synthetic EPE against latency at {height}x{width}", "latency ms", "EPE px")
+
+
 def html_page(report: Mapping[str, Any], images: Sequence[tuple[str, list[str]]], run_dirs: Mapping[str, Path]) -> str:
     cls = "good" if report["distillation"]["distilled_beats_scratch"] else "bad"
+    columns = image_columns(list(report["models"]))
+    split = 2 + len(report["models"])  # left, ground truth and the disparities; then the error maps
     body = [
         f'<p class="{cls}">{escape(verdict(report))}</p>',
         f"<p>{escape(speed_line(report))}</p>",
         htmlpage.table(*model_rows(report)),
         *(f"<h2>{escape(name)}</h2>" + htmlpage.table(*metric_rows(report, name)) for name in datasets_of(report)),
-        '<p class="note">Pooled over valid pixels; EPE in px, D1 and bad-τ as shares of valid pixels. '
-        f"{escape(motorcycle_note(report))}</p>",
+        f'<p class="note">{escape(metrics_note(report))} {escape(motorcycle_note(report))}</p>',
+        "<h2>Speed and accuracy</h2>",
+        speed_plane(report),
         "<h2>Training curves</h2>",
         curves(run_dirs),
-        "<h2>Disparity and error maps</h2>",
-        f'<p class="note">Disparity: one colour scale for all maps (0 to {report["max_disp"]:g} '
-        f"px, blue far, red near). Error |d̂ − d|: 0 (blue) to {ERROR_VMAX:g} px or more (red); black: no ground "
-        "truth.</p>",
-        htmlpage.image_grid(image_columns(list(report["models"])), images),
+        "<h2>Disparity maps</h2>",
+        f'<p class="note">One colour scale for every map: 0 to {report["max_disp"]:g} px, blue far, red near; '
+        "black: no ground truth. Click a map for its full size.</p>",
+        htmlpage.image_grid(columns[:split], [(label, paths[:split]) for label, paths in images]),
+        '<img class="bar" src="images/colorbar_disparity.png" alt="disparity colour scale">',
+        "<h2>Error maps</h2>",
+        f'<p class="note">|d̂ − d| on a colour map of its own: light for no error, dark red for {ERROR_VMAX:g} px '
+        "or more; black: no ground truth.</p>",
+        htmlpage.image_grid(columns[split:], [(label, paths[split:]) for label, paths in images]),
+        '<img class="bar" src="images/colorbar_error.png" alt="error colour scale">',
         "<h2>Run</h2>",
         f'<p class="note">Seed {report["seed"]}; steps {escape(json.dumps(report["steps"]))}; wall time '
         f"{report['timing_s']['total']:.0f} s; {escape(report['machine']['platform'])}, torch "
