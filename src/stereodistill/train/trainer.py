@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,13 @@ class StudentWithExtras(nn.Module):
     def extras(self) -> nn.ModuleDict:
         return nn.ModuleDict({"terms": self.terms, "weighting": self.weighting})
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor, taps: frozenset[str]) -> Any:
-        return self.student(left, right, taps=taps)
+    def forward(
+        self, left: torch.Tensor, right: torch.Tensor, taps: frozenset[str], losses_of: Callable[[Any], Any]
+    ) -> Any:
+        """The student's output turned into losses by ``losses_of``, all inside this forward: under DDP
+        the adapters and the learnable loss weights are then used where DDP sees them, so their
+        gradients are synchronised like the student's (used outside, DDP would refuse them)."""
+        return losses_of(self.student(left, right, taps=taps))
 
 
 class Trainer:
@@ -245,12 +251,35 @@ class Trainer:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
+        full_precision = (
+            torch.autocast(self.device.type, enabled=False)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+
+        def losses_of(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], dict[str, Any]]:
+            with full_precision:  # the losses in float32, as the networks' outputs are cast to it
+                return self._losses(out, teacher_out, gt, valid, stage, step, epoch, active)
+
         with autocast:
             teacher_out = None
             if active:
                 with torch.no_grad():
                     teacher_out = self.teacher(left, right, taps=self.teacher_taps)
-            out = self.wrapped(left, right, self.student_taps if active else frozenset())
+            return self.wrapped(left, right, self.student_taps if active else frozenset(), losses_of)
+
+    def _losses(
+        self,
+        out: Any,
+        teacher_out: Any,
+        gt: torch.Tensor,
+        valid: torch.Tensor,
+        stage: StageConfig,
+        step: int,
+        epoch: float,
+        active: list[str],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], dict[str, Any]]:
+        """The supervised loss and the active terms, weighted and combined by the weighting."""
         losses: dict[str, torch.Tensor] = {}  # each term's loss times its scheduled weight
         raw: dict[str, torch.Tensor] = {}  # before the schedule: what DWA's loss ratios are taken of
         if stage.supervised:
