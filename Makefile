@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml Makefile
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q
 
 quickstart: $(STAMP)
@@ -29,6 +30,7 @@ quickstart: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix src tests benchmarks scripts

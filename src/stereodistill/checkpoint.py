@@ -8,7 +8,6 @@ ours, is truncated, or does not fit its architecture fails with an error naming 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from stereodistill import __version__
 from stereodistill.errors import DataError
 from stereodistill.fileio import atomic_path, write_text_atomic
+from stereodistill.models.state_dict import load_state_strict
 
 FORMAT = "stereodistill-checkpoint"
 FORMAT_VERSION = 1
@@ -82,30 +82,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise DataError(weights, f"not a readable safetensors file ({exc})") from None
 
 
-def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
-    """Load ``state`` into ``model``: every tensor must land, every parameter/buffer must be filled."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        arch = getattr(model, "arch", type(model).__name__)
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                shown = ", ".join(
-                    f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" if label == "wrong shape" else k
-                    for k in keys[:8]
-                )
-                more = f" (+{len(keys) - 8} more)" if len(keys) > 8 else ""
-                parts.append(f"{len(keys)} {label}: {shown}{more}")
-        raise DataError(source, f"weights do not fit architecture {arch!r}: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
-
-
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild the network a checkpoint names and load its weights (eval mode)."""
-    from stereodistill.models.registry import build_model
+    from stereodistill.models.zoo import build_model
 
     record = read_metadata(path)
     weights_path, info = checkpoint_paths(path)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from stereodistill.checkpoint import load_state_strict
 from stereodistill.errors import ConfigError, InputError
 from stereodistill.models.dsnet import DSNet, DSNetNoAttention, dsnet_loss_weights
 from stereodistill.models.import_original import read_original
 from stereodistill.models.registry import MODELS
+from stereodistill.models.state_dict import load_state_strict
 
 from .contract import check_eval_forward, check_tap_alone
 from .random_weights import pair, randomise

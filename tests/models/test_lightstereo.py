@@ -15,7 +15,8 @@ from stereodistill.errors import ConfigError, DataError, InputError
 from stereodistill.models.base import IMAGENET_MEAN
 from stereodistill.models.import_original import import_checkpoint
 from stereodistill.models.lightstereo import LightStereoS
-from stereodistill.models.registry import MODELS, build_model
+from stereodistill.models.registry import MODELS
+from stereodistill.models.zoo import build_model
 
 from .contract import check_eval_forward, check_tap_alone
 from .random_weights import one_thread, pair, randomise

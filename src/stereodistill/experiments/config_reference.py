@@ -104,7 +104,7 @@ def render() -> str:
     from stereodistill.distill.masks import MASKS
     from stereodistill.distill.weights import SCHEDULES, WEIGHTINGS
     from stereodistill.experiments.ablation import AblationConfig
-    from stereodistill.models.registry import list_models, model_class
+    from stereodistill.models.zoo import list_models, model_class
     from stereodistill.train.config import RunConfig
 
     out = [

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from stereodistill.checkpoint import load_state_strict
 from stereodistill.errors import DataError
 from stereodistill.models.base import StereoModel
-from stereodistill.models.registry import build_model
+from stereodistill.models.state_dict import load_state_strict
+from stereodistill.models.zoo import build_model
 
 STATE_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "net")
 

@@ -1,8 +1,10 @@
-"""The model registry: every network in the zoo registers its architecture name here."""
+"""The model registry: every network in the zoo registers its architecture name here. Building a
+network by name is :mod:`stereodistill.models.zoo`, which imports them all; this module imports
+none of them, so that the networks can import it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stereodistill.registry import Registry
 
@@ -10,21 +12,3 @@ if TYPE_CHECKING:
     from stereodistill.models.base import StereoModel
 
 MODELS: Registry[type[StereoModel]] = Registry("architecture")
-
-
-def model_class(arch: str) -> type[StereoModel]:
-    """The class of a registered architecture (an unknown name is an error listing the known)."""
-    import stereodistill.models.zoo  # noqa: F401  (registers every architecture)
-
-    return MODELS.get(arch)
-
-
-def build_model(arch: str, **config: Any) -> StereoModel:
-    """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options."""
-    return model_class(arch)(**config)
-
-
-def list_models() -> list[str]:
-    import stereodistill.models.zoo  # noqa: F401
-
-    return MODELS.names()

@@ -1,4 +1,7 @@
-"""Importing this module registers every architecture of the zoo."""
+"""Importing this module registers every architecture of the zoo; building one by name goes through
+it, so that the registry itself imports no network (networks import the registry)."""
+
+from typing import Any
 
 from stereodistill.models import (  # noqa: F401
     acvnet,
@@ -13,3 +16,19 @@ from stereodistill.models import (  # noqa: F401
     lightstereo,
     psmnet,
 )
+from stereodistill.models.base import StereoModel
+from stereodistill.models.registry import MODELS
+
+
+def model_class(arch: str) -> type[StereoModel]:
+    """The class of a registered architecture (an unknown name is an error listing the known)."""
+    return MODELS.get(arch)
+
+
+def build_model(arch: str, **config: Any) -> StereoModel:
+    """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options."""
+    return model_class(arch)(**config)
+
+
+def list_models() -> list[str]:
+    return MODELS.names()

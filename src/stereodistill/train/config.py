@@ -33,7 +33,7 @@ class ModelConfig:
 
 def network_options(arch: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` checked against the network's constructor (docs/config.md lists each one's)."""
-    from stereodistill.models.registry import model_class
+    from stereodistill.models.zoo import model_class
 
     return keyword_options(model_class(arch), options, f"options of {arch}", skip=("max_disp",))
 
