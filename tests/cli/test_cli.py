@@ -134,3 +134,20 @@ def test_convert_imports_an_original_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "orig.ckpt" in err and "do not fit architecture 'psmnet'" in err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_one_vocabulary_for_budgets_devices_and_threads(capsys):
+    """quickstart scales its steps with --budget FACTOR as ablate does (--steps-scale is the older
+    name); every --device is checked when parsed; bench and export default to the process's cores."""
+    parser = build_parser()
+    assert parser.parse_args(["quickstart", "--budget", "2.5"]).steps_scale == 2.5
+    assert parser.parse_args(["quickstart", "--steps-scale", "3"]).steps_scale == 3.0
+    assert main(["quickstart", "--budget", "0"]) == 2
+    assert "--budget must be a positive factor" in capsys.readouterr().err
+    commands = (["eval", "c", "--list", "x.csv"], ["infer", "c", "l", "r"], ["quickstart"], ["bench", "--models", "x"])
+    for command in commands:
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--device", "cuda0"])
+        assert "expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert parser.parse_args(["bench", "--models", "x"]).threads is None  # resolved to the usable cores
+    assert parser.parse_args(["export", "c", "--onnx", "o.onnx"]).threads is None

@@ -45,7 +45,7 @@ def test_bad_inputs_are_clear_and_leave_nothing_behind(tmp_path, ckpt, capsys):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     out = tmp_path / "o"
     assert main(["infer", ckpt, str(tmp_path / "l.png"), str(tmp_path / "r.png"), "--out", str(out)]) == 2
-    assert "64x32" in capsys.readouterr().err
+    assert "32x64 (HxW)" in capsys.readouterr().err
     assert main(["infer", ckpt, str(tmp_path / "l.png"), str(tmp_path / "bad.png"), "--out", str(out)]) == 2
     assert "bad.png" in capsys.readouterr().err
     assert main(["infer", str(tmp_path / "l.png"), str(tmp_path / "l.png"), str(tmp_path / "l.png")]) == 2

@@ -370,14 +370,14 @@ def _one_pair(tmp_path: Path, right_size: tuple[int, int] = (H, W), disp_size: t
 
 def test_left_right_size_mismatch_names_right(tmp_path: Path) -> None:
     ds = Pairs(_one_pair(tmp_path, right_size=(H, W + 2)))
-    with pytest.raises(DataError, match="right image is 14x8") as err:
+    with pytest.raises(DataError, match=r"right image is 8x14 \(HxW\)") as err:
         ds[0]
     assert err.value.path == tmp_path / "r.png"
 
 
 def test_disparity_size_mismatch_names_disp(tmp_path: Path) -> None:
     ds = Pairs(_one_pair(tmp_path, disp_size=(H - 1, W)))
-    with pytest.raises(DataError, match="disparity is 12x7") as err:
+    with pytest.raises(DataError, match=r"disparity is 7x12 \(HxW\)") as err:
         ds[0]
     assert err.value.path == tmp_path / "d.pfm"
 

@@ -24,7 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=size, default=(256, 512), help="input HxW the graph takes (default 256x512)")
     parser.add_argument("--tolerance", type=float, default=0.01, help="max |disparity difference| in px (0.01)")
     parser.add_argument("--repeats", type=positive_int, default=5, help="timed runs for the latencies (default 5)")
-    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads for both runtimes (default 2)")
+    parser.add_argument(
+        "--threads", type=positive_int, help="CPU threads for both runtimes (default: the cores this process may use)"
+    )
     parser.add_argument(
         "--int8",
         action="store_true",
@@ -90,6 +92,9 @@ def quantize(args: argparse.Namespace, model):
 def run(args: argparse.Namespace) -> int:
     from stereodistill.checkpoint import load_model
     from stereodistill.deploy.onnx_export import export_onnx, require_runtime
+    from stereodistill.runtime import available_cpus
+
+    args.threads = args.threads or available_cpus()
 
     require_runtime()
     model = load_model(args.checkpoint)

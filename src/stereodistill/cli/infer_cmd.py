@@ -70,7 +70,7 @@ def check_sizes(pairs) -> None:
     for pair in pairs:
         left, right = image_size(pair.left), image_size(pair.right)
         if left != right:
-            raise InputError(f"{pair.left} is {left[1]}x{left[0]} but {pair.right} is {right[1]}x{right[0]}")
+            raise InputError(f"{pair.left} is {left[0]}x{left[1]} (HxW) but {pair.right} is {right[0]}x{right[1]}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         write_png_disparity(out / f"{pair.name}_disp16.png", np.clip(disparity, 0, 65535 / 256))
         write_image(out / f"{pair.name}_color.png", with_colorbar(colorize(disparity, vmax=vmax), vmax))
         print(
-            f"[{index}/{len(todo)}] {pair.name}: {disparity.shape[1]}x{disparity.shape[0]}, disparity "
+            f"[{index}/{len(todo)}] {pair.name}: {disparity.shape[0]}x{disparity.shape[1]}, disparity "
             f"{disparity.min():.1f}..{disparity.max():.1f} px (colour 0..{vmax:g} px) -> "
             f"{out / pair.name}.pfm, _disp16.png, _color.png",
             flush=True,

@@ -27,7 +27,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of data, weights and order (default 0)")
     parser.add_argument("--recipe", help="a recipe YAML (default: the packaged quickstart.yaml)")
     parser.add_argument(
-        "--steps-scale", type=float, default=1.0, help="multiply every run's steps (e.g. 10 on a GPU; default 1)"
+        "--budget",
+        "--steps-scale",  # the older name
+        dest="steps_scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply every run's steps, as ablate's numeric --budget does (e.g. 10 on a GPU; default 1)",
     )
     parser.add_argument(
         "--student",
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.report.quickstart_report import markdown
 
     if not args.steps_scale > 0:
-        raise ConfigError(f"--steps-scale must be positive, got {args.steps_scale}")
+        raise ConfigError(f"--budget must be a positive factor, got {args.steps_scale}")
     out = Path(args.out)
     report = run_quickstart(
         out,

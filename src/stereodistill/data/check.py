@@ -66,7 +66,7 @@ def check_dataset(dataset: StereoDataset, limit: int | None = None) -> CheckRepo
             continue
         report.n_readable += 1
         height, width = sample["meta"]["size"]
-        key = f"{width}x{height}"
+        key = f"{height}x{width}"
         report.sizes[key] = report.sizes.get(key, 0) + 1
         if not sample["meta"]["has_gt"]:
             continue

@@ -52,7 +52,7 @@ def read_pfm(path: str | Path) -> np.ndarray:
     except ValueError:
         raise DataError(path, f"malformed PFM header: size {w_txt!r}x{h_txt!r}, scale {scale_txt!r}") from None
     if width <= 0 or height <= 0:
-        raise DataError(path, f"malformed PFM header: size {width}x{height}")
+        raise DataError(path, f"malformed PFM header: size {height}x{width} (HxW)")
     if scale == 0 or not np.isfinite(scale):
         raise DataError(path, f"malformed PFM header: scale {scale_txt.decode(errors='replace')} (must be non-zero)")
     payload = data[match.end() :]
@@ -60,7 +60,7 @@ def read_pfm(path: str | Path) -> np.ndarray:
     if len(payload) != expected:
         raise DataError(
             path,
-            f"PFM data has {len(payload)} bytes, expected {expected} for {width}x{height}x{channels} float32"
+            f"PFM data has {len(payload)} bytes, expected {expected} for {height}x{width}x{channels} (HxWxC) float32"
             + (" (file truncated)" if len(payload) < expected else ""),
         )
     dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")

@@ -61,8 +61,8 @@ def make_sample(
     if left.shape != right.shape:
         raise DataError(
             paths.get("right"),
-            f"right image is {right.shape[1]}x{right.shape[0]} but the left image "
-            f"({paths.get('left')}) is {left.shape[1]}x{left.shape[0]}",
+            f"right image is {right.shape[0]}x{right.shape[1]} (HxW) but the left image "
+            f"({paths.get('left')}) is {left.shape[0]}x{left.shape[1]}",
         )
     height, width = left.shape[:2]
     has_gt = disp is not None
@@ -73,12 +73,12 @@ def make_sample(
         if disp.shape != (height, width):
             raise DataError(
                 paths.get("disp"),
-                f"disparity is {disp.shape[-1]}x{disp.shape[0]} but the images are {width}x{height}",
+                f"disparity is {disp.shape[0]}x{disp.shape[-1]} (HxW) but the images are {height}x{width}",
             )
         if nonoccluded is not None and nonoccluded.shape != (height, width):
             raise DataError(
                 paths.get("mask"),
-                f"mask is {nonoccluded.shape[-1]}x{nonoccluded.shape[0]} but the images are {width}x{height}",
+                f"mask is {nonoccluded.shape[0]}x{nonoccluded.shape[-1]} (HxW) but the images are {height}x{width}",
             )
         valid = valid_mask(disp, max_disp, nonoccluded)
         meta = {**meta, "gt_coverage": ground_truth_coverage(disp, max_disp, nonoccluded)}
