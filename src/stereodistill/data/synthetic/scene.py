@@ -1,0 +1,130 @@
+"""Sampling a scene: a background and a few objects, each a polygon on a slanted disparity plane
+with its texture parameters, all in left-view coordinates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stereodistill.data.synthetic.config import BANK_PAD, TEXTURE_KINDS, SynthConfig
+
+
+@dataclass
+class Layer:
+    """A planar layer: shape (polygon, None = everywhere), plane, texture parameters, extents."""
+
+    verts: np.ndarray | None  # n×2 (x, y) polygon in left coordinates, or None for the background
+    a: float
+    b: float
+    c: float
+    xmin: float
+    xmax: float
+    ymin: float
+    ymax: float
+    dlo: float  # plane range over the shape's bounding box
+    dhi: float
+    texture: dict[str, Any]
+
+
+def _plane_in_range(
+    rng: np.random.Generator, box: tuple[float, float, float, float], lo: float, hi: float, max_slope: float
+) -> tuple[float, float, float, float, float]:
+    """Random plane whose values over ``box`` (xmin, xmax, ymin, ymax) stay within [lo, hi].
+
+    Returns (a, b, c, dlo, dhi) with dlo/dhi the plane's exact extremes over the box.
+    """
+    xmin, xmax, ymin, ymax = box
+    xc, yc = 0.5 * (xmin + xmax), 0.5 * (ymin + ymax)
+    hw, hh = max(0.5 * (xmax - xmin), 1.0), max(0.5 * (ymax - ymin), 1.0)
+    dc = float(rng.uniform(lo, hi))
+    budget = float(rng.uniform(0.0, 1.0)) * min(dc - lo, hi - dc)  # total variation allowed around dc
+    share = float(rng.uniform(0.0, 1.0))
+    gx = min(max_slope, budget * share / hw) * float(rng.choice((-1.0, 1.0)))
+    gy = min(max_slope, budget * (1.0 - share) / hh) * float(rng.choice((-1.0, 1.0)))
+    spread = abs(gx) * hw + abs(gy) * hh
+    return dc - gx * xc - gy * yc, gx, gy, dc - spread, dc + spread
+
+
+def _shape(rng: np.random.Generator, cx: float, cy: float, r0: float) -> np.ndarray:
+    """Polygon vertices (n×2) of a random polygon, ellipse or star-shaped blob around (cx, cy)."""
+    kind = rng.choice(("polygon", "ellipse", "blob"), p=(0.4, 0.3, 0.3))
+    if kind == "polygon":
+        n = int(rng.integers(3, 9))
+        theta = 2 * np.pi * (np.arange(n) + rng.uniform(-0.3, 0.3, n)) / n
+        radius = r0 * rng.uniform(0.55, 1.0, n)
+    else:
+        n = 48
+        theta = 2 * np.pi * np.arange(n) / n
+        radius = np.full(n, r0)
+        if kind == "blob":  # r(θ) = r0 (1 + Σ a_j cos(jθ + φ_j)), Σ a_j ≤ 0.6 keeps r > 0
+            amps = rng.uniform(0.0, 1.0, 4)
+            amps *= rng.uniform(0.25, 0.6) / amps.sum()
+            phases = rng.uniform(0, 2 * np.pi, 4)
+            orders = np.arange(2, 6)
+            radius = r0 * (1 + (amps * np.cos(np.outer(theta, orders) + phases)).sum(axis=1))
+    stretch = math.exp(rng.uniform(-0.5, 0.5))
+    px, py = radius * np.cos(theta) * stretch, radius * np.sin(theta) / stretch
+    rot = rng.uniform(0, 2 * np.pi)
+    cos, sin = math.cos(rot), math.sin(rot)
+    return np.stack([cx + cos * px - sin * py, cy + sin * px + cos * py], axis=1)
+
+
+def _texture_params(rng: np.random.Generator, config: SynthConfig, background: bool) -> dict[str, Any]:
+    """Texture kind and its random parameters; colours are random RGB."""
+    if rng.uniform() < config.low_texture_prob:
+        kind = "flat"
+    else:  # mostly noise; a striped or checkered background everywhere would be a dull scene
+        weights = (0.7, 0.1, 0.1, 0.1) if background else (0.5, 0.17, 0.16, 0.17)
+        kind = str(rng.choice(TEXTURE_KINDS[:4], p=weights))
+    base = rng.uniform(0.15, 0.85, 3)
+
+    def colour(contrast: float) -> np.ndarray:
+        direction = 0.8 + rng.normal(0.0, 0.5, 3)  # mostly luminance, some chroma
+        return contrast * direction / max(np.linalg.norm(direction) / math.sqrt(3), 0.3)
+
+    params: dict[str, Any] = {
+        "kind": kind,
+        "base": base,
+        "offset": (int(rng.integers(0, BANK_PAD + 1)), int(rng.integers(0, BANK_PAD + 1))),
+        "mix": [float(v) for v in rng.dirichlet((1.0, 1.0, 1.0)) * rng.choice((-1.0, 1.0), 3)],
+    }
+    if kind == "flat":
+        params["col1"] = colour(rng.uniform(0.005, 0.02))
+        params["col2"] = colour(rng.uniform(0.0, 0.01))
+        return params
+    params["col1"] = colour(rng.uniform(0.12, 0.3))
+    params["col2"] = colour(rng.uniform(0.02, 0.12) if kind != "noise" else rng.uniform(0.05, 0.2))
+    params["angle"] = rng.uniform(0, np.pi)
+    if kind == "stripes":
+        period = math.exp(rng.uniform(math.log(6.0), math.log(40.0)))
+        params["omega"] = 2 * np.pi / period
+        params["sharp"] = max(1.0, min(rng.uniform(1.0, 4.0), period / (2 * np.pi)))  # edges ≥ ~2 px wide
+        params["phase"] = rng.uniform(0, 2 * np.pi)
+    elif kind == "checkers":
+        period = math.exp(rng.uniform(math.log(10.0), math.log(60.0)))
+        params["omega"] = 2 * np.pi / period
+        params["sharp"] = max(1.0, min(rng.uniform(2.0, 8.0), period / 8.0))
+        params["phase"] = [float(v) for v in rng.uniform(0, 2 * np.pi, 2)]
+    return params
+
+
+def sample_scene(rng: np.random.Generator, config: SynthConfig) -> list[Layer]:
+    """Background (layer 0) plus ``n_objects`` polygons, each with a plane and a texture."""
+    h, w, wc = config.height, config.width, config.canvas_width
+    lo, hi = config.min_disp, config.disp_high
+    bg_hi = config.background_max_frac * config.max_disp
+    a, b, c, dlo, dhi = _plane_in_range(rng, (0.0, float(wc), 0.0, float(h)), lo, bg_hi, config.max_slope)
+    layers = [Layer(None, a, b, c, 0.0, float(wc), 0.0, float(h), dlo, dhi, _texture_params(rng, config, True))]
+    size = float(min(h, w))
+    for k in range(config.n_objects):
+        # One large object per scene, the others log-uniform from small to fairly large.
+        r0 = size * (rng.uniform(0.3, 0.5) if k == 0 else math.exp(rng.uniform(math.log(0.06), math.log(0.4))))
+        cx, cy = rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(-0.05 * h, 1.05 * h)
+        verts = _shape(rng, cx, cy, r0)
+        box = (float(verts[:, 0].min()), float(verts[:, 0].max()), float(verts[:, 1].min()), float(verts[:, 1].max()))
+        a, b, c, dlo, dhi = _plane_in_range(rng, box, bg_hi, hi, config.max_slope)
+        layers.append(Layer(verts, a, b, c, *box, dlo, dhi, _texture_params(rng, config, False)))
+    return layers
