@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
@@ -120,8 +121,9 @@ def test_eval_json_is_strict_and_rows_name_their_files(tmp_path, capsys):
 def test_eval_refuses_a_bad_range_and_an_evaluation_of_nothing(tmp_path, capsys):
     ckpt = _checkpoint(tmp_path)
     csv = _pairs(tmp_path, broken=False)
-    assert main(["eval", ckpt, "--list", csv, "--max-disp", "-4"]) == 2
-    assert "--max-disp must be a positive number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a usage error, as in every command
+        main(["eval", ckpt, "--list", csv, "--max-disp=-4"])
+    assert info.value.code == 2 and "expected a positive number of pixels" in capsys.readouterr().err
     assert main(["eval", ckpt, "--list", csv, "--max-disp", "2"]) == 2  # every ground truth is 5 px
     assert "no image of pairs" in capsys.readouterr().err
     for i in range(2):
@@ -145,3 +147,14 @@ def test_eval_says_how_much_ground_truth_it_leaves_out_and_warns_beyond_a_tenth(
     assert "at or beyond 8 px" in captured.out and "warning: more than 10% of the ground-truth pixels" in captured.err
     assert main(["eval", ckpt, "--list", csv, "--max-disp", "24"]) == 0
     assert "above dsnet's range (16 px)" in capsys.readouterr().err
+
+
+def test_list_means_the_samples_with_a_dataset_too(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path)
+    synth = ["data", "synth", "--out", str(tmp_path / "s"), "--pairs", "3", "--size", "32x64", "--max-disp", "16"]
+    assert main([*synth, "--split", "test"]) == 0
+    first = sorted((tmp_path / "s").rglob("left/*.png"))[0]
+    (tmp_path / "one.txt").write_text(f"{first.parent.parent.name}/left/{first.name}\n")
+    root = str(tmp_path / "s")
+    assert main(["eval", ckpt, "--dataset", "sceneflow", "--root", root, "--list", str(tmp_path / "one.txt")]) == 0
+    assert "1 image," in capsys.readouterr().out

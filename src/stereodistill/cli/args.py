@@ -36,3 +36,15 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", type=device, default="auto", help="auto (CUDA when available, else CPU; default), cpu, cuda[:N]"
     )
+
+
+def max_disp(text: str) -> int | float:
+    """``--max-disp``, one type in every command: a positive number of pixels (an integer stays one, as
+    networks take whole disparities; an evaluation range may be fractional)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
+    return int(value) if value.is_integer() else value

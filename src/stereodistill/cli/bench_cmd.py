@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stereodistill.cli.args import add_device, positive_int, size
+from stereodistill.cli.args import add_device, max_disp, positive_int, size
 from stereodistill.fileio import write_json
 
 
@@ -18,7 +18,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", required=True, help="comma-separated architectures or checkpoint paths")
     parser.add_argument("--size", type=size, default=(256, 512), help="input HxW (default 256x512)")
     add_device(parser)
-    parser.add_argument("--max-disp", type=positive_int, default=192, help="for architectures given by name")
+    parser.add_argument("--max-disp", type=max_disp, default=192, help="for architectures given by name")
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: the cores this process may use)")

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from stereodistill.cli.args import positive_int, size
+from stereodistill.cli.args import max_disp, positive_int, size
 from stereodistill.errors import ConfigError
 from stereodistill.fileio import write_json
 
@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", required=True, help="output folder (created)")
     synth.add_argument("--pairs", type=positive_int, default=100, help="pairs in the split (default 100)")
     synth.add_argument("--size", type=size, default=(256, 512), help="HxW (default 256x512)")
-    synth.add_argument("--max-disp", type=positive_int, default=64, help="disparities stay below this (default 64)")
+    synth.add_argument("--max-disp", type=max_disp, default=64, help="disparities stay below this (default 64)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--split", choices=("train", "test"), default="train", help="TRAIN or TEST folder")
     synth.set_defaults(handler=run_synth)
@@ -49,7 +49,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str = 
     parser.add_argument("--root", required=True, help="dataset root folder (for 'pairs': the CSV file)")
     parser.add_argument("--split", default=split_default, help=f"train, test or all (default {split_default})")
     parser.add_argument("--list", dest="list_file", help="only the samples named in this file (one per line)")
-    parser.add_argument("--max-disp", type=float, help="ground truth at or above this is not valid")
+    parser.add_argument("--max-disp", type=max_disp, help="ground truth at or above this is not valid")
     parser.add_argument(
         "--option",
         action="append",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
-from stereodistill.cli.args import add_device, positive_int
+from stereodistill.cli.args import add_device, max_disp, positive_int
 from stereodistill.errors import ConfigError, DataError
 from stereodistill.fileio import write_json
 
@@ -22,13 +21,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a stereodistill checkpoint (NAME, NAME.safetensors or NAME.json)")
     parser.add_argument("--dataset", help="dataset reader (see `stereodistill data check --help`)")
     parser.add_argument("--root", help="dataset root folder")
-    parser.add_argument("--list", dest="pairs_csv", help="a pairs CSV (left,right[,disp[,mask]]) instead")
+    parser.add_argument(
+        "--list",
+        dest="list_file",
+        help="the samples, from a file: with --dataset, only those named in it (one id or image path per line, as "
+        "everywhere); without, a pairs CSV (left,right[,disp[,mask]]) that lists the pairs themselves",
+    )
     parser.add_argument(
         "--split",
         help="train, test or all (default: the split with ground truth: test for sceneflow, train for kitti2012, "
         "kitti2015, middlebury and eth3d, whose test splits ship none)",
     )
-    parser.add_argument("--max-disp", type=float, help="evaluated range (default: the model's max disparity)")
+    parser.add_argument("--max-disp", type=max_disp, help="evaluated range (default: the model's max disparity)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N samples")
     parser.add_argument("--skip-bad", action="store_true", help="list and skip unreadable samples instead of stopping")
@@ -48,12 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.runtime import resolve_device
     from stereodistill.train.logging import PROGRESS_SECONDS
 
-    if (args.pairs_csv is None) == (args.dataset is None):
-        raise ConfigError("give either --dataset NAME --root DIR, or --list FILE.csv")
+    if args.list_file is None and args.dataset is None:
+        raise ConfigError("give either --dataset NAME --root DIR [--list FILE], or --list FILE.csv")
+    pairs_csv = args.list_file if args.dataset is None else None
     if args.dataset is not None and args.root is None:
         raise ConfigError(f"--dataset {args.dataset} needs --root")
-    if args.max_disp is not None and not (math.isfinite(args.max_disp) and args.max_disp > 0):
-        raise ConfigError(f"--max-disp must be a positive number of pixels, got {args.max_disp:g}")
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, map_location=device)
     max_disp = args.max_disp if args.max_disp is not None else float(model.max_disp)
@@ -63,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
             "the disparities between them",
             file=sys.stderr,
         )
-    name, root = ("pairs", args.pairs_csv) if args.pairs_csv else (args.dataset, args.root)
+    name, root = ("pairs", pairs_csv) if pairs_csv else (args.dataset, args.root)
+    restrict = {"list_file": args.list_file} if args.dataset is not None and args.list_file else {}
     split = args.split or DATASETS.get(name).evaluation_split
     try:
-        dataset = build_dataset(name, root, split=split, max_disp=max_disp, **parse_options(args.option))
+        dataset = build_dataset(name, root, split=split, max_disp=max_disp, **restrict, **parse_options(args.option))
     except TypeError as exc:
         raise ConfigError(f"bad --option for dataset {name!r}: {exc}") from None
-    what = f"{name} ({root})" if args.pairs_csv else f"{name} ({root}, split {split})"
+    what = f"{name} ({root})" if pairs_csv else f"{name} ({root}, split {split})"
     if not any(files.disp is not None for files in dataset.files):
         raise DataError(
             root,
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "dataset": name,
             "root": str(root),
-            "split": None if args.pairs_csv else split,
+            "split": None if pairs_csv else split,
             "max_disp": max_disp,
         }
         write_json(args.json_out, summary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stereodistill.cli.args import positive_int, size
+from stereodistill.cli.args import max_disp, size
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "at batch 1 (torch.utils.flop_counter, MACs = FLOPs / 2) and the taps each network offers.",
     )
     models.add_argument("--size", type=size, default=(256, 512), help="input HxW for MACs and tap shapes")
-    models.add_argument("--max-disp", type=positive_int, default=192, help="maximum disparity (default 192)")
+    models.add_argument("--max-disp", type=max_disp, default=192, help="maximum disparity (default 192)")
     models.add_argument("--no-taps", action="store_true", help="do not list the taps")
     models.set_defaults(handler=run_models)
 
@@ -28,7 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--arch", required=True, help="architecture of the checkpoint (see `stereodistill models`)")
     convert.add_argument("input", help="original checkpoint (.tar/.pth/.ckpt)")
     convert.add_argument("output", help="output path; writes OUTPUT.safetensors and OUTPUT.json")
-    convert.add_argument("--max-disp", type=positive_int, default=192, help="the model's maximum disparity")
+    convert.add_argument("--max-disp", type=max_disp, default=192, help="the model's maximum disparity")
     convert.add_argument(
         "--option",
         action="append",
