@@ -90,3 +90,33 @@ def test_scale_resizes_the_inputs_and_brings_disparities_back_to_their_pixels(tm
     disparity = infer_cmd.predict(Half(), image, image, 0.5, "cpu")
     assert disparity.shape == (32, 64) and np.allclose(disparity, 6.0)
     assert main(["infer", ckpt, "a.png", "b.png", "--scale", "0"]) == 2
+
+
+def _video(path, frames):
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    with imageio.get_writer(str(path), format="FFMPEG", fps=10, macro_block_size=2) as writer:
+        for frame in frames:
+            writer.append_data((frame * 255).astype(np.uint8))
+
+
+def test_infer_on_a_stereo_video_two_files_or_side_by_side(tmp_path, ckpt, capsys):
+    imageio = pytest.importorskip("imageio.v2")
+    rng = np.random.default_rng(5)
+    lefts = [rng.random((32, 64, 3)) for _ in range(4)]
+    rights = [np.roll(frame, -2, axis=1) for frame in lefts]
+    _video(tmp_path / "left.mp4", lefts)
+    _video(tmp_path / "right.mp4", rights)
+    _video(tmp_path / "sbs.mp4", [np.concatenate([a, b], axis=1) for a, b in zip(lefts, rights, strict=True)])
+    out = str(tmp_path / "o")
+    assert main(["infer", ckpt, str(tmp_path / "left.mp4"), str(tmp_path / "right.mp4"), "--out", out]) == 0
+    assert "4 frames (10 fps" in capsys.readouterr().out
+    assert len(list((tmp_path / "o" / "left_frames").glob("*_disp16.png"))) == 4
+    frames = [frame for frame in imageio.get_reader(str(tmp_path / "o" / "left_disparity.mp4"), format="FFMPEG")]
+    assert len(frames) == 4 and frames[0].shape[1] == 64 and frames[0].shape[0] > 32  # with its colour bar
+    assert main(["infer", ckpt, str(tmp_path / "sbs.mp4"), "--side-by-side", "--out", out]) == 0
+    assert read_png_disparity(tmp_path / "o" / "sbs_frames" / "000003_disp16.png").shape == (32, 64)
+    assert main(["infer", ckpt, str(tmp_path / "left.mp4"), str(tmp_path / "right.mp4"), "--out", out]) == 0
+    assert "nothing to do" in capsys.readouterr().out  # resumable
+    assert main(["infer", ckpt, str(tmp_path / "sbs.mp4"), "--out", out]) == 2
+    assert "side-by-side" in capsys.readouterr().err

@@ -21,7 +21,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", help="a stereodistill checkpoint")
     parser.add_argument("left", help="left image, a folder of left images, or a quoted glob pattern")
-    parser.add_argument("right", help="right image, a folder of right images, or a quoted glob pattern")
+    parser.add_argument(
+        "right",
+        nargs="?",
+        help="right image, a folder of right images, or a quoted glob pattern; for a stereo video, the right "
+        "video (or none, with --side-by-side)",
+    )
+    parser.add_argument(
+        "--side-by-side", action="store_true", help="LEFT is one video whose frames hold the left view on the left half"
+    )
     parser.add_argument("--out", default="infer_out", help="output folder (default infer_out)")
     parser.add_argument(
         "--scale",
@@ -81,13 +89,21 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.checkpoint import load_model
     from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.data.pairing import find_pairs
+    from stereodistill.data.video import is_video
     from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.runtime import resolve_device
 
     if not (0 < args.scale <= 4):
         raise InputError(f"--scale must be in (0, 4], got {args.scale:g}")
+    if is_video(args.left):
+        if (args.right is None) != args.side_by_side:
+            raise InputError("a stereo video is two files (LEFT RIGHT) or one side-by-side file (LEFT --side-by-side)")
+    elif args.right is None or args.side_by_side:
+        raise InputError("give LEFT and RIGHT (--side-by-side is for a video)")
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, map_location=device)
+    if is_video(args.left):
+        return run_video(args, model, device)
     pairs = find_pairs(args.left, args.right)
     check_sizes(pairs)
     out = Path(args.out)
@@ -111,4 +127,41 @@ def run(args: argparse.Namespace) -> int:
         )
     if not todo:
         print("nothing to do", file=sys.stderr)
+    return 0
+
+
+def run_video(args: argparse.Namespace, model, device) -> int:
+    """A stereo video, one frame at a time: ``NAME_disparity.mp4`` (colour, with a colour bar) and
+    ``NAME_frames/NNNNNN_disp16.png`` (KITTI style, x256) beside it; skipped when the video exists."""
+    import sys
+    import time
+
+    import numpy as np
+
+    from stereodistill.data.formats import write_png_disparity
+    from stereodistill.data.video import stereo_frames, video_writer
+    from stereodistill.report.colormap import colorize, with_colorbar
+    from stereodistill.train.logging import PROGRESS_SECONDS
+
+    out = Path(args.out)
+    name = Path(args.left).stem
+    target = out / f"{name}_disparity.mp4"
+    if target.is_file() and not args.overwrite:
+        print(f"{target} exists: nothing to do (--overwrite to redo)")
+        return 0
+    frames, fps = stereo_frames(args.left, args.right)
+    vmax = float(model.max_disp) / args.scale
+    count, last = 0, time.monotonic()
+    with video_writer(target, fps) as video:
+        for left, right in frames:
+            disparity = predict(model, left, right, args.scale, device)
+            write_png_disparity(out / f"{name}_frames" / f"{count:06d}_disp16.png", np.clip(disparity, 0, 65535 / 256))
+            video.append(with_colorbar(colorize(disparity, vmax=vmax), vmax))
+            count += 1
+            if time.monotonic() - last >= PROGRESS_SECONDS or sys.stderr.isatty():
+                last = time.monotonic()
+                print(f"  frame {count}", file=sys.stderr, flush=True)
+    if not count:
+        raise InputError(f"{args.left}: the video has no frames")
+    print(f"{count} frames ({fps:g} fps, colour 0..{vmax:g} px) -> {target} and {out / (name + '_frames')}/")
     return 0

@@ -1,0 +1,92 @@
+"""Stereo video: frames read one at a time from two files (left, right) or from one side-by-side file,
+and a video written frame by frame, through imageio's FFmpeg plugin (the optional ``video`` extra:
+``pip install 'stereodistill[video]'``, which brings its own FFmpeg binary)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereodistill.errors import DataError, InputError
+from stereodistill.fileio import atomic_path
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _imageio() -> Any:
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401  (the FFmpeg binary imageio needs)
+    except ImportError:
+        raise InputError("video needs the optional extra: pip install 'stereodistill[video]'") from None
+    return imageio
+
+
+def _frames(path: Path) -> tuple[Iterator[np.ndarray], float]:
+    """The frames of one file (H×W×3 uint8, lazily) and its frame rate."""
+    if not path.is_file():
+        raise DataError(path, "video file does not exist")
+    try:
+        reader = _imageio().get_reader(str(path), format="FFMPEG")
+        fps = float(reader.get_meta_data().get("fps") or 25.0)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise DataError(path, f"not a readable video ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    return iter(reader), fps
+
+
+def stereo_frames(
+    left: str | Path, right: str | Path | None = None
+) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], float]:
+    """(left, right) frames as H×W×3 float32 in [0, 1], one pair at a time, and the frame rate: from
+    two files, or (``right`` None) one side-by-side file whose left half is the left view. The two
+    files must have the same size; a file that ends first ends the stream."""
+    left = Path(left)
+    left_frames, fps = _frames(left)
+    right_frames = _frames(Path(right))[0] if right is not None else None
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for index, frame in enumerate(left_frames):
+            if right_frames is None:
+                if frame.shape[1] % 2:
+                    raise DataError(left, f"a side-by-side frame must have an even width, got {frame.shape[1]}")
+                half = frame.shape[1] // 2
+                views = frame[:, :half], frame[:, half:]
+            else:
+                other = next(right_frames, None)
+                if other is None:
+                    return
+                if other.shape != frame.shape:
+                    raise DataError(
+                        right,
+                        f"frame {index} is {other.shape[0]}x{other.shape[1]} but the left video's is "
+                        f"{frame.shape[0]}x{frame.shape[1]} (HxW)",
+                    )
+                views = frame, other
+            yield tuple(np.asarray(v, dtype=np.float32)[..., :3] / 255.0 for v in views)
+
+    return pairs(), fps
+
+
+@contextmanager
+def video_writer(path: str | Path, fps: float) -> Iterator[Any]:
+    """A writer taking H×W×3 float frames in [0, 1]; the file appears only once complete."""
+    imageio = _imageio()
+    with atomic_path(path) as tmp:
+        writer = imageio.get_writer(str(tmp), format="FFMPEG", fps=fps, macro_block_size=2)
+
+        class Frames:
+            def append(self, frame: np.ndarray) -> None:
+                writer.append_data(np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+        try:
+            yield Frames()
+        finally:
+            writer.close()
