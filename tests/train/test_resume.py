@@ -67,13 +67,20 @@ def test_stop_and_resume_is_the_uninterrupted_run(tmp_path, weighting):
     assert_same_run(tmp_path / "full", tmp_path / "cut")
 
 
-def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_run(tmp_path):
-    config = write_config(tmp_path, {"type": "dwa", "temperature": 2.0}, steps=12)
-    assert main(["distill", str(config), f"output={tmp_path / 'full'}"]) == 0
+@pytest.mark.parametrize(
+    ("command", "weighting"), [("train", None), ("distill", {"type": "dwa"}), ("distill", {"type": "uncertainty"})]
+)
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_run(tmp_path, command, weighting):
+    config = write_config(tmp_path, weighting or {"type": "fixed"}, steps=12)
+    if command == "train":  # the same run without its teacher and terms
+        data = yaml.safe_load(config.read_text())
+        data.pop("teacher"), data.pop("distill")
+        config.write_text(yaml.safe_dump(data))
+    assert main([command, str(config), f"output={tmp_path / 'full'}"]) == 0
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "stereodistill.cli.main", "distill", str(config), f"output={out}"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command_line = [sys.executable, "-m", "stereodistill.cli.main", command, str(config), f"output={out}"]
+    process = subprocess.Popen(command_line, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((out / "checkpoints").glob("step-000000[5-9].json")) and time.monotonic() < deadline:
         if process.poll() is not None:
@@ -82,7 +89,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "model.json").exists()  # killed part-way
-    assert main(["distill", str(config), f"output={out}", "--resume"]) == 0
+    assert main([command, str(config), f"output={out}", "--resume"]) == 0
     assert_same_run(tmp_path / "full", out)
 
 
