@@ -34,3 +34,37 @@ def test_glob_patterns_pair_in_order_and_must_match_as_many_files(tmp_path):
     assert [p.name for p in find_pairs(f"{tmp_path}/*/im0.png", f"{tmp_path}/*/im1.png")] == ["s1", "s2", "s3"]
     with pytest.raises(InputError, match="no file matches"):
         find_pairs(f"{tmp_path}/*/x.png", f"{tmp_path}/*/y.png")
+
+
+def test_data_pairs_writes_the_csv_the_pairs_reader_reads(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.formats import write_image, write_pfm
+
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / "scene" / "left" / name, rng.random((16, 24, 3)))
+        write_image(tmp_path / "scene" / "right" / name, rng.random((16, 24, 3)))
+    write_pfm(tmp_path / "gt" / "a.pfm", np.full((16, 24), 3.0, np.float32))
+    out = tmp_path / "lists" / "p.csv"
+    assert main(["data", "pairs", str(tmp_path / "scene"), "--disp", str(tmp_path / "gt"), "--out", str(out)]) == 0
+    assert "2 pairs with ground truth" in capsys.readouterr().out
+    dataset = build_dataset("pairs", out, max_disp=16)
+    assert len(dataset) == 2 and dataset[0]["meta"]["has_gt"] and not dataset[1]["meta"]["has_gt"]
+
+    write_image(tmp_path / "scene" / "right" / "b.png", rng.random((16, 20, 3)))  # sizes differ
+    (tmp_path / "scene" / "left" / "c.png").write_bytes(b"")  # no right view
+    command = ["data", "pairs", str(tmp_path / "scene" / "left"), str(tmp_path / "scene" / "right"), "--out", str(out)]
+    assert main(command) == 2
+    assert "1 image(s) without their other view: c.png" in capsys.readouterr().err
+    (tmp_path / "scene" / "left" / "c.png").unlink()
+    before = out.read_text()
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "1 bad pair(s)" in err and "16x20 (HxW)" in err and out.read_text() == before  # nothing half-written
+    assert main([*command, "--skip-bad"]) == 0
+    assert "SKIPPED" in capsys.readouterr().out and len(build_dataset("pairs", out)) == 1
+    assert main(["data", "pairs", str(tmp_path / "gt"), str(tmp_path / "gt"), "--out", str(out)]) == 2
+    assert "no images in this folder" in capsys.readouterr().err

@@ -30,6 +30,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--split", choices=("train", "test"), default="train", help="TRAIN or TEST folder")
     synth.set_defaults(handler=run_synth)
 
+    pairs = sub.add_parser(
+        "pairs",
+        help="list a folder of stereo pairs as a pairs CSV",
+        description="Match LEFT_DIR and RIGHT_DIR by file name (or LEFT_DIR/left and LEFT_DIR/right when RIGHT_DIR "
+        "is not given) and write the CSV the 'pairs' dataset reads, paths relative to it. Ground truth "
+        "(--disp DIR, matched by stem: .pfm, .png or .npy) stays optional.",
+    )
+    pairs.add_argument("left_dir", help="folder of left images (or a folder holding left/ and right/)")
+    pairs.add_argument("right_dir", nargs="?", help="folder of right images")
+    pairs.add_argument("--disp", help="folder of ground-truth disparities, matched by stem")
+    pairs.add_argument("--out", required=True, help="the CSV to write")
+    pairs.add_argument("--skip-bad", action="store_true", help="leave out unreadable or mismatched pairs, listed")
+    pairs.set_defaults(handler=run_pairs)
+
     check = sub.add_parser(
         "check",
         help="count samples, list broken files, summarise ground truth",
@@ -93,6 +107,22 @@ def run_synth(args: argparse.Namespace) -> int:
 
     paths = write_synthetic(args.out, args.pairs, config, seed=args.seed, split=args.split, progress=progress)
     print(f"wrote {len(paths)} {args.split} pairs ({height}x{width}, max disparity {args.max_disp}) to {args.out}")
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stereodistill.data.pairing import pairs_csv
+
+    left = Path(args.left_dir)
+    right = Path(args.right_dir) if args.right_dir else None
+    if right is None:
+        left, right = left / "left", left / "right"
+    count, skipped = pairs_csv(left, right, Path(args.out), Path(args.disp) if args.disp else None, args.skip_bad)
+    for problem in skipped:
+        print(f"  SKIPPED {problem}")
+    print(f"wrote {args.out}: {count} pair{'s' if count != 1 else ''}" + (" with ground truth" if args.disp else ""))
     return 0
 
 

@@ -72,3 +72,59 @@ def _named(pairs: list[tuple[Path, Path]]) -> list[PairFiles]:
         clashes = sorted({n for n in names if names.count(n) > 1})
         raise InputError(f"two pairs would write the same outputs: {', '.join(clashes)}")
     return [PairFiles(name, left, right) for name, (left, right) in zip(names, pairs, strict=True)]
+
+
+DISPARITY_SUFFIXES = (".pfm", ".png", ".npy")
+
+
+def pairs_csv(
+    left: Path, right: Path, out: Path, disp: Path | None = None, skip_bad: bool = False
+) -> tuple[int, list[str]]:
+    """Write the ``pairs`` CSV for two folders matched by file name (ground truth from ``disp`` by
+    stem, when given); paths are relative to the CSV's folder. Names without their other view are an
+    error listing them; so are pairs whose sizes differ or images that cannot be read, unless
+    ``skip_bad`` (then they are left out and returned). Returns (pairs written, what was skipped)."""
+    from stereodistill.data.formats import image_size
+    from stereodistill.fileio import write_text_atomic
+
+    for folder in (left, right, *([disp] if disp is not None else [])):
+        if not folder.is_dir():
+            raise DataError(folder, "not a folder")
+    lefts = {p.name: p for p in _images(left)}
+    rights = {p.name: p for p in _images(right)}
+    if not lefts:
+        raise DataError(left, "no images in this folder")
+    unmatched = sorted(lefts.keys() ^ rights.keys())
+    if unmatched:
+        shown = ", ".join(f"{n} (only in {left if n in lefts else right})" for n in unmatched[:5])
+        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        raise DataError(left, f"{len(unmatched)} image(s) without their other view: {shown}{more}")
+    rows, problems = [], []
+    for name in sorted(lefts):
+        try:
+            sizes = image_size(lefts[name]), image_size(rights[name])
+            if sizes[0] != sizes[1]:
+                raise DataError(
+                    rights[name],
+                    f"is {sizes[1][0]}x{sizes[1][1]} (HxW) but its left view is {sizes[0][0]}x{sizes[0][1]}",
+                )
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        truth = ""
+        if disp is not None:
+            found = [disp / f"{Path(name).stem}{suffix}" for suffix in DISPARITY_SUFFIXES]
+            found = [p for p in found if p.is_file()]
+            truth = os.path.relpath(found[0], out.parent) if found else ""
+        rows.append((os.path.relpath(lefts[name], out.parent), os.path.relpath(rights[name], out.parent), truth))
+    if problems and not skip_bad:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DataError(
+            left, f"{len(problems)} bad pair(s): {'; '.join(problems[:3])}{more}; --skip-bad leaves them out"
+        )
+    if not rows:
+        raise DataError(left, "no readable pairs")
+    header = "left,right,disp" if disp is not None else "left,right"
+    lines = [header] + [",".join(row if disp is not None else row[:2]) for row in rows]
+    write_text_atomic(out, "\n".join(lines) + "\n")
+    return len(rows), problems
