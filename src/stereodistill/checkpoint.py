@@ -8,6 +8,7 @@ ours, is truncated, or does not fit its architecture fails with an error naming 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,21 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(weights, f"not a readable safetensors file ({exc})") from None
+
+
+def load_network(
+    name: str | Path, map_location: str | torch.device = "cpu", max_disp: float | None = None
+) -> torch.nn.Module:
+    """A checkpoint, or a classical method of the zoo by name (``sgbm``, which has no weights), so
+    that every command running a network takes either; ``max_disp`` sets the method's range (rounded
+    up to a multiple of 4; default 192)."""
+    if not Path(name).exists() and not any(p.exists() for p in checkpoint_paths(name)):
+        from stereodistill.models.zoo import list_models, model_class
+
+        if str(name) in list_models() and not model_class(str(name)).trainable:
+            span = -(-math.ceil(max_disp) // 4) * 4 if max_disp else 192
+            return model_class(str(name))(max_disp=span).to(map_location).eval()
+    return load_model(name, map_location)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:

@@ -97,6 +97,8 @@ def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
             metrics = entry["metrics"][dataset]
             assert {"epe", "d1", "bad1", "bad2", "bad3"} <= set(metrics)
             assert all(0 <= metrics[k] <= 1 for k in ("d1", "bad1", "bad2", "bad3"))
+    sgbm = on_disk["baselines"]["sgbm"]["metrics"]  # the classical floor, same evaluation
+    assert set(sgbm) == {"synthetic", "middlebury-motorcycle"} and sgbm["synthetic"]["epe"] > 0
     gain = on_disk["distillation"]
     assert gain["epe_reduction"] == pytest.approx(gain["epe_scratch"] - gain["epe_distilled"])
     assert gain["distilled_beats_scratch"] == (gain["epe_distilled"] < gain["epe_scratch"])

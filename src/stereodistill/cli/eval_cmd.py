@@ -18,7 +18,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Evaluate a checkpoint: pooled metrics and per-image means of EPE, D1 and bad-0.5/1/2/3 over "
         "valid pixels (ground truth finite, > 0, < max disparity, non-occluded where the dataset says so).",
     )
-    parser.add_argument("checkpoint", help="a stereodistill checkpoint (NAME, NAME.safetensors or NAME.json)")
+    parser.add_argument(
+        "checkpoint",
+        help="a stereodistill checkpoint (NAME, NAME.safetensors or NAME.json), or sgbm (the classical baseline)",
+    )
     parser.add_argument("--dataset", help="dataset reader (see `stereodistill data check --help`)")
     parser.add_argument("--root", help="dataset root folder")
     parser.add_argument(
@@ -44,7 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stereodistill.checkpoint import load_model
+    from stereodistill.checkpoint import load_network
     from stereodistill.cli.data_cmd import parse_options
     from stereodistill.data.datasets import DATASETS, build_dataset
     from stereodistill.evaluate.evaluator import evaluate_dataset
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset is not None and args.root is None:
         raise ConfigError(f"--dataset {args.dataset} needs --root")
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, map_location=device)
+    model = load_network(args.checkpoint, map_location=device, max_disp=args.max_disp)
     max_disp = args.max_disp if args.max_disp is not None else float(model.max_disp)
     if max_disp > model.max_disp:
         print(

@@ -19,7 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "whose outputs exist is skipped (rerun to resume). Writes NAME.pfm, NAME_disp16.png (KITTI style, "
         "disparity x 256) and NAME_color.png (with a colour bar) for each pair.",
     )
-    parser.add_argument("checkpoint", help="a stereodistill checkpoint")
+    parser.add_argument("checkpoint", help="a stereodistill checkpoint, or sgbm (the classical baseline)")
     parser.add_argument("left", help="left image, a folder of left images, or a quoted glob pattern")
     parser.add_argument(
         "right",
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from stereodistill.checkpoint import load_model
+    from stereodistill.checkpoint import load_network
     from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.data.pairing import find_pairs
     from stereodistill.data.video import is_video
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.right is None or args.side_by_side:
         raise InputError("give LEFT and RIGHT (--side-by-side is for a video)")
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, map_location=device)
+    model = load_network(args.checkpoint, map_location=device)
     if is_video(args.left):
         return run_video(args, model, device)
     pairs = find_pairs(args.left, args.right)

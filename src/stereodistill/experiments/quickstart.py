@@ -264,6 +264,23 @@ def predictions(model: torch.nn.Module, samples: list[dict[str, Any]], device: t
         ]
 
 
+def classical_baselines(
+    datasets: Mapping[str, Any], max_disp: int, device: torch.device, log: Progress
+) -> dict[str, Any]:
+    """SGBM on the same evaluation sets, the floor a learned model must clear on real images; left
+    out (said in the log) when OpenCV is not installed."""
+    from stereodistill.checkpoint import load_network
+    from stereodistill.evaluate.evaluator import evaluate_model
+
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        log("      (no SGBM baseline: OpenCV is not installed; pip install 'stereodistill[sgbm]')")
+        return {}
+    sgbm = load_network("sgbm", device, max_disp=max_disp)
+    return {"sgbm": {"arch": "sgbm", "metrics": evaluate_model(sgbm, datasets, device)}}
+
+
 def run_quickstart(
     out: Path,
     *,
@@ -331,6 +348,7 @@ def run_quickstart(
     datasets = evaluation_sets(recipe, roots, max_disp)
     log(f"[3/5] evaluating on the synthetic test split and zero-shot on Motorcycle ({dev.type})")
     metrics = {role: evaluate_model(models[role], datasets, dev) for role in ROLES}
+    baselines = classical_baselines(datasets, max_disp, dev, log)
     shown = min(settings["images"], len(datasets["synthetic"]))
     samples = [datasets["synthetic"][i] for i in range(shown)] + [datasets[MOTORCYCLE][0]]
     labels = [f"synthetic {i + 1}" for i in range(shown)] + ["Motorcycle"]
@@ -391,6 +409,7 @@ def run_quickstart(
             "train_seconds": trained[role]["seconds"],
             "run_dir": relative_path(Path(configs[role].output_dir), repo_root),
         }
+    report["baselines"] = baselines
     report["distillation"] = distillation_gain(report["models"])
     report["timing_s"] = {**timer.phases, "total": timer.total}
     log("[5/5] writing report.json, report.md and report.html")

@@ -59,6 +59,8 @@ class StereoModel(nn.Module):
     #: keys, and key prefixes): ours does not create them, and importing drops them, by name.
     unused_release_keys: ClassVar[Collection[str]] = ()
     unused_release_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: False for a classical method (``sgbm``): evaluated and benchmarked like a network, never trained.
+    trainable: ClassVar[bool] = True
 
     def __init__(self, max_disp: int = 192, **config: Any) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ from stereodistill.models import (  # noqa: F401
     leastereo,
     lightstereo,
     psmnet,
+    sgbm,
 )
 from stereodistill.models.base import StereoModel
 from stereodistill.models.registry import MODELS

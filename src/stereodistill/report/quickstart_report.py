@@ -118,7 +118,8 @@ def model_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def d1_is_bad3(report: Mapping[str, Any], dataset: str) -> bool:
     """D1 (error > 3 px and > 5 %) equals bad-3 when every disparity is below 60 px (5 % < 3 px)."""
-    metrics = [entry["metrics"][dataset] for entry in report["models"].values()]
+    entries = [*report["models"].values(), *report.get("baselines", {}).values()]
+    metrics = [entry["metrics"][dataset] for entry in entries]
     return all(m["d1"] == m["bad3"] for m in metrics)
 
 
@@ -127,10 +128,12 @@ def metric_rows(report: Mapping[str, Any], dataset: str) -> tuple[list[str], lis
     with_d1 = not d1_is_bad3(report, dataset)
     header = ["model", "EPE px", *(["D1"] if with_d1 else []), "bad-1", "bad-2", "bad-3"]
     rows = []
-    for role, entry in report["models"].items():
+    entries = [(LABELS.get(r, r), e) for r, e in report["models"].items()]
+    entries += [(f"{name} (classical baseline)", e) for name, e in report.get("baselines", {}).items()]
+    for label, entry in entries:
         m = entry["metrics"][dataset]
         d1 = [_pct(m["d1"])] if with_d1 else []
-        rows.append([LABELS.get(role, role), _epe(m["epe"]), *d1, _pct(m["bad1"]), _pct(m["bad2"]), _pct(m["bad3"])])
+        rows.append([label, _epe(m["epe"]), *d1, _pct(m["bad1"]), _pct(m["bad2"]), _pct(m["bad3"])])
     return header, rows
 
 

@@ -33,6 +33,7 @@ from stereodistill.errors import ConfigError, StereoDistillError
 from stereodistill.evaluate.evaluator import evaluate_dataset
 from stereodistill.models import build_model
 from stereodistill.models.import_original import import_checkpoint
+from stereodistill.models.zoo import model_class
 from stereodistill.runtime import resolve_device
 from stereodistill.train import data as train_data
 from stereodistill.train import run_folder
@@ -118,6 +119,8 @@ class Trainer:
             raise ConfigError("distill needs at least one term in 'distill.terms'")
         if not distill and config.distill.terms:
             raise ConfigError("'distill.terms' given to `train`; use `stereodistill distill` for distillation")
+        if not model_class(config.model.arch).trainable:
+            raise ConfigError(f"{config.model.arch} is a classical method: it has nothing to train")
         self.config = config
         self.distill = distill
         self.out = Path(config.output_dir)

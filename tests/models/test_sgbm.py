@@ -1,0 +1,37 @@
+"""SGBM, the classical baseline, behind the network contract: evaluated, benchmarked and run like
+any network, never trained."""
+
+import numpy as np
+import pytest
+import torch
+
+from stereodistill.checkpoint import load_network
+from stereodistill.errors import ConfigError
+from stereodistill.models.sgbm import fill_from_left
+
+pytest.importorskip("cv2")
+
+
+def test_holes_take_the_nearest_valid_disparity_to_their_left():
+    disparity = np.array([[0.0, 5.0, 0.0, 0.0, 7.0], [0.0, 0.0, 0.0, 0.0, 0.0]], np.float32)
+    valid = np.array([[0, 1, 0, 0, 1], [0, 0, 0, 0, 0]], bool)
+    assert fill_from_left(disparity, valid).tolist() == [[5.0, 5.0, 5.0, 5.0, 7.0], [0.0] * 5]
+
+
+def test_sgbm_finds_a_constant_shift_and_runs_like_a_network(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    right = torch.rand(1, 3, 48, 96, generator=g)
+    left = torch.roll(right, shifts=6, dims=-1)  # left pixel x sees right pixel x - 6
+    net = load_network("sgbm", max_disp=30)  # by name: no checkpoint file
+    assert net.max_disp == 32 and sum(p.numel() for p in net.parameters()) == 0
+    disparity = net(left, right).disparity
+    assert disparity.shape == (1, 48, 96)
+    assert (disparity[0, 8:-8, 16:-8] - 6).abs().median() < 0.5
+    with pytest.raises(ConfigError, match="nothing to train"):
+        from stereodistill.config import from_dict
+        from stereodistill.train.config import RunConfig
+        from stereodistill.train.trainer import Trainer
+
+        data = {"train": {"dataset": "synthetic", "pairs": 2, "size": [32, 64], "max_disp": 16}, "crop": [32, 64]}
+        config = {"model": {"arch": "sgbm", "max_disp": 16}, "data": data, "output": str(tmp_path / "run")}
+        Trainer(from_dict(RunConfig, config), distill=False)
