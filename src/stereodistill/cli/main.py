@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from stereodistill import __version__
 from stereodistill.cli import (
     ablate_cmd,
+    adapt_cmd,
     bench_cmd,
     data_cmd,
     eval_cmd,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.register(commands)
     train_cmd.register(commands)
     ablate_cmd.register(commands)
+    adapt_cmd.register(commands)
     quickstart_cmd.register(commands)
     return parser
 

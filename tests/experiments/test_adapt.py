@@ -1,0 +1,67 @@
+"""Adapting a student to unlabeled pairs: filtered pseudo-labels, cached, then ordinary training."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from stereodistill.checkpoint import load_model, save_model
+from stereodistill.cli.main import main
+from stereodistill.data.formats import write_image
+from stereodistill.experiments.adapt import PseudoLabelSettings, pseudo_label
+from stereodistill.models import build_model
+
+
+class Constant(torch.nn.Module):
+    """A 'teacher' that sees disparity ``left`` in the left view and ``right`` in the right view,
+    with a peaked distribution."""
+
+    def __init__(self, left: float, right: float) -> None:
+        super().__init__()
+        self.values = (left, right)
+        self.calls = 0
+
+    def forward(self, left, right, taps=()):
+        value = self.values[self.calls % 2]
+        self.calls += 1
+        prob = torch.zeros(1, 8, *left.shape[-2:])
+        prob[:, 2] = 0.9
+        return SimpleNamespace(disparity=torch.full((1, *left.shape[-2:]), value), taps={"prob": prob})
+
+
+def test_pseudo_labels_keep_only_left_right_consistent_confident_pixels():
+    image = torch.rand(1, 3, 8, 16)
+    disparity, mask = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings())
+    assert np.allclose(disparity, 3.0)
+    assert not mask[:, :3].any() and mask[:, 3:].all()  # the first 3 columns land outside the right view
+    _, mask = pseudo_label(Constant(3.0, 5.0), image, image, PseudoLabelSettings())
+    assert not mask.any()  # the views disagree by 2 px
+    _, mask = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings(confidence=0.95))
+    assert not mask.any()  # a peak of 0.9 is not confident enough
+
+
+def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = ["left,right"]
+    for name in ("a", "b"):
+        write_image(tmp_path / "pairs" / f"{name}_l.png", rng.random((32, 64, 3)))
+        write_image(tmp_path / "pairs" / f"{name}_r.png", rng.random((32, 64, 3)))
+        rows.append(f"{name}_l.png,{name}_r.png")
+    (tmp_path / "pairs" / "list.csv").write_text("\n".join(rows) + "\n")
+    save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
+    save_model(tmp_path / "student", build_model("lean", max_disp=16))
+    command = ["adapt", str(tmp_path / "teacher"), str(tmp_path / "student"), "--unlabeled"]
+    command += [str(tmp_path / "pairs" / "list.csv"), "--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
+    assert main(command) == 0
+    assert "pixels kept as labels" in capsys.readouterr().out
+    kept = json.loads((tmp_path / "a" / "kept.json").read_text())
+    assert len(kept) == 2 and all(0 <= k["kept"] <= 1 for k in kept)
+    assert load_model(tmp_path / "a" / "run" / "model").arch == "lean"
+    assert len((tmp_path / "a" / "pseudo.csv").read_text().splitlines()) == 3
+    assert main(command) == 2  # the folder holds a run
+    assert "--force" in capsys.readouterr().err
+    save_model(tmp_path / "small", build_model("lean", max_disp=8))
+    command[1] = str(tmp_path / "small")
+    assert main([*command, "--force"]) == 2
+    assert "below the student's" in capsys.readouterr().err
