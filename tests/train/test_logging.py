@@ -23,3 +23,17 @@ def test_a_slow_run_prints_at_least_every_30_seconds(tmp_path, monkeypatch, caps
 def test_a_fast_run_prints_the_first_step_then_every_tenth(tmp_path, monkeypatch, capsys):
     lines = progress_lines(tmp_path, monkeypatch, capsys, seconds_per_step=1)
     assert [line.split()[1] for line in lines] == ["1/100"]
+
+
+def test_progress_in_a_log_file_is_the_first_step_then_one_line_per_tenth(tmp_path, capsys):
+    logger = run_logging.RunLogger(tmp_path, total_steps=25)
+    logger.tty = False  # as under `make quickstart > log`
+    for step in range(1, 26):
+        logger.scalars(step, {"total": 1.0 / step, "lr": 1e-3}, rate=5.0, stage="main", every=5)
+    logger.close()
+    lines = capsys.readouterr().err.splitlines()
+    expected = [1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 25]
+    assert [line.split()[1] for line in lines] == [f"{s}/25" for s in expected]
+    assert all("\r" not in line and "ETA" in line for line in lines)
+    rows = (tmp_path / "scalars.csv").read_text().splitlines()
+    assert rows[0] == "step,stage,name,value" and len(rows) == 1 + 5 * 2  # every 5th step, two scalars
