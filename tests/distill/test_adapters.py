@@ -21,12 +21,13 @@ from stereodistill.distill.adapters import (
 from stereodistill.distill.masks import full_resolution_mask
 from stereodistill.distill.terms import DISPARITY, DistillTerm, TermConfig, build_terms, cost_volume_kind
 from stereodistill.errors import ConfigError
-from stereodistill.models import build_model, list_models
+from stereodistill.models import build_model, list_models, model_class
 from stereodistill.models.cost_volume import groupwise_correlation_volume
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 H, W, MAX_DISP = 64, 128, 32
-TEACHERS = [arch for arch in list_models() if arch != "lean"]
+# Every network of the zoo but the student; classical methods (sgbm) have no taps to distil from.
+TEACHERS = [arch for arch in list_models() if arch != "lean" and model_class(arch).trainable]
 
 
 @cache
