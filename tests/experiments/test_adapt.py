@@ -8,7 +8,7 @@ import torch
 
 from stereodistill.checkpoint import load_model, save_model
 from stereodistill.cli.main import main
-from stereodistill.data.formats import write_image
+from stereodistill.data.formats import write_image, write_pfm
 from stereodistill.experiments.adapt import PseudoLabelSettings, pseudo_label
 from stereodistill.models import build_model
 
@@ -43,18 +43,22 @@ def test_pseudo_labels_keep_only_left_right_consistent_confident_pixels():
 
 def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    rows = ["left,right"]
+    rows = ["left,right,disp"]
     for name in ("a", "b"):
         write_image(tmp_path / "pairs" / f"{name}_l.png", rng.random((32, 64, 3)))
         write_image(tmp_path / "pairs" / f"{name}_r.png", rng.random((32, 64, 3)))
-        rows.append(f"{name}_l.png,{name}_r.png")
+        write_pfm(tmp_path / "pairs" / f"{name}.pfm", np.full((32, 64), 4.0, np.float32))
+        rows.append(f"{name}_l.png,{name}_r.png,{name}.pfm")
     (tmp_path / "pairs" / "list.csv").write_text("\n".join(rows) + "\n")
     save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
     save_model(tmp_path / "student", build_model("lean", max_disp=16))
     command = ["adapt", str(tmp_path / "teacher"), str(tmp_path / "student"), "--unlabeled"]
     command += [str(tmp_path / "pairs" / "list.csv"), "--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
     assert main(command) == 0
-    assert "pixels kept as labels" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "pixels kept as labels" in printed and "not used for training" in printed
+    scores = json.loads((tmp_path / "a" / "adapt.json").read_text())["ground_truth"]
+    assert scores["before"]["epe"] > 0 and scores["after"]["epe"] > 0
     kept = json.loads((tmp_path / "a" / "kept.json").read_text())
     assert len(kept) == 2 and all(0 <= k["kept"] <= 1 for k in kept)
     assert load_model(tmp_path / "a" / "run" / "model").arch == "lean"

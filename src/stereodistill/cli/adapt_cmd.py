@@ -14,7 +14,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="adapt a student to your own unlabeled stereo pairs with a teacher's pseudo-labels",
         description="Label the pairs with TEACHER once (cached), keep the pixels that pass a left-right consistency "
         "check and a confidence threshold, and fine-tune STUDENT on them. Ground truth in the list is never used "
-        "for training. Writes OUT/pseudo.csv (the labels), OUT/kept.json and the run in OUT/run (model, scalars).",
+        "for training, only scored before and after (OUT/adapt.json). Writes OUT/pseudo.csv (the labels), "
+        "OUT/kept.json and the run in OUT/run (model, scalars).",
     )
     parser.add_argument("teacher", help="the teacher: a stereodistill checkpoint")
     parser.add_argument("student", help="the student: a stereodistill checkpoint to start from")

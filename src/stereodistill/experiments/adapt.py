@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from stereodistill.errors import ConfigError
+from stereodistill.fileio import write_json
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,22 @@ def adapt(
         "optim": {"name": "adamw", "lr": lr, "schedule": "cosine", "grad_clip": 10.0},
         "supervised": {"loss": "smooth_l1"},
     }
+    with_truth = any(files.disp is not None for files in pairs.files)
+    before = _score(load_model(student_path, map_location=dev), unlabeled, student_disp, dev) if with_truth else None
     log(f"[2/2] adapting {student_meta['arch']} for {steps} steps on the kept pixels")
     result = Trainer(from_dict(RunConfig, config), distill=False).run()
-    return {"result": result, "kept": kept, "pseudo_csv": str(csv), "model": str(out / "run" / "model")}
+    report: dict[str, Any] = {"kept": kept, "pseudo_csv": str(csv), "model": str(out / "run" / "model")}
+    if with_truth:  # scored only, never trained on
+        after = _score(load_model(out / "run" / "model", map_location=dev), unlabeled, student_disp, dev)
+        report["ground_truth"] = {"before": before, "after": after}
+        log(f"  on the list's ground truth (not used for training): EPE {before['epe']:.3f} -> {after['epe']:.3f} px")
+    write_json(out / "adapt.json", {**report, "steps": result.get("step")})
+    return report
+
+
+def _score(model: torch.nn.Module, csv: str, max_disp: int, device: torch.device) -> dict[str, float]:
+    """Pooled metrics of ``model`` on the pairs of ``csv`` that have ground truth."""
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.evaluate.evaluator import evaluate_model
+
+    return evaluate_model(model, {"list": build_dataset("pairs", csv, max_disp=max_disp)}, device)["list"]
