@@ -210,26 +210,36 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def keyword_options(target: Any, options: Mapping[str, Any], where: str, skip: Sequence[str] = ()) -> dict[str, Any]:
-    """``options`` checked against the keyword parameters of ``target`` (a function, or a class's
-    ``__init__``) before any work: an unknown name is an error naming the nearest valid one, and
-    each value is converted to its annotated type (a wrong type is an error naming the key)."""
+def keyword_parameters(target: Any, skip: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The keyword parameters ``target`` takes (a function, or a class's ``__init__`` and, where it
+    passes ``**kwargs`` on, its bases' along the MRO): name → :class:`inspect.Parameter`, and their
+    resolvable type hints. None when it takes any keyword (nothing to check against)."""
     import inspect
 
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    # A class whose __init__ passes **kwargs on takes its bases' parameters too: follow the MRO.
     functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
-    params: list[str] = []
+    params: dict[str, Any] = {}
     hints: dict[str, Any] = {}
     for function in functions:
         signature = inspect.signature(function)
-        params += [n for n, p in signature.parameters.items() if p.kind in kinds and n not in ("self", *skip, *params)]
+        for name, param in signature.parameters.items():
+            if param.kind in kinds and name not in ("self", *skip) and name not in params:
+                params[name] = param
         with contextlib.suppress(Exception):  # an annotation unresolvable here: names are still checked
             hints = {**typing.get_type_hints(function), **hints}
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
-            break
-    else:
+            return params, hints
+    return None
+
+
+def keyword_options(target: Any, options: Mapping[str, Any], where: str, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """``options`` checked against the keyword parameters of ``target`` (:func:`keyword_parameters`)
+    before any work: an unknown name is an error naming the nearest valid one, and each value is
+    converted to its annotated type (a wrong type is an error naming the key)."""
+    found = keyword_parameters(target, skip)
+    if found is None:
         return dict(options)  # takes anything: nothing to check against
+    params, hints = list(found[0]), found[1]
     checked = {}
     for key, value in options.items():
         if key not in params:

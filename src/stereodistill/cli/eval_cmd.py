@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from stereodistill.cli.args import add_device, max_disp, positive_int
 from stereodistill.errors import ConfigError, DataError
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.evaluate.evaluator import evaluate_dataset
     from stereodistill.evaluate.metrics import format_table
     from stereodistill.runtime import resolve_device
-    from stereodistill.train.logging import PROGRESS_SECONDS
+    from stereodistill.train.logging import ProgressClock
 
     if args.list_file is None and args.dataset is None:
         raise ConfigError("give either --dataset NAME --root DIR [--list FILE], or --list FILE.csv")
@@ -87,14 +86,13 @@ def run(args: argparse.Namespace) -> int:
     def predict(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         return model(left.to(device), right.to(device)).disparity
 
-    last = [time.monotonic()]
+    clock = ProgressClock()
 
     def progress(done: int, total: int) -> None:
         """Redrawn on a terminal; in a log, a line every 30 s and at the end."""
         if sys.stderr.isatty():
             print(f"\r  {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-        elif done == total or time.monotonic() - last[0] >= PROGRESS_SECONDS:
-            last[0] = time.monotonic()
+        elif clock.due(done == total):
             print(f"  evaluated {done}/{total}", file=sys.stderr, flush=True)
 
     accumulator = evaluate_dataset(predict, dataset, progress=progress, limit=args.limit, skip_bad=args.skip_bad)

@@ -134,14 +134,13 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     """A stereo video, one frame at a time: ``NAME_disparity.mp4`` (colour, with a colour bar) and
     ``NAME_frames/NNNNNN_disp16.png`` (KITTI style, x256) beside it; skipped when the video exists."""
     import sys
-    import time
 
     import numpy as np
 
     from stereodistill.data.formats import write_png_disparity
     from stereodistill.data.video import stereo_frames, video_writer
     from stereodistill.report.colormap import colorize, with_colorbar
-    from stereodistill.train.logging import PROGRESS_SECONDS
+    from stereodistill.train.logging import ProgressClock
 
     out = Path(args.out)
     name = Path(args.left).stem
@@ -151,15 +150,14 @@ def run_video(args: argparse.Namespace, model, device) -> int:
         return 0
     frames, fps = stereo_frames(args.left, args.right)
     vmax = float(model.max_disp) / args.scale
-    count, last = 0, time.monotonic()
+    count, clock = 0, ProgressClock()
     with video_writer(target, fps) as video:
         for left, right in frames:
             disparity = predict(model, left, right, args.scale, device)
             write_png_disparity(out / f"{name}_frames" / f"{count:06d}_disp16.png", np.clip(disparity, 0, 65535 / 256))
             video.append(with_colorbar(colorize(disparity, vmax=vmax), vmax))
             count += 1
-            if time.monotonic() - last >= PROGRESS_SECONDS or sys.stderr.isatty():
-                last = time.monotonic()
+            if sys.stderr.isatty() or clock.due():
                 print(f"  frame {count}", file=sys.stderr, flush=True)
     if not count:
         raise InputError(f"{args.left}: the video has no frames")

@@ -90,6 +90,9 @@ def build_schedule(spec: float | int | Mapping[str, Any], where: str = "weight")
 class FixedWeighting(nn.Module):
     """No adaptation: the total is the sum of the (scheduled) weighted terms."""
 
+    def __init__(self) -> None:  # no options (nn.Module's own would take any keyword)
+        super().__init__()
+
     def forward(self, losses: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         total = sum(losses.values(), torch.zeros(()))
         return total, dict.fromkeys(losses, 1.0)

@@ -17,7 +17,6 @@ robust to the residue the filters let through), starting from its own weights.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,35 +77,33 @@ def write_pseudo_labels(
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Label every pair of ``pairs`` (a ``pairs`` dataset), reusing cached labels; returns the CSV of
     the labelled pairs and, per pair, the fraction of its pixels kept."""
-    from stereodistill.data.formats import write_image, write_pfm
+    from stereodistill.data.formats import image_size, read_mask, write_image, write_pfm
     from stereodistill.fileio import write_text_atomic
 
     cache = out / "pseudo"
     key = teacher_key(teacher_files)
     rows, kept = ["left,right,disp,mask"], []
     for index, files in enumerate(pairs.files):
-        sample = pairs.load(index)
-        height, width = sample["meta"]["size"]
+        height, width = image_size(files.left)  # from the header: a cached pair is not decoded
         name = hashlib.sha256(
             f"{key}|{_file_key(files.left)}|{_file_key(files.right)}|{height}x{width}|{settings}".encode()
         ).hexdigest()[:20]
         disp_path, mask_path = cache / f"{name}.pfm", cache / f"{name}_mask.png"
         if not (disp_path.is_file() and mask_path.is_file()):
+            sample = pairs.load(index)
             disparity, mask = pseudo_label(
                 teacher, sample["left"][None].to(device), sample["right"][None].to(device), settings
             )
             write_image(mask_path, np.repeat(mask[..., None], 3, axis=2).astype(np.float32))
             write_pfm(disp_path, disparity)  # written last: a label with its disparity is complete
         else:
-            from stereodistill.data.formats import read_mask
-
             mask = read_mask(mask_path)
         kept.append({"pair": files.id, "left": str(files.left), "kept": float(mask.mean())})
         log(f"  pseudo-label {index + 1}/{len(pairs.files)} {files.id}: {100 * mask.mean():.1f} % of pixels kept")
         rows.append(f"{files.left.resolve()},{files.right.resolve()},{disp_path.resolve()},{mask_path.resolve()}")
     csv = out / "pseudo.csv"
     write_text_atomic(csv, "\n".join(rows) + "\n")
-    write_text_atomic(out / "kept.json", json.dumps(kept, indent=2) + "\n")
+    write_json(out / "kept.json", kept)
     return csv, kept
 
 
@@ -156,7 +153,7 @@ def adapt(
         "steps": steps,
         "model": {
             "arch": student_meta["arch"],
-            **{k: v for k, v in student_meta.get("config", {}).items() if k == "max_disp"},
+            "max_disp": student_disp,
             "options": {k: v for k, v in student_meta.get("config", {}).items() if k != "max_disp"},
             "init": str(student_path),
         },

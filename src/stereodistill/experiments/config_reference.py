@@ -13,10 +13,10 @@ import dataclasses
 import inspect
 import re
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from stereodistill.config import _type_name
+from stereodistill.config import _type_name, keyword_parameters
 
 _COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
 
@@ -81,14 +81,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
 
 
-def _parameters(target: Callable, skip: tuple[str, ...] = ()) -> str:
-    """``name=default`` of a callable's keyword parameters (a class: its ``__init__``)."""
-    function = target.__init__ if isinstance(target, type) else target
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+def _parameters(target: Callable, skip: Sequence[str] = ()) -> str:
+    """``name=default`` of the keyword parameters a config may set (:func:`keyword_parameters`, the
+    same the config check accepts)."""
+    found = keyword_parameters(target, skip)
+    if found is None:
+        return "any"
     parts = []
-    for name, param in inspect.signature(function).parameters.items():
-        if name == "self" or name in skip or param.kind not in kinds:
-            continue
+    for name, param in found[0].items():
         default = "" if param.default is inspect.Parameter.empty else f"={param.default!r}"
         parts.append(f"`{name}{default}`")
     return ", ".join(parts) or "none"
@@ -97,15 +97,14 @@ def _parameters(target: Callable, skip: tuple[str, ...] = ()) -> str:
 def render() -> str:
     """The whole page."""
     from stereodistill.data.datasets import DATASETS
-    from stereodistill.data.motorcycle import MotorcycleStereo
-    from stereodistill.data.synthetic import SynthConfig
+    from stereodistill.data.motorcycle import NAME as MOTORCYCLE
     from stereodistill.distill.adapters import ADAPTERS
     from stereodistill.distill.losses import LOSSES
     from stereodistill.distill.masks import MASKS
     from stereodistill.distill.weights import SCHEDULES, WEIGHTINGS
     from stereodistill.experiments.ablation import AblationConfig
     from stereodistill.models.zoo import list_models, model_class
-    from stereodistill.train.config import RunConfig
+    from stereodistill.train.config import RunConfig, reader_of
 
     out = [
         "# Config reference",
@@ -131,14 +130,7 @@ def render() -> str:
         "",
         *_table(
             ["dataset", "options"],
-            [
-                ["`synthetic`", _parameters(SynthConfig, ("height", "width", "max_disp"))],
-                ["`middlebury-motorcycle`", _parameters(MotorcycleStereo, ("max_disp",))],
-                *[
-                    [f"`{name}`", _parameters(DATASETS.get(name), ("root", "split", "list_file", "max_disp"))]
-                    for name in DATASETS.names()
-                ],
-            ],
+            [[f"`{name}`", _parameters(*reader_of(name))] for name in ("synthetic", MOTORCYCLE, *DATASETS.names())],
         ),
         "",
         "## Distillation terms: losses, adapters, masks",

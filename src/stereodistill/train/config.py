@@ -78,7 +78,7 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if self.dataset not in IN_MEMORY and self.root is None:
             raise ConfigError(f"dataset {self.dataset!r} needs 'root'")
-        reader, fixed = _reader_of(self.dataset)
+        reader, fixed = reader_of(self.dataset)
         self.options = keyword_options(reader, self.options, f"options of {self.dataset}", skip=fixed)
 
 
@@ -86,8 +86,9 @@ class DatasetConfig:
 _READER_KEYS = ("root", "split", "list_file", "max_disp", "transform")
 
 
-def _reader_of(dataset: str) -> tuple[Any, tuple[str, ...]]:
-    """What a dataset's ``options`` are passed to, and the parameters they may not set."""
+def reader_of(dataset: str) -> tuple[Any, tuple[str, ...]]:
+    """What a dataset's ``options`` are passed to, and the parameters they may not set (the config's
+    own keys set those); docs/config.md lists the rest from the same answer."""
     from stereodistill.data.datasets import DATASETS
     from stereodistill.data.motorcycle import MotorcycleStereo
     from stereodistill.data.synthetic import SynthConfig

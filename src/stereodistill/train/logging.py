@@ -15,6 +15,21 @@ from typing import Any
 PROGRESS_SECONDS = 30.0
 
 
+class ProgressClock:
+    """When a log (not a terminal) is due its next progress line: never more than PROGRESS_SECONDS
+    after the last one; ``due(True)`` for a line due anyway (a tenth of the run, the end)."""
+
+    def __init__(self, due_at_start: bool = False) -> None:
+        self._last: float | None = None if due_at_start else time.monotonic()
+
+    def due(self, anyway: bool = False) -> bool:
+        now = time.monotonic()
+        if anyway or self._last is None or now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            return True
+        return False
+
+
 class RunLogger:
     """Long-format CSV (``step,stage,name,value``): terms may come and go between stages."""
 
@@ -22,7 +37,7 @@ class RunLogger:
         self.enabled = enabled
         self.total_steps = total_steps
         self.tty = sys.stderr.isatty()
-        self._last_line: float | None = None  # when the last progress line was printed
+        self._clock = ProgressClock(due_at_start=True)  # in a log: the first step, then at least every 30 s
         self._file = None
         self._writer = None
         self._tb = None
@@ -63,10 +78,7 @@ class RunLogger:
         # On a terminal the line redraws every step; in a log file a line at the first step, every
         # tenth of the run, and whenever PROGRESS_SECONDS have passed without one.
         tenth = max(1, self.total_steps // 10)
-        now = time.monotonic()
-        due = self._last_line is None or now - self._last_line >= PROGRESS_SECONDS
-        if self.tty or due or step % tenth == 0 or step == self.total_steps:
-            self._last_line = now
+        if self.tty or self._clock.due(step % tenth == 0 or step == self.total_steps):
             eta = (self.total_steps - step) / rate if rate > 0 else math.inf
             loss = values.get("total", math.nan)
             line = (
