@@ -74,9 +74,7 @@ def summarise(
             for metric in METRICS:
                 row[metric] = _stats([runs[s][dataset][metric] for s in sorted(runs)])
             if baseline is not None:
-                base = results.get(baseline, {})
-                paired = [s for s in sorted(runs) if s in base]
-                row["epe_vs_baseline"] = _stats([runs[s][dataset]["epe"] - base[s][dataset]["epe"] for s in paired])
+                row["epe_vs_baseline"] = _paired(results, cell, baseline, dataset)["epe_difference"]
             if cell in speed:
                 row["bench"] = dict(speed[cell])
                 if ref_ms and "latency_ms" in speed[cell]:
