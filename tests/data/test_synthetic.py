@@ -260,3 +260,65 @@ def test_sceneflow_reader_reads_what_is_written(tmp_path) -> None:
     sample = dataset[0]
     assert sample["left"].shape == (3, H, W)
     assert np.array_equal(sample["disp"].numpy(), generate_pair(CONFIG, (1, 1, 0)).disp)
+
+
+# ----------------------------------------------------------------------- realistic scenes
+REAL = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photometric=False, photo_prob=1.0, thin_objects=3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_photo_textures_and_thin_bars_keep_the_geometry_exact(seed: int) -> None:
+    """Real photographs are painted in left coordinates like any texture: warping right by the
+    ground truth still reproduces left, and ±1 px does not."""
+    pair = generate_pair(REAL, seed)
+    visible = ~pair.occlusion
+    exact = _warp_error(pair, pair.disp)[visible].mean()
+    off_by_one = min(_warp_error(pair, pair.disp + s)[visible].mean() for s in (-1.0, 1.0))
+    assert exact < 0.5 * off_by_one, (exact, off_by_one)
+
+
+def test_photo_textures_have_natural_detail() -> None:
+    """A photograph's texture is not value noise: its gradients are heavy-tailed (edges), so their
+    kurtosis is well above that of the procedural textures (about a Gaussian field's 3)."""
+
+    def kurtosis(config: SynthConfig) -> float:
+        pairs = [generate_pair(config, seed) for seed in range(6)]
+        grad = np.concatenate([np.diff(p.left.mean(axis=-1), axis=1).ravel() for p in pairs])
+        return float(((grad - grad.mean()) ** 4).mean() / grad.var() ** 2)
+
+    procedural = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photometric=False, low_texture_prob=0, n_objects=0)
+    photos = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photometric=False, photo_prob=1.0, n_objects=0)
+    assert kurtosis(photos) > 2 * kurtosis(procedural)
+
+
+def test_thin_bars_are_thin_layers_of_their_own() -> None:
+    bars = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photometric=False, n_objects=0, thin_objects=4)
+    narrow = 0
+    for seed in range(4):
+        pair = generate_pair(bars, seed)
+        closer = pair.disp > bars.background_max_frac * MAX_DISP  # the bars lie in front of the background
+        runs = [
+            len(r)
+            for row in closer
+            for r in np.split(np.flatnonzero(row), np.flatnonzero(np.diff(np.flatnonzero(row)) > 1) + 1)
+            if len(r)
+        ]
+        narrow += sum(1 for r in runs if r <= 8)
+    assert narrow > 20  # many rows cross a bar in a few pixels
+
+
+def test_camera_effects_change_the_views_but_not_the_geometry() -> None:
+    plain = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photo_prob=1.0)
+    effects = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photo_prob=1.0, camera_effects=True)
+    for seed in range(3):
+        a, b = generate_pair(plain, seed), generate_pair(effects, seed)
+        assert np.array_equal(a.disp, b.disp) and np.array_equal(a.occlusion, b.occlusion)
+        assert np.abs(a.left - b.left).mean() > 0.005
+        assert b.left.min() >= 0 and b.left.max() <= 1
+
+
+def test_realistic_scene_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="photo_prob"):
+        SynthConfig(photo_prob=1.5)
+    with pytest.raises(ConfigError, match="thin_objects"):
+        SynthConfig(thin_objects=-1)

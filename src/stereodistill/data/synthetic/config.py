@@ -16,7 +16,7 @@ SPLIT_DIRS = {"train": "TRAIN", "test": "TEST"}
 SPLIT_SEEDS = {"train": 0, "test": 1}
 OCCLUSION_EPS = 0.01  # px: a layer occludes only when clearly closer (float32 rounding is ~1e-4 px)
 BANK_PAD = 48  # px of extra noise canvas, so that layers read the shared noise at different offsets
-TEXTURE_KINDS = ("noise", "stripes", "checkers", "gradient", "flat")
+TEXTURE_KINDS = ("noise", "stripes", "checkers", "gradient", "flat", "photo")
 
 
 @dataclass
@@ -44,6 +44,9 @@ class SynthConfig:
     max_slope: float = 0.25  # bound on |∂D/∂x| and |∂D/∂y| of every plane (must be < 1)
     low_texture_prob: float = 0.12  # chance that a layer is nearly uniform
     noise_std: float = 0.01  # largest per-view sensor noise (photometric only)
+    photo_prob: float = 0.0  # chance that a textured layer wears a real photograph (scikit-image's images)
+    thin_objects: int = 0  # extra thin bars (1.5–6 px wide) per scene: poles, rails, spokes
+    camera_effects: bool = False  # per-view vignetting, defocus blur and JPEG (photometric only)
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
@@ -62,6 +65,10 @@ class SynthConfig:
             )
         if not 0 <= self.low_texture_prob <= 1:
             raise ConfigError(f"low_texture_prob must be in [0, 1], got {self.low_texture_prob}")
+        if not 0 <= self.photo_prob <= 1:
+            raise ConfigError(f"photo_prob must be in [0, 1], got {self.photo_prob}")
+        if self.thin_objects < 0:
+            raise ConfigError(f"thin_objects must be >= 0, got {self.thin_objects}")
         if self.noise_std < 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
 

@@ -10,7 +10,7 @@ import torch
 
 from stereodistill.data.sample import make_sample
 from stereodistill.data.synthetic.config import DEFAULT_CONFIG, SynthConfig, SyntheticPair
-from stereodistill.data.synthetic.photometry import photometric
+from stereodistill.data.synthetic.photometry import camera_effects, photometric
 from stereodistill.data.synthetic.render import occlusion_mask, place, render_left, render_right
 from stereodistill.data.synthetic.scene import sample_scene
 from stereodistill.data.synthetic.textures import noise_bank, textures
@@ -42,6 +42,8 @@ def generate_pair(config: SynthConfig, seed: int | Sequence[int]) -> SyntheticPa
     if config.photometric:
         for image in (left, right):
             np.clip(photometric(rng, image, config.noise_std), 0.0, 1.0, out=image)
+            if config.camera_effects:
+                np.clip(camera_effects(rng, image), 0.0, 1.0, out=image)
     return SyntheticPair(left=left, right=right, disp=disp, disp_right=disp_right, occlusion=occlusion)
 
 

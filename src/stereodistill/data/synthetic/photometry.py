@@ -1,10 +1,13 @@
-"""How two cameras differ: per-view gamma, per-channel gain and bias, sensor noise."""
+"""How two cameras differ: per-view gamma, per-channel gain and bias, sensor noise; and, as optics
+and encoders add, vignetting, defocus blur and JPEG artefacts."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
+from PIL import Image
 
 
 def photometric(rng: np.random.Generator, image: np.ndarray, noise_std: float) -> np.ndarray:
@@ -28,4 +31,38 @@ def photometric(rng: np.random.Generator, image: np.ndarray, noise_std: float) -
         noise *= np.float32(step)
         rows += noise
         rows -= np.float32(127.5 * step)
+    return image
+
+
+def _blur3(image: np.ndarray, weight: float) -> np.ndarray:
+    """Separable 3-tap blur ``[w, 1 − 2w, w]`` along rows then columns, edges replicated (in place)."""
+    for axis in (0, 1):
+        padded = np.concatenate([image.take([0], axis), image, image.take([-1], axis)], axis=axis)
+        n = image.shape[axis]
+        before, after = padded.take(range(0, n), axis), padded.take(range(2, n + 2), axis)
+        image *= np.float32(1.0 - 2.0 * weight)
+        image += np.float32(weight) * (before + after)
+    return image
+
+
+def camera_effects(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """One view through its own lens and encoder (in place): vignetting (up to 35 % darker in the
+    corners, off-centre), defocus blur (σ up to about 0.8 px) on half the views, JPEG (quality 55–95)
+    on half the views. The views differ, as two real cameras do; the geometry does not change."""
+    height, width = image.shape[:2]
+    strength = rng.uniform(0.0, 0.35)
+    cy, cx = rng.uniform(0.35, 0.65) * height, rng.uniform(0.35, 0.65) * width
+    radius2 = 0.25 * (height * height + width * width)
+    ry = ((np.arange(height, dtype=np.float32) - cy) ** 2 / radius2)[:, None]
+    rx = ((np.arange(width, dtype=np.float32) - cx) ** 2 / radius2)[None, :]
+    image *= (1.0 - np.float32(strength) * (ry + rx))[..., None]
+    if rng.uniform() < 0.5:
+        _blur3(image, rng.uniform(0.05, 0.3))  # w = 0.3 is a Gaussian of σ ≈ 0.8 px
+    if rng.uniform() < 0.5:
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)).save(
+            buffer, format="JPEG", quality=int(rng.integers(55, 96))
+        )
+        buffer.seek(0)
+        image[...] = np.asarray(Image.open(buffer), dtype=np.float32) * np.float32(1.0 / 255.0)
     return image

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from stereodistill.data.synthetic.config import BANK_PAD, TEXTURE_KINDS, SynthConfig
+from stereodistill.data.synthetic.photos import photo_params
 
 
 @dataclass
@@ -72,10 +73,23 @@ def _shape(rng: np.random.Generator, cx: float, cy: float, r0: float) -> np.ndar
     return np.stack([cx + cos * px - sin * py, cy + sin * px + cos * py], axis=1)
 
 
+def _bar(rng: np.random.Generator, cx: float, cy: float, size: float) -> np.ndarray:
+    """Vertices (4×2) of a thin bar through (cx, cy): 1.5–6 px wide, a fifth to most of the frame long."""
+    half_width = 0.5 * rng.uniform(1.5, 6.0)
+    half_length = 0.5 * size * rng.uniform(0.2, 0.9)
+    angle = rng.uniform(0, np.pi)
+    along = np.array([math.cos(angle), math.sin(angle)])
+    across = np.array([-along[1], along[0]])
+    corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+    return np.array([[cx, cy] + u * half_length * along + v * half_width * across for u, v in corners])
+
+
 def _texture_params(rng: np.random.Generator, config: SynthConfig, background: bool) -> dict[str, Any]:
     """Texture kind and its random parameters; colours are random RGB."""
     if rng.uniform() < config.low_texture_prob:
         kind = "flat"
+    elif config.photo_prob > 0 and rng.uniform() < config.photo_prob:  # no draw at 0: old scenes unchanged
+        return photo_params(rng)
     else:  # mostly noise; a striped or checkered background everywhere would be a dull scene
         weights = (0.7, 0.1, 0.1, 0.1) if background else (0.5, 0.17, 0.16, 0.17)
         kind = str(rng.choice(TEXTURE_KINDS[:4], p=weights))
@@ -112,18 +126,21 @@ def _texture_params(rng: np.random.Generator, config: SynthConfig, background: b
 
 
 def sample_scene(rng: np.random.Generator, config: SynthConfig) -> list[Layer]:
-    """Background (layer 0) plus ``n_objects`` polygons, each with a plane and a texture."""
+    """Background (layer 0), ``n_objects`` polygons and ``thin_objects`` bars, each with a plane and a texture."""
     h, w, wc = config.height, config.width, config.canvas_width
     lo, hi = config.min_disp, config.disp_high
     bg_hi = config.background_max_frac * config.max_disp
     a, b, c, dlo, dhi = _plane_in_range(rng, (0.0, float(wc), 0.0, float(h)), lo, bg_hi, config.max_slope)
     layers = [Layer(None, a, b, c, 0.0, float(wc), 0.0, float(h), dlo, dhi, _texture_params(rng, config, True))]
     size = float(min(h, w))
-    for k in range(config.n_objects):
-        # One large object per scene, the others log-uniform from small to fairly large.
-        r0 = size * (rng.uniform(0.3, 0.5) if k == 0 else math.exp(rng.uniform(math.log(0.06), math.log(0.4))))
-        cx, cy = rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(-0.05 * h, 1.05 * h)
-        verts = _shape(rng, cx, cy, r0)
+    for k in range(config.n_objects + config.thin_objects):
+        if k < config.n_objects:  # one large object per scene, the others log-uniform from small to fairly large
+            r0 = size * (rng.uniform(0.3, 0.5) if k == 0 else math.exp(rng.uniform(math.log(0.06), math.log(0.4))))
+            cx, cy = rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(-0.05 * h, 1.05 * h)
+            verts = _shape(rng, cx, cy, r0)
+        else:
+            cx, cy = rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(-0.05 * h, 1.05 * h)
+            verts = _bar(rng, cx, cy, size)
         box = (float(verts[:, 0].min()), float(verts[:, 0].max()), float(verts[:, 1].min()), float(verts[:, 1].max()))
         a, b, c, dlo, dhi = _plane_in_range(rng, box, bg_hi, hi, config.max_slope)
         layers.append(Layer(verts, a, b, c, *box, dlo, dhi, _texture_params(rng, config, False)))

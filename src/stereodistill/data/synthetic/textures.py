@@ -1,5 +1,5 @@
 """Textures painted in left-view coordinates: value noise from a shared bank, stripes, checkers,
-gradients and near-flat patches."""
+gradients, near-flat patches and real photographs (:mod:`.photos`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from stereodistill.data.synthetic.config import BANK_PAD, SynthConfig
+from stereodistill.data.synthetic.photos import photo_block
 from stereodistill.data.synthetic.render import Placed
 
 
@@ -104,6 +105,11 @@ def textures(layers: list[Placed], bank: np.ndarray) -> np.ndarray:
     buffer[-1] = 0.0
     for p in layers:
         params = p.layer.texture
+        if params["kind"] == "photo":
+            ys = np.arange(p.y0, p.y1, dtype=np.float32)
+            xs = np.arange(p.tx0, p.tx1, dtype=np.float32)
+            buffer[p.base : p.base + ys.size * xs.size] = photo_block(params, ys, xs).reshape(-1, 3)
+            continue
         first, second = _pattern(params, bank, p)
         block = buffer[p.base : p.base + first.size].reshape(*first.shape, 3)
         channel = np.empty_like(first)
