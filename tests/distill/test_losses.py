@@ -132,3 +132,14 @@ def test_multi_output_loss_weights_from_the_end():
     assert multi_output_loss(preds[-1:], gt, None, (0.5, 0.7, 1.0), "l1").item() == pytest.approx(3.0)
     with pytest.raises(ValueError, match="loss weights"):
         multi_output_loss(preds, gt, None, (1.0,), "l1")
+
+
+def test_clamp_leaves_out_the_pixels_far_from_their_label():
+    target = torch.zeros(1, 2, 2)
+    pred = torch.tensor([[[1.0, 2.0], [10.0, 0.5]]], requires_grad=True)
+    value = multi_output_loss([pred], target, None, (1.0,), "l1", clamp=3.0)
+    assert value.item() == pytest.approx((1.0 + 2.0 + 0.5) / 3)
+    value.backward()
+    assert pred.grad[0, 1, 0] == 0 and pred.grad[0, 0, 0] > 0  # the 10 px outlier pulls nothing
+    mask = torch.tensor([[[True, False], [True, True]]])
+    assert multi_output_loss([pred], target, mask, (1.0,), "l1", clamp=3.0).item() == pytest.approx(0.75)

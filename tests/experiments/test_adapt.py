@@ -61,11 +61,36 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     assert scores["before"]["epe"] > 0 and scores["after"]["epe"] > 0
     kept = json.loads((tmp_path / "a" / "kept.json").read_text())
     assert len(kept) == 2 and all(0 <= k["kept"] <= 1 for k in kept)
-    assert load_model(tmp_path / "a" / "run" / "model").arch == "lean"
+    assert load_model(tmp_path / "a" / "model").arch == "lean"  # the output folder is the run folder
+    assert (tmp_path / "a" / "scalars.csv").is_file()
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert "student before" in page and "images/01_after.png" in page and "never used for training" in page
+    assert (tmp_path / "a" / "images" / "00_label.png").is_file()
     assert len((tmp_path / "a" / "pseudo.csv").read_text().splitlines()) == 3
     assert main(command) == 2  # the folder holds a run
     assert "--force" in capsys.readouterr().err
+    labels = sorted((tmp_path / "a" / "pseudo").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in labels]
+    assert main([*command, "--resume"]) == 0  # the labels are reused, not computed again
+    assert sorted((tmp_path / "a" / "pseudo").iterdir()) == labels
+    assert [p.stat().st_mtime_ns for p in labels] == stamps
     save_model(tmp_path / "small", build_model("lean", max_disp=8))
     command[1] = str(tmp_path / "small")
     assert main([*command, "--force"]) == 2
     assert "below the student's" in capsys.readouterr().err
+
+
+def test_adapt_starts_a_student_from_scratch_and_refuses_release_options_without_an_arch(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for side in ("left", "right"):
+        write_image(tmp_path / "cam" / side / "0001.png", rng.random((32, 64, 3)))
+    save_model(tmp_path / "teacher", build_model("lean", max_disp=16))
+    command = ["adapt", str(tmp_path / "teacher"), "lean-xs", "--unlabeled", str(tmp_path / "cam")]
+    command += ["--out", str(tmp_path / "a"), "--steps", "1", "--crop", "32x64"]
+    assert main([*command, "--teacher-option", "align_corners=true"]) == 2
+    assert "--teacher-arch" in capsys.readouterr().err
+    assert main(command) == 0
+    assert load_model(tmp_path / "a" / "model").arch == "lean-xs"
+    assert (tmp_path / "a" / "pairs.csv").is_file() and "ground_truth" not in (
+        tmp_path / "a" / "adapt.json"
+    ).read_text()

@@ -12,21 +12,45 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "adapt",
         help="adapt a student to your own unlabeled stereo pairs with a teacher's pseudo-labels",
-        description="Label the pairs with TEACHER once (cached), keep the pixels that pass a left-right consistency "
-        "check and a confidence threshold, and fine-tune STUDENT on them. Ground truth in the list is never used "
-        "for training, only scored before and after (OUT/adapt.json). Writes OUT/pseudo.csv (the labels), "
-        "OUT/kept.json and the run in OUT/run (model, scalars).",
+        description="Label the pairs with TEACHER once (cached in OUT/pseudo), keep the pixels that pass a left-right "
+        "consistency check and a confidence threshold, and fine-tune STUDENT on them with a truncated loss. OUT is "
+        "the run folder: OUT/model, scalars.csv, kept.json (kept pixels per pair), report.html. Ground truth in the "
+        "list is never used for training, only scored before and after (OUT/adapt.json).",
     )
-    parser.add_argument("teacher", help="the teacher: a stereodistill checkpoint")
-    parser.add_argument("student", help="the student: a stereodistill checkpoint to start from")
+    parser.add_argument("teacher", help="the teacher: a stereodistill checkpoint, or a release with --teacher-arch")
+    parser.add_argument("student", help="the student: a stereodistill checkpoint, or an architecture (from scratch)")
     parser.add_argument("--unlabeled", required=True, help="a pairs CSV, or a folder holding left/ and right/")
-    parser.add_argument("--out", required=True, help="output folder (new or empty; --force clears it)")
+    parser.add_argument("--out", required=True, help="output run folder (new or empty; --force clears it)")
     parser.add_argument("--steps", type=positive_int, default=300, help="training steps (default 300)")
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
     parser.add_argument("--crop", type=size, default=(192, 320), help="training crop HxW (default 192x320)")
-    parser.add_argument("--lr-threshold", type=float, default=1.0, help="left-right agreement in px (default 1)")
-    parser.add_argument("--confidence", type=float, default=0.3, help="minimum peak probability (default 0.3)")
-    parser.add_argument("--force", action="store_true", help="clear OUT first")
+    parser.add_argument(
+        "--lr-threshold",
+        type=float,
+        default=1.0,
+        help="left-right agreement in px; inf turns the check off (default 1)",
+    )
+    parser.add_argument(
+        "--confidence", type=float, default=0.3, help="minimum peak probability; 0 turns the check off (default 0.3)"
+    )
+    parser.add_argument(
+        "--clamp",
+        type=float,
+        default=3.0,
+        help="px: pixels the student predicts further from the label are left "
+        "out of the loss; 0 turns it off (default 3)",
+    )
+    parser.add_argument("--teacher-arch", help="the architecture of an original release given as TEACHER")
+    parser.add_argument(
+        "--teacher-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="constructor option of --teacher-arch, e.g. max_disp=192 or align_corners=true",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--force", action="store_true", help="clear OUT first")
+    group.add_argument("--resume", action="store_true", help="continue the run in OUT, reusing its labels")
     add_device(parser)
     parser.set_defaults(handler=run)
 
@@ -34,26 +58,23 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stereodistill.data.pairing import pairs_csv
+    from stereodistill.cli.data_cmd import parse_options
     from stereodistill.experiments.adapt import PseudoLabelSettings, adapt
 
-    out = Path(args.out)
-    unlabeled = Path(args.unlabeled)
-    if unlabeled.is_dir():  # a folder of pairs: list it first, beside the run
-        out.parent.mkdir(parents=True, exist_ok=True)
-        listed = out.with_name(out.name + ".pairs.csv")
-        pairs_csv(unlabeled / "left", unlabeled / "right", listed)
-        unlabeled = listed
     report = adapt(
         args.teacher,
         args.student,
-        str(unlabeled),
-        out,
+        args.unlabeled,
+        Path(args.out),
         steps=args.steps,
         lr=args.lr,
         crop=args.crop,
         settings=PseudoLabelSettings(lr_threshold=args.lr_threshold, confidence=args.confidence),
+        clamp=args.clamp or None,
+        teacher_arch=args.teacher_arch,
+        teacher_options=parse_options(args.teacher_option),
         force=args.force,
+        resume=args.resume,
         device=args.device,
         log=lambda line: print(line, flush=True),
     )

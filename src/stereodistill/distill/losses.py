@@ -203,14 +203,24 @@ def multi_output_loss(
     mask: torch.Tensor | None,
     weights: tuple[float, ...] | list[float],
     loss: str | LossFn = "smooth_l1",
+    clamp: float | None = None,
 ) -> torch.Tensor:
     """Σ_k w_k · loss(prediction_k, target): a network's own multi-output supervision (e.g. 0.5/0.7/1.0).
 
     ``predictions`` are coarsest first, final last (``StereoOutput.predictions``). Weights are matched
-    from the end, so in eval mode (final prediction only) the final weight applies.
+    from the end, so in eval mode (final prediction only) the final weight applies. ``clamp`` (px)
+    truncates the loss: pixels of a prediction further than that from the target are left out, so a
+    wrong label (a pseudo-label's residue) pulls no gradient once the network disagrees with it.
     """
     fn = LOSSES.get(loss) if isinstance(loss, str) else loss
     if len(weights) < len(predictions):
         raise ValueError(f"{len(predictions)} predictions but only {len(weights)} loss weights")
     used = list(weights)[len(weights) - len(predictions) :]
-    return sum(w * fn(pred, target, mask) for w, pred in zip(used, predictions, strict=True))
+
+    def kept(pred: torch.Tensor) -> torch.Tensor | None:
+        if clamp is None:
+            return mask
+        near = (pred.detach() - target).abs() <= clamp
+        return near if mask is None else mask & near
+
+    return sum(w * fn(pred, target, kept(pred)) for w, pred in zip(used, predictions, strict=True))

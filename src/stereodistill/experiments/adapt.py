@@ -10,8 +10,10 @@ the pixels that pass two filters become labels:
 * **confidence**: the teacher's distribution peaks at ≥ ``confidence`` probability.
 
 The labels and masks are written as PFM + PNG beside a ``pairs`` CSV, and the student then trains on
-them through the ordinary supervised trainer (its crops and augmentations, smooth-L1, which is
-robust to the residue the filters let through), starting from its own weights.
+them through the ordinary supervised trainer (its crops and augmentations), starting from its own
+weights, with a truncated loss: where the student ends further than ``clamp`` px from a label, the
+pixel is left out, so the residue the filters let through pulls no gradient. The run folder is the
+output folder itself; the labels live in it (``pseudo/``), so a ``--resume`` reuses them.
 """
 
 from __future__ import annotations
@@ -107,10 +109,47 @@ def write_pseudo_labels(
     return csv, kept
 
 
+INPUTS = ("pseudo", "pseudo.csv", "pairs.csv", "kept.json")  # written before training, in the run folder
+REPORT_PAIRS = 4  # pairs shown in report.html
+
+
+def load_teacher(
+    path: str, arch: str | None, options: dict[str, Any], device: torch.device
+) -> tuple[torch.nn.Module, list[Path]]:
+    """Our checkpoint, or an original release's (``arch`` given: imported with ``torch.load(weights_only=True)``),
+    in eval mode; with the files a cached label depends on."""
+    from stereodistill.checkpoint import checkpoint_paths, load_model
+    from stereodistill.models.import_original import import_checkpoint
+
+    if arch is None:
+        if options:
+            raise ConfigError("--teacher-option needs --teacher-arch (the options of an original release)")
+        return load_model(path, map_location=device).eval(), list(checkpoint_paths(path))
+    try:
+        teacher = import_checkpoint(path, arch=arch, **options)
+    except TypeError as exc:
+        raise ConfigError(f"bad --teacher-option for {arch}: {exc}") from None
+    return teacher.to(device).eval(), [Path(path)]
+
+
+def student_start(student: str, teacher_disp: int) -> tuple[dict[str, Any], str | None]:
+    """The student's ``model`` section and the checkpoint it starts from: a stereodistill checkpoint,
+    or an architecture name (from scratch, at the teacher's max disparity)."""
+    from stereodistill.checkpoint import checkpoint_paths, read_metadata
+    from stereodistill.models import list_models
+
+    if student in list_models() and not checkpoint_paths(student)[0].exists():
+        return {"arch": student, "max_disp": teacher_disp}, None
+    meta = read_metadata(student)
+    config = dict(meta.get("config", {}))
+    max_disp = int(config.pop("max_disp", 192))
+    return {"arch": meta["arch"], "max_disp": max_disp, "options": config, "init": str(student)}, student
+
+
 def adapt(
     teacher_path: str,
-    student_path: str,
-    unlabeled: str,
+    student: str,
+    unlabeled: str | Path,
     out: Path,
     *,
     steps: int = 300,
@@ -118,69 +157,129 @@ def adapt(
     crop: tuple[int, int] = (192, 320),
     batch_size: int = 2,
     settings: PseudoLabelSettings = PseudoLabelSettings(),
+    clamp: float | None = 3.0,
+    teacher_arch: str | None = None,
+    teacher_options: dict[str, Any] | None = None,
     force: bool = False,
+    resume: bool = False,
     device: str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Pseudo-label ``unlabeled`` (a pairs CSV) with the teacher, then fine-tune the student on them."""
-    from stereodistill.checkpoint import checkpoint_paths, load_model, read_metadata
+    """Pseudo-label ``unlabeled`` (a pairs CSV, or a folder holding left/ and right/) with the teacher,
+    then fine-tune the student on the kept pixels; the run folder is ``out``."""
     from stereodistill.config import from_dict
     from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.pairing import pairs_csv
     from stereodistill.runtime import resolve_device
     from stereodistill.train.config import RunConfig
     from stereodistill.train.run_folder import prepare_new_run
     from stereodistill.train.trainer import Trainer
 
     dev = resolve_device(device)
-    teacher = load_model(teacher_path, map_location=dev)
-    student_meta = read_metadata(student_path)
-    student_disp = int(student_meta.get("config", {}).get("max_disp", 192))
+    teacher, teacher_files = load_teacher(teacher_path, teacher_arch, dict(teacher_options or {}), dev)
+    model, init = student_start(student, int(teacher.max_disp))
+    student_disp = model["max_disp"]
     if teacher.max_disp < student_disp:
         raise ConfigError(
             f"the teacher's max disparity ({teacher.max_disp}) is below the student's ({student_disp}): its "
             "labels could not reach the student's range"
         )
-    prepare_new_run(out, force=force, hint="give another --out, or --force to start over")
+    unlabeled = Path(unlabeled)
+    if not unlabeled.exists():
+        raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
+    if not resume:
+        prepare_new_run(out, force=force, hint="give another --out, --resume to continue, or --force to start over")
     out.mkdir(parents=True, exist_ok=True)
-    pairs = build_dataset("pairs", unlabeled)
-    log(f"[1/2] pseudo-labels from {teacher.arch} for {len(pairs)} pairs (cached in {out / 'pseudo'})")
-    csv, kept = write_pseudo_labels(teacher, list(checkpoint_paths(teacher_path)), pairs, out, settings, dev, log)
+    if unlabeled.is_dir():  # a folder of pairs: listed first, inside the run folder
+        pairs_csv(unlabeled / "left", unlabeled / "right", out / "pairs.csv")
+        unlabeled = out / "pairs.csv"
+    pairs = build_dataset("pairs", str(unlabeled))
+    log(f"[1/3] pseudo-labels from {teacher.arch} for {len(pairs)} pairs (cached in {out / 'pseudo'})")
+    csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log)
     del teacher
     config = {
         "name": "adapt",
-        "output": str(out / "run"),
+        "output": str(out),
         "device": device,
         "steps": steps,
-        "model": {
-            "arch": student_meta["arch"],
-            "max_disp": student_disp,
-            "options": {k: v for k, v in student_meta.get("config", {}).items() if k != "max_disp"},
-            "init": str(student_path),
-        },
+        "model": model,
         "data": {
             "train": {"dataset": "pairs", "root": str(csv), "max_disp": student_disp},
             "crop": list(crop),
             "batch_size": min(batch_size, len(pairs)),
         },
         "optim": {"name": "adamw", "lr": lr, "schedule": "cosine", "grad_clip": 10.0},
-        "supervised": {"loss": "smooth_l1"},
+        "supervised": {"loss": "smooth_l1", "clamp": clamp},
     }
-    with_truth = any(files.disp is not None for files in pairs.files)
-    before = _score(load_model(student_path, map_location=dev), unlabeled, student_disp, dev) if with_truth else None
-    log(f"[2/2] adapting {student_meta['arch']} for {steps} steps on the kept pixels")
-    result = Trainer(from_dict(RunConfig, config), distill=False).run()
-    report: dict[str, Any] = {"kept": kept, "pseudo_csv": str(csv), "model": str(out / "run" / "model")}
-    if with_truth:  # scored only, never trained on
-        after = _score(load_model(out / "run" / "model", map_location=dev), unlabeled, student_disp, dev)
-        report["ground_truth"] = {"before": before, "after": after}
-        log(f"  on the list's ground truth (not used for training): EPE {before['epe']:.3f} -> {after['epe']:.3f} px")
+    trainer = Trainer(from_dict(RunConfig, config), distill=False, resume=resume, inputs=INPUTS)
+    before = _build_student(model, init, dev)
+    log(f"[2/3] adapting {model['arch']} for {steps} steps on the kept pixels")
+    result = trainer.run()
+    after = _build_student({**model, "init": None}, str(out / "model"), dev)
+    report: dict[str, Any] = {"kept": kept, "pseudo_csv": str(csv), "model": str(out / "model")}
+    if any(files.disp is not None for files in pairs.files):  # scored only, never trained on
+        scores = {
+            "before": _score(before, unlabeled, student_disp, dev),
+            "after": _score(after, unlabeled, student_disp, dev),
+        }
+        report["ground_truth"] = scores
+        log(
+            f"  on the list's ground truth (not used for training): EPE {scores['before']['epe']:.3f} -> "
+            f"{scores['after']['epe']:.3f} px"
+        )
     write_json(out / "adapt.json", {**report, "steps": result.get("step")})
+    log(f"[3/3] report: {_write_report(out, pairs, csv, before, after, report, student_disp, dev)}")
     return report
 
 
-def _score(model: torch.nn.Module, csv: str, max_disp: int, device: torch.device) -> dict[str, float]:
+def _build_student(model: dict[str, Any], checkpoint: str | None, device: torch.device) -> torch.nn.Module:
+    """The student before (its checkpoint, or freshly initialised) or after adaptation, in eval mode."""
+    from stereodistill.checkpoint import load_model
+    from stereodistill.models import build_model
+
+    if checkpoint is not None:
+        return load_model(checkpoint, map_location=device).eval()
+    net = build_model(model["arch"], max_disp=model["max_disp"], **model.get("options", {}))
+    return net.to(device).eval()
+
+
+def _score(model: torch.nn.Module, csv: str | Path, max_disp: int, device: torch.device) -> dict[str, float]:
     """Pooled metrics of ``model`` on the pairs of ``csv`` that have ground truth."""
     from stereodistill.data.datasets import build_dataset
     from stereodistill.evaluate.evaluator import evaluate_model
 
-    return evaluate_model(model, {"list": build_dataset("pairs", csv, max_disp=max_disp)}, device)["list"]
+    return evaluate_model(model, {"list": build_dataset("pairs", str(csv), max_disp=max_disp)}, device)["list"]
+
+
+@torch.no_grad()
+def _write_report(
+    out: Path,
+    pairs: Any,
+    labels_csv: Path,
+    before: torch.nn.Module,
+    after: torch.nn.Module,
+    report: dict[str, Any],
+    max_disp: int,
+    device: torch.device,
+) -> Path:
+    """``out/report.html`` for the first few pairs: left image, pseudo-label (dropped pixels black),
+    the student before and after."""
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.report.adapt_report import AdaptExample, write_adapt_report
+
+    labelled = build_dataset("pairs", str(labels_csv))
+    examples = []
+    for index in range(min(REPORT_PAIRS, len(pairs))):
+        sample, label = pairs.load(index), labelled.load(index)
+        left, right = sample["left"][None].to(device), sample["right"][None].to(device)
+        examples.append(
+            AdaptExample(
+                name=pairs.files[index].id,
+                left=sample["left"].numpy().transpose(1, 2, 0),
+                label=label["disp"].numpy(),
+                kept=label["valid"].numpy().astype(bool),
+                before=before(left, right).disparity[0].cpu().numpy(),
+                after=after(left, right).disparity[0].cpu().numpy(),
+            )
+        )
+    return write_adapt_report(out, examples, report, max_disp)

@@ -136,11 +136,14 @@ class SupervisedConfig:
     loss: str = "smooth_l1"  # smooth_l1, l1 or log_l1 against the ground truth
     weights: list[float] | None = None  # default: the architecture's published weights
     weight: float | dict[str, Any] = 1.0  # a number or a schedule (below)
+    clamp: float | None = None  # px: pixels predicted further than this from the label are left out (robust)
 
     def __post_init__(self) -> None:
         from stereodistill.distill.weights import build_schedule
 
         build_schedule(self.weight, "weight")
+        if self.clamp is not None and not self.clamp > 0:
+            raise ConfigError(f"supervised.clamp must be a positive number of pixels, got {self.clamp}")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,16 @@ STRUCTURAL_TERM_KEYS = ("student", "teacher", "adapter")
 HISTORY_MARK = "# history: "
 
 
-def prepare_new_run(out: Path, *, force: bool, hint: str = "--resume to continue it, or --force to start over") -> None:
-    """Refuse a folder that holds files (unless ``force``: then clear it)."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+def prepare_new_run(
+    out: Path,
+    *,
+    force: bool,
+    hint: str = "--resume to continue it, or --force to start over",
+    inputs: Collection[str] = (),
+) -> None:
+    """Refuse a folder that holds files (unless ``force``: then clear it). ``inputs``: names the
+    caller has put there for this very run (``adapt``'s pseudo-labels), which do not make it used."""
+    if not out.exists() or (out.is_dir() and all(entry.name in inputs for entry in out.iterdir())):
         return
     if not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder")

@@ -110,9 +110,11 @@ class Trainer:
         resume: bool = False,
         force: bool = False,
         allow_changes: bool = False,
+        inputs: tuple[str, ...] = (),
     ) -> None:
         """``resume``: continue the run in the output folder (its config may differ only in what
-        ``allow_changes`` accepts); otherwise the folder must be new or empty, unless ``force``."""
+        ``allow_changes`` accepts); otherwise the folder must be new or empty, unless ``force``, or
+        hold only ``inputs``: files a caller prepared there for this run (``adapt``'s labels)."""
         if distill and config.teacher is None:
             raise ConfigError("distill needs a 'teacher' section (checkpoint, or original + arch)")
         if distill and not config.distill.terms:
@@ -140,7 +142,7 @@ class Trainer:
             if resume:
                 self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
             else:
-                run_folder.prepare_new_run(self.out, force=force)
+                run_folder.prepare_new_run(self.out, force=force, inputs=inputs)
         if self.dist.world > 1:
             dist.barrier()  # no process writes into the folder before it has been checked
 
@@ -287,7 +289,12 @@ class Trainer:
         raw: dict[str, torch.Tensor] = {}  # before the schedule: what DWA's loss ratios are taken of
         if stage.supervised:
             sup = multi_output_loss(
-                [p.float() for p in out.predictions], gt, valid, self.loss_weights, self.config.supervised.loss
+                [p.float() for p in out.predictions],
+                gt,
+                valid,
+                self.loss_weights,
+                self.config.supervised.loss,
+                clamp=self.config.supervised.clamp,
             )
             raw[SUPERVISED] = sup
             losses[SUPERVISED] = self.supervised_weight(step, epoch) * sup

@@ -1,0 +1,85 @@
+"""The page of ``stereodistill adapt``: what the teacher taught and what the student learnt.
+
+For a few of the user's pairs: the left image, the teacher's pseudo-label with the pixels its
+filters dropped in black, and the student's disparity before and after, all on one colour scale;
+then the kept fraction of every pair and, when the list had ground truth, the metrics before and
+after (scored only, never trained on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereodistill.data.formats import write_image
+from stereodistill.fileio import write_text_atomic
+from stereodistill.report import htmlpage
+from stereodistill.report.colormap import colorize, with_colorbar
+
+COLUMNS = ("left", "pseudo-label (dropped: black)", "student before", "student after")
+METRICS = ("epe", "bad1", "bad2", "bad3", "d1")
+
+
+@dataclass
+class AdaptExample:
+    """One pair as the report shows it (H×W×3 image, H×W maps)."""
+
+    name: str
+    left: np.ndarray
+    label: np.ndarray
+    kept: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+
+
+def _metric_rows(scores: Mapping[str, Mapping[str, float | None]]) -> list[list[str]]:
+    """EPE in px, the others as percentages; a metric with no value (no pixel to score) is n/a."""
+
+    def cell(metric: str, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" if metric == "epe" else f"{100 * value:.2f} %"
+
+    return [[when, *(cell(m, scores[when].get(m)) for m in METRICS)] for when in ("before", "after")]
+
+
+def write_adapt_report(out: Path, examples: Sequence[AdaptExample], report: Mapping[str, Any], max_disp: float) -> Path:
+    """Write ``out/report.html`` and its images (``out/images/``); returns the page's path."""
+    rows = []
+    for index, example in enumerate(examples):
+        maps = {
+            "left": example.left,
+            "label": with_colorbar(colorize(example.label, vmax=max_disp, invalid=~example.kept), max_disp),
+            "before": with_colorbar(colorize(example.before, vmax=max_disp), max_disp),
+            "after": with_colorbar(colorize(example.after, vmax=max_disp), max_disp),
+        }
+        paths = []
+        for key, image in maps.items():
+            write_image(out / "images" / f"{index:02d}_{key}.png", image)
+            paths.append(f"images/{index:02d}_{key}.png")
+        rows.append((example.name, paths))
+    kept = report["kept"]
+    mean_kept = sum(k["kept"] for k in kept) / max(len(kept), 1)
+    body = [
+        f"<p>{len(kept)} pairs; the teacher's filters kept {100 * mean_kept:.1f} % of the pixels on average. "
+        f"Disparity in pixels, 0 to {max_disp:g}.</p>",
+        htmlpage.image_grid(COLUMNS, rows),
+    ]
+    if "ground_truth" in report:
+        body += [
+            "<h2>On the list's ground truth (never used for training)</h2>",
+            htmlpage.table(
+                ["student", "EPE px", "bad-1", "bad-2", "bad-3", "D1"], _metric_rows(report["ground_truth"])
+            ),
+        ]
+    body += [
+        "<h2>Kept pixels per pair</h2>",
+        htmlpage.table(["pair", "kept"], [[k["pair"], f"{100 * k['kept']:.1f} %"] for k in kept]),
+    ]
+    page = out / "report.html"
+    write_text_atomic(page, htmlpage.page("stereodistill adapt", "".join(body)))
+    return page
