@@ -4,6 +4,9 @@
 - ``teacher_correct``: valid pixels where the teacher's error is under ``threshold`` px, so the
   student is not taught the teacher's mistakes.
 - ``confidence``: pixels where the teacher's distribution peaks above ``threshold`` (probability).
+- ``lr_consistent``: pixels where the teacher's disparity agrees within ``threshold`` px with its
+  disparity of the right view (the teacher on the mirrored, swapped pair) read where the pixel
+  lands; occlusions and mismatches fail it. Needs no ground truth, like ``confidence``.
 
 Masks are computed at full resolution and reduced to a tap's H×W by majority vote (area average
 > 0.5), so a 1/4-resolution cell counts when most of the pixels it covers do.
@@ -16,8 +19,27 @@ import torch.nn.functional as F
 
 from stereodistill.errors import ConfigError
 
-MASKS = ("valid_gt", "teacher_correct", "confidence")
-DEFAULT_THRESHOLDS = {"teacher_correct": 3.0, "confidence": 0.5}
+MASKS = ("valid_gt", "teacher_correct", "confidence", "lr_consistent")
+#: The masks that read the ground truth: an error on pairs that have none.
+GROUND_TRUTH_MASKS = ("valid_gt", "teacher_correct")
+DEFAULT_THRESHOLDS = {"teacher_correct": 3.0, "confidence": 0.5, "lr_consistent": 1.0}
+
+
+def right_view_disparity(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """The right view's disparity (B×H×W) from a left-view network: run on the mirrored pair with
+    the views swapped, then mirrored back."""
+    return model(right.flip(-1), left.flip(-1)).disparity.flip(-1)
+
+
+def left_right_consistent(disparity: torch.Tensor, right_disparity: torch.Tensor, threshold: float) -> torch.Tensor:
+    """B×H×W bool: the left pixel lands inside the right view (``x − d``) and the right view's
+    disparity there agrees within ``threshold`` px."""
+    width = disparity.shape[-1]
+    columns = torch.arange(width, device=disparity.device).expand_as(disparity)
+    landing = (columns - disparity).round().long()
+    inside = (landing >= 0) & (landing < width)
+    seen = torch.gather(right_disparity, -1, landing.clamp(0, width - 1))
+    return inside & ((seen - disparity).abs() <= threshold)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -37,6 +59,7 @@ def full_resolution_mask(
     gt: torch.Tensor,
     teacher_disparity: torch.Tensor | None = None,
     teacher_prob: torch.Tensor | None = None,
+    teacher_right_disparity: torch.Tensor | None = None,
     threshold: float | None = None,
 ) -> torch.Tensor:
     """The B×H×W bool mask of ``kind`` at input resolution."""
@@ -51,4 +74,8 @@ def full_resolution_mask(
         if teacher_prob is None:
             raise ValueError("confidence needs the teacher's 'prob' tap")
         return teacher_prob.detach().amax(1) >= threshold
+    if kind == "lr_consistent":
+        if teacher_disparity is None or teacher_right_disparity is None:
+            raise ValueError("lr_consistent needs the teacher's disparity of both views")
+        return left_right_consistent(teacher_disparity.detach(), teacher_right_disparity.detach(), threshold)
     raise ConfigError(f"unknown mask {kind!r} (expected one of {', '.join(MASKS)})")

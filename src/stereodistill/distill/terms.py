@@ -42,8 +42,8 @@ class TermConfig:
     weight: float | dict[str, Any] = 1.0  # a number or a schedule (below)
     params: dict[str, Any] = field(default_factory=dict)  # the loss's options (below)
     adapter: str | list[str] | None = None  # one adapter, or a chain applied in order
-    mask: str | None = None  # valid_gt, teacher_correct or confidence
-    mask_threshold: float | None = None  # teacher_correct: px (3); confidence: peak probability (0.5)
+    mask: str | None = None  # valid_gt, teacher_correct, confidence or lr_consistent
+    mask_threshold: float | None = None  # teacher_correct: px (3); confidence: peak prob. (0.5); lr_consistent: px (1)
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:

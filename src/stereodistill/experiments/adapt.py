@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stereodistill.distill.masks import left_right_consistent, right_view_disparity
 from stereodistill.errors import ConfigError
 from stereodistill.fileio import write_json
 
@@ -54,17 +55,10 @@ def pseudo_label(
     """The teacher's disparity of the left view (H×W) and the mask of the pixels that pass both
     filters, for 1×3×H×W images in [0, 1]."""
     out = teacher(left, right, taps=["prob"])
-    disparity = out.disparity[0]
-    peak = out.taps["prob"][0].amax(dim=0)
-    # The right view's disparity: the same network on the mirrored pair with the views swapped.
-    mirrored = teacher(right.flip(-1), left.flip(-1)).disparity[0].flip(-1)
-    width = disparity.shape[-1]
-    columns = torch.arange(width, device=disparity.device).expand_as(disparity)
-    landing = (columns - disparity).round().long()
-    inside = (landing >= 0) & (landing < width)
-    seen = torch.gather(mirrored, 1, landing.clamp(0, width - 1))
-    consistent = inside & ((seen - disparity).abs() <= settings.lr_threshold)
-    confident = peak >= settings.confidence
+    disparity = out.disparity
+    consistent = left_right_consistent(disparity, right_view_disparity(teacher, left, right), settings.lr_threshold)
+    confident = out.taps["prob"].amax(dim=1) >= settings.confidence
+    disparity, consistent, confident = disparity[0], consistent[0], confident[0]
     return disparity.float().cpu().numpy(), (consistent & confident).cpu().numpy()
 
 

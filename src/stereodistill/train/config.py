@@ -6,6 +6,7 @@ classes; a config is validated against them before any work starts (:mod:`stereo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -106,11 +107,25 @@ class DataConfig:
 
     train: DatasetConfig
     val: DatasetConfig | None = None
+    unlabeled: DatasetConfig | None = None  # pairs without ground truth (any it has is ignored); distill only
+    unlabeled_ratio: float = 0.5  # share of the steps that draw their batch from ``unlabeled``
     crop: tuple[int, int] = (256, 512)  # training crop H, W
     batch_size: int = 4  # global batch: split across processes under DDP
     workers: int = 0  # data loader processes (0: in the training process)
     color_jitter: bool = True  # asymmetric photometric jitter of the two views
     vertical_flip: float = 0.0  # probability of flipping both views upside down
+
+    def __post_init__(self) -> None:
+        if not 0 < self.unlabeled_ratio <= 1:
+            raise ConfigError(f"data.unlabeled_ratio must be in (0, 1], got {self.unlabeled_ratio}")
+
+    def unlabeled_steps(self, step: int) -> int:
+        """How many of the first ``step`` steps draw an unlabeled batch: ``floor(step × ratio)``, spread
+        evenly, so the source of a step (and a resumed run's position in both lists) follows from it."""
+        return 0 if self.unlabeled is None else math.floor(step * self.unlabeled_ratio + 1e-9)
+
+    def is_unlabeled_step(self, step: int) -> bool:
+        return self.unlabeled_steps(step + 1) > self.unlabeled_steps(step)
 
 
 @dataclass
@@ -246,3 +261,25 @@ class RunConfig:
                 raise ConfigError(f"stage {stage.name!r} names unknown term(s) {', '.join(unknown)}")
         if self.total_steps < 1:
             raise ConfigError("a run needs at least one step")
+        if self.data.unlabeled is not None:
+            self._check_unlabeled()
+
+    def _check_unlabeled(self) -> None:
+        """Unlabeled batches learn from the teacher alone: terms must exist on every step and must not
+        read the ground truth (checked here, before any work, not found as a zero mask later)."""
+        from stereodistill.distill.masks import GROUND_TRUTH_MASKS
+
+        if not self.distill.terms:
+            raise ConfigError(
+                "data.unlabeled: pairs without ground truth learn only from distillation terms, and there are none "
+                "(use `stereodistill distill` with distill.terms)"
+            )
+        for term in self.distill.terms:
+            if term.mask in GROUND_TRUTH_MASKS:
+                raise ConfigError(
+                    f"term {term.name!r}: mask {term.mask} reads the ground truth, which the data.unlabeled pairs "
+                    "do not have; use confidence or lr_consistent"
+                )
+        for stage in self.stages:
+            if stage.terms is not None and not stage.terms:
+                raise ConfigError(f"stage {stage.name!r} has no terms: its unlabeled batches would have no loss")

@@ -131,6 +131,38 @@ class EpochSampler(Sampler[int]):
         return (self.batches_per_epoch - self.start_batch) * (self.global_batch // self.world)
 
 
+class BatchStream:
+    """Endless batches of a loader over an :class:`EpochSampler`, positioned by how many were drawn:
+    a resumed run continues each stream exactly where it stopped. ``on_epoch_end`` runs when an
+    epoch is used up."""
+
+    def __init__(self, loader: DataLoader, sampler: EpochSampler, on_epoch_end: Any = None) -> None:
+        self.loader = loader
+        self.sampler = sampler
+        self.on_epoch_end = on_epoch_end
+        self.epoch = 0
+        self._batches: Iterator[dict[str, Any]] | None = None
+
+    def seek(self, drawn: int) -> None:
+        """Continue after the first ``drawn`` batches."""
+        self.epoch, start = divmod(drawn, self.sampler.batches_per_epoch)
+        self.sampler.set_position(self.epoch, start)
+        self._batches = None
+
+    def next(self) -> dict[str, Any]:
+        if self._batches is None:
+            self._batches = iter(self.loader)
+        try:
+            return next(self._batches)
+        except StopIteration:
+            self.epoch += 1
+            self.sampler.set_position(self.epoch, 0)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end()
+            self._batches = iter(self.loader)
+            return next(self._batches)
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors; keep ``meta`` as a list of dicts (readers' meta keys may differ)."""
     batch: dict[str, Any] = {"meta": [s.get("meta", {}) for s in samples]}

@@ -26,7 +26,7 @@ from torch import nn
 from stereodistill.checkpoint import load_model, save_model
 from stereodistill.config import to_dict
 from stereodistill.distill.losses import multi_output_loss
-from stereodistill.distill.masks import full_resolution_mask
+from stereodistill.distill.masks import full_resolution_mask, right_view_disparity
 from stereodistill.distill.terms import DISPARITY, build_terms
 from stereodistill.distill.weights import build_schedule, build_weighting
 from stereodistill.errors import ConfigError, StereoDistillError
@@ -177,6 +177,7 @@ class Trainer:
         if any(t.mask == "confidence" for t in config.distill.terms):
             teacher_taps.add("prob")
         self.teacher_taps = frozenset(teacher_taps)
+        self.teacher_right = any(t.mask == "lr_consistent" for t in config.distill.terms)
 
         # Data -----------------------------------------------------------------------------------
         dataset = train_data.build(config.data.train)
@@ -185,6 +186,15 @@ class Trainer:
         )
         augmented = train_data.SeededAugment(dataset, train_data.train_transform(config.data), config.seed)
         self.loader = train_data.train_loader(augmented, self.sampler, config.data.workers, config.seed)
+        self.unlabeled: train_data.BatchStream | None = None
+        if config.data.unlabeled is not None:  # pairs without ground truth, learnt from the teacher alone
+            pairs = train_data.build(config.data.unlabeled)
+            sampler = train_data.EpochSampler(
+                len(pairs), config.data.batch_size, config.seed + 1, self.dist.rank, self.dist.world
+            )
+            seeded = train_data.SeededAugment(pairs, train_data.train_transform(config.data), config.seed + 1)
+            loader = train_data.train_loader(seeded, sampler, config.data.workers, config.seed + 1)
+            self.unlabeled = train_data.BatchStream(loader, sampler)
         self.val_set = train_data.build(config.data.val) if config.data.val is not None else None
 
         # Optimisation ---------------------------------------------------------------------------
@@ -242,7 +252,9 @@ class Trainer:
         return step * self.config.optim.accumulate / self.sampler.batches_per_epoch
 
     # -- one micro-batch ---------------------------------------------------------------------------------
-    def compute_losses(self, batch: dict[str, Any], stage: StageConfig, step: int, epoch: float):
+    def compute_losses(self, batch: dict[str, Any], stage: StageConfig, step: int, epoch: float, labelled: bool = True):
+        """``labelled`` False: a batch of data.unlabeled, so no supervised loss (config checks that
+        its terms do not read the ground truth either)."""
         left, right = batch["left"].to(self.device), batch["right"].to(self.device)
         gt, valid = batch["disp"].to(self.device), batch["valid"].to(self.device)
         if self.config.channels_last:
@@ -264,13 +276,15 @@ class Trainer:
 
         def losses_of(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], dict[str, Any]]:
             with full_precision:  # the losses in float32, as the networks' outputs are cast to it
-                return self._losses(out, teacher_out, gt, valid, stage, step, epoch, active)
+                return self._losses(out, teacher_out, gt, valid, stage, step, epoch, active, labelled, teacher_right)
 
         with autocast:
-            teacher_out = None
+            teacher_out, teacher_right = None, None
             if active:
                 with torch.no_grad():
                     teacher_out = self.teacher(left, right, taps=self.teacher_taps)
+                    if self.teacher_right:
+                        teacher_right = right_view_disparity(self.teacher, left, right)
             return self.wrapped(left, right, self.student_taps if active else frozenset(), losses_of)
 
     def _losses(
@@ -283,11 +297,13 @@ class Trainer:
         step: int,
         epoch: float,
         active: list[str],
+        labelled: bool = True,
+        teacher_right: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float], dict[str, Any]]:
         """The supervised loss and the active terms, weighted and combined by the weighting."""
         losses: dict[str, torch.Tensor] = {}  # each term's loss times its scheduled weight
         raw: dict[str, torch.Tensor] = {}  # before the schedule: what DWA's loss ratios are taken of
-        if stage.supervised:
+        if stage.supervised and labelled:
             sup = multi_output_loss(
                 [p.float() for p in out.predictions],
                 gt,
@@ -311,6 +327,7 @@ class Trainer:
                     gt=gt,
                     teacher_disparity=teacher_out.disparity,
                     teacher_prob=teacher_out.taps.get("prob"),
+                    teacher_right_disparity=teacher_right,
                     threshold=cfg.mask_threshold,
                 )
             raw[name] = term(s.float(), t.float(), mask)
@@ -329,10 +346,11 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             run_folder.write_config(self.out, to_dict(config), self.step, self._changes)
         accumulate = config.optim.accumulate
-        micro = self.step * accumulate
-        epoch_index, start_batch = divmod(micro, self.sampler.batches_per_epoch)
-        self.sampler.set_position(epoch_index, start_batch)
-        iterator = iter(self.loader)
+        unlabeled_steps = config.data.unlabeled_steps(self.step)
+        labelled = train_data.BatchStream(self.loader, self.sampler, self._end_epoch)
+        labelled.seek((self.step - unlabeled_steps) * accumulate)
+        if self.unlabeled is not None:
+            self.unlabeled.seek(unlabeled_steps * accumulate)
         self.unit.train()
         nonfinite = 0
         started = time.perf_counter()
@@ -350,20 +368,17 @@ class Trainer:
             parts: dict[str, float] = {}
             raw_parts: dict[str, float] = {}
             finite = True
+            from_unlabeled = self.unlabeled is not None and config.data.is_unlabeled_step(self.step)
+            stream = self.unlabeled if from_unlabeled else labelled
             for k in range(accumulate):
-                try:
-                    batch = next(iterator)
-                except StopIteration:
-                    epoch_index += 1
-                    self.sampler.set_position(epoch_index, 0)
-                    self._end_epoch()
-                    iterator = iter(self.loader)
-                    batch = next(iterator)
+                batch = stream.next()
                 sync = (
                     self.wrapped.no_sync() if self.dist.world > 1 and k < accumulate - 1 else contextlib.nullcontext()
                 )
                 with sync:
-                    total, losses, factors, raw = self.compute_losses(batch, stage, self.step, epoch)
+                    total, losses, factors, raw = self.compute_losses(
+                        batch, stage, self.step, epoch, labelled=not from_unlabeled
+                    )
                     if not torch.isfinite(total):
                         finite = False
                         break

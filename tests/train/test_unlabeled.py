@@ -1,0 +1,84 @@
+"""Mixed training: labelled batches and unlabeled pairs at a set ratio, the unlabeled ones learnt from
+the teacher alone through masks that need no ground truth."""
+
+import csv
+
+import pytest
+import torch
+import yaml
+
+from stereodistill.checkpoint import save_model
+from stereodistill.cli.main import main
+from stereodistill.config import from_dict
+from stereodistill.errors import ConfigError
+from stereodistill.models import build_model
+from stereodistill.train.config import DataConfig, RunConfig
+
+from .test_resume import assert_same_run
+from .test_trainer import TINY
+
+UNLABELED = {"dataset": "synthetic", "pairs": 6, "size": [32, 64], "max_disp": 16, "seed": 7}
+TERMS = [
+    {"name": "kl", "student": "logits.0", "teacher": "logits.0", "loss": "kl", "mask": "confidence"},
+    {"name": "pseudo", "student": "disparity", "teacher": "disparity", "loss": "smooth_l1", "mask": "lr_consistent"},
+]
+
+
+def mixed(tmp_path, terms=TERMS, ratio=0.5, steps=6):
+    save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
+    return {
+        **TINY,
+        "steps": steps,
+        "data": {**TINY["data"], "unlabeled": UNLABELED, "unlabeled_ratio": ratio},
+        "teacher": {"checkpoint": str(tmp_path / "teacher")},
+        "distill": {"terms": terms},
+        "checkpoint_every": 1,
+    }
+
+
+def test_the_ratio_spreads_unlabeled_steps_evenly():
+    data = from_dict(DataConfig, {"train": TINY["data"]["train"], "unlabeled": UNLABELED, "unlabeled_ratio": 0.25})
+    assert [data.is_unlabeled_step(step) for step in range(8)] == [False, False, False, True] * 2
+    assert data.unlabeled_steps(8) == 2
+    assert from_dict(DataConfig, {"train": TINY["data"]["train"]}).unlabeled_steps(8) == 0
+    with pytest.raises(ConfigError, match="unlabeled_ratio"):
+        from_dict(DataConfig, {"train": TINY["data"]["train"], "unlabeled_ratio": 0})
+
+
+def test_ground_truth_masks_and_missing_terms_are_errors_before_any_work(tmp_path):
+    bad = [{**TERMS[1], "mask": "teacher_correct"}]
+    with pytest.raises(ConfigError, match="'pseudo': mask teacher_correct reads the ground truth"):
+        from_dict(RunConfig, mixed(tmp_path, terms=bad))
+    with pytest.raises(ConfigError, match="learn only from distillation terms"):
+        from_dict(RunConfig, {**mixed(tmp_path), "distill": {"terms": []}})
+
+
+def test_unlabeled_steps_have_no_supervised_loss_and_resume_exactly(tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(mixed(tmp_path)))
+    assert main(["distill", str(path), f"output={tmp_path / 'full'}"]) == 0
+    with open(tmp_path / "full" / "scalars.csv", newline="") as f:
+        supervised = {int(row["step"]) for row in csv.DictReader(f) if row["name"] == "supervised"}
+    assert supervised == {1, 3, 5}  # steps 0, 2, 4 (logged after the step) are labelled; 1, 3, 5 are not
+
+    from stereodistill.cli.train_cmd import load_run_config
+    from stereodistill.train.trainer import Trainer
+
+    cut = load_run_config(str(path), [f"output={tmp_path / 'cut'}"])
+    Trainer(cut, distill=True).run(stop_at=3)
+    assert main(["distill", str(path), f"output={tmp_path / 'cut'}", "--resume"]) == 0
+    assert_same_run(tmp_path / "full", tmp_path / "cut")
+
+
+def test_lr_consistent_mask_keeps_pixels_whose_views_agree():
+    from stereodistill.distill.masks import full_resolution_mask
+
+    left = torch.full((1, 2, 8), 2.0)
+    agree = full_resolution_mask(
+        "lr_consistent", valid=None, gt=None, teacher_disparity=left, teacher_right_disparity=torch.full((1, 2, 8), 2.4)
+    )
+    assert not agree[..., :2].any() and agree[..., 2:].all()  # the first two columns land outside
+    disagree = full_resolution_mask(
+        "lr_consistent", valid=None, gt=None, teacher_disparity=left, teacher_right_disparity=torch.full((1, 2, 8), 4.0)
+    )
+    assert not disagree.any()
