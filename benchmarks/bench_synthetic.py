@@ -1,6 +1,7 @@
 """Throughput of the synthetic stereo generator, in memory and with writing PNG + PFM files.
 
-Usage: ``python benchmarks/bench_synthetic.py [--size 256x512] [--max-disp 64] [--pairs 100] [--threads 1]``.
+Usage: ``python benchmarks/bench_synthetic.py [--size 256x512] [--max-disp 64] [--pairs 100] [--threads 1]
+[--option KEY=VALUE ...]`` (scene options, e.g. ``photo_prob=0.7 thin_objects=3 camera_effects=true``).
 The target is at least 20 pairs/s at 256×512 on one core, in memory.
 """
 
@@ -31,6 +32,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from stereodistill.data.synthetic import SynthConfig, generate_pair, write_synthetic  # noqa: E402
 
@@ -57,11 +59,15 @@ def main() -> int:
     parser.add_argument("--max-disp", type=int, default=64, help="maximum disparity (default 64)")
     parser.add_argument("--pairs", type=int, default=100, help="timed pairs (default 100)")
     parser.add_argument("--threads", type=int, default=1, help="NumPy/BLAS/torch threads (default 1)")
+    parser.add_argument("--option", nargs="+", default=[], metavar="KEY=VALUE", help="SynthConfig fields")
     args = parser.parse_args()
+    options = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.option)}
     torch.set_num_threads(args.threads)
     height, width = args.size
-    config = SynthConfig(height=height, width=width, max_disp=args.max_disp)
-    print(f"synthetic pairs {height}x{width}, max disparity {args.max_disp}, {args.threads} thread(s)")
+    config = SynthConfig(height=height, width=width, max_disp=args.max_disp, **options)
+    print(
+        f"synthetic pairs {height}x{width}, max disparity {args.max_disp}, {args.threads} thread(s), options {options}"
+    )
 
     for i in range(3):  # warm-up: imports, allocator, BLAS start-up
         generate_pair(config, (12345, i))

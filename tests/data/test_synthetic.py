@@ -322,3 +322,14 @@ def test_realistic_scene_settings_are_checked() -> None:
         SynthConfig(photo_prob=1.5)
     with pytest.raises(ConfigError, match="thin_objects"):
         SynthConfig(thin_objects=-1)
+
+
+def test_a_ground_plane_comes_nearer_towards_the_bottom_and_stays_in_range() -> None:
+    ground = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photometric=False, n_objects=0, ground_prob=1.0)
+    for seed in range(4):
+        pair = generate_pair(ground, seed)
+        assert pair.disp.min() >= ground.min_disp - 1e-3 and pair.disp.max() < MAX_DISP
+        bottom, top = pair.disp[-1].mean(), pair.disp[0].mean()
+        assert bottom >= 0.5 * ground.disp_high - 1e-3 and bottom > top  # the floor is near at the bottom
+    with pytest.raises(ConfigError, match="ground_prob"):
+        SynthConfig(ground_prob=-0.1)

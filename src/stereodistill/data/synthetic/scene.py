@@ -84,6 +84,36 @@ def _bar(rng: np.random.Generator, cx: float, cy: float, size: float) -> np.ndar
     return np.array([[cx, cy] + u * half_length * along + v * half_width * across for u, v in corners])
 
 
+def _ground(rng: np.random.Generator, config: SynthConfig, far: float) -> Layer:
+    """A floor or road: everything below a slightly tilted horizon (upper 30–70 % of the frame), its
+    disparity growing downwards from the background's range at the horizon to 50–100 % of the range
+    at the bottom row, with a small sideways slant. Large real scenes stand on one; floating
+    polygons never teach a network that the lower part of an image is usually near."""
+    h, wc = config.height, config.canvas_width
+    lo, hi = config.min_disp, config.disp_high
+    horizon = rng.uniform(0.3, 0.7) * h
+    tilt = rng.uniform(-0.08, 0.08) * h
+    verts = np.array([[-1.0, horizon - tilt], [wc + 1.0, horizon + tilt], [wc + 1.0, h + 1.0], [-1.0, h + 1.0]])
+    ymin, ymax = float(verts[:, 1].min()), float(h)
+    half_width = 0.5 * wc
+    b = rng.uniform(-1.0, 1.0) * min(config.max_slope, 0.1 * (hi - lo) / half_width)
+    top = rng.uniform(lo + abs(b) * half_width, max(far, lo + abs(b) * half_width + 0.5))
+    bottom = rng.uniform(max(top, 0.5 * hi), hi - abs(b) * half_width)
+    c = (bottom - top) / max(ymax - ymin, 1.0)
+    a = top - c * ymin - b * half_width
+    box = (-1.0, wc + 1.0, ymin, ymax)
+    return Layer(
+        verts,
+        a,
+        b,
+        c,
+        *box,
+        top - abs(b) * half_width,
+        bottom + abs(b) * half_width,
+        _texture_params(rng, config, True),
+    )
+
+
 def _texture_params(rng: np.random.Generator, config: SynthConfig, background: bool) -> dict[str, Any]:
     """Texture kind and its random parameters; colours are random RGB."""
     if rng.uniform() < config.low_texture_prob:
@@ -126,12 +156,15 @@ def _texture_params(rng: np.random.Generator, config: SynthConfig, background: b
 
 
 def sample_scene(rng: np.random.Generator, config: SynthConfig) -> list[Layer]:
-    """Background (layer 0), ``n_objects`` polygons and ``thin_objects`` bars, each with a plane and a texture."""
+    """Background (layer 0), maybe a ground plane, ``n_objects`` polygons and ``thin_objects`` bars, each
+    with a plane and a texture."""
     h, w, wc = config.height, config.width, config.canvas_width
     lo, hi = config.min_disp, config.disp_high
     bg_hi = config.background_max_frac * config.max_disp
     a, b, c, dlo, dhi = _plane_in_range(rng, (0.0, float(wc), 0.0, float(h)), lo, bg_hi, config.max_slope)
     layers = [Layer(None, a, b, c, 0.0, float(wc), 0.0, float(h), dlo, dhi, _texture_params(rng, config, True))]
+    if config.ground_prob > 0 and rng.uniform() < config.ground_prob:  # no draw at 0: old scenes unchanged
+        layers.append(_ground(rng, config, bg_hi))
     size = float(min(h, w))
     for k in range(config.n_objects + config.thin_objects):
         if k < config.n_objects:  # one large object per scene, the others log-uniform from small to fairly large
