@@ -240,6 +240,25 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     assert json.loads((aside / "result.json").read_text())["fingerprint"] == aside.name.split("-", 1)[1]
 
 
+def test_a_classical_baseline_is_evaluated_and_benched_beside_the_cells(chain_file, tmp_path):
+    data = yaml.safe_load(chain_file.read_text())
+    data["baselines"] = ["sgbm"]
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    summary = run_ablation(chain_file, out, log=lambda line: None)
+    rows = {r["cell"]: r for r in summary["tables"]["synthetic"]}
+    assert rows["sgbm"]["n"] == 1 and rows["sgbm"]["epe"]["mean"] > 0
+    assert "epe_vs_baseline" in rows["sgbm"]  # compared with the teacher cell like any row
+    assert json.loads((out / "bench.json").read_text())["cells"]["sgbm"]["arch"] == "sgbm"
+    result = json.loads((out / "baselines" / "sgbm" / "result.json").read_text())
+    assert result["max_disp"] == 16 and result["metrics"]["synthetic"]["epe"] == rows["sgbm"]["epe"]["mean"]
+    assert "sgbm: a classical method, not trained" in (out / "ablation.md").read_text()
+    data["baselines"] = ["dsnet"]
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match="'dsnet' is not a classical network"):
+        load_ablation(chain_file)
+
+
 def test_a_failed_teacher_fails_its_students_without_running_them(chain_file, tmp_path):
     data = yaml.safe_load(chain_file.read_text())
     data["fixed"]["teacher"]["model.init"] = str(tmp_path / "no-such-init")  # fails inside the run

@@ -51,8 +51,10 @@ from stereodistill.experiments.ablation_runs import (
     Cell,
     bench_cells,
     cell_dir,
+    collect_baselines,
     fingerprints,
     is_finished,
+    run_baselines,
     run_cells,
     safe_name,
 )
@@ -92,6 +94,7 @@ class AblationConfig:
     bench: BenchSpec | None = None
     baseline: str | None = None  # the cell every row's EPE is compared with, seed by seed
     compare: list[tuple[str, str]] = field(default_factory=list)  # [A, B]: A's EPE minus B's, by seed
+    baselines: list[str] = field(default_factory=list)  # classical networks (sgbm) evaluated beside the cells
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # named scales chosen with --budget NAME
     parallel: int = 1  # runs at a time
     device: str = "auto"  # auto, cpu, cuda (runs spread over the GPUs)
@@ -110,6 +113,14 @@ class AblationConfig:
             raise ConfigError("ablation: give 'fixed' rows, 'axes', or both")
         if not (math.isfinite(self.step_scale) and self.step_scale > 0):
             raise ConfigError(f"ablation: a numeric budget must be positive and finite, got {self.step_scale}")
+        from stereodistill.models.zoo import list_models, model_class
+
+        for name in self.baselines:
+            if name not in list_models() or model_class(name).trainable:
+                classical = [n for n in list_models() if not model_class(n).trainable]
+                raise ConfigError(
+                    f"ablation: baseline {name!r} is not a classical network (one of: {', '.join(classical)})"
+                )
         bad = sorted(set(CHOICE_KEYS) & set(self.overrides))
         if bad:
             raise ConfigError(f"ablation: 'overrides' apply to every row and cannot hold {', '.join(bad)}")
@@ -312,11 +323,14 @@ def run_ablation(
             spec.root = str(root / spec.root)
     eval_sets = {name: to_dict(spec) for name, spec in config.eval.items()}
     folder = Path(out) if out else output_folder(config, budget)
+    baseline_disp = int(cells[0].config["model"]["max_disp"]) if cells else 192
     bench = None
     if not report_only:
         run_cells(
             cells, config.seeds, eval_sets, folder, prints, parallel=config.parallel, device=config.device, log=log
         )
+        if config.baselines:
+            run_baselines(config.baselines, baseline_disp, eval_sets, folder, device=config.device, log=log)
         if config.bench is not None:
             log(f"benchmarking each cell's network at {config.bench.size[0]}x{config.bench.size[1]}, one at a time")
             spec = config.bench
@@ -329,11 +343,15 @@ def run_ablation(
                 warmup=spec.warmup,
                 device=config.device,
                 reference=spec.reference,
+                baselines=(config.baselines, baseline_disp) if config.baselines else (),
                 log=log,
             )
     elif config.bench is not None and (folder / "bench.json").is_file():
         bench = json.loads((folder / "bench.json").read_text())
     results, failures, stale = collect(config, cells, folder, prints)
+    # A classical network gives the same output on every seed: one evaluation stands for each.
+    for name, metrics in collect_baselines(config.baselines, baseline_disp, eval_sets, folder).items():
+        results[name] = dict.fromkeys(config.seeds, metrics)
     if stale:
         log(f"left out {stale} results or failures of another config; rerun without --report-only to redo them")
     steps = sorted({c.config.get("steps") for c in cells}, key=lambda v: (v is None, v or 0))
@@ -348,6 +366,7 @@ def run_ablation(
         bench,
         config.baseline,
         config.compare,
+        classical=config.baselines,
     )
     write_reports(summary, folder)
     log(f"wrote {folder / 'ablation.md'}, ablation.json and ablation.html")

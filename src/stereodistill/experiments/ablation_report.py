@@ -51,6 +51,7 @@ def summarise(
     bench: Mapping[str, Any] | None = None,
     baseline: str | None = None,
     compare: Sequence[Sequence[str]] = (),
+    classical: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``results[cell][seed]`` → metrics per dataset; a table per dataset ranked by mean EPE.
 
@@ -61,7 +62,8 @@ def summarise(
     of one seed share their data order, and their initial weights where the network is the same, so
     the paired difference has a far tighter interval than the two means). With ``bench``
     (``bench.json``), each row carries its network's size and latency, and the speed-up of the
-    bench's reference cell over it (its latency divided by the reference's).
+    bench's reference cell over it (its latency divided by the reference's). ``classical``: rows of
+    classical networks (no training; one evaluation stands for every seed).
     """
     speed = dict((bench or {}).get("cells", {}))
     reference = (bench or {}).get("reference")
@@ -89,6 +91,8 @@ def summarise(
         summary["comparisons"] = {ds: [_paired(results, a, b, ds) for a, b in compare] for ds in datasets}
     if baseline is not None:
         summary["baseline"] = baseline
+    if classical:
+        summary["classical"] = list(classical)
     if bench:
         summary["bench"] = {k: v for k, v in bench.items() if k != "cells"}
     return summary
@@ -220,6 +224,11 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
             f" EPE − {baseline}: the mean over seeds of the row's EPE minus {baseline}'s of the same seed "
             "(same data order, and the same initial weights where the network is the same) "
             "[± 95 % CI half-width]; negative is better."
+        )
+    if summary.get("classical"):
+        head += (
+            f" {', '.join(summary['classical'])}: a classical method, not trained; its one evaluation stands for "
+            "every seed (its std is 0 by construction)."
         )
     cells = [row["cell"] for row in next(iter(summary["tables"].values()), [])]
     colours = {cell: PALETTE[i % len(PALETTE)] for i, cell in enumerate(sorted(cells))}  # one per cell

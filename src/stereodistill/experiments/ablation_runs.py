@@ -326,10 +326,12 @@ def bench_cells(
     warmup: int,
     device: str,
     reference: str | None,
+    baselines: tuple[str, int] | tuple[()] = (),
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Latency, parameters and MACs of each cell's network (its first finished seed), measured one
-    network at a time with every thread, after training; written to ``bench.json``."""
+    network at a time with every thread, after training; written to ``bench.json``. ``baselines``:
+    (names, max disparity) of classical networks timed beside them."""
     from stereodistill.errors import StereoDistillError
     from stereodistill.evaluate.benchmark import benchmark
     from stereodistill.runtime import machine_info, resolve_device
@@ -338,21 +340,24 @@ def bench_cells(
     threads = available_cpus()
     height, width = size
     results: dict[str, Any] = {}
+    runs: list[tuple[str, str, int | None, int]] = []  # row name, network, seed, max disparity
     for cell in cells:
         seed = next((s for s in seeds if (cell_dir(out, cell.name, s) / "result.json").is_file()), None)
-        if seed is None:
-            continue
+        if seed is not None:
+            runs.append((cell.name, str(model_path(out, cell.name, seed)), seed, 192))
+    if baselines:
+        names, max_disp = baselines
+        runs += [(name, name, None, max_disp) for name in names]
+    for row_name, network, seed, max_disp in runs:
         try:
-            (row,) = benchmark(
-                [str(model_path(out, cell.name, seed))], height, width, str(dev), repeats, warmup, threads=threads
-            )
+            (row,) = benchmark([network], height, width, str(dev), repeats, warmup, max_disp=max_disp, threads=threads)
         except StereoDistillError as exc:
-            results[cell.name] = {"error": str(exc)}
-            log(f"  bench  {cell.name}: FAILED {exc}")
+            results[row_name] = {"error": str(exc)}
+            log(f"  bench  {row_name}: FAILED {exc}")
             continue
-        results[cell.name] = {k: row[k] for k in ("arch", "params", "gmacs", "latency_ms", "latency_min_ms")}
-        results[cell.name]["seed"] = seed
-        log(f"  bench  {cell.name} ({row['arch']}): {row['latency_ms']:.0f} ms")
+        results[row_name] = {k: row[k] for k in ("arch", "params", "gmacs", "latency_ms", "latency_min_ms")}
+        results[row_name]["seed"] = seed
+        log(f"  bench  {row_name} ({row['arch']}): {row['latency_ms']:.0f} ms")
     bench = {
         "size": [height, width],
         "device": dev.type,
@@ -365,3 +370,47 @@ def bench_cells(
     }
     write_text_atomic(out / "bench.json", json.dumps(bench, indent=2) + "\n")
     return bench
+
+
+def baseline_file(out: Path, name: str) -> Path:
+    return out / "baselines" / safe_name(name) / "result.json"
+
+
+def run_baselines(
+    names: list[str],
+    max_disp: int,
+    eval_sets: Mapping[str, dict[str, Any]],
+    out: Path,
+    *,
+    device: str,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Evaluate each classical network (``sgbm``: nothing to train, the same output on every seed)
+    on the ablation's evaluation sets; ``baselines/NAME/result.json``, keyed by those sets."""
+    from stereodistill.checkpoint import load_network
+    from stereodistill.evaluate.evaluator import evaluate_model
+    from stereodistill.runtime import resolve_device
+    from stereodistill.train.data import build as build_dataset
+
+    dev = resolve_device(device)
+    datasets = {name: build_dataset(from_dict(DatasetConfig, spec)) for name, spec in eval_sets.items()}
+    for name in names:
+        started = time.perf_counter()
+        metrics = evaluate_model(load_network(name, dev, max_disp=max_disp), datasets, dev)
+        result = {"baseline": name, "max_disp": max_disp, "eval": dict(eval_sets), "metrics": metrics}
+        write_text_atomic(baseline_file(out, name), json.dumps(result, indent=2) + "\n")
+        log(f"  baseline {name}: evaluated in {time.perf_counter() - started:.0f} s")
+
+
+def collect_baselines(
+    names: list[str], max_disp: int, eval_sets: Mapping[str, dict[str, Any]], out: Path
+) -> dict[str, dict[str, Any]]:
+    """Each baseline's metrics, when evaluated on these very sets at this range."""
+    found = {}
+    for name in names:
+        path = baseline_file(out, name)
+        if path.is_file():
+            result = json.loads(path.read_text())
+            if result.get("eval") == dict(eval_sets) and result.get("max_disp") == max_disp:
+                found[name] = result["metrics"]
+    return found
