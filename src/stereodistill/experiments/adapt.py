@@ -11,9 +11,11 @@ the pixels that pass two filters become labels:
 
 The labels and masks are written as PFM + PNG beside a ``pairs`` CSV, and the student then trains on
 them through the ordinary supervised trainer (its crops and augmentations), starting from its own
-weights, with a truncated loss: where the student ends further than ``clamp`` px from a label, the
-pixel is left out, so the residue the filters let through pulls no gradient. The run folder is the
-output folder itself; the labels live in it (``pseudo/``), so a ``--resume`` reuses them.
+weights. A truncated loss is available (``clamp``: where the student ends further than that from a
+label, the pixel is left out, so residue the filters let through pulls no gradient); it is off by
+default because it did worse on the measured pair: the pixels a weak student gets most wrong are
+also those it has most to learn from. The run folder is the output folder itself; the labels live
+in it (``pseudo/``), so a ``--resume`` reuses them.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def adapt(
     crop: tuple[int, int] = (192, 320),
     batch_size: int = 2,
     settings: PseudoLabelSettings = PseudoLabelSettings(),
-    clamp: float | None = 3.0,
+    clamp: float | None = None,
     teacher_arch: str | None = None,
     teacher_options: dict[str, Any] | None = None,
     force: bool = False,

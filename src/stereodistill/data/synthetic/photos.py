@@ -72,7 +72,7 @@ def photo_params(rng: np.random.Generator) -> dict[str, Any]:
     return {
         "kind": "photo",
         "photo": int(rng.integers(0, len(PHOTO_NAMES))),
-        "scale": math.exp(rng.uniform(math.log(0.5), math.log(1.6))),
+        "scale": math.exp(rng.uniform(math.log(0.15), math.log(0.6))),  # downsampled: detail at every pixel
         "flip": (bool(rng.integers(0, 2)), bool(rng.integers(0, 2)), bool(rng.integers(0, 2))),
         "origin": (float(rng.uniform(0, 1)), float(rng.uniform(0, 1))),
         "colour": (rng.uniform(0.5, 1.3) * mix).astype(np.float32),
