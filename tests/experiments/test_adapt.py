@@ -89,7 +89,12 @@ def test_adapt_starts_a_student_from_scratch_and_refuses_release_options_without
     command += ["--out", str(tmp_path / "a"), "--steps", "1", "--crop", "32x64"]
     assert main([*command, "--teacher-option", "align_corners=true"]) == 2
     assert "--teacher-arch" in capsys.readouterr().err
-    assert main(command) == 0
+    write_image(tmp_path / "cam" / "left" / "0002.png", rng.random((32, 64, 3)))
+    write_image(tmp_path / "cam" / "right" / "0002.png", rng.random((16, 64, 3)))
+    assert main(command) == 2
+    assert "0002.png: is 16x64 (HxW)" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()  # nothing written for a refused list
+    assert main([*command, "--skip-bad"]) == 0
     assert load_model(tmp_path / "a" / "model").arch == "lean-xs"
     assert (tmp_path / "a" / "pairs.csv").is_file() and "ground_truth" not in (
         tmp_path / "a" / "adapt.json"

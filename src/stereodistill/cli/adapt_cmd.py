@@ -48,6 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="constructor option of --teacher-arch, e.g. max_disp=192 or align_corners=true",
     )
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="with a folder: leave out pairs that are unreadable or differ in size"
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--force", action="store_true", help="clear OUT first")
     group.add_argument("--resume", action="store_true", help="continue the run in OUT, reusing its labels")
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         clamp=args.clamp or None,
         teacher_arch=args.teacher_arch,
         teacher_options=parse_options(args.teacher_option),
+        skip_bad=args.skip_bad,
         force=args.force,
         resume=args.resume,
         device=args.device,

@@ -156,6 +156,7 @@ def adapt(
     clamp: float | None = None,
     teacher_arch: str | None = None,
     teacher_options: dict[str, Any] | None = None,
+    skip_bad: bool = False,
     force: bool = False,
     resume: bool = False,
     device: str = "auto",
@@ -185,10 +186,10 @@ def adapt(
         raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
     if not resume:
         prepare_new_run(out, force=force, hint="give another --out, --resume to continue, or --force to start over")
-    out.mkdir(parents=True, exist_ok=True)
-    if unlabeled.is_dir():  # a folder of pairs: listed first, inside the run folder
-        pairs_csv(unlabeled / "left", unlabeled / "right", out / "pairs.csv")
+    if unlabeled.is_dir():  # a folder of pairs: listed first (checked before anything is written), in the run folder
+        pairs_csv(unlabeled / "left", unlabeled / "right", out / "pairs.csv", skip_bad=skip_bad)
         unlabeled = out / "pairs.csv"
+    out.mkdir(parents=True, exist_ok=True)
     pairs = build_dataset("pairs", str(unlabeled))
     log(f"[1/3] pseudo-labels from {teacher.arch} for {len(pairs)} pairs (cached in {out / 'pseudo'})")
     csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log)
