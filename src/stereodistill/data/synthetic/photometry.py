@@ -36,12 +36,16 @@ def photometric(rng: np.random.Generator, image: np.ndarray, noise_std: float) -
 
 def _blur3(image: np.ndarray, weight: float) -> np.ndarray:
     """Separable 3-tap blur ``[w, 1 − 2w, w]`` along rows then columns, edges replicated (in place)."""
+    w, centre = np.float32(weight), np.float32(1.0 - 2.0 * weight)
     for axis in (0, 1):
-        padded = np.concatenate([image.take([0], axis), image, image.take([-1], axis)], axis=axis)
-        n = image.shape[axis]
-        before, after = padded.take(range(0, n), axis), padded.take(range(2, n + 2), axis)
-        image *= np.float32(1.0 - 2.0 * weight)
-        image += np.float32(weight) * (before + after)
+        source = image.copy()
+        view = np.moveaxis(image, axis, 0)
+        src = np.moveaxis(source, axis, 0)
+        view *= centre
+        view[1:] += w * src[:-1]
+        view[:-1] += w * src[1:]
+        view[:1] += w * src[:1]
+        view[-1:] += w * src[-1:]
     return image
 
 
