@@ -343,7 +343,7 @@ def run_ablation(
                 warmup=spec.warmup,
                 device=config.device,
                 reference=spec.reference,
-                baselines=(config.baselines, baseline_disp) if config.baselines else (),
+                baselines=(config.baselines, baseline_disp) if config.baselines else None,
                 log=log,
             )
     elif config.bench is not None and (folder / "bench.json").is_file():

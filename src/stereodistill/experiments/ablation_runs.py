@@ -326,7 +326,7 @@ def bench_cells(
     warmup: int,
     device: str,
     reference: str | None,
-    baselines: tuple[str, int] | tuple[()] = (),
+    baselines: tuple[list[str], int] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Latency, parameters and MACs of each cell's network (its first finished seed), measured one
