@@ -291,6 +291,28 @@ def test_photo_textures_have_natural_detail() -> None:
     assert kurtosis(photos) > 2 * kurtosis(procedural)
 
 
+def test_photo_drawn_small_is_the_block_average_not_a_point_sample() -> None:
+    """A photograph drawn at 1/4 scale shows the mean of each 4×4 block of the original (read from
+    its pyramid), not every fourth pixel, which would alias its fine detail."""
+    from stereodistill.data.synthetic.photos import photo_bank, photo_block
+
+    full = photo_bank()[0][0]
+    params = {
+        "photo": 0,
+        "scale": 0.25,
+        "flip": (False, False, False),
+        "origin": (0.0, 0.0),
+        "colour": np.eye(3, dtype=np.float32),
+        "level": np.zeros(3, np.float32),
+    }
+    block = photo_block(params, np.arange(40, dtype=np.float32), np.arange(60, dtype=np.float32))
+    averaged = full[:160, :240].reshape(40, 4, 60, 4, 3).mean(axis=(1, 3))
+    expected = averaged - averaged.reshape(-1, 3).mean(axis=0)  # photo_block centres each channel
+    assert np.allclose(block, expected, atol=1e-5)
+    sampled = full[:160:4, :240:4]
+    assert not np.allclose(block, sampled - sampled.reshape(-1, 3).mean(axis=0), atol=1e-2)
+
+
 def test_thin_bars_are_thin_layers_of_their_own() -> None:
     bars = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photometric=False, n_objects=0, thin_objects=4)
     narrow = 0
