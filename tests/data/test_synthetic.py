@@ -36,9 +36,14 @@ def _warp_error(pair: SyntheticPair, disp: np.ndarray) -> np.ndarray:
     return np.abs(_sample_rows(pair.right, x_right) - pair.left).mean(axis=-1)
 
 
-@pytest.fixture(scope="module")
-def clean_pairs() -> list[SyntheticPair]:
-    return [generate_pair(CLEAN, seed) for seed in SEEDS]
+CURVED = SynthConfig(height=H, width=W, max_disp=MAX_DISP, photometric=False, curved_prob=1.0)
+
+
+@pytest.fixture(scope="module", params=["planar", "curved"])
+def clean_pairs(request: pytest.FixtureRequest) -> list[SyntheticPair]:
+    """Scenes without photometric noise; the geometry tests run on planar and on curved objects."""
+    config = CLEAN if request.param == "planar" else CURVED
+    return [generate_pair(config, seed) for seed in SEEDS]
 
 
 # -------------------------------------------------------------------------------- basics
@@ -146,7 +151,8 @@ def test_scenes_have_several_layers_and_occlusions(clean_pairs: list[SyntheticPa
         assert (gradient > 0.002).mean() > 0.3
 
 
-def test_photometric_differences_between_views(clean_pairs: list[SyntheticPair]) -> None:
+def test_photometric_differences_between_views() -> None:
+    clean_pairs = [generate_pair(CLEAN, seed) for seed in SEEDS]
     photo = [generate_pair(CONFIG, seed) for seed in SEEDS]
     for with_photo, without in zip(photo, clean_pairs, strict=True):
         assert np.array_equal(with_photo.disp, without.disp)  # same scene
@@ -339,7 +345,46 @@ def test_camera_effects_change_the_views_but_not_the_geometry() -> None:
         assert b.left.min() >= 0 and b.left.max() <= 1
 
 
+def test_curved_objects_bend_and_stay_in_range() -> None:
+    """With curved_prob 1 every object is a dome, bowl or cylinder: inside the objects the second
+    differences of the disparity are not zero, as they are on planes; slopes stay bounded."""
+
+    def curvature(config: SynthConfig) -> float:
+        bent = []
+        for seed in range(4):
+            pair = generate_pair(config, seed)
+            assert pair.disp.min() > 0 and pair.disp.max() < MAX_DISP
+            objects = pair.disp > config.background_max_frac * MAX_DISP  # objects lie in front
+            second = np.abs(pair.disp[:, 2:] - 2 * pair.disp[:, 1:-1] + pair.disp[:, :-2])
+            inside = objects[:, 2:] & objects[:, 1:-1] & objects[:, :-2] & (second < 0.5)  # no edges
+            slope = np.abs(np.diff(pair.disp, axis=1))[objects[:, 1:] & objects[:, :-1]]
+            assert np.median(slope) <= config.max_slope + 1e-3
+            bent.append(float(np.median(second[inside])))
+        return float(np.mean(bent))
+
+    assert curvature(CLEAN) < 1e-4
+    assert curvature(CURVED) > 1e-3
+
+
+def test_curved_right_disparity_inverts_the_left_one() -> None:
+    """For a curved layer, the right view's disparity at xr = x − D(x) is D(x), to float precision."""
+    from stereodistill.data.synthetic.scene import _curved_layer
+
+    rng = np.random.default_rng(0)
+    verts = np.array([[20.0, 10.0], [100.0, 10.0], [100.0, 60.0], [20.0, 60.0]])
+    for _ in range(20):
+        layer = _curved_layer(rng, verts, (20.0, 100.0, 10.0, 60.0), 8.0, 23.0, 0.25, {})
+        assert layer.qx or layer.qy
+        ys = np.arange(10, 61, dtype=np.float32)
+        xs = np.arange(20, 101, dtype=np.float32)[None, :]
+        d = layer.left_disparity(ys, xs)
+        assert layer.dlo - 1e-3 <= d.min() and d.max() <= layer.dhi + 1e-3 and layer.dhi <= 23.0 + 1e-3
+        assert np.allclose(layer.right_disparity(ys, xs - d), d, atol=1e-3)
+
+
 def test_realistic_scene_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="curved_prob"):
+        SynthConfig(curved_prob=2.0)
     with pytest.raises(ConfigError, match="photo_prob"):
         SynthConfig(photo_prob=1.5)
     with pytest.raises(ConfigError, match="thin_objects"):

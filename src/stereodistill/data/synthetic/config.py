@@ -48,6 +48,7 @@ class SynthConfig:
     thin_objects: int = 0  # extra thin bars (1.5–6 px wide) per scene: poles, rails, spokes
     camera_effects: bool = False  # per-view vignetting, defocus blur and JPEG (photometric only)
     ground_prob: float = 0.0  # chance of a ground plane: from a horizon down, nearer (up to max disparity) below
+    curved_prob: float = 0.0  # chance that an object is a curved patch (dome, bowl or cylinder), not a plane
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
@@ -70,6 +71,8 @@ class SynthConfig:
             raise ConfigError(f"photo_prob must be in [0, 1], got {self.photo_prob}")
         if not 0 <= self.ground_prob <= 1:
             raise ConfigError(f"ground_prob must be in [0, 1], got {self.ground_prob}")
+        if not 0 <= self.curved_prob <= 1:
+            raise ConfigError(f"curved_prob must be in [0, 1], got {self.curved_prob}")
         if self.thin_objects < 0:
             raise ConfigError(f"thin_objects must be >= 0, got {self.thin_objects}")
         if self.noise_std < 0:

@@ -1,5 +1,5 @@
 """Rendering both views of a scene exactly: row-wise polygon tests, the left view (closest layer
-wins), the right view through the analytic inverse of each plane, and the occlusion mask."""
+wins), the right view through the analytic inverse of each surface, and the occlusion mask."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def render_left(placed: list[Placed], config: SynthConfig) -> tuple[np.ndarray, 
             continue
         ys = np.arange(p.y0, p.y1, dtype=np.float32)
         xs = np.arange(x0, x1, dtype=np.float32)[None, :]
-        d = (lay.a + lay.c * ys)[:, None] + lay.b * xs
+        d = lay.left_disparity(ys, xs)
         rows = (p.base + (np.arange(p.y1 - p.y0) * p.tex_width) - p.tx0).astype(np.int32)[:, None]
         index = rows + np.arange(x0, x1, dtype=np.int32)[None, :]
         view = disp[p.y0 : p.y1, x0:x1]
@@ -121,11 +121,9 @@ def render_right(placed: list[Placed], config: SynthConfig) -> tuple[np.ndarray,
         x0, x1 = _right_cols(p, w)
         if x1 <= x0:
             continue
-        scale = 1.0 / (1.0 - lay.b)
         ys = np.arange(p.y0, p.y1, dtype=np.float32)
         xr = np.arange(x0, x1, dtype=np.float32)[None, :]
-        row_term = ((lay.a + lay.c * ys) * scale)[:, None]
-        d = xr * (scale - 1.0) + row_term  # x_l − xr with x_l = (xr + a + c·y) / (1 − b)
+        d = lay.right_disparity(ys, xr)  # x_l − xr
         view = disp[p.y0 : p.y1, x0:x1]
         win = d > view
         if p.crossings is not None:
@@ -151,11 +149,10 @@ def occlusion_mask(placed: list[Placed], disp: np.ndarray, config: SynthConfig) 
         x0, x1 = _right_cols(p, w, extra=float(config.max_disp))
         if x1 <= x0:
             continue
-        scale = 1.0 / (1.0 - lay.b)
         ys = np.arange(p.y0, p.y1, dtype=np.float32)
         d_left = disp[p.y0 : p.y1, x0:x1]
         xr = xs[None, x0:x1] - d_left
-        d = xr * (scale - 1.0) + ((lay.a + lay.c * ys) * scale)[:, None]
+        d = lay.right_disparity(ys, xr)
         hit = d > d_left + OCCLUSION_EPS
         if p.crossings is not None:
             hit &= _inside(xr + d, p.crossings)

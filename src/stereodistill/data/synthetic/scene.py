@@ -1,5 +1,5 @@
-"""Sampling a scene: a background and a few objects, each a polygon on a slanted disparity plane
-with its texture parameters, all in left-view coordinates."""
+"""Sampling a scene: a background and a few objects, each a polygon on a slanted disparity plane or
+a curved patch, with its texture parameters, all in left-view coordinates."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from stereodistill.data.synthetic.photos import photo_params
 
 @dataclass
 class Layer:
-    """A planar layer: shape (polygon, None = everywhere), plane, texture parameters, extents."""
+    """A layer: shape (polygon, None = everywhere), surface, texture parameters, extents.
+
+    Its disparity in left coordinates is ``D(x, y) = a + b·x + c·y + qx·(x − x0)² + qy·(y − y0)²``:
+    a plane when ``qx = qy = 0``, else a dome, bowl or cylinder. ``|∂D/∂x| < 1`` over the layer
+    makes ``x − D(x)`` increasing, so every right-view point sees one point of the layer at most
+    and the right view is rendered exactly through the inverse (:meth:`right_disparity`)."""
 
     verts: np.ndarray | None  # n×2 (x, y) polygon in left coordinates, or None for the background
     a: float
@@ -25,9 +30,37 @@ class Layer:
     xmax: float
     ymin: float
     ymax: float
-    dlo: float  # plane range over the shape's bounding box
+    dlo: float  # disparity range over the shape's bounding box
     dhi: float
     texture: dict[str, Any]
+    qx: float = 0.0  # curvature along x and y, about (x0, y0)
+    qy: float = 0.0
+    x0: float = 0.0
+    y0: float = 0.0
+
+    def row_term(self, ys: np.ndarray) -> np.ndarray:
+        """The part of D that depends on the row alone (rows are the same in both views)."""
+        term = self.a + self.c * ys
+        return term + self.qy * (ys - self.y0) ** 2 if self.qy else term
+
+    def left_disparity(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """D on rows ``ys`` (n) and left columns ``xs`` (1×m)."""
+        d = self.row_term(ys)[:, None] + self.b * xs
+        return d + self.qx * (xs - self.x0) ** 2 if self.qx else d
+
+    def right_disparity(self, ys: np.ndarray, xr: np.ndarray) -> np.ndarray:
+        """D at the left point that right column ``xr`` (1×m or n×m) sees on rows ``ys``: the root of
+        ``x − D(x) = xr`` on the increasing branch; −inf where the surface reaches no such point."""
+        row = self.row_term(ys)[:, None]
+        k = 1.0 - self.b
+        if not self.qx:  # a plane: x_l = (xr + row) / (1 − b)
+            scale = 1.0 / k
+            return xr * (scale - 1.0) + row * scale
+        # u = x − x0 solves qx·u² − k·u + s = 0; this form of the root is stable as qx → 0.
+        s = xr + row + self.b * self.x0 - self.x0
+        disc = k * k - 4.0 * self.qx * s
+        u = 2.0 * s / (k + np.sqrt(np.maximum(disc, 0.0)))
+        return np.where(disc >= 0, u + self.x0 - xr, -np.inf)
 
 
 def _plane_in_range(
@@ -47,6 +80,41 @@ def _plane_in_range(
     gy = min(max_slope, budget * (1.0 - share) / hh) * float(rng.choice((-1.0, 1.0)))
     spread = abs(gx) * hw + abs(gy) * hh
     return dc - gx * xc - gy * yc, gx, gy, dc - spread, dc + spread
+
+
+def _extremes(slope: float, curvature: float, half: float) -> tuple[float, float]:
+    """Smallest and largest of ``slope·t + curvature·t²`` over ``t ∈ [−half, half]``."""
+    values = [-slope * half + curvature * half**2, slope * half + curvature * half**2]
+    if curvature and abs(slope) < 2 * abs(curvature) * half:  # the vertex lies inside
+        values.append(-(slope**2) / (4 * curvature))
+    return min(values), max(values)
+
+
+def _curved_layer(
+    rng: np.random.Generator,
+    verts: np.ndarray,
+    box: tuple[float, float, float, float],
+    lo: float,
+    hi: float,
+    max_slope: float,
+    texture: dict[str, Any],
+) -> Layer:
+    """A dome or bowl (curved both ways) or a cylinder (one way) over ``box``, within [lo, hi], with
+    ``|∂D/∂x|`` and ``|∂D/∂y|`` at most ``max_slope`` everywhere on it."""
+    xmin, xmax, ymin, ymax = box
+    x0, y0 = 0.5 * (xmin + xmax), 0.5 * (ymin + ymax)
+    hw, hh = max(0.5 * (xmax - xmin), 1.0), max(0.5 * (ymax - ymin), 1.0)
+    dc = float(rng.uniform(lo, hi))
+    kind = str(rng.choice(("dome", "cylinder_x", "cylinder_y")))
+    sign = float(rng.choice((-1.0, 1.0)))  # −1: bulging towards the camera, +1: hollow
+    gx, gy = (max_slope * float(rng.uniform(-0.4, 0.4)) for _ in range(2))
+    qx = sign * float(rng.uniform(0.3, 1.0)) * (max_slope - abs(gx)) / (2 * hw) if kind != "cylinder_y" else 0.0
+    qy = sign * float(rng.uniform(0.3, 1.0)) * (max_slope - abs(gy)) / (2 * hh) if kind != "cylinder_x" else 0.0
+    (xlo, xhi), (ylo, yhi) = _extremes(gx, qx, hw), _extremes(gy, qy, hh)
+    vlo, vhi = xlo + ylo, xhi + yhi
+    fit = min(1.0, (hi - dc) / vhi if vhi > 0 else 1.0, (dc - lo) / -vlo if vlo < 0 else 1.0)
+    gx, gy, qx, qy = gx * fit, gy * fit, qx * fit, qy * fit
+    return Layer(verts, dc - gx * x0 - gy * y0, gx, gy, *box, dc + fit * vlo, dc + fit * vhi, texture, qx, qy, x0, y0)
 
 
 def _shape(rng: np.random.Generator, cx: float, cy: float, r0: float) -> np.ndarray:
@@ -157,7 +225,7 @@ def _texture_params(rng: np.random.Generator, config: SynthConfig, background: b
 
 def sample_scene(rng: np.random.Generator, config: SynthConfig) -> list[Layer]:
     """Background (layer 0), maybe a ground plane, ``n_objects`` polygons and ``thin_objects`` bars, each
-    with a plane and a texture."""
+    with a plane (an object: maybe a curved patch) and a texture."""
     h, w, wc = config.height, config.width, config.canvas_width
     lo, hi = config.min_disp, config.disp_high
     bg_hi = config.background_max_frac * config.max_disp
@@ -175,6 +243,11 @@ def sample_scene(rng: np.random.Generator, config: SynthConfig) -> list[Layer]:
             cx, cy = rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(-0.05 * h, 1.05 * h)
             verts = _bar(rng, cx, cy, size)
         box = (float(verts[:, 0].min()), float(verts[:, 0].max()), float(verts[:, 1].min()), float(verts[:, 1].max()))
+        # No draw at curved_prob 0 (old scenes unchanged); bars stay flat.
+        if k < config.n_objects and config.curved_prob > 0 and rng.uniform() < config.curved_prob:
+            texture = _texture_params(rng, config, False)
+            layers.append(_curved_layer(rng, verts, box, bg_hi, hi, config.max_slope, texture))
+            continue
         a, b, c, dlo, dhi = _plane_in_range(rng, box, bg_hi, hi, config.max_slope)
         layers.append(Layer(verts, a, b, c, *box, dlo, dhi, _texture_params(rng, config, False)))
     return layers
