@@ -22,6 +22,9 @@ class Constant(torch.nn.Module):
         self.values = (left, right)
         self.calls = 0
 
+    def offered_taps(self):
+        return ("prob",)
+
     def forward(self, left, right, taps=()):
         value = self.values[self.calls % 2]
         self.calls += 1
@@ -39,6 +42,51 @@ def test_pseudo_labels_keep_only_left_right_consistent_confident_pixels():
     assert not mask.any()  # the views disagree by 2 px
     _, mask = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings(confidence=0.95))
     assert not mask.any()  # a peak of 0.9 is not confident enough
+
+
+def test_a_label_of_zero_is_never_kept():
+    image = torch.rand(1, 3, 8, 16)
+    _, mask = pseudo_label(Constant(0.0, 0.0), image, image, PseudoLabelSettings())
+    assert not mask.any()  # consistent and confident, but 0 px is no disparity
+
+
+def test_sgbm_teaches_with_its_matches_only(tmp_path, capsys):
+    """A classical teacher: no probabilities, its unmatched pixels never become labels, and it takes
+    the student's range."""
+    from stereodistill.data.formats import read_mask, read_pfm
+    from stereodistill.data.motorcycle import load_motorcycle, reduce_pair
+
+    left, right, disp = reduce_pair(*load_motorcycle(), 8)  # a real pair, 62x92
+    for name, image in (("left", left), ("right", right)):
+        write_image(tmp_path / "pairs" / name / "moto.png", image)
+    write_pfm(tmp_path / "gt.pfm", np.nan_to_num(disp, nan=0.0, posinf=0.0).astype(np.float32))
+    save_model(tmp_path / "student", build_model("lean", max_disp=16))
+    command = ["adapt", "sgbm", str(tmp_path / "student"), "--unlabeled", str(tmp_path / "pairs")]
+    command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
+    assert main(command) == 0
+    assert "sgbm has no probabilities" in capsys.readouterr().out
+    (label,) = (tmp_path / "a" / "pseudo").glob("*.pfm")
+    values, mask = read_pfm(label), read_mask(label.with_name(label.stem + "_mask.png"))
+    assert 0.2 < mask.mean() < 1.0  # unmatched and inconsistent pixels are left out
+    assert (values[mask] > 0).all() and (values[~mask] == 0).any()  # holes stay empty, not filled
+    assert values.max() < 16 + 1e-3  # the student's range
+    assert (
+        main(
+            [
+                "adapt",
+                "sgbm",
+                str(tmp_path / "student"),
+                "--unlabeled",
+                str(tmp_path / "pairs"),
+                "--out",
+                str(tmp_path / "b"),
+                "--teacher-arch",
+                "psmnet",
+            ]
+        )
+        == 2
+    )
+    assert "classical matcher" in capsys.readouterr().err
 
 
 def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_path, capsys):

@@ -17,7 +17,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "OUT is the run folder: OUT/model, scalars.csv, kept.json (kept pixels per pair), report.html. Ground truth "
         "in the list is never used for training, only scored before and after (OUT/adapt.json).",
     )
-    parser.add_argument("teacher", help="the teacher: a stereodistill checkpoint, or a release with --teacher-arch")
+    parser.add_argument(
+        "teacher",
+        help="the teacher: a stereodistill checkpoint, a release with --teacher-arch, or sgbm (classical: "
+        "its unmatched pixels and the left-right check filter its labels)",
+    )
     parser.add_argument("student", help="the student: a stereodistill checkpoint, or an architecture (from scratch)")
     parser.add_argument("--unlabeled", required=True, help="a pairs CSV, or a folder holding left/ and right/")
     parser.add_argument("--out", required=True, help="output run folder (new or empty; --force clears it)")

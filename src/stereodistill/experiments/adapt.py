@@ -9,6 +9,11 @@ the pixels that pass two filters become labels:
   (x − d), agrees within ``lr_threshold`` px (occlusions and mismatches fail it);
 * **confidence**: the teacher's distribution peaks at ≥ ``confidence`` probability.
 
+The teacher may also be a classical matcher of the zoo (``sgbm``), as in Tonioni et al.'s
+unsupervised adaptation of deep stereo (ICCV 2017): it has no distribution, so its own unmatched
+pixels (no disparity: 0) take the place of the confidence filter, and the left-right check applies
+as to any teacher. A label of 0 px or less is never kept, whatever the teacher.
+
 The labels and masks are written as PFM + PNG beside a ``pairs`` CSV, and the student then trains on
 them through the ordinary supervised trainer (its crops and augmentations), starting from its own
 weights. A truncated loss is available (``clamp``: where the student ends further than that from a
@@ -45,9 +50,11 @@ def _file_key(path: Path) -> str:
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def teacher_key(teacher_files: list[Path]) -> str:
-    """What a cached label depends on in the teacher: its files (weights and metadata)."""
-    return hashlib.sha256("|".join(_file_key(p) for p in teacher_files if p.is_file()).encode()).hexdigest()[:16]
+def teacher_key(teacher: torch.nn.Module, teacher_files: list[Path]) -> str:
+    """What a cached label depends on in the teacher: its files (weights and metadata), or for a
+    classical matcher, which has none, its settings."""
+    files = "|".join(_file_key(p) for p in teacher_files if p.is_file())
+    return hashlib.sha256(f"{teacher.arch}|{teacher.config}|{files}".encode()).hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -56,12 +63,14 @@ def pseudo_label(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's disparity of the left view (H×W) and the mask of the pixels that pass both
     filters, for 1×3×H×W images in [0, 1]."""
-    out = teacher(left, right, taps=["prob"])
+    has_prob = "prob" in teacher.offered_taps()
+    out = teacher(left, right, taps=["prob"] if has_prob else [])
     disparity = out.disparity
     consistent = left_right_consistent(disparity, right_view_disparity(teacher, left, right), settings.lr_threshold)
-    confident = out.taps["prob"].amax(dim=1) >= settings.confidence
-    disparity, consistent, confident = disparity[0], consistent[0], confident[0]
-    return disparity.float().cpu().numpy(), (consistent & confident).cpu().numpy()
+    keep = consistent & (disparity > 0)
+    if has_prob:
+        keep &= out.taps["prob"].amax(dim=1) >= settings.confidence
+    return disparity[0].float().cpu().numpy(), keep[0].cpu().numpy()
 
 
 def write_pseudo_labels(
@@ -79,7 +88,7 @@ def write_pseudo_labels(
     from stereodistill.fileio import write_text_atomic
 
     cache = out / "pseudo"
-    key = teacher_key(teacher_files)
+    key = teacher_key(teacher, teacher_files)
     rows, kept = ["left,right,disp,mask"], []
     for index, files in enumerate(pairs.files):
         height, width = image_size(files.left)  # from the header: a cached pair is not decoded
@@ -109,14 +118,28 @@ INPUTS = ("pseudo", "pseudo.csv", "pairs.csv", "kept.json")  # written before tr
 REPORT_PAIRS = 4  # pairs shown in report.html
 
 
+def classical_teacher(name: str) -> bool:
+    """Whether TEACHER names a classical matcher of the zoo (``sgbm``) rather than a checkpoint."""
+    from stereodistill.checkpoint import checkpoint_paths
+    from stereodistill.models.zoo import list_models, model_class
+
+    return name in list_models() and not model_class(name).trainable and not checkpoint_paths(name)[0].exists()
+
+
 def load_teacher(
-    path: str, arch: str | None, options: dict[str, Any], device: torch.device
+    path: str, arch: str | None, options: dict[str, Any], device: torch.device, max_disp: int = 192
 ) -> tuple[torch.nn.Module, list[Path]]:
-    """Our checkpoint, or an original release's (``arch`` given: imported with ``torch.load(weights_only=True)``),
-    in eval mode; with the files a cached label depends on."""
+    """Our checkpoint, an original release's (``arch`` given: imported with ``torch.load(weights_only=True)``),
+    or a classical matcher at ``max_disp`` with its unmatched pixels left empty; in eval mode, with
+    the files a cached label depends on."""
     from stereodistill.checkpoint import checkpoint_paths, load_model
     from stereodistill.models.import_original import import_checkpoint
+    from stereodistill.models.zoo import model_class
 
+    if classical_teacher(path):
+        if arch is not None or options:
+            raise ConfigError(f"{path} is a classical matcher: --teacher-arch and --teacher-option do not apply")
+        return model_class(path)(max_disp=max_disp, fill_holes=False).to(device).eval(), []
     if arch is None:
         if options:
             raise ConfigError("--teacher-option needs --teacher-arch (the options of an original release)")
@@ -173,7 +196,11 @@ def adapt(
     from stereodistill.train.trainer import Trainer
 
     dev = resolve_device(device)
-    teacher, teacher_files = load_teacher(teacher_path, teacher_arch, dict(teacher_options or {}), dev)
+    # A classical teacher has no range of its own: it takes the student's (192 for a new student).
+    span = student_start(student, 192)[0]["max_disp"] if classical_teacher(teacher_path) else 192
+    teacher, teacher_files = load_teacher(teacher_path, teacher_arch, dict(teacher_options or {}), dev, span)
+    if classical_teacher(teacher_path):
+        log(f"  {teacher_path} has no probabilities: its unmatched pixels and the left-right check filter the labels")
     model, init = student_start(student, int(teacher.max_disp))
     student_disp = model["max_disp"]
     if teacher.max_disp < student_disp:

@@ -7,8 +7,10 @@ speckle filtering off. Its number of disparities is ``max_disp`` rounded up to a
 OpenCV requires. Pixels it leaves without a match (occlusions, left border, failed uniqueness) are
 filled with the nearest valid disparity to their left in the row (the background, where the
 occluder is on the right, as in a left view), and from the right at the start of a row; a row with
-no match at all becomes 0. Nothing is trained: it has no parameters and offers no taps. Needs
-``opencv-python-headless`` (the ``sgbm`` extra).
+no match at all becomes 0. With ``fill_holes=False`` they stay 0, which the metric protocol counts
+as no value: ``adapt`` labels with it that way, so that only real matches become labels. Nothing is
+trained: it has no parameters and offers no taps. Needs ``opencv-python-headless`` (the ``sgbm``
+extra).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ class SGBM(StereoModel):
     pad_multiple: ClassVar[int] = 1
     block_size: ClassVar[int] = 3
 
-    def __init__(self, max_disp: int = 192) -> None:
-        super().__init__(max_disp=max_disp)
+    def __init__(self, max_disp: int = 192, fill_holes: bool = True) -> None:
+        super().__init__(max_disp=max_disp, fill_holes=fill_holes)
+        self.fill_holes = fill_holes
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         return image  # OpenCV takes the 8-bit image as it is
@@ -84,5 +87,6 @@ class SGBM(StereoModel):
             ]
             raw = matcher.compute(*views).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
             valid = raw >= 0
-            outputs.append(torch.from_numpy(fill_from_left(np.where(valid, raw, 0.0), valid)))
+            matched = np.where(valid, raw, 0.0).astype(np.float32)
+            outputs.append(torch.from_numpy(fill_from_left(matched, valid) if self.fill_holes else matched))
         return StereoOutput(disparity=torch.stack(outputs).to(left.device), aux=[])
