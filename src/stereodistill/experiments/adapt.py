@@ -196,10 +196,11 @@ def adapt(
     from stereodistill.train.trainer import Trainer
 
     dev = resolve_device(device)
+    classical = classical_teacher(teacher_path)
     # A classical teacher has no range of its own: it takes the student's (192 for a new student).
-    span = student_start(student, 192)[0]["max_disp"] if classical_teacher(teacher_path) else 192
+    span = student_start(student, 192)[0]["max_disp"] if classical else 192
     teacher, teacher_files = load_teacher(teacher_path, teacher_arch, dict(teacher_options or {}), dev, span)
-    if classical_teacher(teacher_path):
+    if classical:
         log(f"  {teacher_path} has no probabilities: its unmatched pixels and the left-right check filter the labels")
     model, init = student_start(student, int(teacher.max_disp))
     student_disp = model["max_disp"]
