@@ -57,6 +57,19 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def merge_mappings(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive merge of nested mappings (copies); ``extra`` wins."""
+    import copy
+
+    merged = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_mappings(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
     """Set a dotted key in nested mappings, creating them as needed. A list of named items (the
     distillation terms) is addressed by an item's ``name``, never by position. The one override

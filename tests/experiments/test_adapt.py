@@ -147,3 +147,26 @@ def test_adapt_starts_a_student_from_scratch_and_refuses_release_options_without
     assert (tmp_path / "a" / "pairs.csv").is_file() and "ground_truth" not in (
         tmp_path / "a" / "adapt.json"
     ).read_text()
+
+
+def test_adapt_reads_a_config_file_that_flags_override_and_checks_it_before_writing(tmp_path, capsys):
+    import yaml
+
+    rng = np.random.default_rng(2)
+    for side in ("left", "right"):
+        write_image(tmp_path / "cam" / side / "0001.png", rng.random((32, 64, 3)))
+    save_model(tmp_path / "teacher", build_model("lean", max_disp=16))
+    save_model(tmp_path / "student", build_model("lean-xs", max_disp=16))
+    settings = {"steps": 3, "crop": [32, 64], "confidence": 0.0, "run": {"data": {"color_jitter": False}}}
+    (tmp_path / "adapt.yaml").write_text(yaml.safe_dump(settings))
+    command = ["adapt", str(tmp_path / "teacher"), str(tmp_path / "student"), "--unlabeled", str(tmp_path / "cam")]
+    assert main([*command, "--out", str(tmp_path / "a"), "--config", str(tmp_path / "adapt.yaml"), "--steps", "1"]) == 0
+    saved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert saved["steps"] == 1  # the flag wins over the file
+    assert saved["data"]["crop"] == [32, 64] and saved["data"]["color_jitter"] is False  # the file's settings
+    capsys.readouterr()
+    for bad, named in (({"step": 2}, "step"), ({"run": {"data": {"colour_jitter": False}}}, "colour_jitter")):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+        assert main([*command, "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.yaml")]) == 2
+        assert named in capsys.readouterr().err
+        assert not (tmp_path / "b").exists()  # nothing written

@@ -25,22 +25,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("student", help="the student: a stereodistill checkpoint, or an architecture (from scratch)")
     parser.add_argument("--unlabeled", required=True, help="a pairs CSV, or a folder holding left/ and right/")
     parser.add_argument("--out", required=True, help="output run folder (new or empty; --force clears it)")
-    parser.add_argument("--steps", type=positive_int, default=300, help="training steps (default 300)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
-    parser.add_argument("--crop", type=size, default=(192, 320), help="training crop HxW (default 192x320)")
+    parser.add_argument(
+        "--config",
+        help="a YAML of these settings (steps, lr, crop, batch_size, lr_threshold, confidence, clamp) and `run:`, "
+        "merged into the student's run config (e.g. {amp: bf16, data: {color_jitter: false}}); flags win",
+    )
+    parser.add_argument("--steps", type=positive_int, help="training steps (default 300)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
+    parser.add_argument("--crop", type=size, help="training crop HxW (default 192x320)")
     parser.add_argument(
         "--lr-threshold",
         type=float,
-        default=1.0,
         help="left-right agreement in px; inf turns the check off (default 1)",
     )
     parser.add_argument(
-        "--confidence", type=float, default=0.3, help="minimum peak probability; 0 turns the check off (default 0.3)"
+        "--confidence", type=float, help="minimum peak probability; 0 turns the check off (default 0.3)"
     )
     parser.add_argument(
         "--clamp",
         type=float,
-        default=0.0,
         help="px: pixels the student predicts further than this from their label are left out of the loss; "
         "0, the default, keeps them all (measured: 3 px and 8 px both did worse, docs/results.md)",
     )
@@ -66,18 +69,24 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stereodistill.cli.data_cmd import parse_options
-    from stereodistill.experiments.adapt import PseudoLabelSettings, adapt
+    from stereodistill.experiments.adapt import AdaptConfig, PseudoLabelSettings, adapt, load_adapt_config
 
+    config = load_adapt_config(args.config) if args.config else AdaptConfig()
+    for key in ("steps", "lr", "crop", "lr_threshold", "confidence", "clamp"):
+        if getattr(args, key) is not None:  # a flag given on the command line wins over the file
+            setattr(config, key, getattr(args, key))
     report = adapt(
         args.teacher,
         args.student,
         args.unlabeled,
         Path(args.out),
-        steps=args.steps,
-        lr=args.lr,
-        crop=args.crop,
-        settings=PseudoLabelSettings(lr_threshold=args.lr_threshold, confidence=args.confidence),
-        clamp=args.clamp or None,
+        steps=config.steps,
+        lr=config.lr,
+        crop=config.crop,
+        batch_size=config.batch_size,
+        settings=PseudoLabelSettings(lr_threshold=config.lr_threshold, confidence=config.confidence),
+        clamp=config.clamp or None,
+        run=config.run,
         teacher_arch=args.teacher_arch,
         teacher_options=parse_options(args.teacher_option),
         skip_bad=args.skip_bad,

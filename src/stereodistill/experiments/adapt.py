@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,30 @@ import torch
 from stereodistill.distill.masks import left_right_consistent, right_view_disparity
 from stereodistill.errors import ConfigError
 from stereodistill.fileio import write_json
+
+if TYPE_CHECKING:
+    from stereodistill.train.config import RunConfig
+
+
+@dataclass
+class AdaptConfig:
+    """What ``adapt --config FILE`` sets (a flag given on the command line wins over the file)."""
+
+    steps: int = 300  # training steps
+    lr: float = 1e-4  # peak learning rate (AdamW, cosine)
+    crop: tuple[int, int] = (192, 320)  # training crop H, W
+    batch_size: int = 2  # pairs per step (at most the number of pairs)
+    lr_threshold: float = 1.0  # px: left-right disagreement above this drops the pixel (.inf: off)
+    confidence: float = 0.3  # the teacher's peak probability below this drops the pixel (0: off)
+    clamp: float | None = None  # px: a truncated loss (null: off, the measured best)
+    run: dict[str, Any] = field(default_factory=dict)  # merged into the student's run config, e.g. {amp: bf16}
+
+
+def load_adapt_config(path: str | Path) -> AdaptConfig:
+    """An ``adapt`` config file, checked like every config (unknown keys and wrong types name the file)."""
+    from stereodistill.config import from_dict, load_yaml
+
+    return from_dict(AdaptConfig, load_yaml(path), where=str(path))
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,7 @@ def adapt(
     clamp: float | None = None,
     teacher_arch: str | None = None,
     teacher_options: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
     skip_bad: bool = False,
     force: bool = False,
     resume: bool = False,
@@ -186,12 +211,11 @@ def adapt(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Pseudo-label ``unlabeled`` (a pairs CSV, or a folder holding left/ and right/) with the teacher,
-    then fine-tune the student on the kept pixels; the run folder is ``out``."""
-    from stereodistill.config import from_dict
+    then fine-tune the student on the kept pixels; the run folder is ``out``. ``run`` is merged into
+    the student's run config (``AdaptConfig.run``)."""
     from stereodistill.data.datasets import build_dataset
     from stereodistill.data.pairing import pairs_csv
     from stereodistill.runtime import resolve_device
-    from stereodistill.train.config import RunConfig
     from stereodistill.train.run_folder import prepare_new_run
     from stereodistill.train.trainer import Trainer
 
@@ -209,6 +233,19 @@ def adapt(
             f"the teacher's max disparity ({teacher.max_disp}) is below the student's ({student_disp}): its "
             "labels could not reach the student's range"
         )
+    # The run config is checked before anything is written (a bad key in ``run`` fails here).
+    student_run(
+        model,
+        out,
+        out / "pseudo.csv",
+        steps=steps,
+        lr=lr,
+        crop=crop,
+        batch_size=batch_size,
+        clamp=clamp,
+        device=device,
+        run=run,
+    )
     unlabeled = Path(unlabeled)
     if not unlabeled.exists():
         raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
@@ -222,21 +259,19 @@ def adapt(
     log(f"[1/3] pseudo-labels from {teacher.arch} for {len(pairs)} pairs (cached in {out / 'pseudo'})")
     csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log)
     del teacher
-    config = {
-        "name": "adapt",
-        "output": str(out),
-        "device": device,
-        "steps": steps,
-        "model": model,
-        "data": {
-            "train": {"dataset": "pairs", "root": str(csv), "max_disp": student_disp},
-            "crop": list(crop),
-            "batch_size": min(batch_size, len(pairs)),
-        },
-        "optim": {"name": "adamw", "lr": lr, "schedule": "cosine", "grad_clip": 10.0},
-        "supervised": {"loss": "smooth_l1", "clamp": clamp},
-    }
-    trainer = Trainer(from_dict(RunConfig, config), distill=False, resume=resume, inputs=INPUTS)
+    run_config = student_run(
+        model,
+        out,
+        csv,
+        steps=steps,
+        lr=lr,
+        crop=crop,
+        batch_size=min(batch_size, len(pairs)),
+        clamp=clamp,
+        device=device,
+        run=run,
+    )
+    trainer = Trainer(run_config, distill=False, resume=resume, inputs=INPUTS)
     before = _build_student(model, init, dev)
     log(f"[2/3] adapting {model['arch']} for {steps} steps on the kept pixels")
     result = trainer.run()
@@ -255,6 +290,41 @@ def adapt(
     write_json(out / "adapt.json", {**report, "steps": result.get("step")})
     log(f"[3/3] report: {_write_report(out, pairs, csv, before, after, report, student_disp, dev)}")
     return report
+
+
+def student_run(
+    model: dict[str, Any],
+    out: Path,
+    labels: Path,
+    *,
+    steps: int,
+    lr: float,
+    crop: tuple[int, int],
+    batch_size: int,
+    clamp: float | None,
+    device: str,
+    run: dict[str, Any] | None,
+) -> RunConfig:
+    """The student's run config: supervised training on the labelled pairs (AdamW, cosine), with
+    ``run`` merged in."""
+    from stereodistill.config import from_dict, merge_mappings
+    from stereodistill.train.config import RunConfig
+
+    config = {
+        "name": "adapt",
+        "output": str(out),
+        "device": device,
+        "steps": steps,
+        "model": model,
+        "data": {
+            "train": {"dataset": "pairs", "root": str(labels), "max_disp": model["max_disp"]},
+            "crop": list(crop),
+            "batch_size": batch_size,
+        },
+        "optim": {"name": "adamw", "lr": lr, "schedule": "cosine", "grad_clip": 10.0},
+        "supervised": {"loss": "smooth_l1", "clamp": clamp},
+    }
+    return from_dict(RunConfig, merge_mappings(config, run or {}), where="adapt run config")
 
 
 def _build_student(model: dict[str, Any], checkpoint: str | None, device: torch.device) -> torch.nn.Module:

@@ -103,6 +103,7 @@ def render() -> str:
     from stereodistill.distill.masks import MASKS
     from stereodistill.distill.weights import SCHEDULES, WEIGHTINGS
     from stereodistill.experiments.ablation import AblationConfig
+    from stereodistill.experiments.adapt import AdaptConfig
     from stereodistill.models.zoo import list_models, model_class
     from stereodistill.train.config import RunConfig, reader_of
 
@@ -161,6 +162,13 @@ def render() -> str:
         "## Ablation files (`stereodistill ablate FILE`)",
         "",
         *_table(["key", "type", "default", "meaning"], list(field_rows(AblationConfig))),
+        "",
+        "## Adapt files (`stereodistill adapt ... --config FILE`)",
+        "",
+        "A flag given on the command line wins over the file; `run` is merged into the student's run config "
+        "(the keys of the run config above).",
+        "",
+        *_table(["key", "type", "default", "meaning"], list(field_rows(AdaptConfig))),
         "",
     ]
     return "\n".join(out)

@@ -13,7 +13,6 @@ and latency through :mod:`stereodistill.evaluate.benchmark`, as the CLI commands
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 import yaml
 
-from stereodistill.config import from_dict
+from stereodistill.config import from_dict, merge_mappings
 from stereodistill.errors import ConfigError
 from stereodistill.runtime import machine_info
 from stereodistill.train.config import RunConfig
@@ -52,17 +51,6 @@ def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
             f"(sections: {', '.join(sorted(RECIPE_KEYS))})"
         )
     return recipe
-
-
-def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; ``extra`` wins."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def family(arch: str) -> str:
@@ -121,8 +109,8 @@ def run_configs(
     ):
         data: dict[str, Any] = dict(recipe["common"])
         for part in parts:
-            data = _merge(data, part)
-        data = _merge(data, {"name": role, "output": str(runs / role), "seed": seed})
+            data = merge_mappings(data, part)
+        data = merge_mappings(data, {"name": role, "output": str(runs / role), "seed": seed})
         data["steps"] = max(1, round(int(data.get("steps", 1)) * steps_scale))
         if role == "student_distilled":
             data["teacher"] = {"checkpoint": str(runs / "teacher" / "model")}
