@@ -233,19 +233,10 @@ def adapt(
             f"the teacher's max disparity ({teacher.max_disp}) is below the student's ({student_disp}): its "
             "labels could not reach the student's range"
         )
-    # The run config is checked before anything is written (a bad key in ``run`` fails here).
-    student_run(
-        model,
-        out,
-        out / "pseudo.csv",
-        steps=steps,
-        lr=lr,
-        crop=crop,
-        batch_size=batch_size,
-        clamp=clamp,
-        device=device,
-        run=run,
-    )
+    # The run config is built before anything is written (a bad key in ``run`` fails here); it trains
+    # on the labels' CSV, which write_pseudo_labels puts at OUT/pseudo.csv.
+    kwargs = {"steps": steps, "lr": lr, "crop": crop, "clamp": clamp, "device": device, "run": run}
+    run_config = student_run(model, out, out / "pseudo.csv", batch_size=batch_size, **kwargs)
     unlabeled = Path(unlabeled)
     if not unlabeled.exists():
         raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
@@ -259,18 +250,7 @@ def adapt(
     log(f"[1/3] pseudo-labels from {teacher.arch} for {len(pairs)} pairs (cached in {out / 'pseudo'})")
     csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log)
     del teacher
-    run_config = student_run(
-        model,
-        out,
-        csv,
-        steps=steps,
-        lr=lr,
-        crop=crop,
-        batch_size=min(batch_size, len(pairs)),
-        clamp=clamp,
-        device=device,
-        run=run,
-    )
+    run_config.data.batch_size = min(run_config.data.batch_size, len(pairs))
     trainer = Trainer(run_config, distill=False, resume=resume, inputs=INPUTS)
     before = _build_student(model, init, dev)
     log(f"[2/3] adapting {model['arch']} for {steps} steps on the kept pixels")
