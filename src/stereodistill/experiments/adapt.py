@@ -60,7 +60,11 @@ def load_adapt_config(path: str | Path) -> AdaptConfig:
     """An ``adapt`` config file, checked like every config (unknown keys and wrong types name the file)."""
     from stereodistill.config import from_dict, load_yaml
 
-    return from_dict(AdaptConfig, load_yaml(path), where=str(path))
+    data = load_yaml(path)
+    try:
+        return from_dict(AdaptConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -304,7 +308,7 @@ def student_run(
         "optim": {"name": "adamw", "lr": lr, "schedule": "cosine", "grad_clip": 10.0},
         "supervised": {"loss": "smooth_l1", "clamp": clamp},
     }
-    return from_dict(RunConfig, merge_mappings(config, run or {}), where="adapt run config")
+    return from_dict(RunConfig, merge_mappings(config, run or {}), where="run")
 
 
 def _build_student(model: dict[str, Any], checkpoint: str | None, device: torch.device) -> torch.nn.Module:
