@@ -83,18 +83,27 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise DataError(weights, f"not a readable safetensors file ({exc})") from None
 
 
+def classical_network(name: str | Path) -> bool:
+    """Whether ``name`` is a classical method of the zoo (``sgbm``: no weights) rather than a checkpoint
+    (a file or checkpoint of that name wins)."""
+    from stereodistill.models.zoo import list_models, model_class
+
+    if Path(name).exists() or any(p.exists() for p in checkpoint_paths(name)):
+        return False
+    return str(name) in list_models() and not model_class(str(name)).trainable
+
+
 def load_network(
     name: str | Path, map_location: str | torch.device = "cpu", max_disp: float | None = None
 ) -> torch.nn.Module:
     """A checkpoint, or a classical method of the zoo by name (``sgbm``, which has no weights), so
     that every command running a network takes either; ``max_disp`` sets the method's range (rounded
     up to a multiple of 4; default 192)."""
-    if not Path(name).exists() and not any(p.exists() for p in checkpoint_paths(name)):
-        from stereodistill.models.zoo import list_models, model_class
+    if classical_network(name):
+        from stereodistill.models.zoo import model_class
 
-        if str(name) in list_models() and not model_class(str(name)).trainable:
-            span = -(-math.ceil(max_disp) // 4) * 4 if max_disp else 192
-            return model_class(str(name))(max_disp=span).to(map_location).eval()
+        span = -(-math.ceil(max_disp) // 4) * 4 if max_disp else 192
+        return model_class(str(name))(max_disp=span).to(map_location).eval()
     return load_model(name, map_location)
 
 

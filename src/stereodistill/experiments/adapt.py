@@ -146,25 +146,17 @@ INPUTS = ("pseudo", "pseudo.csv", "pairs.csv", "kept.json")  # written before tr
 REPORT_PAIRS = 4  # pairs shown in report.html
 
 
-def classical_teacher(name: str) -> bool:
-    """Whether TEACHER names a classical matcher of the zoo (``sgbm``) rather than a checkpoint."""
-    from stereodistill.checkpoint import checkpoint_paths
-    from stereodistill.models.zoo import list_models, model_class
-
-    return name in list_models() and not model_class(name).trainable and not checkpoint_paths(name)[0].exists()
-
-
 def load_teacher(
     path: str, arch: str | None, options: dict[str, Any], device: torch.device, max_disp: int = 192
 ) -> tuple[torch.nn.Module, list[Path]]:
     """Our checkpoint, an original release's (``arch`` given: imported with ``torch.load(weights_only=True)``),
     or a classical matcher at ``max_disp`` with its unmatched pixels left empty; in eval mode, with
     the files a cached label depends on."""
-    from stereodistill.checkpoint import checkpoint_paths, load_model
+    from stereodistill.checkpoint import checkpoint_paths, classical_network, load_model
     from stereodistill.models.import_original import import_checkpoint
     from stereodistill.models.zoo import model_class
 
-    if classical_teacher(path):
+    if classical_network(path):
         if arch is not None or options:
             raise ConfigError(f"{path} is a classical matcher: --teacher-arch and --teacher-option do not apply")
         return model_class(path)(max_disp=max_disp, fill_holes=False).to(device).eval(), []
@@ -217,6 +209,7 @@ def adapt(
     """Pseudo-label ``unlabeled`` (a pairs CSV, or a folder holding left/ and right/) with the teacher,
     then fine-tune the student on the kept pixels; the run folder is ``out``. ``run`` is merged into
     the student's run config (``AdaptConfig.run``)."""
+    from stereodistill.checkpoint import classical_network
     from stereodistill.data.datasets import build_dataset
     from stereodistill.data.pairing import pairs_csv
     from stereodistill.runtime import resolve_device
@@ -224,7 +217,7 @@ def adapt(
     from stereodistill.train.trainer import Trainer
 
     dev = resolve_device(device)
-    classical = classical_teacher(teacher_path)
+    classical = classical_network(teacher_path)
     # A classical teacher has no range of its own: it takes the student's (192 for a new student).
     span = student_start(student, 192)[0]["max_disp"] if classical else 192
     teacher, teacher_files = load_teacher(teacher_path, teacher_arch, dict(teacher_options or {}), dev, span)
@@ -239,8 +232,18 @@ def adapt(
         )
     # The run config is built before anything is written (a bad key in ``run`` fails here); it trains
     # on the labels' CSV, which write_pseudo_labels puts at OUT/pseudo.csv.
-    kwargs = {"steps": steps, "lr": lr, "crop": crop, "clamp": clamp, "device": device, "run": run}
-    run_config = student_run(model, out, out / "pseudo.csv", batch_size=batch_size, **kwargs)
+    run_config = student_run(
+        model,
+        out,
+        out / "pseudo.csv",
+        steps=steps,
+        lr=lr,
+        crop=crop,
+        batch_size=batch_size,
+        clamp=clamp,
+        device=device,
+        run=run,
+    )
     unlabeled = Path(unlabeled)
     if not unlabeled.exists():
         raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
