@@ -218,3 +218,15 @@ def test_refine_knob_adds_the_refinement_and_keeps_the_contract():
     net = build_model("lean", max_disp=MAX_DISP, refine=1)
     assert isinstance(net.refinement, LocalRefinement)
     check_eval_forward(net, *images(37, 53), MAX_DISP)
+
+
+@pytest.mark.parametrize("max_disp", [16, 32])
+def test_output_reaches_the_top_of_the_range(max_disp):
+    """A 1/4 volume's last bin is max_disp − 4 px; the refinement may go to max_disp − 1 px, not beyond
+    (before, the top 4 px of the range were unreachable: a Motorcycle at up to 30 px, range 32)."""
+    torch.manual_seed(0)
+    net = build_model("lean", max_disp=max_disp).eval()
+    with torch.no_grad():
+        net.refinement.head.bias.fill_(100.0)
+        disparity = net(*images(32, 64)).disparity
+    torch.testing.assert_close(disparity, torch.full_like(disparity, max_disp - 1.0))

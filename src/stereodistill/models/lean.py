@@ -147,7 +147,9 @@ class LeanStereo(StereoModel):
         )
         self.score = MatchingScore(knobs.groups)
         self.refinement = (
-            LocalRefinement(knobs.groups, agg, agg, knobs.refine, knobs.expansion) if knobs.refine else None
+            LocalRefinement(knobs.groups, agg, agg, knobs.refine, knobs.expansion, upper=(max_disp - 1) / 4)
+            if knobs.refine
+            else None
         )
         self.upsample = ConvexUpsample(agg, factor=4)
 

@@ -10,8 +10,10 @@ a few inverted residuals turn those local scores and the aggregation's features 
 Correlation is linear in the right view's features, so that is exactly the group-wise volume read
 at the fractional disparities by linear interpolation along its disparity axis: two ``gather`` s
 of G·K values a pixel (about 1 ms at 256×512, where warping the features took 36–60 ms). The
-residual head starts at zero: an untrained refinement is the identity. The result stays within the
-volume's range, as a soft-argmin's does.
+residual head starts at zero: an untrained refinement is the identity. The result stays within
+``[0, upper]``: by default the volume's last bin, as a soft-argmin's does; ``lean`` passes
+(max_disp − 1)/4, since a 1/4 volume's last bin D/4 − 1 stands for max_disp − 4 px at full size and
+without the extra room the network could never reach the top 4 px of its range.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ class LocalRefinement(nn.Module):
         blocks: int = 2,
         expansion: int = 4,
         offsets: Sequence[float] = OFFSETS,
+        upper: float | None = None,
     ) -> None:
         super().__init__()
+        self.upper = upper
         self.register_buffer("offsets", torch.tensor(list(offsets)), persistent=False)
         self.entry = conv_bn_act(len(offsets) * groups + context_channels, channels, kernel=1)
         self.body = inverted_residual_stage(channels, channels, blocks, 1, expansion)
@@ -63,4 +67,5 @@ class LocalRefinement(nn.Module):
     def forward(self, disparity: torch.Tensor, volume: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         scores = local_costs(volume, disparity, self.offsets.to(volume.dtype))
         x = self.body(self.entry(torch.cat((scores, context), 1)))
-        return (disparity + self.head(x).squeeze(1)).clamp(0, volume.shape[2] - 1)
+        upper = volume.shape[2] - 1 if self.upper is None else self.upper
+        return (disparity + self.head(x).squeeze(1)).clamp(0, upper)
