@@ -68,4 +68,4 @@ class LocalRefinement(nn.Module):
         scores = local_costs(volume, disparity, self.offsets.to(volume.dtype))
         x = self.body(self.entry(torch.cat((scores, context), 1)))
         upper = volume.shape[2] - 1 if self.upper is None else self.upper
-        return (disparity + self.head(x).squeeze(1)).clamp(0, upper)
+        return (disparity + self.head(x).squeeze(1)).clamp(0.0, float(upper))
