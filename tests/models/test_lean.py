@@ -10,6 +10,7 @@ from stereodistill.checkpoint import load_model, save_model
 from stereodistill.errors import ConfigError
 from stereodistill.models import build_model, list_models
 from stereodistill.models.convex_upsample import convex_combine, neighbourhood3x3
+from stereodistill.models.guided_refine import GuidedRefinement, warp_right
 from stereodistill.models.lean import LeanStereo, scaled, topk_logits
 from stereodistill.models.lean_aggregation import MatchingScore
 from stereodistill.models.local_refine import LocalRefinement, local_costs
@@ -109,6 +110,7 @@ def test_knobs_override_the_preset_and_round_trip_through_a_checkpoint(tmp_path)
         ({"topk": -1}, "topk"),
         ({"groups": 5}, "groups"),
         ({"refine": -1}, "refine"),
+        ({"guide": 7}, "guide"),
     ],
 )
 def test_bad_knobs_are_one_line_config_errors(knobs, message):
@@ -230,3 +232,36 @@ def test_output_reaches_the_top_of_the_range(max_disp):
         net.refinement.head.bias.fill_(100.0)
         disparity = net(*images(32, 64)).disparity
     torch.testing.assert_close(disparity, torch.full_like(disparity, max_disp - 1.0))
+
+
+def test_warp_right_brings_the_right_view_to_the_left():
+    """A right view that is the left shifted by d (right(x) = left(x + d)) warps back onto the left:
+    exactly for a whole-pixel d, and for a fractional d on an image linear in x."""
+    left = torch.rand(1, 3, 12, 40, generator=torch.Generator().manual_seed(0))
+    right = torch.cat((left[..., 3:], left[..., -1:].expand(-1, -1, -1, 3)), -1)
+    warped = warp_right(right, torch.full((1, 12, 40), 3.0))
+    torch.testing.assert_close(warped[..., 3:], left[..., 3:])
+    ramp = torch.arange(40.0).expand(1, 3, 12, 40)
+    warped = warp_right(ramp + 2.5, torch.full((1, 12, 40), 2.5))
+    torch.testing.assert_close(warped[..., 3:], ramp[..., 3:])
+
+
+def test_guided_refinement_starts_as_the_identity_and_learns_a_residual():
+    torch.manual_seed(0)
+    refine = GuidedRefinement(upper=15.0, channels=8, blocks=2)
+    disparity = 10.0 * torch.rand(2, 16, 24)
+    left, right = images(16, 24, batch=2)
+    torch.testing.assert_close(refine(disparity, left, right), disparity)
+    refine(disparity, left, right).sum().backward()
+    assert refine.head.weight.grad.abs().sum() > 0
+
+
+def test_guide_knob_adds_a_supervised_full_resolution_stage():
+    torch.manual_seed(0)
+    net = build_model("lean", max_disp=MAX_DISP, guide=2)
+    assert isinstance(net.guided, GuidedRefinement) and len(net.guided.body) == 2
+    check_eval_forward(net, *images(37, 53), MAX_DISP)
+    out = net.train()(*images(32, 64, batch=2))
+    # 1/4 soft-argmin, convex upsampling, guided output: one loss weight each, final last.
+    assert len(out.predictions) == len(net.loss_weights) == 3
+    assert build_model("lean", max_disp=MAX_DISP).guided is None
