@@ -105,8 +105,11 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     assert main(command) == 0
     printed = capsys.readouterr().out
     assert "pixels kept as labels" in printed and "not used for training" in printed
-    scores = json.loads((tmp_path / "a" / "adapt.json").read_text())["ground_truth"]
+    assert "photometric error on the kept pixels" in printed
+    record = json.loads((tmp_path / "a" / "adapt.json").read_text())
+    scores = record["ground_truth"]
     assert scores["before"]["epe"] > 0 and scores["after"]["epe"] > 0
+    assert set(record["photometric_error"]) == {"labels", "student"}
     kept = json.loads((tmp_path / "a" / "kept.json").read_text())
     assert len(kept) == 2 and all(0 <= k["kept"] <= 1 for k in kept)
     assert load_model(tmp_path / "a" / "model").arch == "lean"  # the output folder is the run folder
@@ -170,3 +173,27 @@ def test_adapt_reads_a_config_file_that_flags_override_and_checks_it_before_writ
         assert main([*command, "--out", str(tmp_path / "b"), "--config", str(tmp_path / "bad.yaml")]) == 2
         assert named in capsys.readouterr().err
         assert not (tmp_path / "b").exists()  # nothing written
+
+
+def test_label_check_tells_labels_that_explain_the_pair_from_labels_that_do_not(tmp_path):
+    """Labels at the true disparity score below a student that is wrong, and the other way round."""
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.experiments.adapt import label_check
+
+    left = np.random.default_rng(0).random((32, 64, 3)).astype(np.float32)
+    right = np.concatenate((left[:, 4:], np.repeat(left[:, -1:], 4, axis=1)), axis=1)  # right(x) = left(x + 4)
+    write_image(tmp_path / "l.png", left)
+    write_image(tmp_path / "r.png", right)
+    write_image(tmp_path / "mask.png", np.ones((32, 64, 3), np.float32))
+    (tmp_path / "pairs.csv").write_text("left,right\nl.png,r.png\n")
+    pairs = build_dataset("pairs", str(tmp_path / "pairs.csv"))
+
+    def check(label: float, student: float) -> dict[str, float]:
+        write_pfm(tmp_path / "label.pfm", np.full((32, 64), label, np.float32))
+        (tmp_path / "labels.csv").write_text("left,right,disp,mask\nl.png,r.png,label.pfm,mask.png\n")
+        return label_check(Constant(student, student), pairs, tmp_path / "labels.csv", torch.device("cpu"))
+
+    good = check(label=4.0, student=1.0)
+    assert good["labels"] < 0.01 < good["student"]
+    bad = check(label=1.0, student=4.0)
+    assert bad["student"] < 0.01 < bad["labels"]

@@ -144,6 +144,32 @@ def write_pseudo_labels(
 
 INPUTS = ("pseudo", "pseudo.csv", "pairs.csv", "kept.json")  # written before training, in the run folder
 REPORT_PAIRS = 4  # pairs shown in report.html
+CHECK_PAIRS = 16  # pairs, evenly spread, on which the labels are checked against the student
+
+
+@torch.no_grad()
+def label_check(
+    student: torch.nn.Module, pairs: Any, labels_csv: Path, device: torch.device, limit: int = CHECK_PAIRS
+) -> dict[str, float]:
+    """The photometric error (:mod:`~stereodistill.distill.photometric`) of the kept labels and of the
+    student's own disparity on the same pixels, over up to ``limit`` pairs: with no ground truth,
+    whether the labels explain the footage better than the student already does."""
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.distill.photometric import photometric_error
+
+    labelled = build_dataset("pairs", str(labels_csv))
+    totals = {"labels": 0.0, "student": 0.0}
+    pixels = 0
+    for index in sorted({round(i * (len(pairs) - 1) / max(limit - 1, 1)) for i in range(min(limit, len(pairs)))}):
+        sample, label = pairs.load(index), labelled.load(index)
+        left, right = sample["left"][None].to(device), sample["right"][None].to(device)
+        label_error, label_inside = photometric_error(left, right, label["disp"][None].to(device))
+        own_error, own_inside = photometric_error(left, right, student(left, right).disparity)
+        keep = label["valid"][None].to(device) & label_inside & own_inside
+        totals["labels"] += float(label_error[keep].sum())
+        totals["student"] += float(own_error[keep].sum())
+        pixels += int(keep.sum())
+    return {name: total / max(pixels, 1) for name, total in totals.items()}
 
 
 def load_teacher(
@@ -260,10 +286,25 @@ def adapt(
     run_config.data.batch_size = min(run_config.data.batch_size, len(pairs))
     trainer = Trainer(run_config, distill=False, resume=resume, inputs=INPUTS)
     before = _build_student(model, init, dev)
+    check = label_check(before, pairs, csv, dev)
+    log(
+        f"  photometric error on the kept pixels (no ground truth needed): labels {check['labels']:.4f}, "
+        f"the student's own disparity {check['student']:.4f}"
+    )
+    if check["labels"] >= check["student"]:
+        log(
+            "  warning: the student's own disparity already explains these pairs better than the teacher's "
+            "labels; adapting toward them will likely make it worse (a stronger teacher, or sgbm, may help)"
+        )
     log(f"[2/3] adapting {model['arch']} for {steps} steps on the kept pixels")
     result = trainer.run()
     after = _build_student({**model, "init": None}, str(out / "model"), dev)
-    report: dict[str, Any] = {"kept": kept, "pseudo_csv": str(csv), "model": str(out / "model")}
+    report: dict[str, Any] = {
+        "kept": kept,
+        "photometric_error": check,
+        "pseudo_csv": str(csv),
+        "model": str(out / "model"),
+    }
     if any(files.disp is not None for files in pairs.files):  # scored only, never trained on
         scores = {
             "before": _score(before, unlabeled, student_disp, dev),
