@@ -15,7 +15,7 @@ MobileStereoNet), arranged as feature → cost → aggregation → estimation:
   (:mod:`~stereodistill.models.local_refine`), then a learned convex ×4 upsampling
   (:mod:`~stereodistill.models.convex_upsample`); optionally (``guide``, off in every preset) a
   full-resolution refinement from the images' photometric error
-  (:mod:`~stereodistill.models.guided_refine`), worth ~0.05 px on Motorcycle for ~30 % more latency.
+  (:mod:`~stereodistill.models.guided_refine`), worth 0.05–0.11 px on Motorcycle for 37–83 % more latency.
 
 No 3-D convolution runs anywhere. Members differ only in their knobs (``width``, ``depth``,
 ``agg_channels``, ``agg_blocks``, ``expansion``, ``groups``, ``topk``, ``refine``, ``guide``): ``lean`` is the
