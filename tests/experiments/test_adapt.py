@@ -197,3 +197,11 @@ def test_label_check_tells_labels_that_explain_the_pair_from_labels_that_do_not(
     assert good["labels"] < 0.01 < good["student"]
     bad = check(label=1.0, student=4.0)
     assert bad["student"] < 0.01 < bad["labels"]
+
+
+def test_the_label_check_reads_every_pair_up_to_its_limit_then_an_even_spread():
+    from stereodistill.experiments.adapt import spread
+
+    assert spread(4, 16) == [0, 1, 2, 3]  # fewer pairs than the limit: all of them
+    assert spread(10, 4) == [0, 3, 6, 9]
+    assert spread(1, 16) == [0]

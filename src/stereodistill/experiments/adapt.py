@@ -147,6 +147,12 @@ REPORT_PAIRS = 4  # pairs shown in report.html
 CHECK_PAIRS = 16  # pairs, evenly spread, on which the labels are checked against the student
 
 
+def spread(count: int, limit: int) -> list[int]:
+    """Up to ``limit`` indices of ``count`` items, evenly spread, first and last included (all of them
+    when there are no more than ``limit``)."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(limit, count)).round()})
+
+
 @torch.no_grad()
 def label_check(
     student: torch.nn.Module, pairs: Any, labels_csv: Path, device: torch.device, limit: int = CHECK_PAIRS
@@ -160,7 +166,7 @@ def label_check(
     labelled = build_dataset("pairs", str(labels_csv))
     totals = {"labels": 0.0, "student": 0.0}
     pixels = 0
-    for index in sorted({round(i * (len(pairs) - 1) / max(limit - 1, 1)) for i in range(min(limit, len(pairs)))}):
+    for index in spread(len(pairs), limit):
         sample, label = pairs.load(index), labelled.load(index)
         left, right = sample["left"][None].to(device), sample["right"][None].to(device)
         label_error, label_inside = photometric_error(left, right, label["disp"][None].to(device))
