@@ -27,7 +27,7 @@ from stereodistill.models.numerics import reference_numerics
 from stereodistill.models.registry import MODELS
 
 from .contract import check_eval_forward, check_tap_alone
-from .random_weights import one_thread, pair, randomise
+from .random_weights import RELEASE_TOLERANCE, one_thread, pair, randomise
 
 FIXTURE = Path(__file__).parent / "fixtures" / "coex_original.npz"
 TAPS = ("feat.left.s2", "feat.right.s2", "feat.left.s4", "feat.right.s4", "volume.cost", "logits.0", "prob")
@@ -311,7 +311,8 @@ def fixture_net(data: np.lib.npyio.NpzFile) -> CoEx:
 def test_matches_the_release_output():
     """Eval disparity of the original code on these weights and inputs (64×128, max disparity 48),
     recorded in float64 and float32. In float32 the fast volume and oneDNN's 3-D convolutions round
-    differently from the release; with the release's summation order the result is bit for bit."""
+    differently from the release; with the release's summation order the result matches as closely as
+    the weights themselves do (``RELEASE_TOLERANCE``)."""
     data = np.load(FIXTURE)
     net = fixture_net(data).eval()
     left, right = pair(64, 128, seed=int(data["input_seed"]))
@@ -323,8 +324,8 @@ def test_matches_the_release_output():
             exact = net(left, right).disparity
         double = net.double()(left.double(), right.double()).disparity
     assert double.shape == fast.shape == expected64.shape == (1, 64, 128)
-    assert (double - expected64).abs().max().item() < 1e-4
-    assert (exact - expected32).abs().max().item() < 1e-4
+    assert (double - expected64).abs().max().item() < RELEASE_TOLERANCE
+    assert (exact - expected32).abs().max().item() < RELEASE_TOLERANCE
     assert (fast - expected32).abs().max().item() < 2e-3
 
 
