@@ -175,6 +175,27 @@ def test_adapt_reads_a_config_file_that_flags_override_and_checks_it_before_writ
         assert not (tmp_path / "b").exists()  # nothing written
 
 
+def test_adapt_can_learn_from_the_images_alone_and_refuses_to_learn_from_nothing(tmp_path, capsys):
+    import yaml
+
+    rng = np.random.default_rng(3)
+    for side in ("left", "right"):
+        write_image(tmp_path / "cam" / side / "0001.png", rng.random((32, 64, 3)))
+    save_model(tmp_path / "teacher", build_model("lean", max_disp=16))
+    save_model(tmp_path / "student", build_model("lean-xs", max_disp=16))
+    command = ["adapt", str(tmp_path / "teacher"), str(tmp_path / "student"), "--unlabeled", str(tmp_path / "cam")]
+    command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
+    for weights in (["--labels", "0", "--photometric", "0"], ["--photometric", "-1"]):
+        assert main([*command, *weights]) == 2
+        assert "one must be above 0" in capsys.readouterr().err
+        assert not (tmp_path / "a").exists()
+    assert main([*command, "--labels", "0", "--photometric", "1"]) == 0
+    saved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert saved["supervised"]["weight"] == 0 and saved["photometric"]["weight"] == 1
+    scalars = (tmp_path / "a" / "scalars.csv").read_text()
+    assert ",photometric," in scalars
+
+
 def test_label_check_tells_labels_that_explain_the_pair_from_labels_that_do_not(tmp_path):
     """Labels at the true disparity score below a student that is wrong, and the other way round."""
     from stereodistill.data.datasets import build_dataset

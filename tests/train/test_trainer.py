@@ -45,6 +45,25 @@ def test_supervised_run_writes_model_log_config_and_checkpoint(tmp_path):
     assert rows[0] == "step,stage,name,value" and any(",supervised," in r for r in rows)
 
 
+def test_freeze_bn_keeps_the_running_statistics_while_the_weights_and_validation_go_on(tmp_path):
+    val = {"dataset": "synthetic", "pairs": 1, "size": [32, 64], "max_disp": 16, "split": "test"}
+
+    def statistics_and_weights(freeze: bool, out):
+        trainer = Trainer(config(out, freeze_bn=freeze, val_every=1, data={**TINY["data"], "val": val}), distill=False)
+        norms = [m for m in trainer.student.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        before = [(m.running_mean.clone(), m.weight.detach().clone()) for m in norms]
+        trainer.run()
+        return [
+            (torch.equal(mean, m.running_mean), torch.equal(w, m.weight.detach()))
+            for (mean, w), m in zip(before, norms, strict=True)
+        ]
+
+    frozen = statistics_and_weights(True, tmp_path / "frozen")
+    assert all(same_stats for same_stats, _ in frozen) and not all(same_w for _, same_w in frozen)
+    free = statistics_and_weights(False, tmp_path / "free")
+    assert not all(same_stats for same_stats, _ in free)
+
+
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     full = Trainer(config(tmp_path / "a", steps=4), distill=False)
     full.run()

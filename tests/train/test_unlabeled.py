@@ -82,3 +82,23 @@ def test_lr_consistent_mask_keeps_pixels_whose_views_agree():
         "lr_consistent", valid=None, gt=None, teacher_disparity=left, teacher_right_disparity=torch.full((1, 2, 8), 4.0)
     )
     assert not disagree.any()
+
+
+def test_the_photometric_loss_alone_can_learn_from_unlabeled_pairs(tmp_path):
+    data = {**TINY["data"], "unlabeled": UNLABELED, "unlabeled_ratio": 0.5}
+    with pytest.raises(ConfigError, match="or the photometric loss"):
+        from_dict(RunConfig, {**TINY, "data": data})
+    with pytest.raises(ConfigError, match=r"photometric\.ssim"):
+        from_dict(RunConfig, {**TINY, "photometric": {"weight": 1.0, "ssim": 2}})
+    with pytest.raises(ConfigError, match=r"photometric\.mask valid"):
+        from_dict(RunConfig, {**TINY, "data": data, "photometric": {"weight": 1.0, "mask": "valid"}})
+    photometric = {"weight": 2.0, "mask": "lr_consistent"}
+    run = {**TINY, "steps": 4, "data": data, "photometric": photometric, "output": str(tmp_path / "run")}
+    path = tmp_path / "self.yaml"
+    path.write_text(yaml.safe_dump(run))
+    assert main(["train", str(path)]) == 0
+    with open(tmp_path / "run" / "scalars.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = {name: {int(r["step"]) for r in rows if r["name"] == name} for name in ("supervised", "photometric")}
+    assert steps == {"supervised": {1, 3}, "photometric": {1, 2, 3, 4}}  # every batch, labelled or not
+    assert all(float(r["value"]) > 0 for r in rows if r["name"] == "photometric")

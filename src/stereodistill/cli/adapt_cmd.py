@@ -27,7 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output run folder (new or empty; --force clears it)")
     parser.add_argument(
         "--config",
-        help="a YAML of these settings (steps, lr, crop, batch_size, lr_threshold, confidence, clamp) and `run:`, "
+        help="a YAML of these settings (steps, lr, crop, batch_size, lr_threshold, confidence, clamp, labels, "
+        "photometric) and `run:`, "
         "merged into the student's run config (e.g. {amp: bf16, data: {color_jitter: false}}); flags win",
     )
     parser.add_argument("--steps", type=positive_int, help="training steps (default 300)")
@@ -46,6 +47,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=float,
         help="px: pixels the student predicts further than this from their label are left out of the loss; "
         "0, the default, keeps them all (measured: 3 px and 8 px both did worse, docs/results.md)",
+    )
+    parser.add_argument(
+        "--photometric",
+        type=float,
+        help="weight of a photometric loss (the left view against the right view warped by the student's own "
+        "disparity, SSIM + L1, and smoothness): it needs no labels and can take the student beyond a weaker "
+        "teacher; 0 turns it off (default 0)",
+    )
+    parser.add_argument(
+        "--labels", type=float, help="weight of the pseudo-label loss; 0: the photometric loss alone (default 1)"
     )
     parser.add_argument("--teacher-arch", help="the architecture of an original release given as TEACHER")
     parser.add_argument(
@@ -72,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.experiments.adapt import AdaptConfig, PseudoLabelSettings, adapt, load_adapt_config
 
     config = load_adapt_config(args.config) if args.config else AdaptConfig()
-    for key in ("steps", "lr", "crop", "lr_threshold", "confidence", "clamp"):
+    for key in ("steps", "lr", "crop", "lr_threshold", "confidence", "clamp", "labels", "photometric"):
         if getattr(args, key) is not None:  # a flag given on the command line wins over the file
             setattr(config, key, getattr(args, key))
     report = adapt(
@@ -86,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=config.batch_size,
         settings=PseudoLabelSettings(lr_threshold=config.lr_threshold, confidence=config.confidence),
         clamp=config.clamp or None,
+        labels=config.labels,
+        photometric=config.photometric,
         run=config.run,
         teacher_arch=args.teacher_arch,
         teacher_options=parse_options(args.teacher_option),

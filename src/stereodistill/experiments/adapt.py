@@ -19,8 +19,11 @@ them through the ordinary supervised trainer (its crops and augmentations), star
 weights. A truncated loss is available (``clamp``: where the student ends further than that from a
 label, the pixel is left out, so residue the filters let through pulls no gradient); it is off by
 default because it did worse on the measured pair: the pixels a weak student gets most wrong are
-also those it has most to learn from. The run folder is the output folder itself; the labels live
-in it (``pseudo/``), so a ``--resume`` reuses them.
+also those it has most to learn from. BatchNorm keeps the student's running statistics
+(``freeze_bn``): re-estimated from a few crops of a few pairs they cost more than the labels gain.
+A photometric loss (``photometric``, :mod:`~stereodistill.distill.photometric`) may join or replace
+the labels. The run folder is the output folder itself; the labels live in it (``pseudo/``), so a
+``--resume`` reuses them.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class AdaptConfig:
     lr_threshold: float = 1.0  # px: left-right disagreement above this drops the pixel (.inf: off)
     confidence: float = 0.3  # the teacher's peak probability below this drops the pixel (0: off)
     clamp: float | None = None  # px: a truncated loss (null: off, the measured best)
+    labels: float = 1.0  # weight of the pseudo-label loss (0: the photometric loss alone)
+    photometric: float = 0.0  # weight of the photometric loss (0: off), which needs no teacher
     run: dict[str, Any] = field(default_factory=dict)  # merged into the student's run config, e.g. {amp: bf16}
 
 
@@ -229,6 +234,8 @@ def adapt(
     batch_size: int = 2,
     settings: PseudoLabelSettings = PseudoLabelSettings(),
     clamp: float | None = None,
+    labels: float = 1.0,
+    photometric: float = 0.0,
     teacher_arch: str | None = None,
     teacher_options: dict[str, Any] | None = None,
     run: dict[str, Any] | None = None,
@@ -248,6 +255,11 @@ def adapt(
     from stereodistill.train.run_folder import prepare_new_run
     from stereodistill.train.trainer import Trainer
 
+    if labels < 0 or photometric < 0 or labels == photometric == 0:
+        raise ConfigError(
+            f"labels ({labels}) and photometric ({photometric}) weigh the two losses: neither may be negative, and "
+            "one must be above 0"
+        )
     dev = resolve_device(device)
     classical = classical_network(teacher_path)
     # A classical teacher has no range of its own: it takes the student's (192 for a new student).
@@ -273,6 +285,8 @@ def adapt(
         crop=crop,
         batch_size=batch_size,
         clamp=clamp,
+        label_weight=labels,
+        photometric=photometric,
         device=device,
         run=run,
     )
@@ -338,9 +352,11 @@ def student_run(
     clamp: float | None,
     device: str,
     run: dict[str, Any] | None,
+    label_weight: float = 1.0,
+    photometric: float = 0.0,
 ) -> RunConfig:
-    """The student's run config: supervised training on the labelled pairs (AdamW, cosine), with
-    ``run`` merged in."""
+    """The student's run config: supervised training on the labelled pairs with weight ``label_weight``, and
+    the photometric loss with weight ``photometric`` (AdamW, cosine), with ``run`` merged in."""
     from stereodistill.config import from_dict, merge_mappings
     from stereodistill.train.config import RunConfig
 
@@ -356,7 +372,9 @@ def student_run(
             "batch_size": batch_size,
         },
         "optim": {"name": "adamw", "lr": lr, "schedule": "cosine", "grad_clip": 10.0},
-        "supervised": {"loss": "smooth_l1", "clamp": clamp},
+        "supervised": {"loss": "smooth_l1", "clamp": clamp, "weight": label_weight},
+        "photometric": {"weight": photometric},
+        "freeze_bn": True,  # a few crops of a few pairs would replace the statistics the student learnt
     }
     return from_dict(RunConfig, merge_mappings(config, run or {}), where="run")
 

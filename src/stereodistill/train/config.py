@@ -107,7 +107,7 @@ class DataConfig:
 
     train: DatasetConfig
     val: DatasetConfig | None = None
-    unlabeled: DatasetConfig | None = None  # pairs without ground truth (any it has is ignored); distill only
+    unlabeled: DatasetConfig | None = None  # pairs without ground truth (any it has is ignored)
     unlabeled_ratio: float = 0.5  # share of the steps that draw their batch from ``unlabeled``
     crop: tuple[int, int] = (256, 512)  # training crop H, W
     batch_size: int = 4  # global batch: split across processes under DDP
@@ -162,6 +162,38 @@ class SupervisedConfig:
 
 
 @dataclass
+class PhotometricConfig:
+    """A loss that needs no ground truth: the left view against the right view warped by the network's
+    disparity (SSIM and L1), plus an edge-aware smoothness; on every batch, labelled or not. It lets a
+    network learn from the images themselves (Monodepth; MADNet's online adaptation), beyond labels
+    that are worse than it is. Asymmetric colour jitter breaks the views' agreement it relies on, so
+    ``data.color_jitter`` then jitters both views alike. ``mask``: ``none``, everywhere; ``valid``,
+    only where the batch has ground truth or a kept pseudo-label; ``lr_consistent``, only where the
+    network's own right view (a second forward pass, without gradients) agrees within
+    ``mask_threshold`` px, which leaves out occlusions and mismatches."""
+
+    weight: float | dict[str, Any] = 0.0  # a number or a schedule (below); 0: off
+    ssim: float = 0.85  # share of the SSIM distance in the reconstruction error (the rest: L1)
+    smoothness: float = 0.01  # weight of the edge-aware smoothness within the term
+    occlusion: bool = True  # leave out the pixels the right view cannot see, by the network's own disparity
+    mask: Literal["none", "valid", "lr_consistent"] = "none"  # where else it applies (see the section)
+    mask_threshold: float = 1.0  # lr_consistent: px
+
+    def __post_init__(self) -> None:
+        from stereodistill.distill.weights import build_schedule
+
+        build_schedule(self.weight, "weight")
+        if not 0 <= self.ssim <= 1:
+            raise ConfigError(f"photometric.ssim must be in [0, 1], got {self.ssim}")
+        if self.smoothness < 0:
+            raise ConfigError(f"photometric.smoothness must not be negative, got {self.smoothness}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight != 0
+
+
+@dataclass
 class DistillConfig:
     """The distillation terms (student tap against teacher tap, by name) and how they combine."""
 
@@ -209,11 +241,13 @@ class RunConfig:
     teacher: TeacherConfig | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     stages: list[StageConfig] = field(default_factory=list)
     amp: Literal["none", "bf16", "fp16"] = "none"  # autocast: bf16 (CPU or CUDA) or fp16 (CUDA)
     channels_last: bool = False  # channels-last memory format
     sync_bn: bool = False  # SyncBatchNorm under DDP (CUDA only)
+    freeze_bn: bool = False  # BatchNorm keeps its running statistics while the weights train (fine-tuning)
     log_every: int = 10  # steps between scalars.csv rows
     val_every: int = 0  # 0: only at the end
     val_samples: int | None = None  # validate on the first N pairs only (default all)
@@ -269,10 +303,10 @@ class RunConfig:
         read the ground truth (checked here, before any work, not found as a zero mask later)."""
         from stereodistill.distill.masks import GROUND_TRUTH_MASKS
 
-        if not self.distill.terms:
+        if not self.distill.terms and not self.photometric.enabled:
             raise ConfigError(
-                "data.unlabeled: pairs without ground truth learn only from distillation terms, and there are none "
-                "(use `stereodistill distill` with distill.terms)"
+                "data.unlabeled: pairs without ground truth learn only from distillation terms or the photometric "
+                "loss, and there are neither (use `stereodistill distill` with distill.terms, or photometric.weight)"
             )
         for term in self.distill.terms:
             if term.mask in GROUND_TRUTH_MASKS:
@@ -280,6 +314,11 @@ class RunConfig:
                     f"term {term.name!r}: mask {term.mask} reads the ground truth, which the data.unlabeled pairs "
                     "do not have; use confidence or lr_consistent"
                 )
+        if self.photometric.enabled and self.photometric.mask == "valid":
+            raise ConfigError(
+                "photometric.mask valid keeps only pixels with ground truth, which the data.unlabeled pairs do not "
+                "have; use none or lr_consistent"
+            )
         for stage in self.stages:
-            if stage.terms is not None and not stage.terms:
+            if stage.terms is not None and not stage.terms and not self.photometric.enabled:
                 raise ConfigError(f"stage {stage.name!r} has no terms: its unlabeled batches would have no loss")

@@ -84,10 +84,12 @@ class SeededAugment(Dataset):
             return self.transform(sample)
 
 
-def train_transform(config: DataConfig) -> Compose:
+def train_transform(config: DataConfig, symmetric: bool = False) -> Compose:
+    """Crop, colour jitter and flips as the config says; ``symmetric``: both views always get the same
+    colour jitter (a photometric loss compares them)."""
     steps: list[Any] = [RandomCrop(*config.crop)]
     if config.color_jitter:
-        steps.append(ColorJitter())
+        steps.append(ColorJitter(asymmetric_p=0.0) if symmetric else ColorJitter())
     if config.vertical_flip > 0:
         steps.append(VerticalFlip(config.vertical_flip))
     return Compose(steps)
