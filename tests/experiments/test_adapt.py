@@ -4,11 +4,13 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from stereodistill.checkpoint import load_model, save_model
 from stereodistill.cli.main import main
 from stereodistill.data.formats import write_image, write_pfm
+from stereodistill.errors import ConfigError
 from stereodistill.experiments.adapt import PseudoLabelSettings, pseudo_label
 from stereodistill.models import build_model
 
@@ -35,18 +37,18 @@ class Constant(torch.nn.Module):
 
 def test_pseudo_labels_keep_only_left_right_consistent_confident_pixels():
     image = torch.rand(1, 3, 8, 16)
-    disparity, mask = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings())
+    disparity, mask, _ = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings())
     assert np.allclose(disparity, 3.0)
     assert not mask[:, :3].any() and mask[:, 3:].all()  # the first 3 columns land outside the right view
-    _, mask = pseudo_label(Constant(3.0, 5.0), image, image, PseudoLabelSettings())
+    _, mask, _ = pseudo_label(Constant(3.0, 5.0), image, image, PseudoLabelSettings())
     assert not mask.any()  # the views disagree by 2 px
-    _, mask = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings(confidence=0.95))
+    _, mask, _ = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings(confidence=0.95))
     assert not mask.any()  # a peak of 0.9 is not confident enough
 
 
 def test_a_label_of_zero_is_never_kept():
     image = torch.rand(1, 3, 8, 16)
-    _, mask = pseudo_label(Constant(0.0, 0.0), image, image, PseudoLabelSettings())
+    _, mask, _ = pseudo_label(Constant(0.0, 0.0), image, image, PseudoLabelSettings())
     assert not mask.any()  # consistent and confident, but 0 px is no disparity
 
 
@@ -62,7 +64,7 @@ def test_sgbm_teaches_with_its_matches_only(tmp_path, capsys):
     write_pfm(tmp_path / "gt.pfm", np.nan_to_num(disp, nan=0.0, posinf=0.0).astype(np.float32))
     save_model(tmp_path / "student", build_model("lean", max_disp=16))
     command = ["adapt", "sgbm", str(tmp_path / "student"), "--unlabeled", str(tmp_path / "pairs")]
-    command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
+    command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64", "--gate", "0"]  # its own filters
     assert main(command) == 0
     assert "sgbm has no probabilities" in capsys.readouterr().out
     (label,) = (tmp_path / "a" / "pseudo").glob("*.pfm")
@@ -111,7 +113,8 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     assert scores["before"]["epe"] > 0 and scores["after"]["epe"] > 0
     assert set(record["photometric_error"]) == {"labels", "student"}
     kept = json.loads((tmp_path / "a" / "kept.json").read_text())
-    assert len(kept) == 2 and all(0 <= k["kept"] <= 1 for k in kept)
+    assert len(kept) == 2 and all(0 <= k["teacher"] <= k["kept"] <= 1 for k in kept)
+    assert "from the teacher" in printed  # the photometric gate is on by default
     assert load_model(tmp_path / "a" / "model").arch == "lean"  # the output folder is the run folder
     assert (tmp_path / "a" / "scalars.csv").is_file()
     page = (tmp_path / "a" / "report.html").read_text()
@@ -194,6 +197,20 @@ def test_adapt_can_learn_from_the_images_alone_and_refuses_to_learn_from_nothing
     assert saved["supervised"]["weight"] == 0 and saved["photometric"]["weight"] == 1
     scalars = (tmp_path / "a" / "scalars.csv").read_text()
     assert ",photometric," in scalars
+
+
+def test_the_gate_keeps_a_teacher_pixel_only_where_it_explains_the_pair_better_than_the_student():
+    left = torch.rand(1, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    right = torch.cat((left[..., 4:], left[..., -1:].expand(-1, -1, -1, 4)), -1)  # right(x) = left(x + 4)
+    gated = PseudoLabelSettings(gate=5)
+    label, kept, share = pseudo_label(Constant(4.0, 4.0), left, right, gated, student=Constant(1.0, 1.0))
+    assert share > 0.8 and np.allclose(label[kept & (label != 4.0)], 1.0)  # the teacher wins where it sees
+    label, kept, share = pseudo_label(Constant(1.0, 1.0), left, right, gated, student=Constant(4.0, 4.0))
+    assert share < 0.05 and kept.mean() > 0.99 and (label[kept] == 4.0).mean() > 0.95  # the student keeps its own
+    _, kept, share = pseudo_label(Constant(1.0, 1.0), left, right, PseudoLabelSettings(gate=0), Constant(4.0, 4.0))
+    assert share == kept.mean() > 0.9  # no gate: the teacher's filtered pixels alone
+    with pytest.raises(ConfigError, match="gate is a window"):
+        PseudoLabelSettings(gate=-1)
 
 
 def test_label_check_tells_labels_that_explain_the_pair_from_labels_that_do_not(tmp_path):

@@ -13,7 +13,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "adapt",
         help="adapt a student to your own unlabeled stereo pairs with a teacher's pseudo-labels",
         description="Label the pairs with TEACHER once (cached in OUT/pseudo), keep the pixels that pass a left-right "
-        "consistency check and a confidence threshold, and fine-tune STUDENT on them (--clamp: a truncated loss). "
+        "consistency check, a confidence threshold and a photometric gate (where the student's own disparity "
+        "explains the pair better, it stays the label), and fine-tune STUDENT on them (--clamp: a truncated loss). "
         "OUT is the run folder: OUT/model, scalars.csv, kept.json (kept pixels per pair), report.html. Ground truth "
         "in the list is never used for training, only scored before and after (OUT/adapt.json).",
     )
@@ -27,12 +28,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output run folder (new or empty; --force clears it)")
     parser.add_argument(
         "--config",
-        help="a YAML of these settings (steps, lr, crop, batch_size, lr_threshold, confidence, clamp, labels, "
+        help="a YAML of these settings (steps, lr, crop, batch_size, lr_threshold, confidence, gate, clamp, labels, "
         "photometric) and `run:`, "
         "merged into the student's run config (e.g. {amp: bf16, data: {color_jitter: false}}); flags win",
     )
     parser.add_argument("--steps", type=positive_int, help="training steps (default 300)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     parser.add_argument("--crop", type=size, help="training crop HxW (default 192x320)")
     parser.add_argument(
         "--lr-threshold",
@@ -41,6 +42,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--confidence", type=float, help="minimum peak probability; 0 turns the check off (default 0.3)"
+    )
+    parser.add_argument(
+        "--gate",
+        type=int,
+        help="px window of the photometric gate: a teacher label stands only where it reconstructs the pair "
+        "(the right view warped to the left) better than the student's own disparity does over that window; "
+        "elsewhere the student's own disparity is the label. 0 turns it off (default 5)",
     )
     parser.add_argument(
         "--clamp",
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.experiments.adapt import AdaptConfig, PseudoLabelSettings, adapt, load_adapt_config
 
     config = load_adapt_config(args.config) if args.config else AdaptConfig()
-    for key in ("steps", "lr", "crop", "lr_threshold", "confidence", "clamp", "labels", "photometric"):
+    for key in ("steps", "lr", "crop", "lr_threshold", "confidence", "gate", "clamp", "labels", "photometric"):
         if getattr(args, key) is not None:  # a flag given on the command line wins over the file
             setattr(config, key, getattr(args, key))
     report = adapt(
@@ -95,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         lr=config.lr,
         crop=config.crop,
         batch_size=config.batch_size,
-        settings=PseudoLabelSettings(lr_threshold=config.lr_threshold, confidence=config.confidence),
+        settings=PseudoLabelSettings(lr_threshold=config.lr_threshold, confidence=config.confidence, gate=config.gate),
         clamp=config.clamp or None,
         labels=config.labels,
         photometric=config.photometric,

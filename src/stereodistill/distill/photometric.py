@@ -89,6 +89,18 @@ def reconstruction_loss(
     return masked_mean(error, keep)
 
 
+def local_reconstruction_error(
+    left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor, window: int = 5, ssim: float = 0.85
+) -> torch.Tensor:
+    """B×H×W reconstruction error (``ssim`` × SSIM distance + the rest L1) averaged over ``window`` ×
+    ``window`` pixels, a match outside the right view counting as the worst error (1): which of two
+    disparities explains each neighbourhood of the pair better, with no ground truth."""
+    warped = warp_right(right, disparity)
+    error = ssim * ssim_distance(left, warped) + (1 - ssim) * (left - warped).abs().mean(1)
+    error = torch.where(inside_right_view(disparity), error, torch.ones_like(error))
+    return F.avg_pool2d(error[:, None], window, 1, window // 2, count_include_pad=False)[:, 0]
+
+
 def smoothness_loss(disparity: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """Edge-aware smoothness: the disparity's first differences (scaled by its mean, so the term does
     not reward shrinking it), weighted down where the image has an edge (exp(−|∇I|))."""

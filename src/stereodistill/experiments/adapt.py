@@ -50,11 +50,12 @@ class AdaptConfig:
     """What ``adapt --config FILE`` sets (a flag given on the command line wins over the file)."""
 
     steps: int = 300  # training steps
-    lr: float = 1e-4  # peak learning rate (AdamW, cosine)
+    lr: float = 1e-3  # peak learning rate (AdamW, cosine)
     crop: tuple[int, int] = (192, 320)  # training crop H, W
     batch_size: int = 2  # pairs per step (at most the number of pairs)
     lr_threshold: float = 1.0  # px: left-right disagreement above this drops the pixel (.inf: off)
     confidence: float = 0.3  # the teacher's peak probability below this drops the pixel (0: off)
+    gate: int = 5  # px window: the student's own disparity is the label where it reconstructs better (0: off)
     clamp: float | None = None  # px: a truncated loss (null: off, the measured best)
     labels: float = 1.0  # weight of the pseudo-label loss (0: the photometric loss alone)
     photometric: float = 0.0  # weight of the photometric loss (0: off), which needs no teacher
@@ -76,6 +77,11 @@ def load_adapt_config(path: str | Path) -> AdaptConfig:
 class PseudoLabelSettings:
     lr_threshold: float = 1.0  # px: left-right disagreement above this drops the pixel
     confidence: float = 0.3  # the teacher's peak probability below this drops the pixel
+    gate: int = 5  # px window: the student's own disparity is the label where it reconstructs better (0: off)
+
+    def __post_init__(self) -> None:
+        if self.gate < 0:
+            raise ConfigError(f"gate is a window in px (0: off), got {self.gate}")
 
 
 def _file_key(path: Path) -> str:
@@ -83,19 +89,26 @@ def _file_key(path: Path) -> str:
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def teacher_key(teacher: torch.nn.Module, teacher_files: list[Path]) -> str:
-    """What a cached label depends on in the teacher: its files (weights and metadata), or for a
+def network_key(network: torch.nn.Module, files: list[Path]) -> str:
+    """What a cached label depends on in a network: its files (weights and metadata), or for a
     classical matcher, which has none, its settings."""
-    files = "|".join(_file_key(p) for p in teacher_files if p.is_file())
-    return hashlib.sha256(f"{teacher.arch}|{teacher.config}|{files}".encode()).hexdigest()[:16]
+    stamps = "|".join(_file_key(p) for p in files if p.is_file())
+    return hashlib.sha256(f"{network.arch}|{network.config}|{stamps}".encode()).hexdigest()[:16]
 
 
 @torch.no_grad()
 def pseudo_label(
-    teacher: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, settings: PseudoLabelSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """The teacher's disparity of the left view (H×W) and the mask of the pixels that pass both
-    filters, for 1×3×H×W images in [0, 1]."""
+    teacher: torch.nn.Module,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    settings: PseudoLabelSettings,
+    student: torch.nn.Module | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The label of the left view (H×W), the mask of its kept pixels, and the share of the pixels the
+    teacher labels, for 1×3×H×W images in [0, 1]. The teacher's pixels must pass both filters; with a
+    ``student`` and ``settings.gate``, also the photometric gate: a teacher pixel stands only where
+    its disparity reconstructs the pair (over gate × gate pixels) better than the student's own, and
+    every other pixel takes the student's own disparity as its label (it keeps what it has)."""
     has_prob = "prob" in teacher.offered_taps()
     out = teacher(left, right, taps=["prob"] if has_prob else [])
     disparity = out.disparity
@@ -103,7 +116,19 @@ def pseudo_label(
     keep = consistent & (disparity > 0)
     if has_prob:
         keep &= out.taps["prob"].amax(dim=1) >= settings.confidence
-    return disparity[0].float().cpu().numpy(), keep[0].cpu().numpy()
+    if student is not None and settings.gate:
+        from stereodistill.distill.photometric import local_reconstruction_error
+
+        own = student(left, right).disparity
+        window = settings.gate | 1  # odd, centred
+        keep &= local_reconstruction_error(left, right, disparity, window) < local_reconstruction_error(
+            left, right, own, window
+        )
+        disparity = torch.where(keep, disparity, own)
+        share, keep = float(keep.float().mean()), keep | (own > 0)
+    else:
+        share = float(keep.float().mean())
+    return disparity[0].float().cpu().numpy(), keep[0].cpu().numpy(), share
 
 
 def write_pseudo_labels(
@@ -114,32 +139,45 @@ def write_pseudo_labels(
     settings: PseudoLabelSettings,
     device: torch.device,
     log: Callable[[str], None] = print,
+    student: tuple[torch.nn.Module, list[Path]] | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Label every pair of ``pairs`` (a ``pairs`` dataset), reusing cached labels; returns the CSV of
-    the labelled pairs and, per pair, the fraction of its pixels kept."""
+    the labelled pairs and, per pair, the share of its pixels kept and the share the teacher labels.
+    ``student`` (the network and its files) is what the photometric gate compares the teacher with."""
+    import json
+
     from stereodistill.data.formats import image_size, read_mask, write_image, write_pfm
     from stereodistill.fileio import write_text_atomic
 
     cache = out / "pseudo"
-    key = teacher_key(teacher, teacher_files)
+    gated = student is not None and settings.gate > 0
+    key = network_key(teacher, teacher_files) + (f"|{network_key(*student)}" if gated and student else "")
     rows, kept = ["left,right,disp,mask"], []
     for index, files in enumerate(pairs.files):
         height, width = image_size(files.left)  # from the header: a cached pair is not decoded
         name = hashlib.sha256(
             f"{key}|{_file_key(files.left)}|{_file_key(files.right)}|{height}x{width}|{settings}".encode()
         ).hexdigest()[:20]
-        disp_path, mask_path = cache / f"{name}.pfm", cache / f"{name}_mask.png"
-        if not (disp_path.is_file() and mask_path.is_file()):
+        disp_path, mask_path, share_path = (cache / f"{name}{end}" for end in (".pfm", "_mask.png", ".json"))
+        if not all(path.is_file() for path in (disp_path, mask_path, share_path)):
             sample = pairs.load(index)
-            disparity, mask = pseudo_label(
-                teacher, sample["left"][None].to(device), sample["right"][None].to(device), settings
+            disparity, mask, share = pseudo_label(
+                teacher,
+                sample["left"][None].to(device),
+                sample["right"][None].to(device),
+                settings,
+                student[0] if gated and student else None,
             )
             write_image(mask_path, np.repeat(mask[..., None], 3, axis=2).astype(np.float32))
+            write_json(share_path, {"teacher": share})
             write_pfm(disp_path, disparity)  # written last: a label with its disparity is complete
         else:
-            mask = read_mask(mask_path)
-        kept.append({"pair": files.id, "left": str(files.left), "kept": float(mask.mean())})
-        log(f"  pseudo-label {index + 1}/{len(pairs.files)} {files.id}: {100 * mask.mean():.1f} % of pixels kept")
+            mask, share = read_mask(mask_path), json.loads(share_path.read_text())["teacher"]
+        kept.append({"pair": files.id, "left": str(files.left), "kept": float(mask.mean()), "teacher": share})
+        log(
+            f"  pseudo-label {index + 1}/{len(pairs.files)} {files.id}: {100 * mask.mean():.1f} % of pixels kept"
+            + (f", {100 * share:.1f} % from the teacher" if gated else "")
+        )
         rows.append(f"{files.left.resolve()},{files.right.resolve()},{disp_path.resolve()},{mask_path.resolve()}")
     csv = out / "pseudo.csv"
     write_text_atomic(csv, "\n".join(rows) + "\n")
@@ -229,7 +267,7 @@ def adapt(
     out: Path,
     *,
     steps: int = 300,
-    lr: float = 1e-4,
+    lr: float = 1e-3,
     crop: tuple[int, int] = (192, 320),
     batch_size: int = 2,
     settings: PseudoLabelSettings = PseudoLabelSettings(),
@@ -248,7 +286,7 @@ def adapt(
     """Pseudo-label ``unlabeled`` (a pairs CSV, or a folder holding left/ and right/) with the teacher,
     then fine-tune the student on the kept pixels; the run folder is ``out``. ``run`` is merged into
     the student's run config (``AdaptConfig.run``)."""
-    from stereodistill.checkpoint import classical_network
+    from stereodistill.checkpoint import checkpoint_paths, classical_network
     from stereodistill.data.datasets import build_dataset
     from stereodistill.data.pairing import pairs_csv
     from stereodistill.runtime import resolve_device
@@ -300,12 +338,17 @@ def adapt(
         unlabeled = out / "pairs.csv"
     out.mkdir(parents=True, exist_ok=True)
     pairs = build_dataset("pairs", str(unlabeled))
+    before = _build_student(model, init, dev)
     log(f"[1/3] pseudo-labels from {teacher.arch} for {len(pairs)} pairs (cached in {out / 'pseudo'})")
-    csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log)
+    gate_with = None
+    if settings.gate and init is None:
+        log("  no photometric gate: a student from scratch has no disparity of its own to compare with")
+    elif settings.gate:
+        gate_with = (before, list(checkpoint_paths(init)))
+    csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log, gate_with)
     del teacher
     run_config.data.batch_size = min(run_config.data.batch_size, len(pairs))
     trainer = Trainer(run_config, distill=False, resume=resume, inputs=INPUTS)
-    before = _build_student(model, init, dev)
     check = label_check(before, pairs, csv, dev)
     log(
         f"  photometric error on the kept pixels (no ground truth needed): labels {check['labels']:.4f}, "
