@@ -37,13 +37,17 @@ class Constant(torch.nn.Module):
 
 def test_pseudo_labels_keep_only_left_right_consistent_confident_pixels():
     image = torch.rand(1, 3, 8, 16)
-    disparity, mask, _ = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings())
+    filters = PseudoLabelSettings(lr_threshold=1.0, confidence=0.3)
+    disparity, mask, _ = pseudo_label(Constant(3.0, 3.0), image, image, filters)
     assert np.allclose(disparity, 3.0)
     assert not mask[:, :3].any() and mask[:, 3:].all()  # the first 3 columns land outside the right view
-    _, mask, _ = pseudo_label(Constant(3.0, 5.0), image, image, PseudoLabelSettings())
+    _, mask, _ = pseudo_label(Constant(3.0, 5.0), image, image, filters)
     assert not mask.any()  # the views disagree by 2 px
-    _, mask, _ = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings(confidence=0.95))
+    _, mask, _ = pseudo_label(Constant(3.0, 3.0), image, image, PseudoLabelSettings(lr_threshold=1.0, confidence=0.95))
     assert not mask.any()  # a peak of 0.9 is not confident enough
+    teacher = Constant(3.0, 5.0)
+    _, mask, _ = pseudo_label(teacher, image, image, PseudoLabelSettings())  # the defaults: both filters off
+    assert teacher.calls == 1 and not mask[:, :3].any() and mask[:, 3:].all()  # no right-view pass
 
 
 def test_a_label_of_zero_is_never_kept():
@@ -64,7 +68,18 @@ def test_sgbm_teaches_with_its_matches_only(tmp_path, capsys):
     write_pfm(tmp_path / "gt.pfm", np.nan_to_num(disp, nan=0.0, posinf=0.0).astype(np.float32))
     save_model(tmp_path / "student", build_model("lean", max_disp=16))
     command = ["adapt", "sgbm", str(tmp_path / "student"), "--unlabeled", str(tmp_path / "pairs")]
-    command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64", "--gate", "0"]  # its own filters
+    command += [
+        "--out",
+        str(tmp_path / "a"),
+        "--steps",
+        "2",
+        "--crop",
+        "32x64",
+        "--gate",
+        "0",
+        "--lr-threshold",
+        "1",
+    ]  # its filters
     assert main(command) == 0
     assert "sgbm has no probabilities" in capsys.readouterr().out
     (label,) = (tmp_path / "a" / "pseudo").glob("*.pfm")

@@ -38,11 +38,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--lr-threshold",
         type=float,
-        help="left-right agreement in px; inf turns the check off (default 1)",
+        help="left-right agreement in px; inf turns the check off (default inf: the photometric gate "
+        "filters better, docs/results.md)",
     )
-    parser.add_argument(
-        "--confidence", type=float, help="minimum peak probability; 0 turns the check off (default 0.3)"
-    )
+    parser.add_argument("--confidence", type=float, help="minimum peak probability; 0 turns the check off (default 0)")
     parser.add_argument(
         "--gate",
         type=int,

@@ -1,13 +1,20 @@
 """Adapting a student to a user's own unlabeled stereo pairs with a teacher's filtered pseudo-labels.
 
 The teacher predicts each pair once (its disparity cached on disk under a key of the teacher's
-weights, the pair's files and its size, so neither a step nor a rerun pays for it again), and only
-the pixels that pass two filters become labels:
+weights, the student's when the gate compares with it, the pair's files and its size, so neither a
+step nor a rerun pays for it again), and only the pixels that pass the filters become labels:
 
-* **left-right consistency**: the teacher also predicts the mirrored, swapped pair, which gives the
-  right view's disparity; a left pixel is kept when the right view, read where the pixel lands
-  (x − d), agrees within ``lr_threshold`` px (occlusions and mismatches fail it);
-* **confidence**: the teacher's distribution peaks at ≥ ``confidence`` probability.
+* **photometric gate** (on by default): a teacher pixel stands only where the teacher's disparity
+  reconstructs the pair (the right view warped to the left, SSIM + L1 over ``gate`` × ``gate``
+  pixels) better than the student's own; every other pixel takes the student's own disparity as its
+  label. A teacher worse than its student overall is still better in places, and only there does it
+  teach: on Motorcycle this turned adaptation from a quickstart teacher from harmful into helpful;
+* **left-right consistency** (off by default): the teacher also predicts the mirrored, swapped pair,
+  which gives the right view's disparity; a left pixel is kept when the right view, read where the
+  pixel lands (x − d), agrees within ``lr_threshold`` px (occlusions and mismatches fail it);
+* **confidence** (off by default): the teacher's distribution peaks at ≥ ``confidence`` probability.
+
+With the gate, these two did worse than none on the measured pair (docs/results.md).
 
 The teacher may also be a classical matcher of the zoo (``sgbm``), as in Tonioni et al.'s
 unsupervised adaptation of deep stereo (ICCV 2017): it has no distribution, so its own unmatched
@@ -29,6 +36,7 @@ the labels. The run folder is the output folder itself; the labels live in it (`
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,7 @@ import numpy as np
 import torch
 
 from stereodistill.distill.masks import left_right_consistent, right_view_disparity
+from stereodistill.distill.photometric import inside_right_view
 from stereodistill.errors import ConfigError
 from stereodistill.fileio import write_json
 
@@ -53,8 +62,8 @@ class AdaptConfig:
     lr: float = 1e-3  # peak learning rate (AdamW, cosine)
     crop: tuple[int, int] = (192, 320)  # training crop H, W
     batch_size: int = 2  # pairs per step (at most the number of pairs)
-    lr_threshold: float = 1.0  # px: left-right disagreement above this drops the pixel (.inf: off)
-    confidence: float = 0.3  # the teacher's peak probability below this drops the pixel (0: off)
+    lr_threshold: float = math.inf  # px: left-right disagreement above this drops the pixel (.inf: off)
+    confidence: float = 0.0  # the teacher's peak probability below this drops the pixel (0: off)
     gate: int = 5  # px window: the student's own disparity is the label where it reconstructs better (0: off)
     clamp: float | None = None  # px: a truncated loss (null: off, the measured best)
     labels: float = 1.0  # weight of the pseudo-label loss (0: the photometric loss alone)
@@ -75,8 +84,8 @@ def load_adapt_config(path: str | Path) -> AdaptConfig:
 
 @dataclass(frozen=True)
 class PseudoLabelSettings:
-    lr_threshold: float = 1.0  # px: left-right disagreement above this drops the pixel
-    confidence: float = 0.3  # the teacher's peak probability below this drops the pixel
+    lr_threshold: float = math.inf  # px: left-right disagreement above this drops the pixel (inf: off)
+    confidence: float = 0.0  # the teacher's peak probability below this drops the pixel (0: off)
     gate: int = 5  # px window: the student's own disparity is the label where it reconstructs better (0: off)
 
     def __post_init__(self) -> None:
@@ -112,9 +121,12 @@ def pseudo_label(
     has_prob = "prob" in teacher.offered_taps()
     out = teacher(left, right, taps=["prob"] if has_prob else [])
     disparity = out.disparity
-    consistent = left_right_consistent(disparity, right_view_disparity(teacher, left, right), settings.lr_threshold)
-    keep = consistent & (disparity > 0)
-    if has_prob:
+    if math.isinf(settings.lr_threshold):  # no check: the right view's pass is not needed
+        keep = inside_right_view(disparity) & (disparity > 0)
+    else:
+        right_disparity = right_view_disparity(teacher, left, right)
+        keep = left_right_consistent(disparity, right_disparity, settings.lr_threshold) & (disparity > 0)
+    if has_prob and settings.confidence > 0:
         keep &= out.taps["prob"].amax(dim=1) >= settings.confidence
     if student is not None and settings.gate:
         from stereodistill.distill.photometric import local_reconstruction_error
