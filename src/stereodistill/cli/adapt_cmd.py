@@ -116,5 +116,9 @@ def run(args: argparse.Namespace) -> int:
         log=lambda line: print(line, flush=True),
     )
     mean_kept = sum(k["kept"] for k in report["kept"]) / len(report["kept"])
-    print(f"adapted: {report['model']} ({100 * mean_kept:.1f} % of pixels kept as labels on average)")
+    from_teacher = sum(k["teacher"] for k in report["kept"]) / len(report["kept"])
+    print(
+        f"adapted: {report['model']} ({100 * mean_kept:.1f} % of pixels kept as labels on average, "
+        f"{100 * from_teacher:.1f} % from the teacher)"
+    )
     return 0
