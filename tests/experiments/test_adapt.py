@@ -170,17 +170,23 @@ def test_adapt_starts_a_student_from_scratch_and_refuses_release_options_without
     ).read_text()
 
 
-def test_adapt_reads_a_config_file_that_flags_override_and_checks_it_before_writing(tmp_path, capsys):
-    import yaml
-
-    rng = np.random.default_rng(2)
+def camera_and_networks(tmp_path, seed: int) -> list[str]:
+    """One random 32×64 pair in a camera folder, a saved `lean` teacher and `lean-xs` student: the
+    start of an ``adapt`` command line on them."""
+    rng = np.random.default_rng(seed)
     for side in ("left", "right"):
         write_image(tmp_path / "cam" / side / "0001.png", rng.random((32, 64, 3)))
     save_model(tmp_path / "teacher", build_model("lean", max_disp=16))
     save_model(tmp_path / "student", build_model("lean-xs", max_disp=16))
+    return ["adapt", str(tmp_path / "teacher"), str(tmp_path / "student"), "--unlabeled", str(tmp_path / "cam")]
+
+
+def test_adapt_reads_a_config_file_that_flags_override_and_checks_it_before_writing(tmp_path, capsys):
+    import yaml
+
+    command = camera_and_networks(tmp_path, seed=2)
     settings = {"steps": 3, "crop": [32, 64], "confidence": 0.0, "run": {"data": {"color_jitter": False}}}
     (tmp_path / "adapt.yaml").write_text(yaml.safe_dump(settings))
-    command = ["adapt", str(tmp_path / "teacher"), str(tmp_path / "student"), "--unlabeled", str(tmp_path / "cam")]
     assert main([*command, "--out", str(tmp_path / "a"), "--config", str(tmp_path / "adapt.yaml"), "--steps", "1"]) == 0
     saved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
     assert saved["steps"] == 1  # the flag wins over the file
@@ -196,12 +202,7 @@ def test_adapt_reads_a_config_file_that_flags_override_and_checks_it_before_writ
 def test_adapt_can_learn_from_the_images_alone_and_refuses_to_learn_from_nothing(tmp_path, capsys):
     import yaml
 
-    rng = np.random.default_rng(3)
-    for side in ("left", "right"):
-        write_image(tmp_path / "cam" / side / "0001.png", rng.random((32, 64, 3)))
-    save_model(tmp_path / "teacher", build_model("lean", max_disp=16))
-    save_model(tmp_path / "student", build_model("lean-xs", max_disp=16))
-    command = ["adapt", str(tmp_path / "teacher"), str(tmp_path / "student"), "--unlabeled", str(tmp_path / "cam")]
+    command = camera_and_networks(tmp_path, seed=3)
     command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
     for weights in (["--labels", "0", "--photometric", "0"], ["--photometric", "-1"]):
         assert main([*command, *weights]) == 2
