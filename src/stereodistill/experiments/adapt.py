@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from stereodistill.distill.masks import left_right_consistent, right_view_disparity
-from stereodistill.distill.photometric import inside_right_view
+from stereodistill.distill.photometric import inside_right_view, local_reconstruction_error
 from stereodistill.errors import ConfigError
 from stereodistill.fileio import write_json
 
@@ -114,10 +114,11 @@ def pseudo_label(
     student: torch.nn.Module | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The label of the left view (H×W), the mask of its kept pixels, and the share of the pixels the
-    teacher labels, for 1×3×H×W images in [0, 1]. The teacher's pixels must pass both filters; with a
-    ``student`` and ``settings.gate``, also the photometric gate: a teacher pixel stands only where
-    its disparity reconstructs the pair (over gate × gate pixels) better than the student's own, and
-    every other pixel takes the student's own disparity as its label (it keeps what it has)."""
+    teacher labels, for 1×3×H×W images in [0, 1]. The teacher's pixels must pass the filters that are
+    on; with a ``student`` and ``settings.gate``, also the photometric gate: a teacher pixel stands
+    only where its disparity reconstructs the pair (over gate × gate pixels) better than the
+    student's own, and every other pixel takes the student's own disparity as its label (it keeps
+    what it has)."""
     has_prob = "prob" in teacher.offered_taps()
     out = teacher(left, right, taps=["prob"] if has_prob else [])
     disparity = out.disparity
@@ -129,10 +130,8 @@ def pseudo_label(
     if has_prob and settings.confidence > 0:
         keep &= out.taps["prob"].amax(dim=1) >= settings.confidence
     if student is not None and settings.gate:
-        from stereodistill.distill.photometric import local_reconstruction_error
-
         own = student(left, right).disparity
-        window = settings.gate | 1  # odd, centred
+        window = settings.gate | 1  # odd, so centred on the pixel (an even gate grows by one)
         keep &= local_reconstruction_error(left, right, disparity, window) < local_reconstruction_error(
             left, right, own, window
         )
@@ -162,8 +161,8 @@ def write_pseudo_labels(
     from stereodistill.fileio import write_text_atomic
 
     cache = out / "pseudo"
-    gated = student is not None and settings.gate > 0
-    key = network_key(teacher, teacher_files) + (f"|{network_key(*student)}" if gated and student else "")
+    gate_with = student if settings.gate else None
+    key = network_key(teacher, teacher_files) + (f"|{network_key(*gate_with)}" if gate_with else "")
     rows, kept = ["left,right,disp,mask"], []
     for index, files in enumerate(pairs.files):
         height, width = image_size(files.left)  # from the header: a cached pair is not decoded
@@ -178,7 +177,7 @@ def write_pseudo_labels(
                 sample["left"][None].to(device),
                 sample["right"][None].to(device),
                 settings,
-                student[0] if gated and student else None,
+                gate_with[0] if gate_with else None,
             )
             write_image(mask_path, np.repeat(mask[..., None], 3, axis=2).astype(np.float32))
             write_json(share_path, {"teacher": share})
@@ -188,7 +187,7 @@ def write_pseudo_labels(
         kept.append({"pair": files.id, "left": str(files.left), "kept": float(mask.mean()), "teacher": share})
         log(
             f"  pseudo-label {index + 1}/{len(pairs.files)} {files.id}: {100 * mask.mean():.1f} % of pixels kept"
-            + (f", {100 * share:.1f} % from the teacher" if gated else "")
+            + (f", {100 * share:.1f} % from the teacher" if gate_with else "")
         )
         rows.append(f"{files.left.resolve()},{files.right.resolve()},{disp_path.resolve()},{mask_path.resolve()}")
     csv = out / "pseudo.csv"
