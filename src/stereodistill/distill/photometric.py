@@ -9,7 +9,9 @@ pixels; SGBM's labels 0.028 against the student's 0.045). A mean over many pixel
 not pixels. And as a training loss (:func:`self_supervised_loss`: SSIM and L1 of the reconstruction,
 plus an edge-aware smoothness, as in Monodepth and MADNet's online adaptation) it teaches a network
 from the images alone. Measured on Motorcycle (docs/results.md) it sharpens the textured pixels a
-lot and harms the occluded and textureless ones, where a reconstruction proves nothing.
+lot and harms the occluded and textureless ones, where a reconstruction proves nothing. Compared
+per neighbourhood (:func:`local_reconstruction_error`), it is also ``adapt``'s photometric gate:
+which of the teacher's and the student's disparities explains each part of the pair better.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ def ssim_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((1 - ssim) / 2).clamp(0, 1).mean(1)
 
 
+def reconstruction_error(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor, ssim: float) -> torch.Tensor:
+    """B×H×W ``ssim`` × SSIM distance + (1 − ``ssim``) × L1 between the left view and the right view
+    warped by ``disparity``."""
+    warped = warp_right(right, disparity)
+    return ssim * ssim_distance(left, warped) + (1 - ssim) * (left - warped).abs().mean(1)
+
+
 def reconstruction_loss(
     left: torch.Tensor,
     right: torch.Tensor,
@@ -79,8 +88,7 @@ def reconstruction_loss(
     """Mean over the pixels that land inside the right view, that (``occlusion``) the right view sees
     by the disparity itself, and that ``mask`` (B×H×W) keeps, of ``ssim`` × SSIM distance +
     (1 − ``ssim``) × L1 between the left view and the warped right view."""
-    warped = warp_right(right, disparity)
-    error = ssim * ssim_distance(left, warped) + (1 - ssim) * (left - warped).abs().mean(1)
+    error = reconstruction_error(left, right, disparity, ssim)
     keep = inside_right_view(disparity.detach())
     if occlusion:
         keep &= visible_in_right_view(disparity.detach())
@@ -95,8 +103,7 @@ def local_reconstruction_error(
     """B×H×W reconstruction error (``ssim`` × SSIM distance + the rest L1) averaged over ``window`` ×
     ``window`` pixels, a match outside the right view counting as the worst error (1): which of two
     disparities explains each neighbourhood of the pair better, with no ground truth."""
-    warped = warp_right(right, disparity)
-    error = ssim * ssim_distance(left, warped) + (1 - ssim) * (left - warped).abs().mean(1)
+    error = reconstruction_error(left, right, disparity, ssim)
     error = torch.where(inside_right_view(disparity), error, torch.ones_like(error))
     return F.avg_pool2d(error[:, None], window, 1, window // 2, count_include_pad=False)[:, 0]
 
