@@ -134,6 +134,7 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     assert (tmp_path / "a" / "scalars.csv").is_file()
     page = (tmp_path / "a" / "report.html").read_text()
     assert "student before" in page and "images/01_after.png" in page and "never used for training" in page
+    assert "the teacher's" in page and "keep the student's own disparity" in page
     assert (tmp_path / "a" / "images" / "00_label.png").is_file()
     assert len((tmp_path / "a" / "pseudo.csv").read_text().splitlines()) == 3
     assert main(command) == 2  # the folder holds a run
@@ -219,12 +220,13 @@ def test_the_gate_keeps_a_teacher_pixel_only_where_it_explains_the_pair_better_t
     left = torch.rand(1, 3, 32, 64, generator=torch.Generator().manual_seed(0))
     right = torch.cat((left[..., 4:], left[..., -1:].expand(-1, -1, -1, 4)), -1)  # right(x) = left(x + 4)
     gated = PseudoLabelSettings(gate=5)
-    label, kept, share = pseudo_label(Constant(4.0, 4.0), left, right, gated, student=Constant(1.0, 1.0))
-    assert share > 0.8 and np.allclose(label[kept & (label != 4.0)], 1.0)  # the teacher wins where it sees
-    label, kept, share = pseudo_label(Constant(1.0, 1.0), left, right, gated, student=Constant(4.0, 4.0))
-    assert share < 0.05 and kept.mean() > 0.99 and (label[kept] == 4.0).mean() > 0.95  # the student keeps its own
-    _, kept, share = pseudo_label(Constant(1.0, 1.0), left, right, PseudoLabelSettings(gate=0), Constant(4.0, 4.0))
-    assert share == kept.mean() > 0.9  # no gate: the teacher's filtered pixels alone
+    label, kept, taught = pseudo_label(Constant(4.0, 4.0), left, right, gated, student=Constant(1.0, 1.0))
+    assert taught.mean() > 0.8 and np.all(label[taught] == 4.0)  # the teacher wins where it sees
+    assert np.allclose(label[kept & ~taught], 1.0)  # and the student keeps its own elsewhere
+    label, kept, taught = pseudo_label(Constant(1.0, 1.0), left, right, gated, student=Constant(4.0, 4.0))
+    assert taught.mean() < 0.05 and kept.mean() > 0.99 and (label[kept] == 4.0).mean() > 0.95
+    _, kept, taught = pseudo_label(Constant(1.0, 1.0), left, right, PseudoLabelSettings(gate=0), Constant(4.0, 4.0))
+    assert np.array_equal(taught, kept) and kept.mean() > 0.9  # no gate: the teacher's filtered pixels alone
     with pytest.raises(ConfigError, match="gate is a window"):
         PseudoLabelSettings(gate=-1)
 

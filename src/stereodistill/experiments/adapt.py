@@ -112,8 +112,8 @@ def pseudo_label(
     right: torch.Tensor,
     settings: PseudoLabelSettings,
     student: torch.nn.Module | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """The label of the left view (H×W), the mask of its kept pixels, and the share of the pixels the
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The label of the left view (H×W), the mask of its kept pixels, and the mask of the pixels the
     teacher labels, for 1×3×H×W images in [0, 1]. The teacher's pixels must pass the filters that are
     on; with a ``student`` and ``settings.gate``, also the photometric gate: a teacher pixel stands
     only where its disparity reconstructs the pair (over gate × gate pixels) better than the
@@ -136,10 +136,10 @@ def pseudo_label(
             left, right, own, window
         )
         disparity = torch.where(keep, disparity, own)
-        share, keep = float(keep.float().mean()), keep | (own > 0)
+        taught, keep = keep, keep | (own > 0)
     else:
-        share = float(keep.float().mean())
-    return disparity[0].float().cpu().numpy(), keep[0].cpu().numpy(), share
+        taught = keep
+    return disparity[0].float().cpu().numpy(), keep[0].cpu().numpy(), taught[0].cpu().numpy()
 
 
 def write_pseudo_labels(
@@ -153,10 +153,9 @@ def write_pseudo_labels(
     student: tuple[torch.nn.Module, list[Path]] | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Label every pair of ``pairs`` (a ``pairs`` dataset), reusing cached labels; returns the CSV of
-    the labelled pairs and, per pair, the share of its pixels kept and the share the teacher labels.
-    ``student`` (the network and its files) is what the photometric gate compares the teacher with."""
-    import json
-
+    the labelled pairs and, per pair, the share of its pixels kept, the share the teacher labels and
+    the mask of those. ``student`` (the network and its files) is what the photometric gate compares
+    the teacher with."""
     from stereodistill.data.formats import image_size, read_mask, write_image, write_pfm
     from stereodistill.fileio import write_text_atomic
 
@@ -169,10 +168,10 @@ def write_pseudo_labels(
         name = hashlib.sha256(
             f"{key}|{_file_key(files.left)}|{_file_key(files.right)}|{height}x{width}|{settings}".encode()
         ).hexdigest()[:20]
-        disp_path, mask_path, share_path = (cache / f"{name}{end}" for end in (".pfm", "_mask.png", ".json"))
-        if not all(path.is_file() for path in (disp_path, mask_path, share_path)):
+        disp_path, mask_path, taught_path = (cache / f"{name}{end}" for end in (".pfm", "_mask.png", "_teacher.png"))
+        if not all(path.is_file() for path in (disp_path, mask_path, taught_path)):
             sample = pairs.load(index)
-            disparity, mask, share = pseudo_label(
+            disparity, mask, taught = pseudo_label(
                 teacher,
                 sample["left"][None].to(device),
                 sample["right"][None].to(device),
@@ -180,11 +179,20 @@ def write_pseudo_labels(
                 gate_with[0] if gate_with else None,
             )
             write_image(mask_path, np.repeat(mask[..., None], 3, axis=2).astype(np.float32))
-            write_json(share_path, {"teacher": share})
+            write_image(taught_path, np.repeat(taught[..., None], 3, axis=2).astype(np.float32))
             write_pfm(disp_path, disparity)  # written last: a label with its disparity is complete
         else:
-            mask, share = read_mask(mask_path), json.loads(share_path.read_text())["teacher"]
-        kept.append({"pair": files.id, "left": str(files.left), "kept": float(mask.mean()), "teacher": share})
+            mask, taught = read_mask(mask_path), read_mask(taught_path)
+        share = float(taught.mean())
+        kept.append(
+            {
+                "pair": files.id,
+                "left": str(files.left),
+                "kept": float(mask.mean()),
+                "teacher": share,
+                "teacher_mask": str(taught_path.resolve()),
+            }
+        )
         log(
             f"  pseudo-label {index + 1}/{len(pairs.files)} {files.id}: {100 * mask.mean():.1f} % of pixels kept"
             + (f", {100 * share:.1f} % from the teacher" if gate_with else "")
@@ -463,9 +471,10 @@ def _write_report(
     max_disp: int,
     device: torch.device,
 ) -> Path:
-    """``out/report.html`` for the first few pairs: left image, pseudo-label (dropped pixels black),
-    the student before and after."""
+    """``out/report.html`` for the first few pairs: left image, the teacher's labels (the other pixels
+    black), the student before and after."""
     from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.formats import read_mask
     from stereodistill.report.adapt_report import AdaptExample, write_adapt_report
 
     labelled = build_dataset("pairs", str(labels_csv))
@@ -479,6 +488,7 @@ def _write_report(
                 left=sample["left"].numpy().transpose(1, 2, 0),
                 label=label["disp"].numpy(),
                 kept=label["valid"].numpy().astype(bool),
+                taught=read_mask(report["kept"][index]["teacher_mask"]),
                 before=before(left, right).disparity[0].cpu().numpy(),
                 after=after(left, right).disparity[0].cpu().numpy(),
             )

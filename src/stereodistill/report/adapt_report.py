@@ -1,9 +1,10 @@
 """The page of ``stereodistill adapt``: what the teacher taught and what the student learnt.
 
-For a few of the user's pairs: the left image, the teacher's pseudo-label with the pixels its
-filters dropped in black, and the student's disparity before and after, all on one colour scale;
-then the kept fraction of every pair and, when the list had ground truth, the metrics before and
-after (scored only, never trained on).
+For a few of the user's pairs: the left image, the teacher's labels (black where its filters or the
+photometric gate left the pixel out, so the pixel was dropped or kept the student's own disparity),
+and the student's disparity before and after, all on one colour scale; then per pair the labelled
+share and the teacher's share and, when the list had ground truth, the metrics before and after
+(scored only, never trained on).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from stereodistill.fileio import write_text_atomic
 from stereodistill.report import htmlpage
 from stereodistill.report.colormap import colorize, with_colorbar
 
-COLUMNS = ("left", "pseudo-label (dropped: black)", "student before", "student after")
+COLUMNS = ("left", "teacher's labels (others: black)", "student before", "student after")
 METRICS = ("epe", "bad1", "bad2", "bad3", "d1")
 
 
@@ -31,7 +32,8 @@ class AdaptExample:
     name: str
     left: np.ndarray
     label: np.ndarray
-    kept: np.ndarray
+    kept: np.ndarray  # labelled pixels
+    taught: np.ndarray  # the pixels whose label is the teacher's
     before: np.ndarray
     after: np.ndarray
 
@@ -53,7 +55,9 @@ def write_adapt_report(out: Path, examples: Sequence[AdaptExample], report: Mapp
     for index, example in enumerate(examples):
         maps = {
             "left": example.left,
-            "label": with_colorbar(colorize(example.label, vmax=max_disp, invalid=~example.kept), max_disp),
+            "label": with_colorbar(
+                colorize(example.label, vmax=max_disp, invalid=~(example.kept & example.taught)), max_disp
+            ),
             "before": with_colorbar(colorize(example.before, vmax=max_disp), max_disp),
             "after": with_colorbar(colorize(example.after, vmax=max_disp), max_disp),
         }
@@ -64,8 +68,10 @@ def write_adapt_report(out: Path, examples: Sequence[AdaptExample], report: Mapp
         rows.append((example.name, paths))
     kept = report["kept"]
     mean_kept = sum(k["kept"] for k in kept) / max(len(kept), 1)
+    mean_taught = sum(k["teacher"] for k in kept) / max(len(kept), 1)
     body = [
-        f"<p>{len(kept)} pairs; the teacher's filters kept {100 * mean_kept:.1f} % of the pixels on average. "
+        f"<p>{len(kept)} pairs; {100 * mean_kept:.1f} % of the pixels are labels on average, "
+        f"{100 * mean_taught:.1f} % the teacher's (the rest keep the student's own disparity). "
         f"Disparity in pixels, 0 to {max_disp:g}.</p>",
         htmlpage.image_grid(COLUMNS, rows),
     ]
@@ -77,8 +83,11 @@ def write_adapt_report(out: Path, examples: Sequence[AdaptExample], report: Mapp
             ),
         ]
     body += [
-        "<h2>Kept pixels per pair</h2>",
-        htmlpage.table(["pair", "kept"], [[k["pair"], f"{100 * k['kept']:.1f} %"] for k in kept]),
+        "<h2>Labelled pixels per pair</h2>",
+        htmlpage.table(
+            ["pair", "labelled", "the teacher's"],
+            [[k["pair"], f"{100 * k['kept']:.1f} %", f"{100 * k['teacher']:.1f} %"] for k in kept],
+        ),
     ]
     page = out / "report.html"
     write_text_atomic(page, htmlpage.page("stereodistill adapt", "".join(body)))
