@@ -165,12 +165,13 @@ class SupervisedConfig:
 class PhotometricConfig:
     """A loss that needs no ground truth: the left view against the right view warped by the network's
     disparity (SSIM and L1), plus an edge-aware smoothness; on every batch, labelled or not. It lets a
-    network learn from the images themselves (Monodepth; MADNet's online adaptation), beyond labels
-    that are worse than it is. Asymmetric colour jitter breaks the views' agreement it relies on, so
-    ``data.color_jitter`` then jitters both views alike. ``mask``: ``none``, everywhere; ``valid``,
-    only where the batch has ground truth or a kept pseudo-label; ``lr_consistent``, only where the
-    network's own right view (a second forward pass, without gradients) agrees within
-    ``mask_threshold`` px, which leaves out occlusions and mismatches."""
+    network learn from the images themselves (Monodepth; MADNet's online adaptation); alone it sharpens
+    textured regions and harms occluded and textureless ones (docs/results.md). Asymmetric colour
+    jitter breaks the views' agreement it relies on, so ``data.color_jitter`` then jitters both views
+    alike. ``mask``: ``none``, everywhere; ``valid``, only where the batch has ground truth or a kept
+    pseudo-label; ``lr_consistent``, only where the network's own right view (a second forward pass,
+    without gradients) agrees within ``mask_threshold`` px, which leaves out occlusions and
+    mismatches."""
 
     weight: float | dict[str, Any] = 0.0  # a number or a schedule (below); 0: off
     ssim: float = 0.85  # share of the SSIM distance in the reconstruction error (the rest: L1)
