@@ -50,21 +50,38 @@ def test_data_pairs_writes_the_csv_the_pairs_reader_reads(tmp_path, capsys):
     write_pfm(tmp_path / "gt" / "a.pfm", np.full((16, 24), 3.0, np.float32))
     out = tmp_path / "lists" / "p.csv"
     assert main(["data", "pairs", str(tmp_path / "scene"), "--disp", str(tmp_path / "gt"), "--out", str(out)]) == 0
-    assert "2 pairs with ground truth" in capsys.readouterr().out
+    assert "2 pairs, 1 with ground truth" in capsys.readouterr().out
     dataset = build_dataset("pairs", out, max_disp=16)
     assert len(dataset) == 2 and dataset[0]["meta"]["has_gt"] and not dataset[1]["meta"]["has_gt"]
 
     write_image(tmp_path / "scene" / "right" / "b.png", rng.random((16, 20, 3)))  # sizes differ
     (tmp_path / "scene" / "left" / "c.png").write_bytes(b"")  # no right view
     command = ["data", "pairs", str(tmp_path / "scene" / "left"), str(tmp_path / "scene" / "right"), "--out", str(out)]
-    assert main(command) == 2
-    assert "1 image(s) without their other view: c.png" in capsys.readouterr().err
-    (tmp_path / "scene" / "left" / "c.png").unlink()
     before = out.read_text()
     assert main(command) == 2
     err = capsys.readouterr().err
-    assert "1 bad pair(s)" in err and "16x20 (HxW)" in err and out.read_text() == before  # nothing half-written
-    assert main([*command, "--skip-bad"]) == 0
-    assert "SKIPPED" in capsys.readouterr().out and len(build_dataset("pairs", out)) == 1
+    assert "2 bad pair(s)" in err and "c.png: no other view (only in" in err and "16x20 (HxW)" in err
+    assert out.read_text() == before  # nothing half-written
+    assert main([*command, "--skip-bad"]) == 0  # a frame one camera dropped is left out and listed, like the others
+    printed = capsys.readouterr().out
+    assert printed.count("SKIPPED") == 2 and "c.png" in printed and len(build_dataset("pairs", out)) == 1
+    assert main(["data", "pairs", str(tmp_path / "scene"), "--out", str(tmp_path / "scene"), "--skip-bad"]) == 2
+    assert "is a folder: name the CSV file to write" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "gt"), str(tmp_path / "gt"), "--out", str(out)]) == 2
     assert "no images in this folder" in capsys.readouterr().err
+
+
+def test_a_ground_truth_folder_that_matches_no_image_is_an_error(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.formats import write_image, write_pfm
+
+    for side in ("left", "right"):
+        write_image(tmp_path / side / "im0.png", np.zeros((8, 8, 3)))
+    write_pfm(tmp_path / "gt" / "disp0.pfm", np.ones((8, 8), np.float32))  # named as Middlebury names it
+    out = tmp_path / "p.csv"
+    command = ["data", "pairs", str(tmp_path / "left"), str(tmp_path / "right"), "--disp", str(tmp_path / "gt")]
+    assert main([*command, "--out", str(out)]) == 2
+    assert "no ground truth for any pair (looked for files named like the images: im0.pfm" in capsys.readouterr().err
+    assert not out.exists()

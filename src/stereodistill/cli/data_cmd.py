@@ -41,7 +41,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     pairs.add_argument("right_dir", nargs="?", help="folder of right images")
     pairs.add_argument("--disp", help="folder of ground-truth disparities, matched by stem")
     pairs.add_argument("--out", required=True, help="the CSV to write")
-    pairs.add_argument("--skip-bad", action="store_true", help="leave out unreadable or mismatched pairs, listed")
+    pairs.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out, and list, images without their other view, pairs whose sizes differ and unreadable images",
+    )
     pairs.set_defaults(handler=run_pairs)
 
     check = sub.add_parser(
@@ -113,16 +117,20 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_pairs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stereodistill.data.pairing import pairs_csv
+    from stereodistill.data.pairing import folder_pairs
 
     left = Path(args.left_dir)
     right = Path(args.right_dir) if args.right_dir else None
     if right is None:
         left, right = left / "left", left / "right"
-    count, skipped = pairs_csv(left, right, Path(args.out), Path(args.disp) if args.disp else None, args.skip_bad)
-    for problem in skipped:
+    disp = Path(args.disp) if args.disp else None
+    found = folder_pairs(left, right, disp, args.skip_bad)
+    found.write(Path(args.out), truth_column=disp is not None)
+    for problem in found.skipped:
         print(f"  SKIPPED {problem}")
-    print(f"wrote {args.out}: {count} pair{'s' if count != 1 else ''}" + (" with ground truth" if args.disp else ""))
+    count = len(found.rows)
+    truth = f", {found.with_truth} with ground truth" if disp is not None else ""
+    print(f"wrote {args.out}: {count} pair{'s' if count != 1 else ''}{truth}")
     return 0
 
 

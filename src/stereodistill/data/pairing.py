@@ -5,7 +5,9 @@ stem, or the scene folder when every left image has the same file name."""
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,16 +79,65 @@ def _named(pairs: list[tuple[Path, Path]]) -> list[PairFiles]:
 DISPARITY_SUFFIXES = (".pfm", ".png", ".npy")
 
 
-def pairs_csv(
-    left: Path, right: Path, out: Path, disp: Path | None = None, skip_bad: bool = False
-) -> tuple[int, list[str]]:
-    """Write the ``pairs`` CSV for two folders matched by file name (ground truth from ``disp`` by
-    stem, when given); paths are relative to the CSV's folder. Names without their other view are an
-    error listing them; so are pairs whose sizes differ or images that cannot be read, unless
-    ``skip_bad`` (then they are left out and returned). Returns (pairs written, what was skipped)."""
-    from stereodistill.data.formats import image_size
-    from stereodistill.fileio import write_text_atomic
+@dataclass(frozen=True)
+class FolderPairs:
+    """The pairs two folders hold, matched by file name, before anything is written: each row is
+    (left, right, ground truth or None); ``skipped`` says what ``skip_bad`` left out and why."""
 
+    left: Path
+    rows: tuple[tuple[Path, Path, Path | None], ...]
+    skipped: tuple[str, ...]
+    with_truth: int  # rows whose ground truth was found
+
+    def write(self, out: Path, truth_column: bool) -> None:
+        """The ``pairs`` CSV at ``out`` (atomically), with paths relative to its folder; quoted where a
+        path holds a comma or a quote, as the reader expects."""
+        from stereodistill.fileio import write_text_atomic
+
+        if out.is_dir():
+            raise DataError(out, "is a folder: name the CSV file to write")
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["left", "right", "disp"] if truth_column else ["left", "right"])
+        for left, right, truth in self.rows:
+            row = [os.path.relpath(left, out.parent), os.path.relpath(right, out.parent)]
+            writer.writerow([*row, os.path.relpath(truth, out.parent) if truth else ""] if truth_column else row)
+        write_text_atomic(out, text.getvalue())
+
+
+def check_rows(
+    rows: list[tuple[Path, Path, Path | None]],
+) -> tuple[list[tuple[Path, Path, Path | None]], list[str]]:
+    """The rows whose two views are readable images of one size (from their headers: nothing is
+    decoded), and a line for each other row saying what is wrong."""
+    from stereodistill.data.formats import image_size
+
+    good, problems = [], []
+    for left, right, truth in rows:
+        try:
+            sizes = image_size(left), image_size(right)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        if sizes[0] != sizes[1]:
+            (h0, w0), (h1, w1) = sizes
+            problems.append(str(DataError(right, f"is {h1}x{w1} (HxW) but its left view is {h0}x{w0}")))
+            continue
+        good.append((left, right, truth))
+    return good, problems
+
+
+def bad_pairs_error(where: Path, problems: list[str]) -> DataError:
+    """One error listing the first problems, and how to leave such pairs out."""
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return DataError(where, f"{len(problems)} bad pair(s): {'; '.join(problems[:3])}{more}; --skip-bad leaves them out")
+
+
+def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bool = False) -> FolderPairs:
+    """The pairs of two folders matched by file name (ground truth from ``disp`` by stem, when given),
+    checked from the image headers. Names without their other view, pairs whose sizes differ and
+    images that cannot be read are an error listing them, unless ``skip_bad`` (then they are left
+    out and listed). Nothing is written."""
     for folder in (left, right, *([disp] if disp is not None else [])):
         if not folder.is_dir():
             raise DataError(folder, "not a folder")
@@ -94,37 +145,22 @@ def pairs_csv(
     rights = {p.name: p for p in _images(right)}
     if not lefts:
         raise DataError(left, "no images in this folder")
-    unmatched = sorted(lefts.keys() ^ rights.keys())
-    if unmatched:
-        shown = ", ".join(f"{n} (only in {left if n in lefts else right})" for n in unmatched[:5])
-        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
-        raise DataError(left, f"{len(unmatched)} image(s) without their other view: {shown}{more}")
-    rows, problems = [], []
-    for name in sorted(lefts):
-        try:
-            sizes = image_size(lefts[name]), image_size(rights[name])
-            if sizes[0] != sizes[1]:
-                raise DataError(
-                    rights[name],
-                    f"is {sizes[1][0]}x{sizes[1][1]} (HxW) but its left view is {sizes[0][0]}x{sizes[0][1]}",
-                )
-        except DataError as exc:
-            problems.append(str(exc))
-            continue
-        truth = ""
-        if disp is not None:
-            found = [disp / f"{Path(name).stem}{suffix}" for suffix in DISPARITY_SUFFIXES]
-            found = [p for p in found if p.is_file()]
-            truth = os.path.relpath(found[0], out.parent) if found else ""
-        rows.append((os.path.relpath(lefts[name], out.parent), os.path.relpath(rights[name], out.parent), truth))
+    problems = [
+        f"{name}: no other view (only in {left if name in lefts else right})"
+        for name in sorted(lefts.keys() ^ rights.keys())
+    ]
+    rows = []
+    for name in sorted(lefts.keys() & rights.keys()):
+        candidates = [disp / f"{Path(name).stem}{suffix}" for suffix in DISPARITY_SUFFIXES] if disp else []
+        rows.append((lefts[name], rights[name], next((p for p in candidates if p.is_file()), None)))
+    rows, bad = check_rows(rows)
+    problems += bad
     if problems and not skip_bad:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise DataError(
-            left, f"{len(problems)} bad pair(s): {'; '.join(problems[:3])}{more}; --skip-bad leaves them out"
-        )
+        raise bad_pairs_error(left, problems)
     if not rows:
         raise DataError(left, "no readable pairs")
-    header = "left,right,disp" if disp is not None else "left,right"
-    lines = [header] + [",".join(row if disp is not None else row[:2]) for row in rows]
-    write_text_atomic(out, "\n".join(lines) + "\n")
-    return len(rows), problems
+    with_truth = sum(truth is not None for *_, truth in rows)
+    if disp is not None and not with_truth:
+        names = ", ".join(f"{Path(rows[0][0].name).stem}{suffix}" for suffix in DISPARITY_SUFFIXES)
+        raise DataError(disp, f"no ground truth for any pair (looked for files named like the images: {names})")
+    return FolderPairs(left, tuple(rows), tuple(problems), with_truth)
