@@ -76,3 +76,18 @@ def test_build_weighting():
     assert total.item() == 3.0
     with pytest.raises(ConfigError, match="unknown weighting"):
         build_weighting({"type": "magic"}, ["a"])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        -1,
+        float("nan"),
+        float("inf"),
+        {"type": "linear", "end": -1, "steps": 4},
+        {"type": "step", "value": -2, "epochs": [1]},
+    ],
+)
+def test_negative_or_non_finite_weights_are_config_errors(spec):
+    with pytest.raises(ConfigError, match="a weight must be a finite number >= 0"):
+        build_schedule(spec, "photometric.weight")

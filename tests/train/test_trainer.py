@@ -77,8 +77,12 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
 
 
-def test_nonfinite_loss_skips_then_aborts(tmp_path):
-    cfg = config(tmp_path, max_nonfinite=2, supervised={"weight": float("nan")})
+def test_nonfinite_loss_skips_then_aborts(tmp_path, monkeypatch):
+    import stereodistill.train.trainer as trainer_module
+
+    real = trainer_module.multi_output_loss
+    monkeypatch.setattr(trainer_module, "multi_output_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    cfg = config(tmp_path, max_nonfinite=2)
     with pytest.raises(TrainingError, match="non-finite for 2 steps in a row"):
         Trainer(cfg, distill=False).run()
 

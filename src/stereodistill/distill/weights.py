@@ -74,6 +74,7 @@ def build_schedule(spec: float | int | Mapping[str, Any], where: str = "weight")
     if isinstance(spec, bool) or not isinstance(spec, int | float | Mapping):
         raise ConfigError(f"{where}: a weight must be a number or a schedule, got {spec!r}")
     if isinstance(spec, int | float):
+        _check_weight(spec, where)
         return Constant(float(spec))
     kind = spec.get("type")
     if kind not in SCHEDULES:
@@ -83,7 +84,17 @@ def build_schedule(spec: float | int | Mapping[str, Any], where: str = "weight")
         raise ConfigError(f"{where}: the ramp's shape is its type ({kind!r}); drop 'shape'")
     if SCHEDULES[kind] is Ramp:
         fields["shape"] = kind
-    return from_dict(SCHEDULES[kind], fields, where)
+    schedule = from_dict(SCHEDULES[kind], fields, where)
+    for name in ("value", "start", "end"):
+        if hasattr(schedule, name):
+            _check_weight(getattr(schedule, name), f"{where}.{name}")
+    return schedule
+
+
+def _check_weight(value: float, where: str) -> None:
+    """A weight is a finite number >= 0: a negative one would train the network to raise its loss."""
+    if not 0 <= value < math.inf:  # also refuses NaN
+        raise ConfigError(f"{where}: a weight must be a finite number >= 0, got {value}")
 
 
 # ---------------------------------------------------------------------------- adaptive weighting

@@ -143,6 +143,12 @@ class OptimConfig:
     grad_clip: float | None = None  # clip the gradient norm to this (null: no clipping)
     accumulate: int = 1  # micro-batches accumulated per step
 
+    def __post_init__(self) -> None:
+        if not 0 < self.lr < math.inf:  # also refuses NaN
+            raise ConfigError(f"optim.lr must be a finite number above 0, got {self.lr}")
+        if self.accumulate < 1:
+            raise ConfigError(f"optim.accumulate must be at least 1, got {self.accumulate}")
+
 
 @dataclass
 class SupervisedConfig:
