@@ -102,3 +102,33 @@ def test_the_photometric_loss_alone_can_learn_from_unlabeled_pairs(tmp_path):
     steps = {name: {int(r["step"]) for r in rows if r["name"] == name} for name in ("supervised", "photometric")}
     assert steps == {"supervised": {1, 3}, "photometric": {1, 2, 3, 4}}  # every batch, labelled or not
     assert all(float(r["value"]) > 0 for r in rows if r["name"] == "photometric")
+
+
+def test_epochs_count_labelled_batches_and_a_small_unlabeled_set_is_named(tmp_path):
+    from stereodistill.train.trainer import Trainer
+
+    config = from_dict(RunConfig, {**mixed(tmp_path), "output": str(tmp_path / "run")})
+    trainer = Trainer(config, distill=True)
+    per_epoch = trainer.sampler.batches_per_epoch
+    assert trainer.epoch_at(2 * per_epoch) == pytest.approx(1.0)  # ratio 0.5: half the steps are labelled
+    settings = mixed(tmp_path)
+    settings["data"]["unlabeled"] = {**UNLABELED, "pairs": 1}
+    config = from_dict(RunConfig, {**settings, "output": str(tmp_path / "other")})
+    with pytest.raises(ConfigError, match=r"data.unlabeled \(synthetic\) has 1 samples, fewer than one batch"):
+        Trainer(config, distill=True)
+
+
+def test_the_mirrored_pass_of_a_mask_leaves_batchnorm_statistics_alone():
+    from stereodistill.distill.masks import right_view_disparity
+    from stereodistill.train.trainer import batchnorm_statistics_kept
+
+    student = build_model("lean-xs", max_disp=16).train()
+    before = {k: v.clone() for k, v in student.state_dict().items() if "running" in k or "num_batches" in k}
+    image = torch.rand(1, 3, 32, 64)
+    with torch.no_grad(), batchnorm_statistics_kept(student):
+        right_view_disparity(student, image, image.flip(-1))
+    after = student.state_dict()
+    assert all(torch.equal(value, after[key]) for key, value in before.items())
+    with torch.no_grad():
+        right_view_disparity(student, image, image.flip(-1))
+    assert not all(torch.equal(value, student.state_dict()[key]) for key, value in before.items())

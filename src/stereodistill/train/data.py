@@ -99,11 +99,14 @@ class EpochSampler(Sampler[int]):
     """Indices of epoch e: a permutation seeded by (seed, e); this rank takes its share of each
     global batch. ``start`` skips the first batches of the epoch (resume mid-epoch)."""
 
-    def __init__(self, size: int, global_batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, size: int, global_batch: int, seed: int, rank: int = 0, world: int = 1, what: str = "the training set"
+    ) -> None:
+        """``what``: the data, as an error about its size names it (``data.train``, ``data.unlabeled (FILE)``)."""
         if global_batch % world:
             raise ConfigError(f"batch_size {global_batch} does not split across {world} processes")
         if size < global_batch:
-            raise ConfigError(f"the training set has {size} samples, fewer than one batch of {global_batch}")
+            raise ConfigError(f"{what} has {size} samples, fewer than one batch of {global_batch} (data.batch_size)")
         self.size = size
         self.global_batch = global_batch
         self.seed = seed

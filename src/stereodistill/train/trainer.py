@@ -13,7 +13,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,20 @@ class StudentWithExtras(nn.Module):
         return losses_of(self.student(left, right, taps=taps))
 
 
+@contextlib.contextmanager
+def batchnorm_statistics_kept(module: nn.Module) -> Iterator[None]:
+    """Inside, a forward pass normalises as usual but leaves no trace in the BatchNorm running
+    statistics: a pass that only computes a mask (the mirrored pair) must not count as training data."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{name: buffer.clone() for name, buffer in m.named_buffers()} for m in layers]
+    try:
+        yield
+    finally:
+        for layer, buffers in zip(layers, saved, strict=True):
+            for name, value in buffers.items():
+                getattr(layer, name).copy_(value)
+
+
 class Trainer:
     def __init__(
         self,
@@ -186,7 +200,7 @@ class Trainer:
         # Data -----------------------------------------------------------------------------------
         dataset = train_data.build(config.data.train)
         self.sampler = train_data.EpochSampler(
-            len(dataset), config.data.batch_size, config.seed, self.dist.rank, self.dist.world
+            len(dataset), config.data.batch_size, config.seed, self.dist.rank, self.dist.world, what="data.train"
         )
         transform = train_data.train_transform(config.data, symmetric=config.photometric.enabled)
         augmented = train_data.SeededAugment(dataset, transform, config.seed)
@@ -194,8 +208,14 @@ class Trainer:
         self.unlabeled: train_data.BatchStream | None = None
         if config.data.unlabeled is not None:  # pairs without ground truth: the terms or the photometric loss
             pairs = train_data.build(config.data.unlabeled)
+            where = config.data.unlabeled.root or config.data.unlabeled.dataset
             sampler = train_data.EpochSampler(
-                len(pairs), config.data.batch_size, config.seed + 1, self.dist.rank, self.dist.world
+                len(pairs),
+                config.data.batch_size,
+                config.seed + 1,
+                self.dist.rank,
+                self.dist.world,
+                what=f"data.unlabeled ({where})",
             )
             seeded = train_data.SeededAugment(pairs, transform, config.seed + 1)
             loader = train_data.train_loader(seeded, sampler, config.data.workers, config.seed + 1)
@@ -252,9 +272,11 @@ class Trainer:
         return self.config.stages[-1]
 
     def epoch_at(self, step: int) -> float:
+        """Passes over the labelled data so far: the steps that drew from ``data.unlabeled`` do not count."""
         if self.config.epoch_steps:
             return step / self.config.epoch_steps
-        return step * self.config.optim.accumulate / self.sampler.batches_per_epoch
+        labelled = step - self.config.data.unlabeled_steps(step)
+        return labelled * self.config.optim.accumulate / self.sampler.batches_per_epoch
 
     # -- one micro-batch ---------------------------------------------------------------------------------
     def compute_losses(self, batch: dict[str, Any], stage: StageConfig, step: int, epoch: float, labelled: bool = True):
@@ -305,7 +327,7 @@ class Trainer:
                         teacher_right = right_view_disparity(self.teacher, left, right)
             own_right = None
             if self.config.photometric.enabled and self.config.photometric.mask == "lr_consistent":
-                with torch.no_grad():
+                with torch.no_grad(), batchnorm_statistics_kept(self.unit.student):
                     own_right = right_view_disparity(self.unit.student, left, right).float()
             return self.wrapped(left, right, self.student_taps if active else frozenset(), losses_of)
 
