@@ -85,10 +85,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 def classical_network(name: str | Path) -> bool:
     """Whether ``name`` is a classical method of the zoo (``sgbm``: no weights) rather than a checkpoint
-    (a file or checkpoint of that name wins)."""
+    (a file or checkpoint of that name wins; a folder of that name, which is no checkpoint, does not)."""
     from stereodistill.models.zoo import list_models, model_class
 
-    if Path(name).exists() or any(p.exists() for p in checkpoint_paths(name)):
+    if Path(name).is_file() or any(p.is_file() for p in checkpoint_paths(name)):
         return False
     return str(name) in list_models() and not model_class(str(name)).trainable
 

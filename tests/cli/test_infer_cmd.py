@@ -120,3 +120,15 @@ def test_infer_on_a_stereo_video_two_files_or_side_by_side(tmp_path, ckpt, capsy
     assert "nothing to do" in capsys.readouterr().out  # resumable
     assert main(["infer", ckpt, str(tmp_path / "sbs.mp4"), "--out", out]) == 2
     assert "side-by-side" in capsys.readouterr().err
+
+
+def test_infer_sets_the_range_of_a_classical_method_only(tmp_path, ckpt, capsys):
+    pytest.importorskip("cv2")
+    rng = np.random.default_rng(2)
+    for name in ("l.png", "r.png"):
+        write_image(tmp_path / name, rng.random((24, 48, 3)))
+    pair = [str(tmp_path / "l.png"), str(tmp_path / "r.png")]
+    assert main(["infer", "sgbm", *pair, "--out", str(tmp_path / "o"), "--max-disp", "16"]) == 0
+    assert read_pfm(tmp_path / "o" / "l.pfm").shape == (24, 48)
+    assert main(["infer", ckpt, *pair, "--out", str(tmp_path / "p"), "--max-disp", "16"]) == 2
+    assert "has its own" in capsys.readouterr().err

@@ -35,3 +35,19 @@ def test_sgbm_finds_a_constant_shift_and_runs_like_a_network(tmp_path):
         data = {"train": {"dataset": "synthetic", "pairs": 2, "size": [32, 64], "max_disp": 16}, "crop": [32, 64]}
         config = {"model": {"arch": "sgbm", "max_disp": 16}, "data": data, "output": str(tmp_path / "run")}
         Trainer(from_dict(RunConfig, config), distill=False)
+
+
+def test_images_narrower_than_the_range_cut_the_search_and_a_folder_named_sgbm_is_no_checkpoint(tmp_path, monkeypatch):
+    from stereodistill.checkpoint import classical_network
+    from stereodistill.errors import InputError
+
+    net = load_network("sgbm")  # 192 disparities, for images 40 px wide: OpenCV alone would refuse them
+    image = torch.rand(1, 3, 24, 40)
+    assert net(image, image).disparity.shape == (1, 24, 40)
+    with pytest.raises(InputError, match="16 px wide are too narrow"):
+        net(image[..., :16], image[..., :16])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sgbm").mkdir()  # e.g. the output folder of `infer sgbm ... --out sgbm`
+    assert classical_network("sgbm")
+    (tmp_path / "sgbm.json").write_text("{}")  # a checkpoint of that name wins
+    assert not classical_network("sgbm")

@@ -34,7 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train, test or all (default: the split with ground truth: test for sceneflow, train for kitti2012, "
         "kitti2015, middlebury and eth3d, whose test splits ship none)",
     )
-    parser.add_argument("--max-disp", type=max_disp, help="evaluated range (default: the model's max disparity)")
+    parser.add_argument(
+        "--max-disp",
+        type=max_disp,
+        help="evaluated range (default: the model's max disparity); for sgbm also its search range (default 192)",
+    )
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option")
     parser.add_argument("--limit", type=positive_int, help="evaluate only the first N samples")
     parser.add_argument("--skip-bad", action="store_true", help="list and skip unreadable samples instead of stopping")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stereodistill.cli.args import add_device
+from stereodistill.cli.args import add_device, max_disp
 from stereodistill.errors import InputError
 
 
@@ -39,6 +39,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "disparities are scaled back to the input's pixels (default 1)",
     )
     parser.add_argument("--overwrite", action="store_true", help="predict pairs whose outputs already exist too")
+    parser.add_argument(
+        "--max-disp",
+        type=max_disp,
+        help="search range of a classical method (sgbm; default 192); a checkpoint has its own range",
+    )
     add_device(parser)
     parser.set_defaults(handler=run)
 
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from stereodistill.checkpoint import load_network
+    from stereodistill.checkpoint import classical_network, load_network
     from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.data.pairing import find_pairs
     from stereodistill.data.video import is_video
@@ -100,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("a stereo video is two files (LEFT RIGHT) or one side-by-side file (LEFT --side-by-side)")
     elif args.right is None or args.side_by_side:
         raise InputError("give LEFT and RIGHT (--side-by-side is for a video)")
+    if args.max_disp is not None and not classical_network(args.checkpoint):
+        raise InputError(f"--max-disp is the range of a classical method; {args.checkpoint} has its own")
     device = resolve_device(args.device)
-    model = load_network(args.checkpoint, map_location=device)
+    model = load_network(args.checkpoint, map_location=device, max_disp=args.max_disp)
     if is_video(args.left):
         return run_video(args, model, device)
     pairs = find_pairs(args.left, args.right)

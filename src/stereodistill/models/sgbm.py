@@ -4,13 +4,14 @@ model must beat on real images, evaluated, benchmarked and run exactly like the 
 ``StereoSGBM`` in its full 8-direction mode (``MODE_HH``), block size 3, smoothness penalties
 P1 = 8·3·b² and P2 = 32·3·b² (OpenCV's documented choice for colour images), uniqueness ratio 10,
 speckle filtering off. Its number of disparities is ``max_disp`` rounded up to a multiple of 16, as
-OpenCV requires. Pixels it leaves without a match (occlusions, left border, failed uniqueness) are
-filled with the nearest valid disparity to their left in the row (the background, where the
-occluder is on the right, as in a left view), and from the right at the start of a row; a row with
-no match at all becomes 0. With ``fill_holes=False`` they stay 0, which the metric protocol counts
-as no value: ``adapt`` labels with it that way, so that only real matches become labels. Nothing is
-trained: it has no parameters and offers no taps. Needs ``opencv-python-headless`` (the ``sgbm``
-extra).
+OpenCV requires, and cut to what the image's width allows (OpenCV refuses a range wider than the
+image less 2 px; no pixel can match further than the image is wide anyway). Pixels it leaves
+without a match (occlusions, left border, failed uniqueness) are filled with the nearest valid
+disparity to their left in the row (the background, where the occluder is on the right, as in a
+left view), and from the right at the start of a row; a row with no match at all becomes 0. With
+``fill_holes=False`` they stay 0, which the metric protocol counts as no value: ``adapt`` labels
+with it that way, so that only real matches become labels. Nothing is trained: it has no
+parameters and offers no taps. Needs ``opencv-python-headless`` (the ``sgbm`` extra).
 """
 
 from __future__ import annotations
@@ -69,9 +70,13 @@ class SGBM(StereoModel):
         except ImportError:
             raise InputError("sgbm needs OpenCV: pip install 'stereodistill[sgbm]'") from None
         b = self.block_size
+        width = left.shape[-1]
+        disparities = min(-(-self.max_disp // 16) * 16, (width - 2) // 16 * 16)
+        if disparities < 16:
+            raise InputError(f"sgbm: images {width} px wide are too narrow (OpenCV needs at least 18 px)")
         matcher = cv2.StereoSGBM_create(
             minDisparity=0,
-            numDisparities=-(-self.max_disp // 16) * 16,
+            numDisparities=disparities,
             blockSize=b,
             P1=8 * 3 * b * b,
             P2=32 * 3 * b * b,
