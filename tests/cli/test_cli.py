@@ -73,6 +73,25 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert main(["data", "check", "--dataset", "sceneflow", "--root", str(empty), "--option", "bogus"]) == 2
 
 
+def test_a_file_the_system_refuses_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from stereodistill.data.formats import write_image
+
+    for side in ("left", "right"):
+        write_image(tmp_path / "cam" / side / "a.png", np.zeros((8, 8, 3)))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(locked / "p.csv"))
+
+    monkeypatch.setattr("stereodistill.fileio.tempfile.mkstemp", refuse)
+    assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(locked / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"stereodistill: error: {locked / 'p.csv'}: Permission denied\n"
+
+
 def test_bad_size_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit) as info:
         main(["data", "synth", "--out", "x", "--size", "12by3"])

@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the system refused a file: no permission, a full disk, a folder where a file goes
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"stereodistill: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def entry() -> None:
