@@ -205,9 +205,14 @@ def test_adapt_can_learn_from_the_images_alone_and_refuses_to_learn_from_nothing
 
     command = camera_and_networks(tmp_path, seed=3)
     command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
-    for weights in (["--labels", "0", "--photometric", "0"], ["--photometric", "-1"]):
+    refused = {
+        "one must be above 0": ["--labels", "0", "--photometric", "0"],
+        "photometric is the weight of a loss: a number >= 0, got -1.0": ["--photometric", "-1"],
+        "labels is the weight of a loss: a number >= 0, got nan": ["--labels", "nan"],
+    }
+    for message, weights in refused.items():
         assert main([*command, *weights]) == 2
-        assert "one must be above 0" in capsys.readouterr().err
+        assert message in capsys.readouterr().err
         assert not (tmp_path / "a").exists()
     assert main([*command, "--labels", "0", "--photometric", "1"]) == 0
     saved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
@@ -261,3 +266,85 @@ def test_the_label_check_reads_every_pair_up_to_its_limit_then_an_even_spread():
     assert spread(4, 16) == [0, 1, 2, 3]  # fewer pairs than the limit: all of them
     assert spread(10, 4) == [0, 3, 6, 9]
     assert spread(1, 16) == [0]
+
+
+def test_a_bad_list_never_costs_the_previous_run_even_with_force(tmp_path, capsys):
+    command = camera_and_networks(tmp_path, seed=4)
+    command += ["--out", str(tmp_path / "a"), "--steps", "1", "--crop", "32x64"]
+    assert main(command) == 0
+    before = sorted(p.name for p in (tmp_path / "a").iterdir())
+    write_image(tmp_path / "cam" / "left" / "0002.png", np.zeros((32, 64, 3)))  # a frame the right camera dropped
+    assert main([*command, "--force"]) == 2
+    assert "0002.png: no other view" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == before  # checked before the folder was cleared
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_or_restarts_training_on_its_labels(tmp_path, capsys):
+    import shutil
+
+    command = camera_and_networks(tmp_path, seed=5)
+    command += ["--out", str(tmp_path / "a"), "--crop", "32x64"]
+    assert main([*command, "--steps", "2"]) == 0
+    assert main([*command, "--steps", "4", "--resume"]) == 2  # a longer run is a change, which must be accepted
+    assert "--allow-changes" in capsys.readouterr().err
+    assert main([*command, "--steps", "4", "--resume", "--allow-changes"]) == 0
+    progress = capsys.readouterr().err
+    assert "step 3/4" in progress and "step 1/4" not in progress  # continued from the checkpoint at step 2
+    # Stopped before its first checkpoint: what training wrote goes, the labels stay and are reused.
+    labels = sorted((tmp_path / "a" / "pseudo").iterdir())
+    shutil.rmtree(tmp_path / "a" / "checkpoints")
+    assert main([*command, "--steps", "4", "--resume"]) == 0
+    printed = capsys.readouterr()
+    assert "training starts over on the cached labels" in printed.out and "step 1/4" in printed.err
+    assert sorted((tmp_path / "a" / "pseudo").iterdir()) == labels
+    assert main([*command, "--resume", "--out", str(tmp_path / "empty")]) == 2
+    assert "no adapt run there to continue" in capsys.readouterr().err
+
+
+def test_adapt_reads_and_writes_paths_that_hold_commas(tmp_path):
+    command = camera_and_networks(tmp_path, seed=6)
+    camera = tmp_path / "day 1, take 2"
+    (tmp_path / "cam").rename(camera)
+    command[command.index("--unlabeled") + 1] = str(camera)
+    assert main([*command, "--out", str(tmp_path / "a,b"), "--steps", "1", "--crop", "32x64"]) == 0
+    assert load_model(tmp_path / "a,b" / "model").arch == "lean-xs"
+
+
+def test_settings_adapt_owns_or_cannot_use_are_refused_before_any_work(tmp_path, capsys):
+    import yaml
+
+    command = camera_and_networks(tmp_path, seed=7)
+    command += ["--out", str(tmp_path / "a"), "--steps", "1", "--crop", "32x64"]
+    refused = {
+        "run.steps: adapt sets steps itself; set it with --steps": ["--config", "run_steps.yaml"],
+        "run.output: adapt sets output itself; set it with --out": ["--config", "run_output.yaml"],
+        "optim.lr must be a finite number above 0, got -1.0": ["--lr", "-1"],
+        "lr_threshold is a distance in px above 0": ["--lr-threshold", "-1"],
+        "confidence is a probability in [0, 1]": ["--confidence", "2"],
+    }
+    (tmp_path / "run_steps.yaml").write_text(yaml.safe_dump({"run": {"steps": 3}}))
+    (tmp_path / "run_output.yaml").write_text(yaml.safe_dump({"run": {"output": str(tmp_path / "elsewhere")}}))
+    for message, flags in refused.items():
+        flags = [str(tmp_path / flag) if flag.endswith(".yaml") else flag for flag in flags]
+        assert main([*command, *flags]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "a").exists()
+    command[2] = "sgbm"  # a student with nothing to train: refused before the teacher labels anything
+    assert main(command) == 2
+    assert "the student sgbm is a classical method" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_listed_pair_that_cannot_be_read_is_refused_before_labelling_or_left_out(tmp_path, capsys):
+    command = camera_and_networks(tmp_path, seed=8)
+    (tmp_path / "cam" / "left" / "0002.png").write_bytes(b"not an image")
+    (tmp_path / "cam" / "right" / "0002.png").write_bytes(b"not an image")
+    listing = tmp_path / "list.csv"
+    listing.write_text("left,right\ncam/left/0001.png,cam/right/0001.png\ncam/left/0002.png,cam/right/0002.png\n")
+    command[command.index("--unlabeled") + 1] = str(listing)
+    command += ["--out", str(tmp_path / "a"), "--steps", "1", "--crop", "32x64"]
+    assert main(command) == 2
+    assert "1 bad pair(s)" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    assert main([*command, "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert "SKIPPED" in printed and "0002.png" in printed and "for 1 pairs" in printed

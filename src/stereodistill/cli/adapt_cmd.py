@@ -22,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "teacher",
         help="the teacher: a stereodistill checkpoint, a release with --teacher-arch, or sgbm (classical: "
-        "its unmatched pixels and the left-right check filter its labels)",
+        "its unmatched pixels filter its labels)",
     )
     parser.add_argument("student", help="the student: a stereodistill checkpoint, or an architecture (from scratch)")
     parser.add_argument("--unlabeled", required=True, help="a pairs CSV, or a folder holding left/ and right/")
@@ -31,7 +31,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--config",
         help="a YAML of these settings (steps, lr, crop, batch_size, lr_threshold, confidence, gate, clamp, labels, "
         "photometric) and `run:`, "
-        "merged into the student's run config (e.g. {amp: bf16, data: {color_jitter: false}}); flags win",
+        "merged into the student's run config (e.g. {amp: bf16, data: {color_jitter: false}}; what the settings "
+        "above decide, such as steps or optim.lr, is refused there); flags win",
     )
     parser.add_argument("--steps", type=positive_int, help="training steps (default 300)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -75,11 +76,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="constructor option of --teacher-arch, e.g. max_disp=192 or align_corners=true",
     )
     parser.add_argument(
-        "--skip-bad", action="store_true", help="with a folder: leave out pairs that are unreadable or differ in size"
+        "--skip-bad",
+        action="store_true",
+        help="leave out, and list, images without their other view, unreadable images and pairs whose views "
+        "differ in size (default: an error listing them, before anything is written)",
     )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--force", action="store_true", help="clear OUT first")
-    group.add_argument("--resume", action="store_true", help="continue the run in OUT, reusing its labels")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from its last checkpoint (every 100 steps), reusing its labels",
+    )
+    parser.add_argument(
+        "--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's"
+    )
     add_device(parser)
     parser.set_defaults(handler=run)
 
@@ -88,8 +99,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stereodistill.cli.data_cmd import parse_options
+    from stereodistill.errors import ConfigError
     from stereodistill.experiments.adapt import AdaptConfig, PseudoLabelSettings, adapt, load_adapt_config
 
+    if args.allow_changes and not args.resume:
+        raise ConfigError("--allow-changes applies to --resume")
     config = load_adapt_config(args.config) if args.config else AdaptConfig()
     for key in ("steps", "lr", "crop", "lr_threshold", "confidence", "gate", "clamp", "labels", "photometric"):
         if getattr(args, key) is not None:  # a flag given on the command line wins over the file
@@ -113,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         force=args.force,
         resume=args.resume,
+        allow_changes=args.allow_changes,
         device=args.device,
         log=lambda line: print(line, flush=True),
     )

@@ -35,7 +35,9 @@ the labels. The run folder is the output folder itself; the labels live in it (`
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,8 +49,9 @@ import torch
 
 from stereodistill.distill.masks import left_right_consistent, right_view_disparity
 from stereodistill.distill.photometric import inside_right_view, local_reconstruction_error
-from stereodistill.errors import ConfigError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.fileio import write_json
+from stereodistill.train.state import complete_checkpoints
 
 if TYPE_CHECKING:
     from stereodistill.train.config import RunConfig
@@ -91,6 +94,10 @@ class PseudoLabelSettings:
     def __post_init__(self) -> None:
         if self.gate < 0:
             raise ConfigError(f"gate is a window in px (0: off), got {self.gate}")
+        if not self.lr_threshold > 0:  # also refuses NaN
+            raise ConfigError(f"lr_threshold is a distance in px above 0 (inf: off), got {self.lr_threshold}")
+        if not 0 <= self.confidence <= 1:
+            raise ConfigError(f"confidence is a probability in [0, 1] (0: off), got {self.confidence}")
 
 
 def _file_key(path: Path) -> str:
@@ -162,7 +169,7 @@ def write_pseudo_labels(
     cache = out / "pseudo"
     gate_with = student if settings.gate else None
     key = network_key(teacher, teacher_files) + (f"|{network_key(*gate_with)}" if gate_with else "")
-    rows, kept = ["left,right,disp,mask"], []
+    rows, kept = [["left", "right", "disp", "mask"]], []
     for index, files in enumerate(pairs.files):
         height, width = image_size(files.left)  # from the header: a cached pair is not decoded
         name = hashlib.sha256(
@@ -197,15 +204,18 @@ def write_pseudo_labels(
             f"  pseudo-label {index + 1}/{len(pairs.files)} {files.id}: {100 * mask.mean():.1f} % of pixels kept"
             + (f", {100 * share:.1f} % from the teacher" if gate_with else "")
         )
-        rows.append(f"{files.left.resolve()},{files.right.resolve()},{disp_path.resolve()},{mask_path.resolve()}")
-    csv = out / "pseudo.csv"
-    write_text_atomic(csv, "\n".join(rows) + "\n")
+        rows.append([str(path.resolve()) for path in (files.left, files.right, disp_path, mask_path)])
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)  # quoted where a path holds a comma
+    listing = out / "pseudo.csv"
+    write_text_atomic(listing, text.getvalue())
     write_json(out / "kept.json", kept)
-    return csv, kept
+    return listing, kept
 
 
 INPUTS = ("pseudo", "pseudo.csv", "pairs.csv", "kept.json")  # written before training, in the run folder
 REPORT_PAIRS = 4  # pairs shown in report.html
+CHECKPOINT_EVERY = 100  # steps between the checkpoints an interrupted run resumes from
 CHECK_PAIRS = 16  # pairs, evenly spread, on which the labels are checked against the student
 
 
@@ -265,6 +275,84 @@ def load_teacher(
     return teacher.to(device).eval(), [Path(path)]
 
 
+#: Keys of the student's run config that adapt sets from its own settings: ``run`` may not set them.
+OWNED_KEYS = {
+    "name": "",
+    "output": "--out",
+    "steps": "--steps",
+    "model": "STUDENT",
+    "data.train": "--unlabeled",
+    "data.crop": "--crop",
+    "data.batch_size": "batch_size",
+    "optim.lr": "--lr",
+    "supervised.clamp": "--clamp",
+    "supervised.weight": "--labels",
+    "photometric.weight": "--photometric",
+}
+
+
+def refuse_owned_keys(run: dict[str, Any]) -> None:
+    """An error for a key of ``run`` that adapt sets itself: merged last, it would silently beat the
+    flag (``run: {steps: …}`` against ``--steps``) or break the run (``output``)."""
+    from stereodistill.train.run_folder import flatten
+
+    for key in flatten(run):
+        owned = next((k for k in OWNED_KEYS if key == k or key.startswith(f"{k}.")), None)
+        if owned is not None:
+            instead = f"; set it with {OWNED_KEYS[owned]}" if OWNED_KEYS[owned] else ""
+            raise ConfigError(f"run.{key}: adapt sets {owned} itself{instead}")
+
+
+@dataclass(frozen=True)
+class Footage:
+    """The user's pairs, checked: ``csv`` when the given list is used as it is, else ``pairs`` to be
+    written into the run folder (a folder's pairs, or a list's with the bad ones left out)."""
+
+    csv: Path | None
+    pairs: Any  # data.pairing.FolderPairs | None
+    count: int
+    skipped: tuple[str, ...] = ()
+
+
+def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
+    """Find and check every pair of ``unlabeled`` (a pairs CSV, or a folder holding left/ and right/)
+    from the image headers, writing nothing: unreadable images and pairs whose views differ in size
+    are an error listing them, or with ``skip_bad`` are left out."""
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.pairing import FolderPairs, bad_pairs_error, check_rows, folder_pairs
+
+    if not unlabeled.exists():
+        raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
+    if unlabeled.is_dir():
+        found = folder_pairs(unlabeled / "left", unlabeled / "right", skip_bad=skip_bad)
+        return Footage(None, found, len(found.rows), found.skipped)
+    listed = build_dataset("pairs", str(unlabeled)).files
+    good, problems = check_rows([(files.left, files.right, files.disp) for files in listed])
+    if problems and not skip_bad:
+        raise bad_pairs_error(unlabeled, problems)
+    if not good:
+        raise DataError(unlabeled, "no readable pairs")
+    if not problems:
+        return Footage(unlabeled, None, len(good))
+    with_truth = sum(truth is not None for *_, truth in good)
+    kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth)
+    return Footage(None, kept, len(good), tuple(problems))
+
+
+def clear_training(out: Path) -> None:
+    """Remove what a training stopped before its first checkpoint left in the run folder (its config,
+    scalars, a partial checkpoint); the labels (``INPUTS``) stay."""
+    import shutil
+
+    for path in out.iterdir():
+        if path.name in INPUTS:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def student_start(student: str, teacher_disp: int) -> tuple[dict[str, Any], str | None]:
     """The student's ``model`` section and the checkpoint it starts from: a stereodistill checkpoint,
     or an architecture name (from scratch, at the teacher's max disparity)."""
@@ -299,32 +387,42 @@ def adapt(
     skip_bad: bool = False,
     force: bool = False,
     resume: bool = False,
+    allow_changes: bool = False,
     device: str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Pseudo-label ``unlabeled`` (a pairs CSV, or a folder holding left/ and right/) with the teacher,
     then fine-tune the student on the kept pixels; the run folder is ``out``. ``run`` is merged into
-    the student's run config (``AdaptConfig.run``)."""
+    the student's run config (``AdaptConfig.run``). Everything that can be checked (the settings, the
+    networks, every pair's files) is checked before ``out`` is touched: a bad input never costs a
+    previous run (``force``) or a labelling pass."""
     from stereodistill.checkpoint import checkpoint_paths, classical_network
+    from stereodistill.config import to_dict
     from stereodistill.data.datasets import build_dataset
-    from stereodistill.data.pairing import pairs_csv
+    from stereodistill.models.zoo import model_class
     from stereodistill.runtime import resolve_device
-    from stereodistill.train.run_folder import prepare_new_run
+    from stereodistill.train import run_folder
     from stereodistill.train.trainer import Trainer
 
-    if labels < 0 or photometric < 0 or labels == photometric == 0:
-        raise ConfigError(
-            f"labels ({labels}) and photometric ({photometric}) weigh the two losses: neither may be negative, and "
-            "one must be above 0"
-        )
+    for name, weight in (("labels", labels), ("photometric", photometric)):
+        if not 0 <= weight < math.inf:  # also refuses NaN
+            raise ConfigError(f"{name} is the weight of a loss: a number >= 0, got {weight}")
+    if labels == photometric == 0:
+        raise ConfigError("labels and photometric weigh the two losses: one must be above 0")
+    refuse_owned_keys(run or {})
     dev = resolve_device(device)
     classical = classical_network(teacher_path)
     # A classical teacher has no range of its own: it takes the student's (192 for a new student).
     span = student_start(student, 192)[0]["max_disp"] if classical else 192
     teacher, teacher_files = load_teacher(teacher_path, teacher_arch, dict(teacher_options or {}), dev, span)
     if classical:
-        log(f"  {teacher_path} has no probabilities: its unmatched pixels and the left-right check filter the labels")
+        log(
+            f"  {teacher_path} has no probabilities: its unmatched pixels filter its labels"
+            + ("" if math.isinf(settings.lr_threshold) else ", and the left-right check")
+        )
     model, init = student_start(student, int(teacher.max_disp))
+    if not model_class(model["arch"]).trainable:
+        raise ConfigError(f"the student {student} is a classical method: it has nothing to train")
     student_disp = model["max_disp"]
     if teacher.max_disp < student_disp:
         raise ConfigError(
@@ -347,15 +445,28 @@ def adapt(
         device=device,
         run=run,
     )
-    unlabeled = Path(unlabeled)
-    if not unlabeled.exists():
-        raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
-    if not resume:
-        prepare_new_run(out, force=force, hint="give another --out, --resume to continue, or --force to start over")
-    if unlabeled.is_dir():  # a folder of pairs: listed first (checked before anything is written), in the run folder
-        pairs_csv(unlabeled / "left", unlabeled / "right", out / "pairs.csv", skip_bad=skip_bad)
-        unlabeled = out / "pairs.csv"
+    footage = list_footage(Path(unlabeled), skip_bad)
+    run_config.data.batch_size = min(run_config.data.batch_size, footage.count)
+    resume_training = False
+    if resume:
+        if not (out / "pseudo").is_dir():
+            raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
+        run_folder.check_resume(out, to_dict(run_config), allow_changes=allow_changes)
+        resume_training = bool(complete_checkpoints(out / "checkpoints"))
+        if not resume_training:  # stopped before its first checkpoint: training starts over on the labels
+            log(f"  no checkpoint in {out / 'checkpoints'} yet: training starts over on the cached labels")
+            clear_training(out)
+    else:
+        run_folder.prepare_new_run(
+            out, force=force, hint="give another --out, --resume to continue, or --force to start over", inputs=INPUTS
+        )
+    for problem in footage.skipped:
+        log(f"  SKIPPED {problem}")
     out.mkdir(parents=True, exist_ok=True)
+    unlabeled = footage.csv
+    if unlabeled is None:  # a folder, or a list with pairs left out: the pairs to label, in the run folder
+        unlabeled = out / "pairs.csv"
+        footage.pairs.write(unlabeled, truth_column=footage.pairs.with_truth > 0)
     pairs = build_dataset("pairs", str(unlabeled))
     before = _build_student(model, init, dev)
     log(f"[1/3] pseudo-labels from {teacher.arch} for {len(pairs)} pairs (cached in {out / 'pseudo'})")
@@ -364,11 +475,10 @@ def adapt(
         log("  no photometric gate: a student from scratch has no disparity of its own to compare with")
     elif settings.gate:
         gate_with = (before, list(checkpoint_paths(init)))
-    csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log, gate_with)
+    labels_csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log, gate_with)
     del teacher
-    run_config.data.batch_size = min(run_config.data.batch_size, len(pairs))
-    trainer = Trainer(run_config, distill=False, resume=resume, inputs=INPUTS)
-    check = label_check(before, pairs, csv, dev)
+    trainer = Trainer(run_config, distill=False, resume=resume_training, allow_changes=allow_changes, inputs=INPUTS)
+    check = label_check(before, pairs, labels_csv, dev)
     log(
         f"  photometric error on the kept pixels (no ground truth needed): labels {check['labels']:.4f}, "
         f"the student's own disparity {check['student']:.4f}"
@@ -384,7 +494,7 @@ def adapt(
     report: dict[str, Any] = {
         "kept": kept,
         "photometric_error": check,
-        "pseudo_csv": str(csv),
+        "pseudo_csv": str(labels_csv),
         "model": str(out / "model"),
     }
     if any(files.disp is not None for files in pairs.files):  # scored only, never trained on
@@ -398,7 +508,7 @@ def adapt(
             f"{scores['after']['epe']:.3f} px"
         )
     write_json(out / "adapt.json", {**report, "steps": result.get("step")})
-    log(f"[3/3] report: {_write_report(out, pairs, csv, before, after, report, student_disp, dev)}")
+    log(f"[3/3] report: {_write_report(out, pairs, labels_csv, before, after, report, student_disp, dev)}")
     return report
 
 
@@ -437,6 +547,7 @@ def student_run(
         "supervised": {"loss": "smooth_l1", "clamp": clamp, "weight": label_weight},
         "photometric": {"weight": photometric},
         "freeze_bn": True,  # a few crops of a few pairs would replace the statistics the student learnt
+        "checkpoint_every": CHECKPOINT_EVERY,  # so that an interrupted run can be resumed
     }
     return from_dict(RunConfig, merge_mappings(config, run or {}), where="run")
 
@@ -452,12 +563,12 @@ def _build_student(model: dict[str, Any], checkpoint: str | None, device: torch.
     return net.to(device).eval()
 
 
-def _score(model: torch.nn.Module, csv: str | Path, max_disp: int, device: torch.device) -> dict[str, float]:
-    """Pooled metrics of ``model`` on the pairs of ``csv`` that have ground truth."""
+def _score(model: torch.nn.Module, listing: str | Path, max_disp: int, device: torch.device) -> dict[str, float]:
+    """Pooled metrics of ``model`` on the pairs of ``listing`` that have ground truth."""
     from stereodistill.data.datasets import build_dataset
     from stereodistill.evaluate.evaluator import evaluate_model
 
-    return evaluate_model(model, {"list": build_dataset("pairs", str(csv), max_disp=max_disp)}, device)["list"]
+    return evaluate_model(model, {"list": build_dataset("pairs", str(listing), max_disp=max_disp)}, device)["list"]
 
 
 @torch.no_grad()
