@@ -142,10 +142,13 @@ class OptimConfig:
     gamma: float = 0.5  # factor at each milestone, for ``step``
     grad_clip: float | None = None  # clip the gradient norm to this (null: no clipping)
     accumulate: int = 1  # micro-batches accumulated per step
+    anchor: float = 0.0  # pull toward the weights the run started from, decoupled like adamw's decay (L2-SP)
 
     def __post_init__(self) -> None:
         if not 0 < self.lr < math.inf:  # also refuses NaN
             raise ConfigError(f"optim.lr must be a finite number above 0, got {self.lr}")
+        if not 0 <= self.anchor < math.inf:
+            raise ConfigError(f"optim.anchor must be a finite number of at least 0, got {self.anchor}")
         if self.accumulate < 1:
             raise ConfigError(f"optim.accumulate must be at least 1, got {self.accumulate}")
 

@@ -40,6 +40,14 @@ def lr_factor(config: OptimConfig, step: int, total: int, epoch: float) -> float
     return factor
 
 
+def pull_toward(params: list[torch.Tensor], start: list[torch.Tensor], rate: float) -> None:
+    """Move every parameter ``rate`` of the way back to its starting value, as one fused update:
+    decoupled decay toward the start instead of toward zero (L2-SP, Li et al., ICML 2018), which
+    keeps a fine-tuned network near what it knew before."""
+    with torch.no_grad():
+        torch._foreach_add_(params, torch._foreach_sub(params, start), alpha=-rate)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -41,7 +41,7 @@ from stereodistill.train import run_folder
 from stereodistill.train import state as ckpt
 from stereodistill.train.config import RunConfig, StageConfig
 from stereodistill.train.logging import RunLogger
-from stereodistill.train.optim import build_optimizer, lr_factor, set_lr
+from stereodistill.train.optim import build_optimizer, lr_factor, pull_toward, set_lr
 
 SUPERVISED = "supervised"
 PHOTOMETRIC = "photometric"
@@ -224,6 +224,8 @@ class Trainer:
 
         # Optimisation ---------------------------------------------------------------------------
         self.optimizer = build_optimizer(self.unit.parameters(), config.optim)
+        # The student's weights before any step (model.init, or the seeded initialisation): the anchor.
+        self.start_weights = [p.detach().clone() for p in self.student.parameters()] if config.optim.anchor else []
         amp = config.amp
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16" and self.device.type == "cuda")
@@ -473,6 +475,9 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.unit.parameters(), config.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.start_weights:
+                pull = self.optimizer.param_groups[0]["lr"] * config.optim.anchor
+                pull_toward(list(self.student.parameters()), self.start_weights, pull)
             self.step += 1
             rate = (self.step - start_step) / max(time.perf_counter() - started, 1e-9)
             self.logger.scalars(
