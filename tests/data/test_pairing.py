@@ -69,6 +69,8 @@ def test_data_pairs_writes_the_csv_the_pairs_reader_reads(tmp_path, capsys):
     assert "is a folder: name the CSV file to write" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "gt"), str(tmp_path / "gt"), "--out", str(out)]) == 2
     assert "no images in this folder" in capsys.readouterr().err
+    assert main(["data", "pairs", str(tmp_path / "gt"), "--out", str(out)]) == 2  # one folder, without the views
+    assert "gt: has no left/ and no right/ folder" in capsys.readouterr().err
 
 
 def test_a_ground_truth_folder_that_matches_no_image_is_an_error(tmp_path, capsys):

@@ -277,6 +277,10 @@ def test_a_bad_list_never_costs_the_previous_run_even_with_force(tmp_path, capsy
     assert main([*command, "--force"]) == 2
     assert "0002.png: no other view" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == before  # checked before the folder was cleared
+    command[command.index("--unlabeled") + 1] = str(tmp_path / "cam" / "left")  # a view, not the folder of both
+    assert main([*command, "--force"]) == 2
+    assert "left: has no left/ and no right/ folder" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == before
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint_or_restarts_training_on_its_labels(tmp_path, capsys):

@@ -117,12 +117,12 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_pairs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stereodistill.data.pairing import folder_pairs
+    from stereodistill.data.pairing import folder_pairs, views_of
 
     left = Path(args.left_dir)
     right = Path(args.right_dir) if args.right_dir else None
     if right is None:
-        left, right = left / "left", left / "right"
+        left, right = views_of(left)
     disp = Path(args.disp) if args.disp else None
     found = folder_pairs(left, right, disp, args.skip_bad)
     found.write(Path(args.out), truth_column=disp is not None)

@@ -133,6 +133,18 @@ def bad_pairs_error(where: Path, problems: list[str]) -> DataError:
     return DataError(where, f"{len(problems)} bad pair(s): {'; '.join(problems[:3])}{more}; --skip-bad leaves them out")
 
 
+def views_of(folder: Path) -> tuple[Path, Path]:
+    """The ``left/`` and ``right/`` folders of one folder holding both views."""
+    missing = [name for name in ("left", "right") if not (folder / name).is_dir()]
+    if missing:
+        raise DataError(
+            folder,
+            f"has no {' and no '.join(f'{name}/' for name in missing)} folder: give one folder "
+            "holding left/ and right/, or the two folders",
+        )
+    return folder / "left", folder / "right"
+
+
 def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bool = False) -> FolderPairs:
     """The pairs of two folders matched by file name (ground truth from ``disp`` by stem, when given),
     checked from the image headers. Names without their other view, pairs whose sizes differ and

@@ -319,12 +319,12 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     from the image headers, writing nothing: unreadable images and pairs whose views differ in size
     are an error listing them, or with ``skip_bad`` are left out."""
     from stereodistill.data.datasets import build_dataset
-    from stereodistill.data.pairing import FolderPairs, bad_pairs_error, check_rows, folder_pairs
+    from stereodistill.data.pairing import FolderPairs, bad_pairs_error, check_rows, folder_pairs, views_of
 
     if not unlabeled.exists():
         raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
     if unlabeled.is_dir():
-        found = folder_pairs(unlabeled / "left", unlabeled / "right", skip_bad=skip_bad)
+        found = folder_pairs(*views_of(unlabeled), skip_bad=skip_bad)
         return Footage(None, found, len(found.rows), found.skipped)
     listed = build_dataset("pairs", str(unlabeled)).files
     good, problems = check_rows([(files.left, files.right, files.disp) for files in listed])
