@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from stereodistill.data.formats import write_image, write_pfm
-from stereodistill.data.motorcycle import fit_factor, load_motorcycle, reduce_pair
-from stereodistill.fileio import write_json, write_text_atomic
+from stereodistill.data.motorcycle import fit_factor, load_motorcycle, reduce_pair, write_pair
+from stereodistill.fileio import write_json
 
 LAUNCH = "from stereodistill.cli.main import entry; entry()"
 MAX_DISP = 32
@@ -45,15 +44,10 @@ def write_halves(out: Path) -> dict[str, Path]:
     left, right, disp = reduce_pair(*pair, fit_factor(pair[2], MAX_DISP))
     middle = left.shape[1] // 2
     cuts = {"left": slice(0, middle), "right": slice(middle, 2 * middle)}
-    csvs = {}
-    for name, cut in cuts.items():
-        folder = out / name
-        write_image(folder / "im0.png", np.ascontiguousarray(left[:, cut]))
-        write_image(folder / "im1.png", np.ascontiguousarray(right[:, cut]))
-        write_pfm(folder / "disp0.pfm", np.ascontiguousarray(disp[:, cut]))
-        csvs[name] = folder / "pairs.csv"
-        write_text_atomic(csvs[name], "left,right,disp\nim0.png,im1.png,disp0.pfm\n")
-    return csvs
+    return {
+        name: write_pair(out / name, *(np.ascontiguousarray(view[:, cut]) for view in (left, right, disp)))
+        for name, cut in cuts.items()
+    }
 
 
 def run_cli(args: list[str], log: Path) -> None:

@@ -58,8 +58,13 @@ def reduce_pair(
 def write_motorcycle(out: str | Path, factor: int = 1) -> Path:
     """Write the pair (``factor`` times smaller, see :func:`reduce_pair`) under ``out`` and return the
     path of its ``pairs`` CSV."""
+    return write_pair(out, *reduce_pair(*load_motorcycle(), factor))
+
+
+def write_pair(out: str | Path, left: np.ndarray, right: np.ndarray, disp: np.ndarray) -> Path:
+    """Write one pair with its ground truth as Middlebury names them (im0, im1, disp0) under ``out``,
+    with a ``pairs`` CSV listing it; returns the CSV's path."""
     out = Path(out)
-    left, right, disp = reduce_pair(*load_motorcycle(), factor)
     write_image(out / "im0.png", left)
     write_image(out / "im1.png", right)
     write_pfm(out / "disp0.pfm", disp)
