@@ -110,6 +110,11 @@ def test_nonfinite_loss_skips_then_aborts(tmp_path, monkeypatch):
     cfg = config(tmp_path, max_nonfinite=2)
     with pytest.raises(TrainingError, match="non-finite for 2 steps in a row"):
         Trainer(cfg, distill=False).run()
+    # Fewer steps than max_nonfinite, all skipped: an error too, and no model written as if trained.
+    short = config(tmp_path / "short", steps=2, max_nonfinite=5)
+    with pytest.raises(TrainingError, match="no step updated the weights: the loss was non-finite at all 2 steps"):
+        Trainer(short, distill=False).run()
+    assert not (tmp_path / "short" / "model.safetensors").exists()
 
 
 def test_distill_requires_teacher_and_valid_taps(tmp_path):

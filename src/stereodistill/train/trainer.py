@@ -418,7 +418,7 @@ class Trainer:
         if self.unlabeled is not None:
             self.unlabeled.seek(unlabeled_steps * accumulate)
         self.train_mode()
-        nonfinite = 0
+        nonfinite = skipped = 0
         started = time.perf_counter()
         start_step = self.step
         while self.step < total_steps:
@@ -460,6 +460,7 @@ class Trainer:
                 finite = bool(flag.item() == 0)
             if not finite:
                 nonfinite += 1
+                skipped += 1
                 self.optimizer.zero_grad(set_to_none=True)
                 self.logger.note(f"step {self.step}: non-finite loss, step skipped ({nonfinite} in a row)")
                 if nonfinite >= config.max_nonfinite:
@@ -497,6 +498,13 @@ class Trainer:
                 self.validate()
             if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < total_steps:
                 self.save_checkpoint()
+        if skipped and skipped == self.step - start_step:
+            self.logger.close()
+            raise TrainingError(
+                f"no step updated the weights: the loss was non-finite at all {skipped} steps run "
+                f"(fewer than max_nonfinite, {config.max_nonfinite}, so the run was not stopped sooner); "
+                "no model was written. Lower the learning rate, or check the data with `stereodistill data check`"
+            )
         metrics = self.validate() if self.val_set is not None else {}
         self.save_checkpoint()
         if self.dist.main:
@@ -509,6 +517,7 @@ class Trainer:
             "metrics": metrics,
             "model": str(self.out / "model.safetensors"),
             "seconds": time.perf_counter() - started,
+            "skipped_steps": skipped,
         }
 
     # -- epochs, validation, checkpoints -------------------------------------------------------------
