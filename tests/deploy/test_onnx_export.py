@@ -28,7 +28,9 @@ def pair(h: int = 32, w: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(1, 3, h, w, generator=g), torch.rand(1, 3, h, w, generator=g)
 
 
-@pytest.mark.parametrize(("arch", "options"), [("dsnet", {}), ("dsnet-noatt", {}), ("lean", {"guide": 2})])
+@pytest.mark.parametrize(
+    ("arch", "options"), [("dsnet", {}), ("dsnet-noatt", {}), ("lean", {"guide": 2}), ("lean", {"census": 5})]
+)
 def test_exported_graph_matches_pytorch_at_odd_size(tmp_path, arch, options):
     import onnxruntime as ort
 

@@ -111,6 +111,8 @@ def test_knobs_override_the_preset_and_round_trip_through_a_checkpoint(tmp_path)
         ({"groups": 5}, "groups"),
         ({"refine": -1}, "refine"),
         ({"guide": 7}, "guide"),
+        ({"census": 4}, "census"),
+        ({"census": 1}, "census"),
     ],
 )
 def test_bad_knobs_are_one_line_config_errors(knobs, message):
@@ -265,3 +267,22 @@ def test_guide_knob_adds_a_supervised_full_resolution_stage():
     # 1/4 soft-argmin, convex upsampling, guided output: one loss weight each, final last.
     assert len(out.predictions) == len(net.loss_weights) == 3
     assert build_model("lean", max_disp=MAX_DISP).guided is None
+
+
+def test_census_knob_feeds_the_aggregation_and_leaves_the_taps_alone():
+    torch.manual_seed(0)
+    net = build_model("lean", max_disp=MAX_DISP, census=5)
+    plain = build_model("lean", max_disp=MAX_DISP)
+    groups, disparities = net.knobs.groups, MAX_DISP // 4
+    entry = net.aggregation.entry.conv
+    # One more volume channel per disparity enters the aggregation, after the G·D learned ones, and
+    # one more group the matching score.
+    assert entry.in_channels == plain.aggregation.entry.conv.in_channels + disparities
+    assert net.score.weight.shape[1] == plain.score.weight.shape[1] + 1 == groups + 1
+    check_eval_forward(net, *images(37, 53), MAX_DISP)
+    check_tap_alone(net, *images(32, 64), "volume.cost", (1, groups, disparities, 8, 16))
+    out = net.train()(*images(32, 64, batch=2))
+    out.disparity.mean().backward()
+    census_weights = entry.weight.grad[:, groups * disparities : (groups + 1) * disparities]
+    assert census_weights.abs().sum() > 0  # the census channels reach the output, both ways
+    assert net.score.weight.grad[:, groups].abs().sum() > 0

@@ -39,25 +39,33 @@ class MatchingScore(nn.Module):
     (a 1×3×3 3-D convolution, written as a grouped 2-D one) and is added to the aggregation's
     logits, so a network starts from a sensible winner-take-all of its features and learns from
     the first step. Initialised to the mean over groups (the plain correlation).
+
+    ``extra_groups`` more B×D×h×w maps (``lean``'s census cost) may be scored beside the volume, as
+    if they were more groups of it, without copying the volume to append them.
     """
 
-    def __init__(self, groups: int) -> None:
+    def __init__(self, groups: int, extra_groups: int = 0) -> None:
         super().__init__()
-        weight = torch.zeros(1, groups, 3, 3)
-        weight[..., 1, 1] = 1.0 / groups
+        total = groups + extra_groups
+        weight = torch.zeros(1, total, 3, 3)
+        weight[..., 1, 1] = 1.0 / total
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(1))
 
-    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+    def forward(self, volume: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         batch, groups, disparities, height, width = volume.shape
         per_disparity = volume.transpose(1, 2).reshape(batch, disparities * groups, height, width)
-        return F.conv2d(
+        score = F.conv2d(
             per_disparity,
-            self.weight.repeat(disparities, 1, 1, 1),
+            self.weight[:, :groups].repeat(disparities, 1, 1, 1),
             self.bias.repeat(disparities),
             padding=1,
             groups=disparities,
         )
+        for index, more in enumerate(extra, start=groups):
+            kernel = self.weight[:, index : index + 1].repeat(disparities, 1, 1, 1)
+            score = score + F.conv2d(more, kernel, padding=1, groups=disparities)
+        return score
 
 
 class VolumeAggregation2d(nn.Module):
@@ -93,9 +101,15 @@ class VolumeAggregation2d(nn.Module):
         self.head = nn.Conv2d(c1, disparities, kernel_size=3, padding=1)
 
     def forward(
-        self, volume: torch.Tensor, guide4: torch.Tensor, guide8: torch.Tensor, guide16: torch.Tensor
+        self,
+        volume: torch.Tensor,
+        guide4: torch.Tensor,
+        guide8: torch.Tensor,
+        guide16: torch.Tensor,
+        *extra: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x4 = self.level4(self.excite4(self.entry(torch.cat((volume, guide4), 1)), guide4))
+        """``extra``: more volume channels (``lean``'s census cost), entering after the volume's."""
+        x4 = self.level4(self.excite4(self.entry(torch.cat((volume, *extra, guide4), 1)), guide4))
         x8 = self.excite8(self.level8(x4), guide8)
         x16 = self.excite16(self.level16(x8), guide16)
         y8 = self.decode8(x8 + _up(self.lateral8(x16), x8))
