@@ -8,8 +8,8 @@ MobileStereoNet), arranged as feature → cost → aggregation → estimation:
 - **cost**: one group-wise correlation volume at 1/4 (8 groups), B×8×D/4×H/4×W/4, whose groups
   and disparities become the channels of a 2-D map; optionally (``census``, off in every preset) a
   census matching cost beside it (:mod:`~stereodistill.models.census_cost`), which does not depend
-  on the domain the features were learned on: 0.11–0.24 px better on Motorcycle for 22–30 % more
-  latency;
+  on the domain the features were learned on: with a 3×3 window, 0.10–0.24 px better on Motorcycle
+  for 7–24 % more latency;
 - **aggregation**: 2-D inverted residuals in an encoder-decoder, guided and excited by the left
   image's features (:mod:`~stereodistill.models.lean_aggregation`), ending in one logit per
   disparity at 1/4, to which a matching score shared by every disparity is added;
