@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from stereodistill.checkpoint import load_model
 from stereodistill.data.motorcycle import fit_factor, load_motorcycle, reduce_pair
+from stereodistill.data.sample import valid_mask
 from stereodistill.models import build_model
 
 
@@ -44,7 +45,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pair = load_motorcycle()
     left, right, disp = reduce_pair(*pair, fit_factor(pair[2], args.max_disp))
-    valid = np.isfinite(disp) & (disp > 0) & (disp < args.max_disp)
+    valid = valid_mask(disp, args.max_disp)
     edges = depth_edges(disp, valid)
     band = args.max_disp // 4
     bands = [(lo, lo + band) for lo in range(0, args.max_disp, band)]

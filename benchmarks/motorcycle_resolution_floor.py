@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from stereodistill.data.motorcycle import fit_factor, load_motorcycle, reduce_pair
+from stereodistill.data.sample import valid_mask
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     pair = load_motorcycle()
     disp = np.asarray(reduce_pair(*pair, fit_factor(pair[2], args.max_disp))[2], dtype=np.float32)
-    valid = np.isfinite(disp) & (disp > 0) & (disp < args.max_disp)
+    valid = valid_mask(disp, args.max_disp)
     truth = torch.from_numpy(np.where(valid, disp, 0.0))[None, None]
     weight = torch.from_numpy(valid.astype(np.float32))[None, None]
     print(f"Motorcycle at {disp.shape[0]}x{disp.shape[1]}, {valid.mean():.1%} of pixels with ground truth")

@@ -154,17 +154,17 @@ class LeanStereo(StereoModel):
         c2, c4, c8, c16, out = (scaled(c, knobs.width) for c in BASE_CHANNELS)
         agg = scaled(knobs.agg_channels, 1.0)
         self.disparities = max_disp // 4
+        census_groups = 1 if knobs.census else 0  # the census cost enters beside the volume's groups
         self.feature_extraction = MobileFeatures((c2, c4, c8, c16), knobs.depth, out, knobs.expansion)
         self.aggregation = VolumeAggregation2d(
-            (knobs.groups + (1 if knobs.census else 0)) * self.disparities,
+            (knobs.groups + census_groups) * self.disparities,
             self.disparities,
             (out, c8, c16),
             channels=agg,
             blocks=knobs.agg_blocks,
             expansion=knobs.expansion,
         )
-        # With ``census``, the census similarity joins the matching score as one more group.
-        self.score = MatchingScore(knobs.groups, extra_groups=1 if knobs.census else 0)
+        self.score = MatchingScore(knobs.groups, extra_groups=census_groups)
         self.refinement = (
             LocalRefinement(knobs.groups, agg, agg, knobs.refine, knobs.expansion, upper=(max_disp - 1) / 4)
             if knobs.refine

@@ -418,7 +418,7 @@ class Trainer:
         if self.unlabeled is not None:
             self.unlabeled.seek(unlabeled_steps * accumulate)
         self.train_mode()
-        nonfinite = skipped = 0
+        nonfinite = 0
         started = time.perf_counter()
         start_step = self.step
         while self.step < total_steps:
@@ -460,7 +460,6 @@ class Trainer:
                 finite = bool(flag.item() == 0)
             if not finite:
                 nonfinite += 1
-                skipped += 1
                 self.optimizer.zero_grad(set_to_none=True)
                 self.logger.note(f"step {self.step}: non-finite loss, step skipped ({nonfinite} in a row)")
                 if nonfinite >= config.max_nonfinite:
@@ -498,10 +497,10 @@ class Trainer:
                 self.validate()
             if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < total_steps:
                 self.save_checkpoint()
-        if skipped and skipped == self.step - start_step:
+        if nonfinite and nonfinite == self.step - start_step:  # every step of this run skipped
             self.logger.close()
             raise TrainingError(
-                f"no step updated the weights: the loss was non-finite at all {skipped} steps run "
+                f"no step updated the weights: the loss was non-finite at all {nonfinite} steps run "
                 f"(fewer than max_nonfinite, {config.max_nonfinite}, so the run was not stopped sooner); "
                 "no model was written. Lower the learning rate, or check the data with `stereodistill data check`"
             )
@@ -517,7 +516,6 @@ class Trainer:
             "metrics": metrics,
             "model": str(self.out / "model.safetensors"),
             "seconds": time.perf_counter() - started,
-            "skipped_steps": skipped,
         }
 
     # -- epochs, validation, checkpoints -------------------------------------------------------------
