@@ -10,11 +10,29 @@ the package changes nothing).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 def configure_cpu_math() -> None:
     import torch
 
     torch.set_flush_denormal(True)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch's CPU thread count set for the block and restored after it: a library call that sets
+    it for good changes the numerics of everything its caller runs next (float sums depend on the
+    thread count), e.g. a resumed run no longer matching the run it resumes."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def available_cpus() -> int:

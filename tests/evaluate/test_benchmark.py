@@ -2,6 +2,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
@@ -19,6 +20,16 @@ def test_benchmark_in_process_reports_every_field_and_speedups(tmp_path):
         assert row["latency_ms"] > 0 and row["params"] > 0 and row["gmacs"] > 0
         assert row["latency_min_ms"] <= row["latency_ms"]
         assert row["speedup"] == pytest.approx(rows[0]["latency_ms"] / row["latency_ms"])
+
+
+def test_benchmark_in_process_leaves_the_callers_thread_count_as_it_was():
+    # A thread count left behind changes the rounding of everything the caller runs next.
+    before = torch.get_num_threads()
+    benchmark(["dsnet-noatt"], 32, 64, repeats=1, warmup=0, max_disp=16, threads=before + 1, isolate=False)
+    assert torch.get_num_threads() == before
+    with pytest.raises(StereoDistillError):
+        benchmark(["nosuchnet"], 32, 64, threads=before + 1, isolate=False)
+    assert torch.get_num_threads() == before
 
 
 def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):

@@ -7,13 +7,13 @@ The fixtures under ``fixtures/`` were recorded from the original code with weigh
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
 
 from stereodistill.models.base import StereoModel
+from stereodistill.runtime import torch_threads
 
 #: px: how far a port's output may lie from the release's recorded output on the same weights. The
 #: weights' batch-norm statistics come from a float32 forward (:func:`randomise`) whose rounding depends
@@ -62,14 +62,8 @@ def randomise(model: StereoModel, seed: int) -> StereoModel:
     return model
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread() -> AbstractContextManager[None]:
     """One CPU thread inside: ``randomise`` measures batch-norm statistics with a float32 forward whose
     rounding depends on the thread count, and a random network amplifies that to 1e-3 px in its
     output; the port fixtures were recorded with weights drawn at one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return torch_threads(1)

@@ -8,6 +8,7 @@ import torch.multiprocessing as mp
 from stereodistill.checkpoint import load_model
 from stereodistill.config import from_dict
 from stereodistill.errors import ConfigError
+from stereodistill.runtime import torch_threads
 from stereodistill.train.config import RunConfig
 from stereodistill.train.trainer import Trainer, TrainingError
 
@@ -184,13 +185,9 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     ddp = load_model(tmp_path / "ddp" / "model")
     # One process, same global batch of 4 as two accumulated micro-batches of 2 (DDP's per-rank share),
     # with one thread as in the workers: Adam's first steps turn tiny rounding differences into lr-sized ones.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         single = Trainer(config(tmp_path / "one", optim={**TINY["optim"], "accumulate": 2}), distill=False)
         single.run()
-    finally:
-        torch.set_num_threads(threads)
     expected = params(single.unit.student)
     for key, value in params(ddp).items():
         torch.testing.assert_close(value, expected[key], rtol=1e-4, atol=1e-5, msg=key)

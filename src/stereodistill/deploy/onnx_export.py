@@ -41,6 +41,7 @@ from torch import nn
 from stereodistill.errors import ConfigError, StereoDistillError
 from stereodistill.evaluate.timing import median_ms
 from stereodistill.fileio import atomic_path
+from stereodistill.runtime import torch_threads
 
 #: The ONNX operator set written; opset 18 is what ONNX Runtime ≥ 1.14 and TensorRT ≥ 8.6 read.
 OPSET = 18
@@ -222,7 +223,7 @@ def export_onnx(
     if example[0].shape != example[1].shape or example[0].dim() != 4 or example[0].shape[:2] != (1, 3):
         raise ConfigError(f"the example pair must be two 1×3×H×W images, got {tuple(example[0].shape)}")
     model = model.to("cpu").eval()
-    with _torch_threads(threads), atomic_path(out) as tmp:
+    with torch_threads(threads), atomic_path(out) as tmp:
         _write_graph(model, example, tmp)
         check = check_graph(tmp, model, example, repeats, threads)
         if not check.max_abs_diff_px <= tolerance_px:
@@ -231,16 +232,6 @@ def export_onnx(
                 f"(tolerance {tolerance_px} px); nothing was written"
             )
     return check
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -397,7 +388,7 @@ def quantize_int8(
     max_disp = float(getattr(model, "max_disp", math.inf))
     graph = DisparityGraph(model).eval()
     cpu = torch.device("cpu")
-    with _torch_threads(threads), atomic_path(out) as tmp:
+    with torch_threads(threads), atomic_path(out) as tmp:
         try:
             preprocessed, float_nodes = _quantize(float_path, tmp, calibration)
         except Exception as error:  # the quantiser fails with asserts and ValueErrors alike (e.g. no finite range)

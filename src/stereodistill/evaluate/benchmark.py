@@ -62,26 +62,27 @@ def measure(
 
     from stereodistill.evaluate.timing import time_calls
     from stereodistill.models.summary import summarize
+    from stereodistill.runtime import torch_threads
 
-    torch.set_num_threads(threads)
-    model = _load(name, max_disp)
-    summary = summarize(model, height, width)
-    dev = torch.device(device)
-    model = model.to(dev).eval()
-    g = torch.Generator().manual_seed(0)
-    left = torch.rand(1, 3, height, width, generator=g).to(dev)
-    right = torch.rand(1, 3, height, width, generator=g).to(dev)
+    with torch_threads(threads):
+        model = _load(name, max_disp)
+        summary = summarize(model, height, width)
+        dev = torch.device(device)
+        model = model.to(dev).eval()
+        g = torch.Generator().manual_seed(0)
+        left = torch.rand(1, 3, height, width, generator=g).to(dev)
+        right = torch.rand(1, 3, height, width, generator=g).to(dev)
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-    with torch.no_grad():
-        times = time_calls(lambda: model(left, right), dev, repeats, warmup)
-    if dev.type == "cuda":
-        peak_mb = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
-    else:
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB on Linux
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+        with torch.no_grad():
+            times = time_calls(lambda: model(left, right), dev, repeats, warmup)
+        if dev.type == "cuda":
+            peak_mb = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
+        else:
+            peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB on Linux
     return BenchResult(
         name=name,
         arch=model.arch,
