@@ -352,3 +352,22 @@ def test_a_listed_pair_that_cannot_be_read_is_refused_before_labelling_or_left_o
     assert main([*command, "--skip-bad"]) == 0
     printed = capsys.readouterr().out
     assert "SKIPPED" in printed and "0002.png" in printed and "for 1 pairs" in printed
+
+
+def test_force_never_deletes_the_footage_or_the_networks_that_the_run_reads(tmp_path, capsys):
+    import shutil
+
+    command = camera_and_networks(tmp_path, seed=6)
+    flags = ["--steps", "1", "--crop", "32x64", "--force"]
+    # The footage inside the output folder, then the student (a previous adapt run's model, re-adapted in place).
+    cases = [(tmp_path / "cam", "cam, which"), (tmp_path, ".safetensors, which")]
+    for out, named in cases:
+        held = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        assert main([*command, "--out", str(out), *flags]) == 2
+        err = capsys.readouterr().err
+        assert named in err and "--force would delete" in err and "Traceback" not in err
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == held  # nothing deleted
+    shutil.copytree(tmp_path / "cam", tmp_path / "run" / "cam")
+    inside = [*command[:4], str(tmp_path / "run" / "cam")]
+    assert main([*inside, "--out", str(tmp_path / "run"), *flags]) == 2  # a list in a subfolder counts as well
+    assert (tmp_path / "run" / "cam" / "left" / "0001.png").is_file()

@@ -6,8 +6,10 @@ import io
 import pytest
 import yaml
 
+from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
 from stereodistill.errors import ConfigError
+from stereodistill.models import build_model
 from stereodistill.train.run_folder import config_changes, is_structural
 from stereodistill.train.trainer import Trainer
 
@@ -84,3 +86,13 @@ def test_the_cli_refuses_a_used_folder_and_contradictory_flags(tmp_path, capsys)
     assert "resumed at step 2 with steps: 2 → 3" in (tmp_path / "out" / "config.yaml").read_text()
     assert main(["train", str(path), "--resume", "model.arch=lean"]) == 2
     assert "changes what the checkpoint holds (model.arch: 'dsnet' → 'lean')" in capsys.readouterr().err
+
+
+def test_force_never_clears_a_folder_holding_what_the_run_reads(tmp_path, capsys):
+    save_model(tmp_path / "out" / "start", build_model("dsnet", max_disp=16))  # the weights it starts from
+    (tmp_path / "out" / "old.txt").write_text("a previous run")
+    model = {**TINY["model"], "init": str(tmp_path / "out" / "start")}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**TINY, "model": model, "output": str(tmp_path / "out")}))
+    assert main(["train", str(tmp_path / "run.yaml"), "--force"]) == 2
+    assert "start.safetensors, which this run reads" in capsys.readouterr().err
+    assert (tmp_path / "out" / "start.safetensors").is_file() and (tmp_path / "out" / "old.txt").is_file()

@@ -312,6 +312,12 @@ class Footage:
     pairs: Any  # data.pairing.FolderPairs | None
     count: int
     skipped: tuple[str, ...] = ()
+    listed: tuple[tuple[Path, Path, Path | None], ...] = ()  # every pair's files, as found
+
+    def files(self) -> list[Path]:
+        """The image and ground-truth files of every pair."""
+        rows = self.pairs.rows if self.pairs is not None else self.listed
+        return [path for row in rows for path in row if path is not None]
 
 
 def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
@@ -333,7 +339,7 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     if not good:
         raise DataError(unlabeled, "no readable pairs")
     if not problems:
-        return Footage(unlabeled, None, len(good))
+        return Footage(unlabeled, None, len(good), listed=tuple(good))
     with_truth = sum(truth is not None for *_, truth in good)
     kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth)
     return Footage(None, kept, len(good), tuple(problems))
@@ -457,8 +463,13 @@ def adapt(
             log(f"  no checkpoint in {out / 'checkpoints'} yet: training starts over on the cached labels")
             clear_training(out)
     else:
+        reads = [*teacher_files, *(checkpoint_paths(init) if init else ()), unlabeled, *footage.files()]
         run_folder.prepare_new_run(
-            out, force=force, hint="give another --out, --resume to continue, or --force to start over", inputs=INPUTS
+            out,
+            force=force,
+            hint="give another --out, --resume to continue, or --force to start over",
+            inputs=INPUTS,
+            reads=reads,
         )
     for problem in footage.skipped:
         log(f"  SKIPPED {problem}")

@@ -17,7 +17,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,22 @@ def prepare_new_run(
     force: bool,
     hint: str = "--resume to continue it, or --force to start over",
     inputs: Collection[str] = (),
+    reads: Iterable[str | Path] = (),
 ) -> None:
     """Refuse a folder that holds files (unless ``force``: then clear it). ``inputs``: names the
-    caller has put there for this very run (``adapt``'s pseudo-labels), which do not make it used."""
+    caller has put there for this very run (``adapt``'s pseudo-labels), which do not make it used.
+    ``reads``: the files the run reads (checkpoints, images, lists); ``force`` never deletes them."""
     if not out.exists() or (out.is_dir() and all(entry.name in inputs for entry in out.iterdir())):
         return
     if not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder")
     if not force:
         raise ConfigError(f"{out} holds a run already: {hint}")
+    folder = out.resolve()
+    for path in reads:
+        resolved = Path(path).resolve()
+        if resolved == folder or folder in resolved.parents:
+            raise ConfigError(f"{out}: --force would delete {path}, which this run reads; give another output folder")
     clear_folder(out)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stereodistill.checkpoint import load_model, save_model
+from stereodistill.checkpoint import checkpoint_paths, load_model, save_model
 from stereodistill.config import to_dict
 from stereodistill.distill.losses import multi_output_loss
 from stereodistill.distill.masks import full_resolution_mask, left_right_consistent, right_view_disparity
@@ -49,6 +49,19 @@ PHOTOMETRIC = "photometric"
 
 class TrainingError(StereoDistillError, RuntimeError):
     """A run cannot go on (e.g. the loss stayed non-finite)."""
+
+
+def run_reads(config: RunConfig) -> list[str | Path]:
+    """The files and folders a run reads (checkpoints, dataset roots and lists): never to be cleared."""
+    found: list[str | Path] = []
+    if config.model.init:
+        found += checkpoint_paths(config.model.init)
+    if config.teacher is not None:
+        found += checkpoint_paths(config.teacher.checkpoint) if config.teacher.checkpoint else [config.teacher.original]
+    for dataset in (config.data.train, config.data.val, config.data.unlabeled):
+        if dataset is not None:
+            found += [path for path in (dataset.root, dataset.list_file) if path]
+    return found
 
 
 def seed_everything(seed: int) -> None:
@@ -158,7 +171,7 @@ class Trainer:
             if resume:
                 self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
             else:
-                run_folder.prepare_new_run(self.out, force=force, inputs=inputs)
+                run_folder.prepare_new_run(self.out, force=force, inputs=inputs, reads=run_reads(config))
         if self.dist.world > 1:
             dist.barrier()  # no process writes into the folder before it has been checked
 
