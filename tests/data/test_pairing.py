@@ -23,15 +23,30 @@ def test_folders_pair_by_file_name_and_name_outputs_by_stem(tmp_path):
         find_pairs(tmp_path / "L", tmp_path / "R")
 
 
-def test_glob_patterns_pair_in_order_and_must_match_as_many_files(tmp_path):
+def test_glob_patterns_pair_by_what_their_wildcards_match(tmp_path):
     for scene in ("s1", "s2", "s3"):
         touch(tmp_path / scene / "im0.png")
         if scene != "s3":
             touch(tmp_path / scene / "im1.png")
-    with pytest.raises(InputError, match=r"matches 3 files but .* matches 2"):
+    with pytest.raises(InputError, match=r"no file of .*im1.png' goes with .*s3/im0.png"):
         find_pairs(f"{tmp_path}/*/im0.png", f"{tmp_path}/*/im1.png")
-    touch(tmp_path / "s3" / "im1.png")
-    assert [p.name for p in find_pairs(f"{tmp_path}/*/im0.png", f"{tmp_path}/*/im1.png")] == ["s1", "s2", "s3"]
+    touch(tmp_path / "s4" / "im1.png")  # as many files on each side, but s3 and s4 are not one scene
+    with pytest.raises(InputError, match=r"goes with .*s3/im0.png"):
+        find_pairs(f"{tmp_path}/*/im0.png", f"{tmp_path}/*/im1.png")
+    touch(tmp_path / "s3" / "im1.png"), touch(tmp_path / "s4" / "im0.png")
+    pairs = find_pairs(f"{tmp_path}/*/im0.png", f"{tmp_path}/*/im1.png")
+    assert [(p.name, p.left.parent.name, p.right.parent.name) for p in pairs] == [
+        (s, s, s) for s in ("s1", "s2", "s3", "s4")
+    ]
+    for frame in ("b", "a"):  # one folder, the view in the file name
+        touch(tmp_path / "flat" / f"{frame}_left.png"), touch(tmp_path / "flat" / f"{frame}_right.png")
+    pairs = find_pairs(f"{tmp_path}/flat/*_left.png", f"{tmp_path}/flat/*_right.png")
+    assert [(p.left.name, p.right.name) for p in pairs] == [
+        ("a_left.png", "a_right.png"),
+        ("b_left.png", "b_right.png"),
+    ]
+    pairs = find_pairs(f"{tmp_path}/**/im0.png", f"{tmp_path}/**/im1.png")
+    assert [(p.left.parent.name, p.right.parent.name) for p in pairs] == [(s, s) for s in ("s1", "s2", "s3", "s4")]
     with pytest.raises(InputError, match="no file matches"):
         find_pairs(f"{tmp_path}/*/x.png", f"{tmp_path}/*/y.png")
 
@@ -68,6 +83,14 @@ def test_data_pairs_writes_the_csv_the_pairs_reader_reads(tmp_path, capsys):
     assert main(["data", "pairs", str(tmp_path / "scene"), "--out", str(tmp_path / "scene"), "--skip-bad"]) == 2
     assert "is a folder: name the CSV file to write" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "gt"), str(tmp_path / "gt"), "--out", str(out)]) == 2
+    assert "is the same folder as the left views" in capsys.readouterr().err  # every pair would be one image twice
+    left = str(tmp_path / "scene" / "left")
+    assert main(["data", "pairs", left, f"{left}/../left", "--out", str(out), "--skip-bad"]) == 2
+    assert "is the same folder as the left views" in capsys.readouterr().err
+    assert main(["data", "pairs", str(tmp_path / "scene"), "--out", f"{left}/a.png", "--skip-bad"]) == 2
+    assert "a.png: is one of the pairs' files" in capsys.readouterr().err
+    assert (tmp_path / "scene" / "left" / "a.png").stat().st_size > 100  # the image, not a CSV
+    assert main(["data", "pairs", str(tmp_path / "gt"), str(tmp_path / "scene" / "right"), "--out", str(out)]) == 2
     assert "no images in this folder" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "gt"), "--out", str(out)]) == 2  # one folder, without the views
     assert "gt: has no left/ and no right/ folder" in capsys.readouterr().err
@@ -87,3 +110,34 @@ def test_a_ground_truth_folder_that_matches_no_image_is_an_error(tmp_path, capsy
     assert main([*command, "--out", str(out)]) == 2
     assert "no ground truth for any pair (looked for files named like the images: im0.pfm" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_two_folders_for_infer_name_the_images_without_their_other_view(tmp_path):
+    touch(tmp_path / "L" / "a.png"), touch(tmp_path / "R" / "a.png"), touch(tmp_path / "R" / "b.png")
+    with pytest.raises(DataError, match=r"L: no left image for b\.png"):
+        find_pairs(tmp_path / "L", tmp_path / "R")
+    with pytest.raises(DataError, match="same folder as the left views"):
+        find_pairs(tmp_path / "L", tmp_path / "L")
+
+
+def test_lists_keep_working_through_linked_folders_and_linked_lists(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.formats import write_image, write_pfm
+
+    for side in ("left", "right"):
+        for name in ("a.png", "b.png"):
+            write_image(tmp_path / "cam" / side / name, np.zeros((8, 8, 3)))
+    write_pfm(tmp_path / "gt" / "a.pfm", np.ones((8, 8), np.float32))
+    write_pfm(tmp_path / "gt" / "b.PFM", np.ones((8, 8), np.float32))  # a suffix in capitals is still ground truth
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "er")  # "link/.." is deep/, not tmp_path
+    out = tmp_path / "link" / "p.csv"
+    assert main(["data", "pairs", str(tmp_path / "cam"), "--disp", str(tmp_path / "gt"), "--out", str(out)]) == 0
+    assert "2 pairs, 2 with ground truth" in capsys.readouterr().out
+    assert [s["meta"]["has_gt"] for s in build_dataset("pairs", out)] == [True, True]
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "alias.csv").symlink_to(out)  # a link to the list, from another folder
+    assert len(build_dataset("pairs", tmp_path / "lists" / "alias.csv")) == 2

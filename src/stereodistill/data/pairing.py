@@ -9,6 +9,7 @@ import csv
 import glob
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,31 +32,76 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    """A glob pattern as a regular expression whose groups capture what each wildcard matched."""
+    parts, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            parts.append("((?:[^/]*/)*)")
+            i += 3
+        elif pattern.startswith("**", i):
+            parts.append("(.*)")
+            i += 2
+        elif pattern[i] == "*":
+            parts.append("([^/]*)")
+            i += 1
+        elif pattern[i] == "?":
+            parts.append("([^/])")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            parts.append("([" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "])")
+            i = end + 1
+        else:
+            parts.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(parts))
+
+
+def _by_wildcards(pattern: str) -> dict[tuple[str, ...], Path]:
+    """The files ``pattern`` matches, keyed by what its wildcards matched: ``mb/*/im0.png`` and
+    ``mb/*/im1.png`` pair by scene folder, ``*_left.png`` and ``*_right.png`` by frame name."""
+    regex = _wildcard_regex(pattern)
+    found = {}
+    for path in sorted(glob.glob(pattern, recursive=True)):
+        match = regex.fullmatch(path)
+        found[match.groups() if match else (path,)] = Path(path)
+    return found
+
+
 def find_pairs(left: str | Path, right: str | Path) -> list[PairFiles]:
     """The pairs that ``left`` and ``right`` name (files, folders or glob patterns, both alike)."""
     left, right = str(left), str(right)
     if _is_glob(left) != _is_glob(right):
         raise InputError(f"{left} and {right}: give two glob patterns, or neither")
     if _is_glob(left):
-        lefts = [Path(p) for p in sorted(glob.glob(left, recursive=True))]
-        rights = [Path(p) for p in sorted(glob.glob(right, recursive=True))]
+        lefts, rights = _by_wildcards(left), _by_wildcards(right)
         if not lefts:
             raise InputError(f"no file matches {left!r}")
-        if len(lefts) != len(rights):
-            raise InputError(f"{left!r} matches {len(lefts)} files but {right!r} matches {len(rights)}")
-        return _named(list(zip(lefts, rights, strict=True)))
+        for pattern, names, other in ((right, lefts, rights), (left, rights, lefts)):
+            missing = sorted(set(names) - set(other))
+            if missing:
+                shown = ", ".join(str(names[key]) for key in missing[:5]) + (" …" if len(missing) > 5 else "")
+                raise InputError(f"no file of {pattern!r} goes with {shown}")
+        return _named([(lefts[key], rights[key]) for key in sorted(lefts)])
     left_path, right_path = Path(left), Path(right)
     if left_path.is_dir() != right_path.is_dir():
         raise InputError(f"{left} and {right}: give two image files or two folders, not one of each")
     if not left_path.is_dir():
         return [PairFiles(left_path.stem, left_path, right_path)]
+    _distinct_views(left_path, right_path)
     lefts = _images(left_path)
     if not lefts:
         raise DataError(left_path, "no images in this folder")
-    missing = [p.name for p in lefts if not (right_path / p.name).is_file()]
-    if missing:
-        more = " …" if len(missing) > 5 else ""
-        raise DataError(right_path, f"no right image for {', '.join(missing[:5])}{more}")
+    for names, other, side in (
+        ([p.name for p in lefts], right_path, "right"),
+        ([p.name for p in _images(right_path)], left_path, "left"),
+    ):
+        missing = [name for name in names if not (other / name).is_file()]
+        if missing:
+            more = " …" if len(missing) > 5 else ""
+            raise DataError(other, f"no {side} image for {', '.join(missing[:5])}{more}")
     return _named([(p, right_path / p.name) for p in lefts])
 
 
@@ -96,12 +142,20 @@ class FolderPairs:
 
         if out.is_dir():
             raise DataError(out, "is a folder: name the CSV file to write")
+        target = out.resolve()
+        if any(path is not None and path.resolve() == target for row in self.rows for path in row):
+            raise DataError(out, "is one of the pairs' files: name a new CSV file to write")
+        folder = target.parent  # the reader resolves relative paths from the CSV's real folder
+
+        def relative(path: Path) -> str:
+            return os.path.relpath(path.parent.resolve() / path.name, folder)  # an image link stays a link
+
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["left", "right", "disp"] if truth_column else ["left", "right"])
         for left, right, truth in self.rows:
-            row = [os.path.relpath(left, out.parent), os.path.relpath(right, out.parent)]
-            writer.writerow([*row, os.path.relpath(truth, out.parent) if truth else ""] if truth_column else row)
+            row = [relative(left), relative(right)]
+            writer.writerow([*row, relative(truth) if truth else ""] if truth_column else row)
         write_text_atomic(out, text.getvalue())
 
 
@@ -133,6 +187,22 @@ def bad_pairs_error(where: Path, problems: list[str]) -> DataError:
     return DataError(where, f"{len(problems)} bad pair(s): {'; '.join(problems[:3])}{more}; --skip-bad leaves them out")
 
 
+def _distinct_views(left: Path, right: Path) -> None:
+    """Two names for one folder would pair every image with itself: zero disparity everywhere."""
+    if left.resolve() == right.resolve():
+        raise DataError(right, f"is the same folder as the left views ({left}): give the right camera's folder")
+
+
+def _truth_files(folder: Path) -> dict[str, Path]:
+    """Ground-truth files by stem, suffixes in any case (``a.PFM``); PFM before PNG before NPY."""
+    found: dict[str, Path] = {}
+    rank = {suffix: i for i, suffix in enumerate(DISPARITY_SUFFIXES)}
+    for path in sorted(folder.iterdir(), key=lambda p: rank.get(p.suffix.lower(), len(rank))):
+        if path.is_file() and path.suffix.lower() in rank:
+            found.setdefault(path.stem, path)
+    return found
+
+
 def views_of(folder: Path) -> tuple[Path, Path]:
     """The ``left/`` and ``right/`` folders of one folder holding both views."""
     missing = [name for name in ("left", "right") if not (folder / name).is_dir()]
@@ -153,6 +223,7 @@ def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bo
     for folder in (left, right, *([disp] if disp is not None else [])):
         if not folder.is_dir():
             raise DataError(folder, "not a folder")
+    _distinct_views(left, right)
     lefts = {p.name: p for p in _images(left)}
     rights = {p.name: p for p in _images(right)}
     if not lefts:
@@ -161,10 +232,8 @@ def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bo
         f"{name}: no other view (only in {left if name in lefts else right})"
         for name in sorted(lefts.keys() ^ rights.keys())
     ]
-    rows = []
-    for name in sorted(lefts.keys() & rights.keys()):
-        candidates = [disp / f"{Path(name).stem}{suffix}" for suffix in DISPARITY_SUFFIXES] if disp else []
-        rows.append((lefts[name], rights[name], next((p for p in candidates if p.is_file()), None)))
+    truths = _truth_files(disp) if disp is not None else {}
+    rows = [(lefts[name], rights[name], truths.get(Path(name).stem)) for name in sorted(lefts.keys() & rights.keys())]
     rows, bad = check_rows(rows)
     problems += bad
     if problems and not skip_bad:

@@ -111,4 +111,5 @@ class Pairs(StereoDataset):
 
     def _resolve(self, cell: str) -> Path:
         path = Path(cell)
-        return path if path.is_absolute() else self.root.parent / path
+        # Relative to the CSV's real folder: a link to a list elsewhere reads the files the list names.
+        return path if path.is_absolute() else self.root.resolve().parent / path
