@@ -72,6 +72,30 @@ def test_eval_argument_errors(tmp_path, capsys):
     assert "either --dataset" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope"), "--list", _pairs(tmp_path, broken=False)]) == 2
     assert "checkpoint does not exist" in capsys.readouterr().err
+    (tmp_path / "metrics").mkdir()
+    assert main(["eval", ckpt, "--list", _pairs(tmp_path, broken=False), "--json", str(tmp_path / "metrics")]) == 2
+    assert "metrics: is a folder; name the file to write" in capsys.readouterr().err
+
+
+def test_outputs_are_written_with_the_usual_permissions_and_never_onto_a_folder(tmp_path):
+    import os
+    import stat
+
+    from stereodistill.fileio import write_text_atomic
+
+    umask = os.umask(0o022)
+    try:
+        weights = save_model(tmp_path / "m", build_model("lean-xs", max_disp=16))  # safetensors recreates its file
+        write_text_atomic(tmp_path / "t.txt", "x")
+    finally:
+        os.umask(umask)
+    for path in (weights, tmp_path / "m.json", tmp_path / "t.txt"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder") as raised:
+        write_text_atomic(tmp_path / "folder", "x")
+    assert raised.value.filename == str(tmp_path / "folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "m.json", "m.safetensors", "t.txt"]  # no temp file
 
 
 def _strict_json(path):

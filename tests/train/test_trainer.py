@@ -313,3 +313,12 @@ def test_a_fast_peer_distils_from_a_teacher_and_teaches_lean(tmp_path, peer):
     Trainer(as_teacher, distill=True).run()
     rows = (tmp_path / "lean" / "scalars.csv").read_text()
     assert ",kl," in rows and ",feat," in rows
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [({"crop": [0, 0]}, "data.crop"), ({"crop": [32]}, "data.crop"), ({"batch_size": 0}, "data.batch_size")],
+)
+def test_a_crop_or_batch_that_cannot_train_is_a_config_error(tmp_path, change, named):
+    with pytest.raises(ConfigError, match=named):
+        config(tmp_path, data={**TINY["data"], **change})

@@ -118,6 +118,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0 < self.unlabeled_ratio <= 1:
             raise ConfigError(f"data.unlabeled_ratio must be in (0, 1], got {self.unlabeled_ratio}")
+        if len(self.crop) != 2 or not all(isinstance(v, int) and v >= 8 for v in self.crop):
+            raise ConfigError(f"data.crop must be [H, W], whole numbers of at least 8 px, got {list(self.crop)}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ConfigError(f"data.batch_size must be a whole number of at least 1, got {self.batch_size!r}")
+        if not (isinstance(self.workers, int) and self.workers >= 0):
+            raise ConfigError(f"data.workers must be a whole number of at least 0, got {self.workers!r}")
 
     def unlabeled_steps(self, step: int) -> int:
         """How many of the first ``step`` steps draw an unlabeled batch: ``floor(step × ratio)``, spread
