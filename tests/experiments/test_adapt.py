@@ -104,6 +104,8 @@ def test_sgbm_teaches_with_its_matches_only(tmp_path, capsys):
         == 2
     )
     assert "classical matcher" in capsys.readouterr().err
+    assert main([*command[:5], "--out", str(tmp_path / "c"), "--confidence", "0.5"]) == 2  # sgbm gives no probabilities
+    assert "gives no probabilities to filter by" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
 def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_path, capsys):

@@ -421,6 +421,11 @@ def adapt(
     # A classical teacher has no range of its own: it takes the student's (192 for a new student).
     span = student_start(student, 192)[0]["max_disp"] if classical else 192
     teacher, teacher_files = load_teacher(teacher_path, teacher_arch, dict(teacher_options or {}), dev, span)
+    if settings.confidence > 0 and "prob" not in teacher.offered_taps():
+        raise ConfigError(
+            f"--confidence {settings.confidence:g}: {teacher_path} ({teacher.arch}) gives no probabilities to "
+            "filter by; leave it at 0"
+        )
     if classical:
         log(
             f"  {teacher_path} has no probabilities: its unmatched pixels filter its labels"
