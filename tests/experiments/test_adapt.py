@@ -1,6 +1,7 @@
 """Adapting a student to unlabeled pairs: filtered pseudo-labels, cached, then ordinary training."""
 
 import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -128,7 +129,7 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     record = json.loads((tmp_path / "a" / "adapt.json").read_text())
     scores = record["ground_truth"]
     assert scores["before"]["epe"] > 0 and scores["after"]["epe"] > 0
-    assert set(record["photometric_error"]) == {"labels", "student"}
+    assert set(record["photometric_error"]) == {"labels", "student", "pixels"} and record["photometric_error"]["pixels"] > 0
     kept = json.loads((tmp_path / "a" / "kept.json").read_text())
     assert len(kept) == 2 and all(0 <= k["teacher"] <= k["kept"] <= 1 for k in kept)
     assert "from the teacher" in printed  # the photometric gate is on by default
@@ -260,6 +261,8 @@ def test_label_check_tells_labels_that_explain_the_pair_from_labels_that_do_not(
     assert good["labels"] < 0.01 < good["student"]
     bad = check(label=1.0, student=4.0)
     assert bad["student"] < 0.01 < bad["labels"]
+    lost = check(label=4.0, student=90.0)  # the student's matches all lie outside the right view
+    assert lost["pixels"] == 0 and math.isnan(lost["labels"]) and math.isnan(lost["student"])  # no verdict, not 0 vs 0
 
 
 def test_the_label_check_reads_every_pair_up_to_its_limit_then_an_even_spread():

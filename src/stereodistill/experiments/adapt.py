@@ -247,7 +247,8 @@ def label_check(
         totals["labels"] += float(label_error[keep].sum())
         totals["student"] += float(own_error[keep].sum())
         pixels += int(keep.sum())
-    return {name: total / max(pixels, 1) for name, total in totals.items()}
+    # No pixel to compare (the student's disparity leaves the right view everywhere): no verdict.
+    return {**{name: total / pixels if pixels else math.nan for name, total in totals.items()}, "pixels": pixels}
 
 
 def load_teacher(
@@ -495,14 +496,18 @@ def adapt(
     del teacher
     trainer = Trainer(run_config, distill=False, resume=resume_training, allow_changes=allow_changes, inputs=INPUTS)
     check = label_check(before, pairs, labels_csv, dev)
-    log(
-        f"  photometric error on the kept pixels (no ground truth needed): labels {check['labels']:.4f}, "
-        f"the student's own disparity {check['student']:.4f}"
-    )
-    if check["labels"] >= check["student"]:
+    if not check["pixels"]:
+        log("  no kept pixel where the student's own disparity stays inside the right view: nothing to compare")
+    else:
+        log(
+            f"  photometric error on the kept pixels (no ground truth needed): labels {check['labels']:.4f}, "
+            f"the student's own disparity {check['student']:.4f}"
+        )
+    if check["labels"] >= check["student"]:  # False when there was nothing to compare (NaN)
+        stronger = "a stronger teacher" + ("" if classical else ", or sgbm,")
         log(
             "  warning: the student's own disparity already explains these pairs better than the teacher's "
-            "labels; adapting toward them will likely make it worse (a stronger teacher, or sgbm, may help)"
+            f"labels; adapting toward them will likely make it worse ({stronger} may help)"
         )
     log(f"[2/3] adapting {model['arch']} for {steps} steps on the kept pixels")
     result = trainer.run()
