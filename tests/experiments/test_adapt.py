@@ -129,7 +129,8 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     record = json.loads((tmp_path / "a" / "adapt.json").read_text())
     scores = record["ground_truth"]
     assert scores["before"]["epe"] > 0 and scores["after"]["epe"] > 0
-    assert set(record["photometric_error"]) == {"labels", "student", "pixels"} and record["photometric_error"]["pixels"] > 0
+    assert set(record["photometric_error"]) == {"labels", "student", "pixels"}
+    assert record["photometric_error"]["pixels"] > 0
     kept = json.loads((tmp_path / "a" / "kept.json").read_text())
     assert len(kept) == 2 and all(0 <= k["teacher"] <= k["kept"] <= 1 for k in kept)
     assert "from the teacher" in printed  # the photometric gate is on by default
@@ -308,6 +309,15 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_or_restarts_training_on_
     assert sorted((tmp_path / "a" / "pseudo").iterdir()) == labels
     assert main([*command, "--resume", "--out", str(tmp_path / "empty")]) == 2
     assert "no adapt run there to continue" in capsys.readouterr().err
+    # Other labels under the same run: another teacher, other filters.
+    for change, named in ((["--gate", "0"], "filter.gate: 5 -> 0"), (["--lr-threshold", "2"], "filter.lr_threshold")):
+        assert main([*command, "--steps", "4", "--resume", *change]) == 2
+        assert named in capsys.readouterr().err
+    other = [*command[:1], "sgbm", *command[2:]]
+    assert main([*other, "--steps", "4", "--resume"]) == 2
+    assert "teacher: " in capsys.readouterr().err
+    assert main([*other, "--steps", "4", "--resume", "--allow-changes"]) == 0  # accepted, and said
+    assert "changed since the run began: teacher" in capsys.readouterr().out
 
 
 def test_adapt_reads_and_writes_paths_that_hold_commas(tmp_path):

@@ -38,9 +38,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +214,8 @@ def write_pseudo_labels(
     return listing, kept
 
 
-INPUTS = ("pseudo", "pseudo.csv", "pairs.csv", "kept.json")  # written before training, in the run folder
+#: Written into the run folder before training.
+INPUTS = ("pseudo", "pseudo.csv", "pairs.csv", "kept.json", "labelling.json")
 REPORT_PAIRS = 4  # pairs shown in report.html
 CHECKPOINT_EVERY = 100  # steps between the checkpoints an interrupted run resumes from
 CHECK_PAIRS = 16  # pairs, evenly spread, on which the labels are checked against the student
@@ -346,6 +348,22 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     return Footage(None, kept, len(good), tuple(problems))
 
 
+def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> None:
+    """A resume labels and trains on what the run began with: another teacher (or changed weights),
+    other footage or other filters are refused, or with ``allow_changes`` listed."""
+    if not path.is_file():  # a run from before this record: nothing to compare with
+        return
+    before = json.loads(path.read_text())
+    changed = [f"{key}: {before.get(key)!r} -> {value!r}" for key, value in now.items() if before.get(key) != value]
+    if changed and not allow_changes:
+        raise ConfigError(
+            f"--resume {path.parent}: the labels would come from other inputs ({'; '.join(changed)}); "
+            "--allow-changes to accept, or give another --out"
+        )
+    for change in changed:
+        log(f"  changed since the run began: {change}")
+
+
 def clear_training(out: Path) -> None:
     """Remove what a training stopped before its first checkpoint left in the run folder (its config,
     scalars, a partial checkpoint); the labels (``INPUTS``) stay."""
@@ -459,10 +477,18 @@ def adapt(
     )
     footage = list_footage(Path(unlabeled), skip_bad)
     run_config.data.batch_size = min(run_config.data.batch_size, footage.count)
+    labelling = {
+        "teacher": str(teacher_path),
+        "teacher_key": network_key(teacher, teacher_files),
+        "unlabeled": str(Path(unlabeled).resolve()),
+        "pairs": footage.count,
+        **{f"filter.{k}": v if math.isfinite(v) else None for k, v in asdict(settings).items()},  # as JSON has it
+    }
     resume_training = False
     if resume:
         if not (out / "pseudo").is_dir():
             raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
+        check_labelling(out / "labelling.json", labelling, allow_changes, log)
         run_folder.check_resume(out, to_dict(run_config), allow_changes=allow_changes)
         resume_training = bool(complete_checkpoints(out / "checkpoints"))
         if not resume_training:  # stopped before its first checkpoint: training starts over on the labels
@@ -480,6 +506,7 @@ def adapt(
     for problem in footage.skipped:
         log(f"  SKIPPED {problem}")
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "labelling.json", labelling)
     unlabeled = footage.csv
     if unlabeled is None:  # a folder, or a list with pairs left out: the pairs to label, in the run folder
         unlabeled = out / "pairs.csv"
