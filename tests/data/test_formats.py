@@ -209,3 +209,15 @@ def test_mask_conventions(tmp_path):
     np.testing.assert_array_equal(formats.read_mask(tmp_path / "b.png"), [[True, False, True]])
     np.save(tmp_path / "m.npy", np.array([[True, False]]))
     np.testing.assert_array_equal(formats.read_mask(tmp_path / "m.npy"), [[True, False]])
+
+
+def test_disparity_size_reads_headers_only_in_every_format(tmp_path):
+    disp = np.ones((5, 7), np.float32)
+    formats.write_pfm(tmp_path / "d.pfm", disp)
+    formats.write_png_disparity(tmp_path / "d.png", disp)
+    np.save(tmp_path / "d.npy", disp)
+    for name in ("d.pfm", "d.png", "d.npy"):
+        assert formats.disparity_size(tmp_path / name) == (5, 7), name
+    (tmp_path / "bad.pfm").write_bytes(b"not a pfm")
+    with pytest.raises(DataError, match=r"bad\.pfm: not a readable disparity map"):
+        formats.disparity_size(tmp_path / "bad.pfm")

@@ -367,6 +367,12 @@ def test_a_listed_pair_that_cannot_be_read_is_refused_before_labelling_or_left_o
     assert main([*command, "--skip-bad"]) == 0
     printed = capsys.readouterr().out
     assert "SKIPPED" in printed and "0002.png" in printed and "for 1 pairs" in printed
+    # Ground truth of another size: found from its header before labelling, like a bad view.
+    write_pfm(tmp_path / "small.pfm", np.ones((16, 32), np.float32))
+    listing.write_text("left,right,disp\ncam/left/0001.png,cam/right/0001.png,small.pfm\n")
+    assert main([*command[:-6], "--out", str(tmp_path / "b"), "--steps", "1", "--crop", "32x64"]) == 2
+    assert "small.pfm: is 16x32 (HxW) but its images are 32x64" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
 
 
 def test_force_never_deletes_the_footage_or_the_networks_that_the_run_reads(tmp_path, capsys):

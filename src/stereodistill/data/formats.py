@@ -217,6 +217,28 @@ def read_npy_disparity(path: str | Path) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def disparity_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of a disparity map from its header (PFM, PNG) or its array header (NPY)."""
+    path = Path(path)
+    _require_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        return image_size(path)
+    try:
+        if suffix == ".npy":
+            shape = np.load(path, mmap_mode="r").shape
+            return int(shape[0]), int(shape[1])
+        if suffix == ".pfm":
+            with path.open("rb") as file:
+                match = re.match(rb"(P[Ff])\s+(\S+)\s+(\S+)\s", file.read(256))
+            if match is not None:
+                return int(match.group(3)), int(match.group(2))
+            raise ValueError("no PFM header")
+    except (OSError, ValueError, IndexError) as exc:
+        raise DataError(path, f"not a readable disparity map ({exc})") from None
+    raise DataError(path, f"unknown disparity format {suffix!r} (expected one of {', '.join(DISPARITY_SUFFIXES)})")
+
+
 def read_disparity(path: str | Path, png_scale: float = KITTI_SCALE) -> np.ndarray:
     """Read a disparity map by suffix: ``.pfm``, ``.npy`` or 16-bit ``.png`` (value / ``png_scale``)."""
     path = Path(path)

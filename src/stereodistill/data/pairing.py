@@ -162,22 +162,26 @@ class FolderPairs:
 def check_rows(
     rows: list[tuple[Path, Path, Path | None]],
 ) -> tuple[list[tuple[Path, Path, Path | None]], list[str]]:
-    """The rows whose two views are readable images of one size (from their headers: nothing is
-    decoded), and a line for each other row saying what is wrong."""
-    from stereodistill.data.formats import image_size
+    """The rows whose two views are readable images of one size, with ground truth (when given) of
+    that size too (from their headers: nothing is decoded), and a line for each other row saying
+    what is wrong."""
+    from stereodistill.data.formats import disparity_size, image_size
 
     good, problems = [], []
     for left, right, truth in rows:
         try:
-            sizes = image_size(left), image_size(right)
+            sizes = image_size(left), image_size(right), *([disparity_size(truth)] if truth is not None else [])
         except DataError as exc:
             problems.append(str(exc))
             continue
-        if sizes[0] != sizes[1]:
-            (h0, w0), (h1, w1) = sizes
+        (h0, w0), (h1, w1) = sizes[:2]
+        if sizes[1] != sizes[0]:
             problems.append(str(DataError(right, f"is {h1}x{w1} (HxW) but its left view is {h0}x{w0}")))
-            continue
-        good.append((left, right, truth))
+        elif len(sizes) > 2 and sizes[2] != sizes[0]:
+            (h2, w2) = sizes[2]
+            problems.append(str(DataError(truth, f"is {h2}x{w2} (HxW) but its images are {h0}x{w0}")))
+        else:
+            good.append((left, right, truth))
     return good, problems
 
 

@@ -178,7 +178,7 @@ def write_pseudo_labels(
         ).hexdigest()[:20]
         disp_path, mask_path, taught_path = (cache / f"{name}{end}" for end in (".pfm", "_mask.png", "_teacher.png"))
         if not all(path.is_file() for path in (disp_path, mask_path, taught_path)):
-            sample = pairs.load(index)
+            sample = pairs.load_views(index)  # ground truth, if any, is for scoring only
             disparity, mask, taught = pseudo_label(
                 teacher,
                 sample["left"][None].to(device),

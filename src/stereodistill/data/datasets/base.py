@@ -139,6 +139,14 @@ class StereoDataset(torch.utils.data.Dataset):
         paths = {"left": files.left, "right": files.right, "disp": files.disp, "mask": files.mask}
         return make_sample(left, right, disp, meta=meta, nonoccluded=nonocc, max_disp=self.max_disp, paths=paths)
 
+    def load_views(self, index: int) -> Sample:
+        """The two views only, as a sample without ground truth: for work that never uses it
+        (``adapt``'s labels), so a broken ground-truth file does not stop that work."""
+        files = self.files[index]
+        meta = {"dataset": self.name, "id": files.id, "left_path": str(files.left), **files.extra}
+        paths = {"left": files.left, "right": files.right}
+        return make_sample(read_image(files.left), read_image(files.right), None, meta=meta, paths=paths)
+
     def __getitem__(self, index: int) -> Sample:
         sample = self.load(index)
         return self.transform(sample) if self.transform is not None else sample
