@@ -367,6 +367,15 @@ def test_a_listed_pair_that_cannot_be_read_is_refused_before_labelling_or_left_o
     assert main([*command, "--skip-bad"]) == 0
     printed = capsys.readouterr().out
     assert "SKIPPED" in printed and "0002.png" in printed and "for 1 pairs" in printed
+    # The pairs kept keep their ground truth and its mask (what the before/after scores count).
+    write_pfm(tmp_path / "gt.pfm", np.ones((32, 64), np.float32))
+    write_image(tmp_path / "half.png", np.repeat(np.arange(64) < 32, 32).reshape(64, 32).T[..., None].repeat(3, 2))
+    rows = "cam/left/0001.png,cam/right/0001.png,gt.pfm,half.png\ncam/left/0002.png,cam/right/0002.png,,\n"
+    listing.write_text("left,right,disp,mask\n" + rows)
+    assert main([*command[:-6], "--out", str(tmp_path / "m"), "--steps", "1", "--crop", "32x64", "--skip-bad"]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "m" / "pairs.csv").read_text().splitlines()[0] == "left,right,disp,mask"
+    assert json.loads((tmp_path / "m" / "adapt.json").read_text())["ground_truth"]["before"]["valid_pixels"] == 1024
     # Ground truth of another size: found from its header before labelling, like a bad view.
     write_pfm(tmp_path / "small.pfm", np.ones((16, 32), np.float32))
     listing.write_text("left,right,disp\ncam/left/0001.png,cam/right/0001.png,small.pfm\n")

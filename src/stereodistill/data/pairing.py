@@ -134,6 +134,7 @@ class FolderPairs:
     rows: tuple[tuple[Path, Path, Path | None], ...]
     skipped: tuple[str, ...]
     with_truth: int  # rows whose ground truth was found
+    masks: tuple[Path | None, ...] = ()  # each row's mask of the pixels to score (a list's), or none
 
     def write(self, out: Path, truth_column: bool) -> None:
         """The ``pairs`` CSV at ``out`` (atomically), with paths relative to its folder; quoted where a
@@ -152,10 +153,16 @@ class FolderPairs:
 
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["left", "right", "disp"] if truth_column else ["left", "right"])
-        for left, right, truth in self.rows:
+        mask_column = truth_column and any(self.masks)
+        writer.writerow(["left", "right", *(["disp"] if truth_column else []), *(["mask"] if mask_column else [])])
+        for index, (left, right, truth) in enumerate(self.rows):
             row = [relative(left), relative(right)]
-            writer.writerow([*row, relative(truth) if truth else ""] if truth_column else row)
+            if truth_column:
+                row.append(relative(truth) if truth else "")
+            if mask_column:
+                mask = self.masks[index]
+                row.append(relative(mask) if mask else "")
+            writer.writerow(row)
         write_text_atomic(out, text.getvalue())
 
 

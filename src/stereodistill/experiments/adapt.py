@@ -344,7 +344,8 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     if not problems:
         return Footage(unlabeled, None, len(good), listed=tuple(good))
     with_truth = sum(truth is not None for *_, truth in good)
-    kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth)
+    masks = {(files.left, files.right): files.mask for files in listed}  # kept with their rows
+    kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth, tuple(masks[row[:2]] for row in good))
     return Footage(None, kept, len(good), tuple(problems))
 
 
