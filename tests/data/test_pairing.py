@@ -45,6 +45,7 @@ def test_glob_patterns_pair_by_what_their_wildcards_match(tmp_path):
         ("a_left.png", "a_right.png"),
         ("b_left.png", "b_right.png"),
     ]
+    assert len(find_pairs(f"{tmp_path}//*/im0.png", f"{tmp_path}//*/im1.png")) == 4  # a doubled separator
     pairs = find_pairs(f"{tmp_path}/**/im0.png", f"{tmp_path}/**/im1.png")
     assert [(p.left.parent.name, p.right.parent.name) for p in pairs] == [(s, s) for s in ("s1", "s2", "s3", "s4")]
     with pytest.raises(InputError, match="no file matches"):
@@ -88,7 +89,9 @@ def test_data_pairs_writes_the_csv_the_pairs_reader_reads(tmp_path, capsys):
     assert main(["data", "pairs", left, f"{left}/../left", "--out", str(out), "--skip-bad"]) == 2
     assert "is the same folder as the left views" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "scene"), "--out", f"{left}/a.png", "--skip-bad"]) == 2
-    assert "a.png: is one of the pairs' files" in capsys.readouterr().err
+    assert "a.png: is an image or one of the pairs' files" in capsys.readouterr().err
+    assert main(["data", "pairs", str(tmp_path / "scene"), "--out", f"{left}/c.png", "--skip-bad"]) == 2  # skipped
+    assert "c.png: is an image" in capsys.readouterr().err
     assert (tmp_path / "scene" / "left" / "a.png").stat().st_size > 100  # the image, not a CSV
     assert main(["data", "pairs", str(tmp_path / "gt"), str(tmp_path / "scene" / "right"), "--out", str(out)]) == 2
     assert "no images in this folder" in capsys.readouterr().err

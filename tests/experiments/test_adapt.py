@@ -313,6 +313,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_or_restarts_training_on_
     for change, named in ((["--gate", "0"], "filter.gate: 5 -> 0"), (["--lr-threshold", "2"], "filter.lr_threshold")):
         assert main([*command, "--steps", "4", "--resume", *change]) == 2
         assert named in capsys.readouterr().err
+    same = [*command[:1], f"{command[1]}.safetensors", *command[2:]]  # the same teacher, spelled otherwise
+    assert main([*same, "--steps", "4", "--resume"]) == 0
+    capsys.readouterr()
     other = [*command[:1], "sgbm", *command[2:]]
     assert main([*other, "--steps", "4", "--resume"]) == 2
     assert "teacher: " in capsys.readouterr().err
@@ -376,6 +379,11 @@ def test_a_listed_pair_that_cannot_be_read_is_refused_before_labelling_or_left_o
     capsys.readouterr()
     assert (tmp_path / "m" / "pairs.csv").read_text().splitlines()[0] == "left,right,disp,mask"
     assert json.loads((tmp_path / "m" / "adapt.json").read_text())["ground_truth"]["before"]["valid_pixels"] == 1024
+    write_image(tmp_path / "big_mask.png", np.ones((40, 80, 3), np.float32))  # a mask of another size: refused
+    listing.write_text("left,right,disp,mask\ncam/left/0001.png,cam/right/0001.png,gt.pfm,big_mask.png\n")
+    assert main([*command[:-6], "--out", str(tmp_path / "n"), "--steps", "1", "--crop", "32x64"]) == 2
+    assert "big_mask.png: is 40x80 (HxW) but its images are 32x64" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()
     # Ground truth of another size: found from its header before labelling, like a bad view.
     write_pfm(tmp_path / "small.pfm", np.ones((16, 32), np.float32))
     listing.write_text("left,right,disp\ncam/left/0001.png,cam/right/0001.png,small.pfm\n")
@@ -397,6 +405,13 @@ def test_force_never_deletes_the_footage_or_the_networks_that_the_run_reads(tmp_
         err = capsys.readouterr().err
         assert named in err and "--force would delete" in err and "Traceback" not in err
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == held  # nothing deleted
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "settings.yaml").write_text("steps: 1\n")  # the settings file in the output folder
+    assert (
+        main([*command, "--out", str(tmp_path / "run"), *flags, "--config", str(tmp_path / "run" / "settings.yaml")])
+        == 2
+    )
+    assert "settings.yaml, which this run reads" in capsys.readouterr().err
     shutil.copytree(tmp_path / "cam", tmp_path / "run" / "cam")
     inside = [*command[:4], str(tmp_path / "run" / "cam")]
     assert main([*inside, "--out", str(tmp_path / "run"), *flags]) == 2  # a list in a subfolder counts as well

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         allow_changes=args.allow_changes,
         device=args.device,
+        config_file=args.config,
         log=lambda line: print(line, flush=True),
     )
     mean_kept = sum(k["kept"] for k in report["kept"]) / len(report["kept"])

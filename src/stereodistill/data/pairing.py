@@ -62,7 +62,7 @@ def _wildcard_regex(pattern: str) -> re.Pattern[str]:
 def _by_wildcards(pattern: str) -> dict[tuple[str, ...], Path]:
     """The files ``pattern`` matches, keyed by what its wildcards matched: ``mb/*/im0.png`` and
     ``mb/*/im1.png`` pair by scene folder, ``*_left.png`` and ``*_right.png`` by frame name."""
-    regex = _wildcard_regex(pattern)
+    regex = _wildcard_regex(re.sub("/+", "/", pattern))  # glob's own results have single separators
     found = {}
     for path in sorted(glob.glob(pattern, recursive=True)):
         match = regex.fullmatch(path)
@@ -144,8 +144,10 @@ class FolderPairs:
         if out.is_dir():
             raise DataError(out, "is a folder: name the CSV file to write")
         target = out.resolve()
-        if any(path is not None and path.resolve() == target for row in self.rows for path in row):
-            raise DataError(out, "is one of the pairs' files: name a new CSV file to write")
+        if out.suffix.lower() in (*IMAGE_SUFFIXES, *DISPARITY_SUFFIXES) or any(
+            path is not None and path.resolve() == target for row in self.rows for path in row
+        ):
+            raise DataError(out, "is an image or one of the pairs' files: name a new CSV file to write")
         folder = target.parent  # the reader resolves relative paths from the CSV's real folder
 
         def relative(path: Path) -> str:

@@ -316,11 +316,13 @@ class Footage:
     count: int
     skipped: tuple[str, ...] = ()
     listed: tuple[tuple[Path, Path, Path | None], ...] = ()  # every pair's files, as found
+    masks: tuple[Path | None, ...] = ()  # a list's masks, row by row
 
     def files(self) -> list[Path]:
-        """The image and ground-truth files of every pair."""
+        """The image, ground-truth and mask files of every pair."""
         rows = self.pairs.rows if self.pairs is not None else self.listed
-        return [path for row in rows for path in row if path is not None]
+        masks = self.pairs.masks if self.pairs is not None else self.masks
+        return [path for row in (*rows, masks) for path in row if path is not None]
 
 
 def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
@@ -337,16 +339,40 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
         return Footage(None, found, len(found.rows), found.skipped)
     listed = build_dataset("pairs", str(unlabeled)).files
     good, problems = check_rows([(files.left, files.right, files.disp) for files in listed])
+    masks = {(files.left, files.right): files.mask for files in listed}  # kept with their rows
+    good, bad_masks = _check_masks(good, masks)
+    problems += bad_masks
     if problems and not skip_bad:
         raise bad_pairs_error(unlabeled, problems)
     if not good:
         raise DataError(unlabeled, "no readable pairs")
+    kept_masks = tuple(masks[row[:2]] for row in good)
     if not problems:
-        return Footage(unlabeled, None, len(good), listed=tuple(good))
+        return Footage(unlabeled, None, len(good), listed=tuple(good), masks=kept_masks)
     with_truth = sum(truth is not None for *_, truth in good)
-    masks = {(files.left, files.right): files.mask for files in listed}  # kept with their rows
-    kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth, tuple(masks[row[:2]] for row in good))
+    kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth, kept_masks)
     return Footage(None, kept, len(good), tuple(problems))
+
+
+def _check_masks(rows: list[tuple[Path, Path, Path | None]], masks: dict) -> tuple[list, list[str]]:
+    """The rows whose mask (if any) is a readable image of their size, from its header; a line for each other."""
+    from stereodistill.data.formats import image_size
+
+    good, problems = [], []
+    for row in rows:
+        mask = masks.get(row[:2])
+        try:
+            size, mask_size = image_size(row[0]), image_size(mask) if mask is not None else None
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        if mask_size is not None and mask_size != size:
+            problems.append(
+                str(DataError(mask, f"is {mask_size[0]}x{mask_size[1]} (HxW) but its images are {size[0]}x{size[1]}"))
+            )
+            continue
+        good.append(row)
+    return good, problems
 
 
 def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> None:
@@ -415,11 +441,13 @@ def adapt(
     resume: bool = False,
     allow_changes: bool = False,
     device: str = "auto",
+    config_file: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Pseudo-label ``unlabeled`` (a pairs CSV, or a folder holding left/ and right/) with the teacher,
     then fine-tune the student on the kept pixels; the run folder is ``out``. ``run`` is merged into
-    the student's run config (``AdaptConfig.run``). Everything that can be checked (the settings, the
+    the student's run config (``AdaptConfig.run``); ``config_file``, the file the settings came from,
+    is never deleted by ``force``. Everything that can be checked (the settings, the
     networks, every pair's files) is checked before ``out`` is touched: a bad input never costs a
     previous run (``force``) or a labelling pass."""
     from stereodistill.checkpoint import checkpoint_paths, classical_network
@@ -479,7 +507,8 @@ def adapt(
     footage = list_footage(Path(unlabeled), skip_bad)
     run_config.data.batch_size = min(run_config.data.batch_size, footage.count)
     labelling = {
-        "teacher": str(teacher_path),
+        # The teacher by its files, however they are spelled (``t``, ``./t.safetensors``), and their stamps.
+        "teacher": [str(path.resolve()) for path in teacher_files] if teacher_files else str(teacher_path),
         "teacher_key": network_key(teacher, teacher_files),
         "unlabeled": str(Path(unlabeled).resolve()),
         "pairs": footage.count,
@@ -497,6 +526,7 @@ def adapt(
             clear_training(out)
     else:
         reads = [*teacher_files, *(checkpoint_paths(init) if init else ()), unlabeled, *footage.files()]
+        reads += [config_file] if config_file else []
         run_folder.prepare_new_run(
             out,
             force=force,
