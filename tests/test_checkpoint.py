@@ -128,6 +128,20 @@ def test_import_refuses_truncated_and_non_tensor_files(tmp_path, tiny_registered
         read_original(tmp_path / "n.pth")
     with pytest.raises(DataError, match="does not exist"):
         read_original(tmp_path / "missing.pth")
+    torch.save({"state_dict": {5: torch.zeros(1)}}, tmp_path / "k.pth")
+    with pytest.raises(DataError, match="key 5 is not a name"):
+        read_original(tmp_path / "k.pth")
+
+
+def test_loading_a_checkpoint_leaves_the_callers_random_state_alone(tmp_path):
+    from stereodistill.models import build_model
+
+    save_model(tmp_path / "m", build_model("lean-xs", max_disp=16))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_model(tmp_path / "m")  # its initial weights are drawn, then replaced
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_import_of_another_architecture_fails_naming_the_file(tmp_path, tiny_registered):

@@ -114,7 +114,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> to
     record = read_metadata(path)
     weights_path, info = checkpoint_paths(path)
     try:
-        model = build_model(record["arch"], **record.get("config", {}))
+        with torch.random.fork_rng(devices=[]):  # the initial weights are replaced: leave the caller's RNG alone
+            model = build_model(record["arch"], **record.get("config", {}))
     except TypeError as exc:
         raise DataError(info, f"config does not fit architecture {record['arch']!r} ({exc})") from None
     load_state_strict(model, read_weights(path), weights_path)

@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pytest
@@ -48,3 +49,27 @@ def test_export_of_a_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope" in err and "Traceback" not in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_outputs_that_would_replace_the_inputs_are_refused_before_any_work(tmp_path, capsys):
+    """eval/bench/export never write over the checkpoint or the list they read (a run's checkpoint is
+    ``…/model``, so ``--json …/model.json`` is an easy slip)."""
+    ckpt = save_model(tmp_path / "s", build_model("lean-xs", max_disp=16)).with_suffix("")
+    weights, info = ckpt.with_suffix(".safetensors").read_bytes(), ckpt.with_suffix(".json").read_text()
+    commands = [
+        (["export", str(ckpt), "--onnx", f"{ckpt}.safetensors", "--size", "32x64"], "--onnx"),
+        (["export", str(ckpt), "--onnx", str(tmp_path / "o.onnx"), "--json", f"{ckpt}.json"], "--json"),
+        (["bench", "--models", f"{ckpt},lean-xs", "--size", "32x64", "--json", f"{ckpt}.json"], "--json"),
+        (["eval", str(ckpt), "--list", str(tmp_path / "p.csv"), "--json", f"{ckpt}.json"], "--json"),
+        (["export", str(ckpt), "--onnx", str(tmp_path / "o.onnx"), "--tolerance", "nan"], "--tolerance"),
+        (["bench", "--models", ",", "--size", "32x64"], "no network named"),
+        (["bench", "--models", "lean-xs", "--warmup", "-3"], "--warmup"),
+    ]
+    (tmp_path / "p.csv").write_text("left,right\n")
+    for command, named in commands:
+        usage_error = "--tolerance" in command or "--warmup" in command  # argparse's own exit
+        with pytest.raises(SystemExit) if usage_error else contextlib.nullcontext():
+            assert main(command) == 2
+        assert named in capsys.readouterr().err, command
+    assert ckpt.with_suffix(".safetensors").read_bytes() == weights and ckpt.with_suffix(".json").read_text() == info
+    assert not (tmp_path / "o.onnx").exists()

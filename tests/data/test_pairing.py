@@ -84,10 +84,10 @@ def test_data_pairs_writes_the_csv_the_pairs_reader_reads(tmp_path, capsys):
     assert main(["data", "pairs", str(tmp_path / "scene"), "--out", str(tmp_path / "scene"), "--skip-bad"]) == 2
     assert "is a folder: name the CSV file to write" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "gt"), str(tmp_path / "gt"), "--out", str(out)]) == 2
-    assert "is the same folder as the left views" in capsys.readouterr().err  # every pair would be one image twice
+    assert "is the same folder as the left view" in capsys.readouterr().err  # every pair would be one image twice
     left = str(tmp_path / "scene" / "left")
     assert main(["data", "pairs", left, f"{left}/../left", "--out", str(out), "--skip-bad"]) == 2
-    assert "is the same folder as the left views" in capsys.readouterr().err
+    assert "is the same folder as the left view" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "scene"), "--out", f"{left}/a.png", "--skip-bad"]) == 2
     assert "a.png: is an image or one of the pairs' files" in capsys.readouterr().err
     assert main(["data", "pairs", str(tmp_path / "scene"), "--out", f"{left}/c.png", "--skip-bad"]) == 2  # skipped
@@ -119,7 +119,7 @@ def test_two_folders_for_infer_name_the_images_without_their_other_view(tmp_path
     touch(tmp_path / "L" / "a.png"), touch(tmp_path / "R" / "a.png"), touch(tmp_path / "R" / "b.png")
     with pytest.raises(DataError, match=r"L: no left image for b\.png"):
         find_pairs(tmp_path / "L", tmp_path / "R")
-    with pytest.raises(DataError, match="same folder as the left views"):
+    with pytest.raises(DataError, match="same folder as the left view"):
         find_pairs(tmp_path / "L", tmp_path / "L")
 
 
@@ -144,3 +144,13 @@ def test_lists_keep_working_through_linked_folders_and_linked_lists(tmp_path, ca
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "alias.csv").symlink_to(out)  # a link to the list, from another folder
     assert len(build_dataset("pairs", tmp_path / "lists" / "alias.csv")) == 2
+
+
+def test_existing_paths_are_taken_as_they_are_and_a_view_is_never_its_own_partner(tmp_path):
+    touch(tmp_path / "x[1]" / "l.png"), touch(tmp_path / "x[1]" / "r.png"), touch(tmp_path / "x1" / "l.png")
+    (pair,) = find_pairs(tmp_path / "x[1]" / "l.png", tmp_path / "x[1]" / "r.png")  # not a pattern matching x1/
+    assert pair.left.parent.name == "x[1]"
+    with pytest.raises(DataError, match="same file as the left view"):
+        find_pairs(tmp_path / "x1" / "l.png", tmp_path / "x1" / "l.png")
+    with pytest.raises(InputError, match="name the same files"):
+        find_pairs(f"{tmp_path}/x*/l.png", f"{tmp_path}/x*/l.png")

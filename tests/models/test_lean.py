@@ -286,3 +286,12 @@ def test_census_knob_feeds_the_aggregation_and_leaves_the_taps_alone():
     census_weights = entry.weight.grad[:, groups * disparities : (groups + 1) * disparities]
     assert census_weights.abs().sum() > 0  # the census channels reach the output, both ways
     assert net.score.weight.grad[:, groups].abs().sum() > 0
+
+
+def test_a_diverged_network_predicts_non_finite_disparities_instead_of_crashing():
+    model = build_model("lean", max_disp=16).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(float("nan"))
+        out = model(torch.rand(1, 3, 32, 64), torch.rand(1, 3, 32, 64))  # an index of NaN used to crash here
+    assert not torch.isfinite(out.disparity).any()  # scored as an infinite error, as the README says

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
+from collections.abc import Iterable
+from pathlib import Path
 
 
 def size(text: str) -> tuple[int, int]:
@@ -48,3 +51,39 @@ def max_disp(text: str) -> int | float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
     return int(value) if value.is_integer() else value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (a tolerance): NaN, infinity and negatives are usage errors."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+
+def check_output(path: str | Path | None, flag: str, reads: Iterable[str | Path] = ()) -> None:
+    """Refuse, before any work, an output that is a folder or would replace a file the command reads
+    (``eval CKPT --json CKPT.json`` would destroy the checkpoint it just scored)."""
+    from stereodistill.errors import ConfigError
+
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder; name the file to write")
+    for read in reads:
+        if Path(read).exists() and Path(read).resolve() == target.resolve():
+            raise ConfigError(f"{flag} {path}: is {read}, which this command reads; name another file")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stereodistill.cli.args import add_device, max_disp, positive_int, size
+from stereodistill.cli.args import add_device, check_output, max_disp, non_negative_int, positive_int, size
 from stereodistill.fileio import write_json
 
 
@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_device(parser)
     parser.add_argument("--max-disp", type=max_disp, default=192, help="for architectures given by name")
     parser.add_argument("--repeats", type=positive_int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=non_negative_int, default=1)
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: the cores this process may use)")
     parser.add_argument("--json", dest="json_out", help="also write the results here")
     parser.set_defaults(handler=run)
@@ -33,12 +33,17 @@ BUSY_SPREAD = 0.25
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from stereodistill.checkpoint import checkpoint_paths
+    from stereodistill.errors import ConfigError
     from stereodistill.evaluate.benchmark import benchmark
     from stereodistill.runtime import available_cpus, resolve_device
 
     device = str(resolve_device(args.device))
     threads = args.threads or available_cpus()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--models {args.models!r}: no network named")
+    check_output(args.json_out, "--json", [path for name in names for path in checkpoint_paths(name)])
     height, width = args.size
 
     def progress(index: int, name: str) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from stereodistill.cli.args import add_device, max_disp, positive_int
+from stereodistill.cli.args import add_device, check_output, max_disp, positive_int
 from stereodistill.errors import ConfigError, DataError
 from stereodistill.fileio import write_json
 
@@ -64,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     pairs_csv = args.list_file if args.dataset is None else None
     if args.dataset is not None and args.root is None:
         raise ConfigError(f"--dataset {args.dataset} needs --root")
-    if args.json_out and Path(args.json_out).is_dir():  # before the evaluation, not after it
-        raise ConfigError(f"--json {args.json_out}: is a folder; name the file to write")
+    from stereodistill.checkpoint import checkpoint_paths
+
+    reads = [*checkpoint_paths(args.checkpoint), *(p for p in (args.list_file, args.root) if p)]
+    check_output(args.json_out, "--json", reads)  # before the evaluation, not after it
     device = resolve_device(args.device)
     model = load_network(args.checkpoint, map_location=device, max_disp=args.max_disp)
     max_disp = args.max_disp if args.max_disp is not None else float(model.max_disp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stereodistill.cli.args import positive_int, size
+from stereodistill.cli.args import check_output, positive_float, positive_int, size
 from stereodistill.fileio import write_json
 
 
@@ -22,7 +22,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a stereodistill checkpoint (NAME or NAME.safetensors)")
     parser.add_argument("--onnx", required=True, help="output .onnx file")
     parser.add_argument("--size", type=size, default=(256, 512), help="input HxW the graph takes (default 256x512)")
-    parser.add_argument("--tolerance", type=float, default=0.01, help="max |disparity difference| in px (0.01)")
+    parser.add_argument(
+        "--tolerance", type=positive_float, default=0.01, help="max |disparity difference| in px (0.01)"
+    )
     parser.add_argument("--repeats", type=positive_int, default=5, help="timed runs for the latencies (default 5)")
     parser.add_argument(
         "--threads", type=positive_int, help="CPU threads for both runtimes (default: the cores this process may use)"
@@ -90,13 +92,18 @@ def quantize(args: argparse.Namespace, model):
 
 
 def run(args: argparse.Namespace) -> int:
-    from stereodistill.checkpoint import load_model
-    from stereodistill.deploy.onnx_export import export_onnx, require_runtime
+    from stereodistill.checkpoint import checkpoint_paths, load_model
+    from stereodistill.deploy.onnx_export import export_onnx, int8_path, require_runtime
     from stereodistill.runtime import available_cpus
 
     args.threads = args.threads or available_cpus()
 
     require_runtime()
+    reads = checkpoint_paths(args.checkpoint)
+    for flag, path in (("--onnx", args.onnx), ("--json", args.json_out)):
+        check_output(path, flag, reads)
+    if args.int8:
+        check_output(int8_path(args.onnx), "--int8 output", reads)
     model = load_model(args.checkpoint)
     height, width = args.size
     print(f"exporting {model.arch} for 1x3x{height}x{width} inputs to {args.onnx} ...")

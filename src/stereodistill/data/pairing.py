@@ -25,7 +25,8 @@ class PairFiles:
 
 
 def _is_glob(text: str) -> bool:
-    return any(char in text for char in "*?[")
+    """A pattern, unless it names an existing file or folder (``scene[1]/im0.png`` is taken as it is)."""
+    return any(char in text for char in "*?[") and not Path(text).exists()
 
 
 def _images(folder: Path) -> list[Path]:
@@ -84,13 +85,16 @@ def find_pairs(left: str | Path, right: str | Path) -> list[PairFiles]:
             if missing:
                 shown = ", ".join(str(names[key]) for key in missing[:5]) + (" …" if len(missing) > 5 else "")
                 raise InputError(f"no file of {pattern!r} goes with {shown}")
+        same = [str(lefts[key]) for key in lefts if key in rights and _same(lefts[key], rights[key])]
+        if same:
+            raise InputError(f"{left!r} and {right!r} name the same files ({same[0]}): the right view is another file")
         return _named([(lefts[key], rights[key]) for key in sorted(lefts)])
     left_path, right_path = Path(left), Path(right)
     if left_path.is_dir() != right_path.is_dir():
         raise InputError(f"{left} and {right}: give two image files or two folders, not one of each")
+    _distinct_views(left_path, right_path)
     if not left_path.is_dir():
         return [PairFiles(left_path.stem, left_path, right_path)]
-    _distinct_views(left_path, right_path)
     lefts = _images(left_path)
     if not lefts:
         raise DataError(left_path, "no images in this folder")
@@ -200,10 +204,15 @@ def bad_pairs_error(where: Path, problems: list[str]) -> DataError:
     return DataError(where, f"{len(problems)} bad pair(s): {'; '.join(problems[:3])}{more}; --skip-bad leaves them out")
 
 
+def _same(left: Path, right: Path) -> bool:
+    return left.resolve() == right.resolve()
+
+
 def _distinct_views(left: Path, right: Path) -> None:
-    """Two names for one folder would pair every image with itself: zero disparity everywhere."""
-    if left.resolve() == right.resolve():
-        raise DataError(right, f"is the same folder as the left views ({left}): give the right camera's folder")
+    """Two names for one image or folder would pair every image with itself: zero disparity everywhere."""
+    if _same(left, right):
+        what = "folder" if left.is_dir() else "file"
+        raise DataError(right, f"is the same {what} as the left view ({left}): give the right camera's {what}")
 
 
 def _truth_files(folder: Path) -> dict[str, Path]:

@@ -103,6 +103,8 @@ def read_original(path: str | Path) -> dict[str, torch.Tensor]:
         raise DataError(path, "no state dict found (looked for 'state_dict', 'model' and a top-level mapping)")
     tensors = {}
     for key, value in state.items():
+        if not isinstance(key, str):
+            raise DataError(path, f"state dict key {key!r} is not a name ({type(key).__name__})")
         if not isinstance(value, torch.Tensor):
             raise DataError(path, f"entry {key!r} of the state dict is not a tensor ({type(value).__name__})")
         while key.startswith("module."):

@@ -33,7 +33,10 @@ def local_costs(volume: torch.Tensor, disparity: torch.Tensor, offsets: torch.Te
     """B×G×D×h×w volume read at ``disparity`` + each of K offsets (linear, clamped to the volume's
     range) → B×(G·K)×h×w: the cost profile around the estimate, in the estimate's own frame."""
     batch, groups, bins, height, width = volume.shape
-    positions = (disparity.unsqueeze(1) + offsets.view(1, -1, 1, 1)).clamp(0, bins - 1)  # B×K×h×w
+    # A non-finite estimate (a diverged network) reads bin 0 rather than an index far outside the volume;
+    # the estimate itself stays non-finite, so it is still scored as an infinite error.
+    start = torch.nan_to_num(disparity, nan=0.0, posinf=bins - 1.0, neginf=0.0)
+    positions = (start.unsqueeze(1) + offsets.view(1, -1, 1, 1)).clamp(0, bins - 1)  # B×K×h×w
     below = positions.floor()
     frac = (positions - below).unsqueeze(1)
     index = below.long().unsqueeze(1).expand(batch, groups, -1, height, width)

@@ -52,7 +52,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
-            raise ConfigError(f"synthetic size must be at least 8x8, got {self.width}x{self.height}")
+            raise ConfigError(f"synthetic size must be at least 8x8 (HxW), got {self.height}x{self.width}")
         if self.n_objects < 0:
             raise ConfigError(f"n_objects must be >= 0, got {self.n_objects}")
         if not 0 <= self.max_slope < 0.5:
