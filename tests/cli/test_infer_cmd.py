@@ -74,6 +74,16 @@ def test_infer_takes_scene_trees_by_glob_and_names_outputs_by_scene(tmp_path, ck
     assert "skipping 2 of 2 pairs" in capsys.readouterr().out
     assert main(["infer", ckpt, left, str(tmp_path / "mb" / "Piano" / "im1.png")]) == 2
     assert "two glob patterns, or neither" in capsys.readouterr().err
+    # Outputs of the same name from another pair, network or scale are never taken for this one's.
+    piano = [str(tmp_path / "mb" / "Piano" / view) for view in ("im0.png", "im1.png")]
+    adirondack = [str(tmp_path / "mb" / "Adirondack" / view) for view in ("im0.png", "im1.png")]
+    assert main(["infer", ckpt, *piano, "--out", str(tmp_path / "one")]) == 0
+    for other in ([ckpt, *adirondack], [ckpt, *piano, "--scale", "0.5"], ["sgbm", *piano]):
+        assert main(["infer", *other, "--out", str(tmp_path / "one")]) == 2
+        assert "was made from another" in capsys.readouterr().err
+    assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "one"), "--overwrite"]) == 0
+    assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "one")]) == 0  # now this pair's: skipped
+    assert "skipping 1 of 1" in capsys.readouterr().out
 
 
 def test_scale_resizes_the_inputs_and_brings_disparities_back_to_their_pixels(tmp_path, ckpt, monkeypatch):
@@ -118,6 +128,12 @@ def test_infer_on_a_stereo_video_two_files_or_side_by_side(tmp_path, ckpt, capsy
     assert read_png_disparity(tmp_path / "o" / "sbs_frames" / "000003_disp16.png").shape == (32, 64)
     assert main(["infer", ckpt, str(tmp_path / "left.mp4"), str(tmp_path / "right.mp4"), "--out", out]) == 0
     assert "nothing to do" in capsys.readouterr().out  # resumable
+    (tmp_path / "short").mkdir()
+    _video(tmp_path / "short" / "left.mp4", lefts[:2])  # the same name, fewer frames, redone
+    _video(tmp_path / "short" / "right.mp4", rights[:2])
+    command = ["infer", ckpt, *(str(tmp_path / "short" / f"{v}.mp4") for v in ("left", "right")), "--out", out]
+    assert main([*command, "--overwrite"]) == 0
+    assert len(list((tmp_path / "o" / "left_frames").glob("*_disp16.png"))) == 2  # no frame of the old video stays
     assert main(["infer", ckpt, str(tmp_path / "sbs.mp4"), "--out", out]) == 2
     assert "side-by-side" in capsys.readouterr().err
 

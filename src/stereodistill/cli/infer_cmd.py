@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from stereodistill.cli.args import add_device, max_disp
@@ -76,6 +77,25 @@ def predict(model, left, right, scale: float, device):
     return disparity[0, 0].cpu().numpy()
 
 
+#: What made each output of a folder: a rerun skips an output only when this pair, network and scale did.
+RECORD = "infer.json"
+
+
+def network_stamp(name: str, model) -> str:
+    """The network's identity: a checkpoint's weights file (path, size, time), or a classical method's range."""
+    from stereodistill.checkpoint import checkpoint_paths, classical_network
+
+    if classical_network(name):
+        return f"{name} (max disparity {model.max_disp})"
+    weights = checkpoint_paths(name)[0]
+    stat = weights.stat()
+    return f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def source(pair, network: str, scale: float) -> dict[str, str | float]:
+    return {"left": str(pair.left.resolve()), "right": str(pair.right.resolve()), "network": network, "scale": scale}
+
+
 def check_sizes(pairs) -> None:
     """Every pair's two images agree in size (read from their headers, before any work)."""
     from stereodistill.data.formats import image_size
@@ -95,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.data.pairing import find_pairs
     from stereodistill.data.video import is_video
+    from stereodistill.fileio import write_text_atomic
     from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.runtime import resolve_device
 
@@ -114,7 +135,22 @@ def run(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.left, args.right)
     check_sizes(pairs)
     out = Path(args.out)
-    todo = [p for p in pairs if args.overwrite or not all((out / f"{p.name}{s}").is_file() for s in OUTPUT_SUFFIXES)]
+    record_path = out / RECORD
+    record = json.loads(record_path.read_text()) if record_path.is_file() and not args.overwrite else {}
+    network = network_stamp(args.checkpoint, model)
+    todo = []
+    for pair in pairs:
+        if args.overwrite or not all((out / f"{pair.name}{s}").is_file() for s in OUTPUT_SUFFIXES):
+            todo.append(pair)
+            continue
+        made = record.get(pair.name)
+        wanted = source(pair, network, args.scale)
+        if made is not None and made != wanted:  # not this pair's, this network's or this scale's output
+            changed = ", ".join(key for key in wanted if made.get(key) != wanted[key])
+            raise InputError(
+                f"{out / pair.name}.pfm was made from another {changed} ({made.get('left')}): --overwrite to "
+                "replace it, or another --out"
+            )
     if len(todo) < len(pairs):
         print(f"skipping {len(pairs) - len(todo)} of {len(pairs)} pairs whose outputs exist (--overwrite to redo)")
     vmax = float(model.max_disp) / args.scale  # the colour range: what the network can see, in input pixels
@@ -126,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         write_pfm(out / f"{pair.name}.pfm", disparity)
         write_png_disparity(out / f"{pair.name}_disp16.png", np.clip(disparity, 0, 65535 / 256))
         write_image(out / f"{pair.name}_color.png", with_colorbar(colorize(disparity, vmax=vmax), vmax))
+        record[pair.name] = source(pair, network, args.scale)
+        write_text_atomic(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
         print(
             f"[{index}/{len(todo)}] {pair.name}: {disparity.shape[0]}x{disparity.shape[1]}, disparity "
             f"{disparity.min():.1f}..{disparity.max():.1f} px (colour 0..{vmax:g} px) -> "
@@ -168,5 +206,8 @@ def run_video(args: argparse.Namespace, model, device) -> int:
                 print(f"  frame {count}", file=sys.stderr, flush=True)
     if not count:
         raise InputError(f"{args.left}: the video has no frames")
+    for stale in (out / f"{name}_frames").glob("*_disp16.png"):  # a longer video's, redone with --overwrite
+        if stale.name[:6].isdigit() and int(stale.name[:6]) >= count:
+            stale.unlink()
     print(f"{count} frames ({fps:g} fps, colour 0..{vmax:g} px) -> {target} and {out / (name + '_frames')}/")
     return 0
