@@ -7,6 +7,7 @@ ours, is truncated, or does not fit its architecture fails with an error naming 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 from pathlib import Path
@@ -35,6 +36,9 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> Path:
     """Write ``model`` (a :class:`StereoModel`) and ``meta`` (JSON-able); returns the weights path."""
     weights, info = checkpoint_paths(path)
+    for target in (weights, info):  # both checked first: never the weights without their metadata
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a checkpoint file to write", str(target))
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT})

@@ -153,6 +153,17 @@ def test_convert_imports_an_original_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "orig.ckpt" in err and "do not fit architecture 'psmnet'" in err
     assert not (tmp_path / "x.json").exists()
+    command = ["convert", "--arch", "dsnet", "--max-disp", "16", str(tmp_path / "orig.ckpt")]
+    before = (tmp_path / "ours.safetensors").read_bytes()
+    assert main([*command, str(tmp_path / "ours")]) == 2  # an existing checkpoint is kept
+    assert "ours.safetensors exists: --force" in capsys.readouterr().err
+    assert (tmp_path / "ours.safetensors").read_bytes() == before
+    assert main([*command, str(tmp_path / "ours"), "--force"]) == 0
+    assert main([*command, str(tmp_path)]) == 2  # a folder is not a checkpoint name
+    assert "is a folder: name the checkpoint" in capsys.readouterr().err
+    (tmp_path / "half.json").mkdir()  # the metadata's name taken by a folder: nothing written at all
+    assert main([*command, str(tmp_path / "half")]) == 2
+    assert not (tmp_path / "half.safetensors").exists()
 
 
 def test_one_vocabulary_for_budgets_devices_and_threads(capsys):

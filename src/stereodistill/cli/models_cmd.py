@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from stereodistill.cli.args import max_disp, size
 
@@ -29,6 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("input", help="original checkpoint (.tar/.pth/.ckpt)")
     convert.add_argument("output", help="output path; writes OUTPUT.safetensors and OUTPUT.json")
     convert.add_argument("--max-disp", type=max_disp, default=192, help="the model's maximum disparity")
+    convert.add_argument("--force", action="store_true", help="replace an existing checkpoint at OUTPUT")
     convert.add_argument(
         "--option",
         action="append",
@@ -65,11 +67,16 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from stereodistill.checkpoint import save_model
+    from stereodistill.checkpoint import checkpoint_paths, save_model
     from stereodistill.cli.data_cmd import parse_options
     from stereodistill.errors import ConfigError
     from stereodistill.models.import_original import import_checkpoint
 
+    if Path(args.output).is_dir():
+        raise ConfigError(f"{args.output} is a folder: name the checkpoint to write in it (e.g. {args.output}/model)")
+    existing = [str(path) for path in checkpoint_paths(args.output) if path.exists()]
+    if existing and not args.force:
+        raise ConfigError(f"{existing[0]} exists: --force to replace it, or name another output")
     try:
         model = import_checkpoint(args.input, arch=args.arch, max_disp=args.max_disp, **parse_options(args.option))
     except TypeError as exc:
