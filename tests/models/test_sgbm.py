@@ -51,3 +51,16 @@ def test_images_narrower_than_the_range_cut_the_search_and_a_folder_named_sgbm_i
     assert classical_network("sgbm")
     (tmp_path / "sgbm.json").write_text("{}")  # a checkpoint of that name wins
     assert not classical_network("sgbm")
+
+
+def test_prepare_loads_opencv_before_a_benchmark_measures_and_says_when_it_is_missing(monkeypatch):
+    import sys
+
+    from stereodistill.errors import InputError
+
+    model = load_network("sgbm", max_disp=16)
+    model.prepare()  # what bench calls before it reads the memory high-water mark
+    assert "cv2" in sys.modules
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
+    with pytest.raises(InputError, match="sgbm needs OpenCV"):
+        model.prepare()

@@ -81,6 +81,10 @@ class StereoModel(nn.Module):
         """Names of the taps this network (with its configuration) can return."""
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Load what :meth:`predict` would import on its first call (a classical method's library), so
+        that a benchmark does not count it as the network's memory or time. Networks need nothing."""
+
     def map_original_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rename or drop the keys of an original-repository checkpoint so they match ours.
 

@@ -16,7 +16,7 @@ parameters and offers no taps. Needs ``opencv-python-headless`` (the ``sgbm`` ex
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -62,13 +62,21 @@ class SGBM(StereoModel):
     def tap_shapes(self, *args: object, **kwargs: object) -> dict[str, tuple[int, ...]]:
         return {}  # no taps (and no dry run: OpenCV cannot run on the meta device)
 
-    def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
-        if left.device.type == "meta":  # a size or MAC count (models, bench): no tensor arithmetic to count
-            return StereoOutput(disparity=left.new_empty(left.shape[0], *left.shape[2:]), aux=[])
+    def prepare(self) -> None:
+        self._opencv()
+
+    @staticmethod
+    def _opencv() -> Any:
         try:
             import cv2
         except ImportError:
             raise InputError("sgbm needs OpenCV: pip install 'stereodistill[sgbm]'") from None
+        return cv2
+
+    def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
+        if left.device.type == "meta":  # a size or MAC count (models, bench): no tensor arithmetic to count
+            return StereoOutput(disparity=left.new_empty(left.shape[0], *left.shape[2:]), aux=[])
+        cv2 = self._opencv()
         b = self.block_size
         width = left.shape[-1]
         disparities = min(-(-self.max_disp // 16) * 16, (width - 2) // 16 * 16)
