@@ -1,10 +1,12 @@
 import contextlib
 import json
 
+import numpy as np
 import pytest
 
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
+from stereodistill.data.formats import write_image, write_pfm
 from stereodistill.models import build_model
 
 pytest.importorskip("onnxruntime", reason="the export extra is part of the dev install")
@@ -61,15 +63,22 @@ def test_outputs_that_would_replace_the_inputs_are_refused_before_any_work(tmp_p
         (["export", str(ckpt), "--onnx", str(tmp_path / "o.onnx"), "--json", f"{ckpt}.json"], "--json"),
         (["bench", "--models", f"{ckpt},lean-xs", "--size", "32x64", "--json", f"{ckpt}.json"], "--json"),
         (["eval", str(ckpt), "--list", str(tmp_path / "p.csv"), "--json", f"{ckpt}.json"], "--json"),
+        (["export", str(ckpt), "--onnx", str(tmp_path / "o.onnx"), "--json", str(tmp_path / "o.onnx")], "--json"),
+        (["eval", str(ckpt), "--list", str(tmp_path / "p.csv"), "--json", str(tmp_path / "gt.pfm")], "--json"),
         (["export", str(ckpt), "--onnx", str(tmp_path / "o.onnx"), "--tolerance", "nan"], "--tolerance"),
         (["bench", "--models", ",", "--size", "32x64"], "no network named"),
         (["bench", "--models", "lean-xs", "--warmup", "-3"], "--warmup"),
     ]
-    (tmp_path / "p.csv").write_text("left,right\n")
+    rng = np.random.default_rng(0)
+    for name in ("l.png", "r.png"):
+        write_image(tmp_path / name, rng.random((32, 64, 3)))
+    write_pfm(tmp_path / "gt.pfm", np.ones((32, 64), np.float32))
+    (tmp_path / "p.csv").write_text("left,right,disp\nl.png,r.png,gt.pfm\n")
+    truth = (tmp_path / "gt.pfm").read_bytes()
     for command, named in commands:
         usage_error = "--tolerance" in command or "--warmup" in command  # argparse's own exit
         with pytest.raises(SystemExit) if usage_error else contextlib.nullcontext():
             assert main(command) == 2
         assert named in capsys.readouterr().err, command
     assert ckpt.with_suffix(".safetensors").read_bytes() == weights and ckpt.with_suffix(".json").read_text() == info
-    assert not (tmp_path / "o.onnx").exists()
+    assert not (tmp_path / "o.onnx").exists() and (tmp_path / "gt.pfm").read_bytes() == truth

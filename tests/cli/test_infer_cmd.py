@@ -84,8 +84,10 @@ def test_infer_takes_scene_trees_by_glob_and_names_outputs_by_scene(tmp_path, ck
     assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "one"), "--overwrite"]) == 0
     assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "one")]) == 0  # now this pair's: skipped
     assert "skipping 1 of 1" in capsys.readouterr().out
-    assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "mb" / "Adirondack")]) == 2
+    scenes = [str(tmp_path / "mb" / "*" / view) for view in ("im0.png", "im1.png")]
+    assert main(["infer", ckpt, *scenes, "--out", str(tmp_path / "mb" / "Adirondack")]) == 2
     assert "is a folder of input images" in capsys.readouterr().err
+    assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "mb" / "Adirondack")]) == 0  # two named files
 
 
 def test_scale_resizes_the_inputs_and_brings_disparities_back_to_their_pixels(tmp_path, ckpt, monkeypatch):

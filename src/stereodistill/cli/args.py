@@ -84,6 +84,6 @@ def check_output(path: str | Path | None, flag: str, reads: Iterable[str | Path]
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{flag} {path}: is a folder; name the file to write")
-    for read in reads:
-        if Path(read).exists() and Path(read).resolve() == target.resolve():
+    for read in reads:  # also those not written yet (export's graph, which --json must not replace)
+        if Path(read).resolve() == target.resolve():
             raise ConfigError(f"{flag} {path}: is {read}, which this command reads; name another file")

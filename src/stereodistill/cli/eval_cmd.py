@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         dataset = build_dataset(name, root, split=split, max_disp=max_disp, **restrict, **parse_options(args.option))
     except TypeError as exc:
         raise ConfigError(f"bad --option for dataset {name!r}: {exc}") from None
+    listed = (path for files in dataset.files for path in (files.left, files.right, files.disp, files.mask) if path)
+    check_output(args.json_out, "--json", listed)  # nor any file of the pairs it scores
     what = f"{name} ({root})" if pairs_csv else f"{name} ({root}, split {split})"
     if not any(files.disp is not None for files in dataset.files):
         raise DataError(

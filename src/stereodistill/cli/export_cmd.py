@@ -100,10 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
     require_runtime()
     reads = checkpoint_paths(args.checkpoint)
-    for flag, path in (("--onnx", args.onnx), ("--json", args.json_out)):
-        check_output(path, flag, reads)
+    check_output(args.onnx, "--onnx", reads)
     if args.int8:
         check_output(int8_path(args.onnx), "--int8 output", reads)
+    graphs = [args.onnx, *([int8_path(args.onnx)] if args.int8 else [])]
+    check_output(args.json_out, "--json", [*reads, *graphs])  # the record never replaces a graph it describes
     model = load_model(args.checkpoint)
     height, width = args.size
     print(f"exporting {model.arch} for 1x3x{height}x{width} inputs to {args.onnx} ...")

@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.left, args.right)
     check_sizes(pairs)
     out = Path(args.out)
-    if any(out.resolve() == view.parent.resolve() for pair in pairs for view in (pair.left, pair.right)):
+    scanned = not Path(args.left).is_file()  # folders and patterns: a rerun would read the outputs as inputs
+    if scanned and any(out.resolve() == view.parent.resolve() for pair in pairs for view in (pair.left, pair.right)):
         raise InputError(f"--out {out}: is a folder of input images; the outputs would become inputs, give another")
     record_path = out / RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() and not args.overwrite else {}

@@ -74,6 +74,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
     if Path(args.output).is_dir():
         raise ConfigError(f"{args.output} is a folder: name the checkpoint to write in it (e.g. {args.output}/model)")
+    for path in checkpoint_paths(args.output):
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder: name another checkpoint to write")
     existing = [str(path) for path in checkpoint_paths(args.output) if path.exists()]
     if existing and not args.force:
         raise ConfigError(f"{existing[0]} exists: --force to replace it, or name another output")
