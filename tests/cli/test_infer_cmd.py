@@ -138,6 +138,8 @@ def test_infer_on_a_stereo_video_two_files_or_side_by_side(tmp_path, ckpt, capsy
     command = ["infer", ckpt, *(str(tmp_path / "short" / f"{v}.mp4") for v in ("left", "right")), "--out", out]
     assert main([*command, "--overwrite"]) == 0
     assert len(list((tmp_path / "o" / "left_frames").glob("*_disp16.png"))) == 2  # no frame of the old video stays
+    assert main(["infer", ckpt, str(tmp_path / "left.mp4"), str(tmp_path / "right.mp4"), "--out", out]) == 2
+    assert "left_disparity.mp4 was made from another left, right" in capsys.readouterr().err  # not "nothing to do"
     assert main(["infer", ckpt, str(tmp_path / "sbs.mp4"), "--out", out]) == 2
     assert "side-by-side" in capsys.readouterr().err
 

@@ -92,8 +92,36 @@ def network_stamp(name: str, model) -> str:
     return f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def source(pair, network: str, scale: float) -> dict[str, str | float]:
-    return {"left": str(pair.left.resolve()), "right": str(pair.right.resolve()), "network": network, "scale": scale}
+def source(left: Path, right: Path | None, network: str, scale: float) -> dict[str, str | float | None]:
+    """What made an output: its inputs (a side-by-side video has no right file), network and scale."""
+    return {
+        "left": str(left.resolve()),
+        "right": str(right.resolve()) if right is not None else None,
+        "network": network,
+        "scale": scale,
+    }
+
+
+def check_source(record: dict, name: str, wanted: dict, output: Path) -> None:
+    """An existing output is this input's, or unknown (made before records were kept); else an error."""
+    made = record.get(name)
+    if made is not None and made != wanted:
+        changed = ", ".join(key for key in wanted if made.get(key) != wanted[key])
+        raise InputError(
+            f"{output} was made from another {changed} ({made.get('left')}): --overwrite to replace it, "
+            "or another --out"
+        )
+
+
+def read_record(out: Path, overwrite: bool) -> dict:
+    path = out / RECORD
+    return json.loads(path.read_text()) if path.is_file() and not overwrite else {}
+
+
+def write_record(out: Path, record: dict) -> None:
+    from stereodistill.fileio import write_text_atomic
+
+    write_text_atomic(out / RECORD, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def check_sizes(pairs) -> None:
@@ -115,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.data.pairing import find_pairs
     from stereodistill.data.video import is_video
-    from stereodistill.fileio import write_text_atomic
     from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.runtime import resolve_device
 
@@ -138,22 +165,15 @@ def run(args: argparse.Namespace) -> int:
     scanned = not Path(args.left).is_file()  # folders and patterns: a rerun would read the outputs as inputs
     if scanned and any(out.resolve() == view.parent.resolve() for pair in pairs for view in (pair.left, pair.right)):
         raise InputError(f"--out {out}: is a folder of input images; the outputs would become inputs, give another")
-    record_path = out / RECORD
-    record = json.loads(record_path.read_text()) if record_path.is_file() and not args.overwrite else {}
+    record = read_record(out, args.overwrite)
     network = network_stamp(args.checkpoint, model)
     todo = []
     for pair in pairs:
         if args.overwrite or not all((out / f"{pair.name}{s}").is_file() for s in OUTPUT_SUFFIXES):
             todo.append(pair)
-            continue
-        made = record.get(pair.name)
-        wanted = source(pair, network, args.scale)
-        if made is not None and made != wanted:  # not this pair's, this network's or this scale's output
-            changed = ", ".join(key for key in wanted if made.get(key) != wanted[key])
-            raise InputError(
-                f"{out / pair.name}.pfm was made from another {changed} ({made.get('left')}): --overwrite to "
-                "replace it, or another --out"
-            )
+        else:  # not this pair's, this network's or this scale's output: never taken for it
+            wanted = source(pair.left, pair.right, network, args.scale)
+            check_source(record, pair.name, wanted, out / f"{pair.name}.pfm")
     if len(todo) < len(pairs):
         print(f"skipping {len(pairs) - len(todo)} of {len(pairs)} pairs whose outputs exist (--overwrite to redo)")
     vmax = float(model.max_disp) / args.scale  # the colour range: what the network can see, in input pixels
@@ -165,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
         write_pfm(out / f"{pair.name}.pfm", disparity)
         write_png_disparity(out / f"{pair.name}_disp16.png", np.clip(disparity, 0, 65535 / 256))
         write_image(out / f"{pair.name}_color.png", with_colorbar(colorize(disparity, vmax=vmax), vmax))
-        record[pair.name] = source(pair, network, args.scale)
-        write_text_atomic(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        record[pair.name] = source(pair.left, pair.right, network, args.scale)
+        write_record(out, record)
         print(
             f"[{index}/{len(todo)}] {pair.name}: {disparity.shape[0]}x{disparity.shape[1]}, disparity "
             f"{disparity.min():.1f}..{disparity.max():.1f} px (colour 0..{vmax:g} px) -> "
@@ -193,7 +213,11 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     out = Path(args.out)
     name = Path(args.left).stem
     target = out / f"{name}_disparity.mp4"
+    record = read_record(out, args.overwrite)
+    right = Path(args.right) if args.right is not None else None
+    wanted = source(Path(args.left), right, network_stamp(args.checkpoint, model), args.scale)
     if target.is_file() and not args.overwrite:
+        check_source(record, target.name, wanted, target)
         print(f"{target} exists: nothing to do (--overwrite to redo)")
         return 0
     frames, fps = stereo_frames(args.left, args.right)
@@ -212,5 +236,7 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     for stale in (out / f"{name}_frames").glob("*_disp16.png"):  # a longer video's, redone with --overwrite
         if stale.name[:6].isdigit() and int(stale.name[:6]) >= count:
             stale.unlink()
+    record[target.name] = wanted
+    write_record(out, record)
     print(f"{count} frames ({fps:g} fps, colour 0..{vmax:g} px) -> {target} and {out / (name + '_frames')}/")
     return 0
