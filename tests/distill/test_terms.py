@@ -103,3 +103,25 @@ def test_built_terms_compute_masked_losses_with_gradients():
     total.backward()
     assert student.features.weight.grad.abs().sum() > 0
     assert teacher.features.weight.grad is None
+
+
+@pytest.mark.parametrize(
+    ("term", "named"),
+    [
+        ({"loss": "kl", "params": {"tau": 0}}, "tau must be"),
+        ({"loss": "kl", "params": {"tau": -2}}, "tau must be"),
+        ({"loss": "cosine", "mask_threshold": 3}, "has no mask"),
+        ({"loss": "cosine", "mask": "teacher_correct", "mask_threshold": -3}, "mask_threshold must be"),
+    ],
+)
+def test_term_settings_that_cannot_work_are_refused(term, named):
+    with pytest.raises(ConfigError, match=named):
+        TermConfig(name="t", student="logits.0", teacher="logits.0", **term)
+
+
+@pytest.mark.parametrize("spec", [{"type": "dwa", "temperature": 0}, {"type": "uncertainty", "clamp": -1}])
+def test_weighting_options_outside_their_range_are_refused(spec):
+    from stereodistill.distill.weights import check_weighting
+
+    with pytest.raises(ConfigError, match="must be a number above 0"):
+        check_weighting(spec)

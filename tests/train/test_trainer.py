@@ -322,3 +322,43 @@ def test_a_fast_peer_distils_from_a_teacher_and_teaches_lean(tmp_path, peer):
 def test_a_crop_or_batch_that_cannot_train_is_a_config_error(tmp_path, change, named):
     with pytest.raises(ConfigError, match=named):
         config(tmp_path, data={**TINY["data"], **change})
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"optim": {**TINY["optim"], "weight_decay": -1}}, "optim.weight_decay"),
+        ({"optim": {**TINY["optim"], "betas": [2, 3]}}, "optim.betas"),
+        ({"optim": {**TINY["optim"], "grad_clip": -1}}, "optim.grad_clip"),
+        ({"optim": {**TINY["optim"], "warmup_steps": -5}}, "optim.warmup_steps"),
+        ({"device": "gpu"}, "device must be"),
+        ({"log_every": 0}, "log_every"),
+        ({"checkpoint_every": -1}, "checkpoint_every"),
+        ({"epoch_steps": 0}, "epoch_steps"),
+        ({"data": {**TINY["data"], "vertical_flip": 2}}, "vertical_flip"),
+        ({"stages": [{"name": "a", "fraction": 1.0, "lr": -1}]}, "lr must be"),
+        ({"stages": [{"name": "a", "fraction": 1.5}, {"name": "b", "fraction": -0.5}]}, "fraction must be"),
+        ({"stages": [{"name": "a", "fraction": 0.5}, {"name": "a", "fraction": 0.5}]}, "its own name"),
+    ],
+)
+def test_settings_that_cannot_train_are_config_errors_before_any_work(tmp_path, change, named):
+    with pytest.raises(ConfigError, match=named):
+        config(tmp_path, **change)
+
+
+def test_force_clears_the_old_run_only_once_the_new_one_is_set_up(tmp_path, capsys):
+    import yaml
+
+    from stereodistill.checkpoint import save_model
+    from stereodistill.cli.main import main
+    from stereodistill.models import build_model
+
+    save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.json").write_text("{}")  # a previous run
+    terms = [{"name": "f", "student": "feat.left.s99", "teacher": "feat.left.s4", "loss": "cosine"}]
+    run = {**TINY, "output": str(tmp_path / "out"), "teacher": {"checkpoint": str(tmp_path / "teacher")}}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({**run, "distill": {"terms": terms}}))
+    assert main(["distill", str(tmp_path / "d.yaml"), "--force"]) == 2  # a tap the student lacks: found in set-up
+    assert "does not offer tap 'feat.left.s99'" in capsys.readouterr().err
+    assert (tmp_path / "out" / "model.json").read_text() == "{}"  # the old run is still there

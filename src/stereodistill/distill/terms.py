@@ -15,6 +15,7 @@ meaningfully; every network of the zoo declares which (``StereoModel.cost_volume
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,10 +53,20 @@ class TermConfig:
             )
         if self.mask is not None and self.mask not in MASKS:
             raise ConfigError(f"term {self.name!r}: unknown mask {self.mask!r} (expected one of {', '.join(MASKS)})")
+        if self.mask_threshold is not None:
+            if self.mask is None:
+                raise ConfigError(f"term {self.name!r}: mask_threshold is given but the term has no mask")
+            if not 0 < self.mask_threshold < math.inf:
+                raise ConfigError(
+                    f"term {self.name!r}: mask_threshold must be a number above 0, got {self.mask_threshold}"
+                )
         build_schedule(self.weight, "weight")
         loss = LOSSES.get(self.loss)
         positional = list(inspect.signature(loss).parameters)[:3]  # student, teacher or target, mask
         self.params = keyword_options(loss, self.params, f"params of loss {self.loss}", skip=positional)
+        tau = self.params.get("tau")  # a softmax temperature: 0 divides by zero, below 0 inverts the distribution
+        if tau is not None and not (isinstance(tau, (int, float)) and 0 < tau < math.inf):
+            raise ConfigError(f"term {self.name!r}: params.tau must be a number above 0, got {tau!r}")
 
 
 def check_tap(model: nn.Module, tap: str, role: str, term: str) -> None:

@@ -190,7 +190,12 @@ def check_weighting(spec: Mapping[str, Any] | None, where: str = "weighting") ->
         raise ConfigError(f"{where}: unknown weighting {kind!r} (expected fixed, uncertainty or dwa)")
     if kind == "fixed" and spec:
         raise ConfigError(f"{where}: the fixed weighting takes no options, got {', '.join(spec)}")
-    return keyword_options(WEIGHTINGS[kind], spec, f"{where} ({kind})", skip=("names",))
+    options = keyword_options(WEIGHTINGS[kind], spec, f"{where} ({kind})", skip=("names",))
+    for key in ("clamp", "temperature"):  # a bound on log-variances, a softmax temperature: both above 0
+        value = options.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
+            raise ConfigError(f"{where} ({kind}): {key} must be a number above 0, got {value!r}")
+    return options
 
 
 def build_weighting(spec: Mapping[str, Any] | None, names: Sequence[str]) -> nn.Module:

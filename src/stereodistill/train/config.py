@@ -7,6 +7,7 @@ classes; a config is validated against them before any work starts (:mod:`stereo
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -122,6 +123,8 @@ class DataConfig:
             raise ConfigError(f"data.crop must be [H, W], whole numbers of at least 8 px, got {list(self.crop)}")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ConfigError(f"data.batch_size must be a whole number of at least 1, got {self.batch_size!r}")
+        if not 0 <= self.vertical_flip <= 1:
+            raise ConfigError(f"data.vertical_flip is a probability in [0, 1], got {self.vertical_flip}")
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise ConfigError(f"data.workers must be a whole number of at least 0, got {self.workers!r}")
 
@@ -157,6 +160,19 @@ class OptimConfig:
             raise ConfigError(f"optim.anchor must be a finite number of at least 0, got {self.anchor}")
         if self.accumulate < 1:
             raise ConfigError(f"optim.accumulate must be at least 1, got {self.accumulate}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"optim.weight_decay must be a finite number of at least 0, got {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be at least 0, got {self.warmup_steps}")
+        if not 0 < self.gamma < math.inf or any(not m >= 0 for m in self.milestones):
+            raise ConfigError(
+                f"optim.gamma must be a number above 0 and optim.milestones epochs >= 0, got {self.gamma}, "
+                f"{self.milestones}"
+            )
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ConfigError(f"optim.grad_clip must be a number above 0 (null: no clipping), got {self.grad_clip}")
 
 
 @dataclass
@@ -240,6 +256,12 @@ class StageConfig:
     def __post_init__(self) -> None:
         if (self.fraction is None) == (self.steps is None):
             raise ConfigError(f"stage {self.name!r}: give exactly one of 'fraction' or 'steps'")
+        if self.fraction is not None and not 0 <= self.fraction <= 1:
+            raise ConfigError(f"stage {self.name!r}: fraction must be in [0, 1], got {self.fraction}")
+        if self.steps is not None and self.steps < 0:
+            raise ConfigError(f"stage {self.name!r}: steps must be at least 0, got {self.steps}")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise ConfigError(f"stage {self.name!r}: lr must be a finite number above 0, got {self.lr}")
 
 
 @dataclass
@@ -299,6 +321,22 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         names = {t.name for t in self.distill.terms}
+        stage_names = [stage.name for stage in self.stages]
+        if len(set(stage_names)) != len(stage_names):
+            raise ConfigError(f"stages: each needs its own name (scalars.csv logs them by name), got {stage_names}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.keep_last < 0:
+            raise ConfigError(f"keep_last must be at least 0 (0: every step checkpoint), got {self.keep_last}")
+        for key in ("log_every", "max_nonfinite"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("val_every", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be at least 0 (0: only at the end), got {getattr(self, key)}")
+        for key in ("val_samples", "epoch_steps"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1 (null: the default), got {getattr(self, key)}")
         if self.stages:
             kinds = {stage.fraction is None for stage in self.stages}
             if len(kinds) > 1:

@@ -40,12 +40,16 @@ def prepare_new_run(
     hint: str = "--resume to continue it, or --force to start over",
     inputs: Collection[str] = (),
     reads: Iterable[str | Path] = (),
-) -> None:
+    clear: bool = True,
+) -> bool:
     """Refuse a folder that holds files (unless ``force``: then clear it). ``inputs``: names the
     caller has put there for this very run (``adapt``'s pseudo-labels), which do not make it used.
-    ``reads``: the files the run reads (checkpoints, images, lists); ``force`` never deletes them."""
+    ``reads``: the files the run reads (checkpoints, images, lists); ``force`` never deletes them.
+    With ``clear`` False nothing is deleted yet: the result says whether the caller must clear the
+    folder (:func:`clear_folder`) once everything else is checked, so a bad setting never costs the
+    old run."""
     if not out.exists() or (out.is_dir() and all(entry.name in inputs for entry in out.iterdir())):
-        return
+        return False
     if not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder")
     if not force:
@@ -55,7 +59,9 @@ def prepare_new_run(
         resolved = Path(path).resolve()
         if resolved == folder or folder in resolved.parents:
             raise ConfigError(f"{out}: --force would delete {path}, which this run reads; give another output folder")
-    clear_folder(out)
+    if clear:
+        clear_folder(out)
+    return not clear
 
 
 def clear_folder(folder: Path) -> None:

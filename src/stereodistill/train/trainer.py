@@ -167,11 +167,14 @@ class Trainer:
                 torch.cuda.set_device(self.device)
         seed_everything(config.seed)
         self._changes: dict[str, tuple[Any, Any]] = {}
+        clear_old_run = False  # with --force: only once everything below is built and checked
         if self.dist.main:
             if resume:
                 self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
             else:
-                run_folder.prepare_new_run(self.out, force=force, inputs=inputs, reads=run_reads(config))
+                clear_old_run = run_folder.prepare_new_run(
+                    self.out, force=force, inputs=inputs, reads=run_reads(config), clear=False
+                )
         if self.dist.world > 1:
             dist.barrier()  # no process writes into the folder before it has been checked
 
@@ -245,6 +248,8 @@ class Trainer:
         self.step = 0
         self.best_epe = float("inf")
         self._epoch_sums: dict[str, float] = {}  # this epoch's per-term raw loss sums, for DWA
+        if clear_old_run:
+            run_folder.clear_folder(self.out)
         resumed_from = self._resume() if resume else None
         if resumed_from is not None and self.dist.main:
             run_folder.truncate_scalars(self.out, self.step)
