@@ -125,3 +125,22 @@ def test_weighting_options_outside_their_range_are_refused(spec):
 
     with pytest.raises(ConfigError, match="must be a number above 0"):
         check_weighting(spec)
+
+
+def test_a_term_along_the_disparity_axis_needs_one_range_on_both_sides():
+    from stereodistill.models import build_model
+
+    student, teacher = build_model("lean-xs", max_disp=16), build_model("dsnet", max_disp=32)
+    logits = TermConfig(name="kl", student="logits.0", teacher="logits.0", loss="kl")
+    with pytest.raises(ConfigError, match="student's range is 16 px and the teacher's 32"):
+        build_terms([logits], student.train(), teacher.eval(), 32, 64)
+    features = TermConfig(name="f", student="feat.left.s4", teacher="feat.left.s4", loss="cosine", adapter="conv")
+    assert "f" in build_terms([features], student.train(), teacher.eval(), 32, 64)  # features have no such axis
+
+
+def test_teacher_max_disp_applies_to_an_original_release_only():
+    from stereodistill.train.config import TeacherConfig
+
+    with pytest.raises(ConfigError, match="'max_disp' applies to an 'original'"):
+        TeacherConfig(checkpoint="t", max_disp=32)
+    assert TeacherConfig(original="x.tar", arch="psmnet").max_disp == 192

@@ -30,6 +30,8 @@ from stereodistill.distill.weights import build_schedule
 from stereodistill.errors import ConfigError
 
 DISPARITY = "disparity"
+#: Tap families whose channels (or depth) are disparity bins: a term on them needs one range on both sides.
+DISPARITY_AXIS_TAPS = ("logits", "prob", "volume")
 
 
 @dataclass
@@ -143,6 +145,13 @@ def build_terms(
     for c in configs:
         check_tap(student, c.student, "student", c.name)
         check_tap(teacher, c.teacher, "teacher", c.name)
+        along_disparity = any(tap.split(".")[0] in DISPARITY_AXIS_TAPS for tap in (c.student, c.teacher))
+        if along_disparity and getattr(student, "max_disp", None) != getattr(teacher, "max_disp", None):
+            raise ConfigError(
+                f"term {c.name!r}: {c.student} and {c.teacher} lie along the disparity axis, but the student's range "
+                f"is {student.max_disp} px and the teacher's {teacher.max_disp}: a bin would mean two disparities "
+                "(give both networks one max_disp, or distil features or disparity instead)"
+            )
     student_shapes = student.tap_shapes(height, width, batch=2) if configs else {}
     teacher_shapes = teacher.tap_shapes(height, width, batch=2) if configs else {}
     disparity_shape = (2, height, width)

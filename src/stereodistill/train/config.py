@@ -47,7 +47,7 @@ class TeacherConfig:
     checkpoint: str | None = None  # our checkpoint (NAME, NAME.safetensors or NAME.json)
     original: str | None = None  # or a release's checkpoint file, imported with ``arch``
     arch: str | None = None  # required with ``original``
-    max_disp: int = 192  # with ``original``: the network's range
+    max_disp: int | None = None  # with ``original``: the network's range (default 192)
     options: dict[str, Any] = field(default_factory=dict)  # with ``original``: e.g. {align_corners: true}
 
     def __post_init__(self) -> None:
@@ -57,6 +57,10 @@ class TeacherConfig:
             raise ConfigError("teacher: 'original' needs 'arch'")
         if self.options and self.original is None:
             raise ConfigError("teacher: 'options' apply to an 'original' checkpoint (ours records its own)")
+        if self.max_disp is not None and self.original is None:
+            raise ConfigError("teacher: 'max_disp' applies to an 'original' checkpoint (ours records its own)")
+        if self.original is not None and self.max_disp is None:
+            self.max_disp = 192
         if self.original is not None:
             self.options = network_options(self.arch, self.options)
 
