@@ -362,3 +362,10 @@ def test_force_clears_the_old_run_only_once_the_new_one_is_set_up(tmp_path, caps
     assert main(["distill", str(tmp_path / "d.yaml"), "--force"]) == 2  # a tap the student lacks: found in set-up
     assert "does not offer tap 'feat.left.s99'" in capsys.readouterr().err
     assert (tmp_path / "out" / "model.json").read_text() == "{}"  # the old run is still there
+
+
+def test_too_few_supervised_weights_are_a_config_error_in_set_up(tmp_path):
+    cfg = config(tmp_path, model={"arch": "lean-xs", "max_disp": 16}, supervised={"weights": [1.0]})
+    with pytest.raises(ConfigError, match=r"supervised\.weights: lean-xs trains 2 output"):
+        Trainer(cfg, distill=False)
+    assert not (tmp_path / "config.yaml").exists()
