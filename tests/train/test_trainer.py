@@ -332,6 +332,7 @@ def test_a_crop_or_batch_that_cannot_train_is_a_config_error(tmp_path, change, n
         ({"optim": {**TINY["optim"], "grad_clip": -1}}, "optim.grad_clip"),
         ({"optim": {**TINY["optim"], "warmup_steps": -5}}, "optim.warmup_steps"),
         ({"device": "gpu"}, "device must be"),
+        ({"supervised": {"weights": [-1, 1]}}, "supervised.weights must be"),
         ({"log_every": 0}, "log_every"),
         ({"checkpoint_every": -1}, "checkpoint_every"),
         ({"epoch_steps": 0}, "epoch_steps"),

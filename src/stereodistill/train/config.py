@@ -194,6 +194,8 @@ class SupervisedConfig:
         build_schedule(self.weight, "weight")
         if self.clamp is not None and not self.clamp > 0:
             raise ConfigError(f"supervised.clamp must be a positive number of pixels, got {self.clamp}")
+        if self.weights is not None and not all(0 <= w < math.inf for w in self.weights):
+            raise ConfigError(f"supervised.weights must be finite numbers of at least 0, got {self.weights}")
 
 
 @dataclass
