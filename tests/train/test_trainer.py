@@ -337,6 +337,7 @@ def test_a_crop_or_batch_that_cannot_train_is_a_config_error(tmp_path, change, n
         ({"checkpoint_every": -1}, "checkpoint_every"),
         ({"epoch_steps": 0}, "epoch_steps"),
         ({"data": {**TINY["data"], "vertical_flip": 2}}, "vertical_flip"),
+        ({"data": {**TINY["data"], "train": {**TINY["data"]["train"], "split": "tran"}}}, "got split 'tran'"),
         ({"stages": [{"name": "a", "fraction": 1.0, "lr": -1}]}, "lr must be"),
         ({"stages": [{"name": "a", "fraction": 1.5}, {"name": "b", "fraction": -0.5}]}, "fraction must be"),
         ({"stages": [{"name": "a", "fraction": 0.5}, {"name": "a", "fraction": 0.5}]}, "its own name"),

@@ -82,6 +82,8 @@ class DatasetConfig:
     seed: int = 0  # synthetic: seed of the pairs (test pairs never repeat train pairs)
 
     def __post_init__(self) -> None:
+        if self.dataset == "synthetic" and self.split not in ("train", "test"):  # it picks the pairs' seed
+            raise ConfigError(f"synthetic data has a train and a test split, got split {self.split!r}")
         if self.dataset not in IN_MEMORY and self.root is None:
             raise ConfigError(f"dataset {self.dataset!r} needs 'root'")
         reader, fixed = reader_of(self.dataset)
