@@ -33,12 +33,19 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
-def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> Path:
-    """Write ``model`` (a :class:`StereoModel`) and ``meta`` (JSON-able); returns the weights path."""
-    weights, info = checkpoint_paths(path)
-    for target in (weights, info):  # both checked first: never the weights without their metadata
+def check_writable(path: str | Path) -> tuple[Path, Path]:
+    """A checkpoint's (weights, metadata) paths, refused if either is a folder: both are checked before
+    either is written, so the weights are never written without their metadata."""
+    targets = checkpoint_paths(path)
+    for target in targets:
         if target.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder, not a checkpoint file to write", str(target))
+    return targets
+
+
+def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> Path:
+    """Write ``model`` (a :class:`StereoModel`) and ``meta`` (JSON-able); returns the weights path."""
+    weights, info = check_writable(path)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT})

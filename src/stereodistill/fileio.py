@@ -35,6 +35,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def file_stamp(path: str | Path) -> str:
+    """A file's identity for caches and records: its real path, size and modification time (a file
+    rewritten in place gets a new stamp)."""
+    path = Path(path)
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -10,8 +10,12 @@ the package changes nothing).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+#: The device names a command or a config accepts.
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def configure_cpu_math() -> None:

@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from stereodistill.runtime import DEVICE_NAMES
+
 
 def size(text: str) -> tuple[int, int]:
     """Parse ``HxW`` (e.g. ``256x512``) into (height, width)."""
@@ -33,7 +35,7 @@ def positive_int(text: str) -> int:
 
 def device(text: str) -> str:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: checked when parsed, so a typo is a usage error."""
-    if text == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", text):
+    if DEVICE_NAMES.fullmatch(text):
         return text
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 

@@ -84,12 +84,11 @@ RECORD = "infer.json"
 def network_stamp(name: str, model) -> str:
     """The network's identity: a checkpoint's weights file (path, size, time), or a classical method's range."""
     from stereodistill.checkpoint import checkpoint_paths, classical_network
+    from stereodistill.fileio import file_stamp
 
     if classical_network(name):
         return f"{name} (max disparity {model.max_disp})"
-    weights = checkpoint_paths(name)[0]
-    stat = weights.stat()
-    return f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return file_stamp(checkpoint_paths(name)[0])
 
 
 def source(left: Path, right: Path | None, network: str, scale: float) -> dict[str, str | float | None]:

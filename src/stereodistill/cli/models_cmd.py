@@ -67,17 +67,14 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from stereodistill.checkpoint import checkpoint_paths, save_model
+    from stereodistill.checkpoint import check_writable, save_model
     from stereodistill.cli.data_cmd import parse_options
     from stereodistill.errors import ConfigError
     from stereodistill.models.import_original import import_checkpoint
 
     if Path(args.output).is_dir():
         raise ConfigError(f"{args.output} is a folder: name the checkpoint to write in it (e.g. {args.output}/model)")
-    for path in checkpoint_paths(args.output):
-        if path.is_dir():
-            raise ConfigError(f"{path} is a folder: name another checkpoint to write")
-    existing = [str(path) for path in checkpoint_paths(args.output) if path.exists()]
+    existing = [str(path) for path in check_writable(args.output) if path.exists()]  # before the import
     if existing and not args.force:
         raise ConfigError(f"{existing[0]} exists: --force to replace it, or name another output")
     try:

@@ -31,6 +31,11 @@ def _require_file(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- PFM
+#: A PFM header: magic, width, height, scale, each followed by whitespace; the pixel data starts after
+#: the single whitespace character that ends the scale.
+_PFM_HEADER = re.compile(rb"(P[Ff])\s+(\S+)\s+(\S+)\s+(\S+)\s")
+
+
 def read_pfm(path: str | Path) -> np.ndarray:
     """Read a PFM file: ``Pf`` gives H×W, ``PF`` gives H×W×3; rows are stored bottom-up.
 
@@ -40,9 +45,7 @@ def read_pfm(path: str | Path) -> np.ndarray:
     path = Path(path)
     _require_file(path)
     data = path.read_bytes()
-    # Header: magic, width, height, scale, each followed by whitespace; pixel data starts after the
-    # single whitespace character that ends the scale.
-    match = re.match(rb"(P[Ff])\s+(\S+)\s+(\S+)\s+(\S+)\s", data[:256])
+    match = _PFM_HEADER.match(data[:256])
     if match is None:
         raise DataError(path, "not a PFM file (expected a 'PF' or 'Pf' header with width, height and scale)")
     magic, w_txt, h_txt, scale_txt = match.groups()
@@ -230,7 +233,7 @@ def disparity_size(path: str | Path) -> tuple[int, int]:
             return int(shape[0]), int(shape[1])
         if suffix == ".pfm":
             with path.open("rb") as file:
-                match = re.match(rb"(P[Ff])\s+(\S+)\s+(\S+)\s", file.read(256))
+                match = _PFM_HEADER.match(file.read(256))
             if match is not None:
                 return int(match.group(3)), int(match.group(2))
             raise ValueError("no PFM header")

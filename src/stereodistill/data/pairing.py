@@ -10,6 +10,7 @@ import glob
 import io
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,27 +175,30 @@ class FolderPairs:
 
 def check_rows(
     rows: list[tuple[Path, Path, Path | None]],
+    masks: Mapping[tuple[Path, Path], Path | None] | None = None,
 ) -> tuple[list[tuple[Path, Path, Path | None]], list[str]]:
-    """The rows whose two views are readable images of one size, with ground truth (when given) of
-    that size too (from their headers: nothing is decoded), and a line for each other row saying
-    what is wrong."""
+    """The rows whose two views are readable images of one size, with ground truth and a mask (when
+    given; ``masks`` by (left, right)) of that size too, all from their headers: nothing is decoded;
+    and a line for each other row saying what is wrong."""
     from stereodistill.data.formats import disparity_size, image_size
 
     good, problems = [], []
     for left, right, truth in rows:
+        mask = (masks or {}).get((left, right))
         try:
-            sizes = image_size(left), image_size(right), *([disparity_size(truth)] if truth is not None else [])
+            size = image_size(left)
+            checks = [(right, image_size(right), "its left view is")]
+            checks += [(truth, disparity_size(truth), "its images are")] if truth is not None else []
+            checks += [(mask, image_size(mask), "its images are")] if mask is not None else []
         except DataError as exc:
             problems.append(str(exc))
             continue
-        (h0, w0), (h1, w1) = sizes[:2]
-        if sizes[1] != sizes[0]:
-            problems.append(str(DataError(right, f"is {h1}x{w1} (HxW) but its left view is {h0}x{w0}")))
-        elif len(sizes) > 2 and sizes[2] != sizes[0]:
-            (h2, w2) = sizes[2]
-            problems.append(str(DataError(truth, f"is {h2}x{w2} (HxW) but its images are {h0}x{w0}")))
-        else:
-            good.append((left, right, truth))
+        wrong = next(((path, hw, what) for path, hw, what in checks if hw != size), None)
+        if wrong is not None:
+            path, (h, w), what = wrong
+            problems.append(str(DataError(path, f"is {h}x{w} (HxW) but {what} {size[0]}x{size[1]}")))
+            continue
+        good.append((left, right, truth))
     return good, problems
 
 

@@ -51,7 +51,7 @@ import torch
 from stereodistill.distill.masks import left_right_consistent, right_view_disparity
 from stereodistill.distill.photometric import inside_right_view, local_reconstruction_error
 from stereodistill.errors import ConfigError, DataError
-from stereodistill.fileio import write_json
+from stereodistill.fileio import file_stamp, write_json
 from stereodistill.train.state import complete_checkpoints
 
 if TYPE_CHECKING:
@@ -101,15 +101,10 @@ class PseudoLabelSettings:
             raise ConfigError(f"confidence is a probability in [0, 1] (0: off), got {self.confidence}")
 
 
-def _file_key(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
 def network_key(network: torch.nn.Module, files: list[Path]) -> str:
     """What a cached label depends on in a network: its files (weights and metadata), or for a
     classical matcher, which has none, its settings."""
-    stamps = "|".join(_file_key(p) for p in files if p.is_file())
+    stamps = "|".join(file_stamp(p) for p in files if p.is_file())
     return hashlib.sha256(f"{network.arch}|{network.config}|{stamps}".encode()).hexdigest()[:16]
 
 
@@ -174,7 +169,7 @@ def write_pseudo_labels(
     for index, files in enumerate(pairs.files):
         height, width = image_size(files.left)  # from the header: a cached pair is not decoded
         name = hashlib.sha256(
-            f"{key}|{_file_key(files.left)}|{_file_key(files.right)}|{height}x{width}|{settings}".encode()
+            f"{key}|{file_stamp(files.left)}|{file_stamp(files.right)}|{height}x{width}|{settings}".encode()
         ).hexdigest()[:20]
         disp_path, mask_path, taught_path = (cache / f"{name}{end}" for end in (".pfm", "_mask.png", "_teacher.png"))
         if not all(path.is_file() for path in (disp_path, mask_path, taught_path)):
@@ -338,10 +333,8 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
         found = folder_pairs(*views_of(unlabeled), skip_bad=skip_bad)
         return Footage(None, found, len(found.rows), found.skipped)
     listed = build_dataset("pairs", str(unlabeled)).files
-    good, problems = check_rows([(files.left, files.right, files.disp) for files in listed])
     masks = {(files.left, files.right): files.mask for files in listed}  # kept with their rows
-    good, bad_masks = _check_masks(good, masks)
-    problems += bad_masks
+    good, problems = check_rows([(files.left, files.right, files.disp) for files in listed], masks)
     if problems and not skip_bad:
         raise bad_pairs_error(unlabeled, problems)
     if not good:
@@ -352,27 +345,6 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     with_truth = sum(truth is not None for *_, truth in good)
     kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth, kept_masks)
     return Footage(None, kept, len(good), tuple(problems))
-
-
-def _check_masks(rows: list[tuple[Path, Path, Path | None]], masks: dict) -> tuple[list, list[str]]:
-    """The rows whose mask (if any) is a readable image of their size, from its header; a line for each other."""
-    from stereodistill.data.formats import image_size
-
-    good, problems = [], []
-    for row in rows:
-        mask = masks.get(row[:2])
-        try:
-            size, mask_size = image_size(row[0]), image_size(mask) if mask is not None else None
-        except DataError as exc:
-            problems.append(str(exc))
-            continue
-        if mask_size is not None and mask_size != size:
-            problems.append(
-                str(DataError(mask, f"is {mask_size[0]}x{mask_size[1]} (HxW) but its images are {size[0]}x{size[1]}"))
-            )
-            continue
-        good.append(row)
-    return good, problems
 
 
 def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> None:

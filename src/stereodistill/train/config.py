@@ -7,7 +7,6 @@ classes; a config is validated against them before any work starts (:mod:`stereo
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ from stereodistill.config import keyword_options
 from stereodistill.data.motorcycle import NAME as MOTORCYCLE
 from stereodistill.distill.terms import TermConfig
 from stereodistill.errors import ConfigError
+from stereodistill.runtime import DEVICE_NAMES
 
 #: Datasets made in memory, which need no ``root``.
 IN_MEMORY = ("synthetic", MOTORCYCLE)
@@ -332,7 +332,7 @@ class RunConfig:
         stage_names = [stage.name for stage in self.stages]
         if len(set(stage_names)) != len(stage_names):
             raise ConfigError(f"stages: each needs its own name (scalars.csv logs them by name), got {stage_names}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+        if not DEVICE_NAMES.fullmatch(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.keep_last < 0:
             raise ConfigError(f"keep_last must be at least 0 (0: every step checkpoint), got {self.keep_last}")
