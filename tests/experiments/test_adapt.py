@@ -416,3 +416,27 @@ def test_force_never_deletes_the_footage_or_the_networks_that_the_run_reads(tmp_
     inside = [*command[:4], str(tmp_path / "run" / "cam")]
     assert main([*inside, "--out", str(tmp_path / "run"), *flags]) == 2  # a list in a subfolder counts as well
     assert (tmp_path / "run" / "cam" / "left" / "0001.png").is_file()
+
+
+def test_an_image_that_fails_only_when_decoded_stops_labelling_resumably_or_is_left_out(tmp_path, capsys):
+    command = camera_and_networks(tmp_path, seed=9)
+    rng = np.random.default_rng(9)
+    for side in ("left", "right"):
+        write_image(tmp_path / "cam" / side / "0002.png", rng.random((32, 64, 3)))
+    broken = tmp_path / "cam" / "left" / "0002.png"
+    whole = broken.read_bytes()
+    broken.write_bytes(whole[: len(whole) // 2])  # its header is fine: found only when decoded
+    command += ["--out", str(tmp_path / "a"), "--steps", "1", "--crop", "32x64"]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert f"{broken}: not a readable image" in error and "--resume" in error and "--skip-bad" in error
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    broken.write_bytes(whole)  # mended: the run goes on from the labels it made
+    assert main([*command, "--resume"]) == 0
+    assert "pseudo-label 2/2" in capsys.readouterr().out
+    broken.write_bytes(whole[: len(whole) // 2])
+    assert main([*command[:-6], "--out", str(tmp_path / "b"), "--steps", "1", "--crop", "32x64", "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert f"SKIPPED {broken}" in printed and "pseudo-label 2/2" not in printed
+    listed = (tmp_path / "b" / "pairs.csv").read_text().splitlines()
+    assert listed == ["left,right", "../cam/left/0001.png,../cam/right/0001.png"]  # what is scored and checked

@@ -154,18 +154,21 @@ def write_pseudo_labels(
     device: torch.device,
     log: Callable[[str], None] = print,
     student: tuple[torch.nn.Module, list[Path]] | None = None,
-) -> tuple[Path, list[dict[str, Any]]]:
+    skip_bad: bool = False,
+) -> tuple[Path, list[dict[str, Any]], list[int]]:
     """Label every pair of ``pairs`` (a ``pairs`` dataset), reusing cached labels; returns the CSV of
-    the labelled pairs and, per pair, the share of its pixels kept, the share the teacher labels and
-    the mask of those. ``student`` (the network and its files) is what the photometric gate compares
-    the teacher with."""
+    the labelled pairs, per pair the share of its pixels kept, the share the teacher labels and the
+    mask of those, and the indices of the pairs left out. ``student`` (the network and its files) is
+    what the photometric gate compares the teacher with. An image whose header was fine but whose
+    data is not (a truncated file) is found only here: ``skip_bad`` leaves its pair out, otherwise it
+    stops the run, whose labels so far stay cached for ``--resume``."""
     from stereodistill.data.formats import image_size, read_mask, write_image, write_pfm
     from stereodistill.fileio import write_text_atomic
 
     cache = out / "pseudo"
     gate_with = student if settings.gate else None
     key = network_key(teacher, teacher_files) + (f"|{network_key(*gate_with)}" if gate_with else "")
-    rows, kept = [["left", "right", "disp", "mask"]], []
+    rows, kept, skipped = [["left", "right", "disp", "mask"]], [], []
     for index, files in enumerate(pairs.files):
         height, width = image_size(files.left)  # from the header: a cached pair is not decoded
         name = hashlib.sha256(
@@ -173,7 +176,16 @@ def write_pseudo_labels(
         ).hexdigest()[:20]
         disp_path, mask_path, taught_path = (cache / f"{name}{end}" for end in (".pfm", "_mask.png", "_teacher.png"))
         if not all(path.is_file() for path in (disp_path, mask_path, taught_path)):
-            sample = pairs.load_views(index)  # ground truth, if any, is for scoring only
+            try:
+                sample = pairs.load_views(index)  # ground truth, if any, is for scoring only
+            except DataError as exc:
+                bad = DataError(exc.path.resolve() if exc.path else None, exc.problem)
+                if not skip_bad:
+                    hint = "; replace it and --resume (the labels made so far are kept), or --skip-bad to leave it out"
+                    raise DataError(bad.path, bad.problem + hint) from None
+                log(f"  SKIPPED {bad}")
+                skipped.append(index)
+                continue
             disparity, mask, taught = pseudo_label(
                 teacher,
                 sample["left"][None].to(device),
@@ -206,7 +218,7 @@ def write_pseudo_labels(
     listing = out / "pseudo.csv"
     write_text_atomic(listing, text.getvalue())
     write_json(out / "kept.json", kept)
-    return listing, kept
+    return listing, kept, skipped
 
 
 #: Written into the run folder before training.
@@ -345,6 +357,15 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     with_truth = sum(truth is not None for *_, truth in good)
     kept = FolderPairs(unlabeled, tuple(good), tuple(problems), with_truth, kept_masks)
     return Footage(None, kept, len(good), tuple(problems))
+
+
+def without(source: Path, files: list[Any], left_out: list[int]) -> Any:
+    """A ``pairs`` dataset's files less those at ``left_out``, masks kept: a list to write."""
+    from stereodistill.data.pairing import FolderPairs
+
+    kept = [files[index] for index in range(len(files)) if index not in set(left_out)]
+    rows = tuple((pair.left, pair.right, pair.disp) for pair in kept)
+    return FolderPairs(source, rows, (), sum(pair.disp is not None for pair in kept), tuple(p.mask for p in kept))
 
 
 def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> None:
@@ -522,8 +543,18 @@ def adapt(
         log("  no photometric gate: a student from scratch has no disparity of its own to compare with")
     elif settings.gate:
         gate_with = (before, list(checkpoint_paths(init)))
-    labels_csv, kept = write_pseudo_labels(teacher, teacher_files, pairs, out, settings, dev, log, gate_with)
+    labels_csv, kept, undecodable = write_pseudo_labels(
+        teacher, teacher_files, pairs, out, settings, dev, log, gate_with, skip_bad
+    )
     del teacher
+    if undecodable:  # the pairs scored before and after are the pairs labelled
+        if len(undecodable) == len(pairs):
+            raise DataError(Path(unlabeled), "no readable pairs")
+        kept_pairs = without(Path(unlabeled), pairs.files, undecodable)
+        unlabeled = out / "pairs.csv"
+        kept_pairs.write(unlabeled, truth_column=kept_pairs.with_truth > 0)
+        pairs = build_dataset("pairs", str(unlabeled))
+        run_config.data.batch_size = min(run_config.data.batch_size, len(pairs))
     trainer = Trainer(run_config, distill=False, resume=resume_training, allow_changes=allow_changes, inputs=INPUTS)
     check = label_check(before, pairs, labels_csv, dev)
     if not check["pixels"]:
