@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
@@ -140,6 +141,22 @@ def test_eval_json_is_strict_and_rows_name_their_files(tmp_path, capsys):
 
     assert main(["eval", ckpt, "--list", csv, "--limit", "1"]) == 0
     assert "1 image," in capsys.readouterr().out
+
+
+def test_a_diverged_network_is_told_from_an_undefined_score_in_the_json(tmp_path, capsys):
+    model = build_model("lean", max_disp=16).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(float("nan"))
+    ckpt = str(save_model(tmp_path / "nan", model))
+    csv = _pairs(tmp_path, broken=False)
+    assert main(["eval", ckpt, "--list", csv, "--json", str(tmp_path / "m.json")]) == 0
+    assert "predicted 4096 scored pixel(s) as NaN or infinite" in capsys.readouterr().err
+    result = _strict_json(tmp_path / "m.json")
+    assert result["pooled"]["epe"] is None and result["nonfinite_pixels"] == 4096
+    assert [row["n_nonfinite"] for row in result["per_image"]] == [2048, 2048]
+    assert main(["eval", _checkpoint(tmp_path), "--list", csv, "--json", str(tmp_path / "ok.json")]) == 0
+    assert "NaN" not in capsys.readouterr().err and _strict_json(tmp_path / "ok.json")["nonfinite_pixels"] == 0
 
 
 def test_eval_refuses_a_bad_range_and_an_evaluation_of_nothing(tmp_path, capsys):

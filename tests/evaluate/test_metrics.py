@@ -49,6 +49,13 @@ def test_non_finite_prediction_is_an_error_not_a_hit():
     m = compute_metrics(pred, gt, torch.ones_like(gt, dtype=torch.bool))
     assert math.isinf(m["epe"])
     assert m["bad3"] == pytest.approx(0.5)
+    acc = MetricAccumulator()
+    acc.update(
+        torch.tensor([[float("nan"), 5.0, float("inf")]]),
+        torch.tensor([[5.0, 5.0, 5.0]]),
+        torch.tensor([[1, 1, 0]]).bool(),
+    )
+    assert acc.summary()["nonfinite_pixels"] == acc.per_image[0]["n_nonfinite"] == 1  # the unscored inf is not counted
 
 
 def test_pooled_differs_from_per_image_mean_when_counts_differ():
@@ -59,7 +66,7 @@ def test_pooled_differs_from_per_image_mean_when_counts_differ():
     assert acc.pooled()["epe"] == pytest.approx((3 + 1 + 1 + 1) / 4)
     assert acc.per_image_mean()["epe"] == pytest.approx((3 + 1) / 2)
     summary = acc.summary()
-    assert set(summary) == {"pooled", "per_image_mean", "per_image", "ground_truth"}
+    assert set(summary) == {"pooled", "per_image_mean", "per_image", "ground_truth", "nonfinite_pixels"}
 
 
 def test_ground_truth_coverage_counts_what_the_metrics_leave_out_and_why():

@@ -125,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(format_table([("pooled", accumulator.pooled()), ("per-image mean", accumulator.per_image_mean())]))
+    if accumulator.totals["nonfinite"]:
+        print(
+            f"warning: the network predicted {int(accumulator.totals['nonfinite'])} scored pixel(s) as NaN or "
+            "infinite: they count as infinite errors (an infinite EPE is null in --json, beside nonfinite_pixels)",
+            file=sys.stderr,
+        )
     if args.json_out:
         summary = {
             **accumulator.summary(),

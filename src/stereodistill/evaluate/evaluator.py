@@ -69,6 +69,7 @@ def evaluate_model(model: torch.nn.Module, datasets: Mapping[str, Any], device: 
             **accumulator.pooled(),
             "images": len(dataset),
             "valid_pixels": int(accumulator.totals["n"]),
+            "nonfinite_pixels": int(accumulator.totals["nonfinite"]),  # > 0: the EPE is infinite (null in JSON)
             "ground_truth": accumulator.coverage(),
         }
     return results

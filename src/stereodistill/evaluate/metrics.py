@@ -6,7 +6,9 @@
 
 "Pooled" divides sums over every valid pixel of a dataset; "per-image mean" averages each image's
 value over the images that have at least one valid pixel. A non-finite prediction at a valid pixel
-counts as an infinite error: it makes EPE infinite and counts as bad, never silently as correct.
+counts as an infinite error: it makes EPE infinite and counts as bad, never silently as correct;
+such pixels are counted (``nonfinite``), so that strict JSON, which writes an infinite EPE as
+``null``, still tells a diverged network from a value that is undefined.
 """
 
 from __future__ import annotations
@@ -38,13 +40,15 @@ def error_sums(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dic
     gt = gt.detach().double()
     valid = valid.bool() & torch.isfinite(gt)
     err = (pred - gt).abs()
-    err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
+    finite = torch.isfinite(err)
+    err = torch.where(finite, err, torch.full_like(err, math.inf))
     err = torch.where(valid, err, torch.zeros_like(err))
     dims = (-2, -1)
     sums = {
         "n": valid.sum(dims).double(),
         "epe": err.sum(dims),
         "d1": (valid & (err > 3.0) & (err > 0.05 * gt.abs())).sum(dims).double(),
+        "nonfinite": (valid & ~finite).sum(dims).double(),
     }
     for tau in THRESHOLDS:
         sums[_bad_key(tau)] = (valid & (err > tau)).sum(dims).double()
@@ -71,7 +75,7 @@ def compute_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -
 class MetricAccumulator:
     """Collects per-image sums over a dataset and reports pooled and per-image-mean metrics."""
 
-    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("n", *METRIC_KEYS), 0.0))
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("n", "nonfinite", *METRIC_KEYS), 0.0))
     per_image: list[dict[str, float | str | int]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # samples that could not be read
     #: Pixels with ground truth, and those left out (beyond max disparity, occluded): see ``coverage``.
@@ -111,7 +115,8 @@ class MetricAccumulator:
         for i in range(batch):
             image = {key: float(value[i]) for key, value in sums.items()}
             where = {"left": paths[i]} if paths is not None else {}
-            self.per_image.append({"id": ids[i], **where, "n_valid": int(image["n"]), **_ratios(image)})
+            counts = {"n_valid": int(image["n"]), "n_nonfinite": int(image["nonfinite"])}
+            self.per_image.append({"id": ids[i], **where, **counts, **_ratios(image)})
 
     def pooled(self) -> dict[str, float]:
         return _ratios(self.totals)
@@ -123,9 +128,11 @@ class MetricAccumulator:
         return {key: sum(float(row[key]) for row in scored) / len(scored) for key in METRIC_KEYS}
 
     def summary(self) -> dict[str, object]:
-        """The JSON shape of ``eval --json``: pooled, per-image mean and the per-image rows."""
+        """The JSON shape of ``eval --json``: pooled, per-image mean and the per-image rows, and the
+        valid pixels whose prediction was not finite (an EPE of ``null`` with some is infinite)."""
         return {
             "pooled": self.pooled(),
+            "nonfinite_pixels": int(self.totals["nonfinite"]),
             "per_image_mean": self.per_image_mean(),
             "per_image": self.per_image,
             "ground_truth": self.coverage(),
