@@ -221,3 +221,31 @@ def test_disparity_size_reads_headers_only_in_every_format(tmp_path):
     (tmp_path / "bad.pfm").write_bytes(b"not a pfm")
     with pytest.raises(DataError, match=r"bad\.pfm: not a readable disparity map"):
         formats.disparity_size(tmp_path / "bad.pfm")
+
+
+def test_a_header_claiming_a_huge_image_is_a_clear_error_not_pillows_bomb_error(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", 30000, 30000)  # IHDR width and height: beyond Pillow's bomb limit
+    data[29:33] = struct.pack(">I", __import__("zlib").crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    for read in (formats.read_image, formats.read_mask, formats.image_size):
+        with pytest.raises(DataError, match=r"bomb\.png: not a readable image"):
+            read(path)
+
+
+def test_npy_ground_truth_with_a_corrupt_header_or_a_plane_axis(tmp_path):
+    np.save(tmp_path / "d.npy", np.ones((4, 6), np.float32))
+    data = bytearray((tmp_path / "d.npy").read_bytes())
+    data[20] = ord("(")  # inside the header's dict: numpy's parser raises tokenize's error
+    (tmp_path / "d.npy").write_bytes(bytes(data))
+    for read in (formats.read_disparity, formats.disparity_size):
+        with pytest.raises(DataError, match=r"d\.npy: not a readable"):
+            read(tmp_path / "d.npy")
+    for shape in ((1, 4, 6), (4, 6, 1)):  # what the reader accepts, the size check accepts
+        np.save(tmp_path / "p.npy", np.ones(shape, np.float32))
+        assert formats.disparity_size(tmp_path / "p.npy") == formats.read_disparity(tmp_path / "p.npy").shape
+    np.save(tmp_path / "v.npy", np.ones((2, 4, 6), np.float32))
+    with pytest.raises(DataError, match="2-D"):
+        formats.disparity_size(tmp_path / "v.npy")

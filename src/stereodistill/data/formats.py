@@ -8,6 +8,7 @@ float32 in pixels, unknown = non-finite or 0) and turns any malformed file into 
 from __future__ import annotations
 
 import re
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +91,19 @@ def write_pfm(path: str | Path, array: np.ndarray, *, little_endian: bool = True
 
 
 # ---------------------------------------------------------------------------------- KITTI PNG
+#: What Pillow raises for a file that is not an image it can read, or whose header is corrupt: a size
+#: beyond its decompression-bomb limit is an error it raises itself, not an OSError.
+IMAGE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
+#: What ``np.load`` raises for a corrupt header: it parses the header's dict with ``ast``/``tokenize``.
+NPY_ERRORS = (OSError, EOFError, ValueError, SyntaxError, tokenize.TokenError)
+
+
 def _open_image(path: Path) -> Image.Image:
     _require_file(path)
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
     return image
 
@@ -108,7 +116,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
     return height, width
 
@@ -201,18 +209,24 @@ def _load_npy(path: Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:  # pickled object arrays are refused, never executed
         raise DataError(path, f"not a plain .npy array ({exc})") from None
-    except (OSError, EOFError) as exc:
+    except NPY_ERRORS as exc:
         raise DataError(path, f"not a readable .npy file ({exc})") from None
+
+
+def _plane_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """An array shape with the single-plane axis of 1×H×W or H×W×1 dropped: H×W (else unchanged)."""
+    if len(shape) == 3 and shape[0] == 1:
+        return shape[1:]
+    if len(shape) == 3 and shape[2] == 1:
+        return shape[:2]
+    return shape
 
 
 def read_npy_disparity(path: str | Path) -> np.ndarray:
     """Read an H×W (or 1×H×W / H×W×1) numeric ``.npy`` disparity as float32."""
     path = Path(path)
     array = _load_npy(path)
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    elif array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
+    array = array.reshape(_plane_shape(array.shape))
     if array.ndim != 2:
         raise DataError(path, f"disparity must be 2-D (H×W), got shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
@@ -229,7 +243,9 @@ def disparity_size(path: str | Path) -> tuple[int, int]:
         return image_size(path)
     try:
         if suffix == ".npy":
-            shape = np.load(path, mmap_mode="r").shape
+            shape = _plane_shape(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+            if len(shape) != 2:
+                raise ValueError(f"disparity must be 2-D (H×W), got shape {shape}")
             return int(shape[0]), int(shape[1])
         if suffix == ".pfm":
             with path.open("rb") as file:
@@ -237,7 +253,7 @@ def disparity_size(path: str | Path) -> tuple[int, int]:
             if match is not None:
                 return int(match.group(3)), int(match.group(2))
             raise ValueError("no PFM header")
-    except (OSError, ValueError, IndexError) as exc:
+    except (*NPY_ERRORS, IndexError) as exc:
         raise DataError(path, f"not a readable disparity map ({exc})") from None
     raise DataError(path, f"unknown disparity format {suffix!r} (expected one of {', '.join(DISPARITY_SUFFIXES)})")
 
