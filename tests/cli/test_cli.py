@@ -52,6 +52,16 @@ def test_synth_then_check_reports_every_pair_valid(tmp_path, capsys):
     assert report["n_with_gt"] == 12 and 0 < report["disp_max"] < 16
 
 
+def test_check_never_writes_its_report_over_a_file_it_checks(tmp_path, capsys):
+    root = tmp_path / "s"
+    main(["data", "synth", "--out", str(root), "--pairs", "2", "--size", "32x64", "--max-disp", "16"])
+    truth = sorted((root / "disparity").rglob("left/*.pfm"))[0]
+    before = truth.read_bytes()
+    command = ["data", "check", "--dataset", "sceneflow", "--root", str(root), "--json", str(truth)]
+    assert main(command) == 2
+    assert "which this command reads" in capsys.readouterr().err and truth.read_bytes() == before
+
+
 def test_check_lists_broken_samples_and_exits_1(tmp_path, capsys):
     root = tmp_path / "s"
     main(["data", "synth", "--out", str(root), "--pairs", "3", "--size", "32x64", "--max-disp", "16"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from stereodistill.runtime import DEVICE_NAMES
 
@@ -72,6 +73,11 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
     return value
+
+
+def dataset_files(dataset: Any) -> Iterator[Path]:
+    """Every file a dataset's samples read: views, ground truth and masks (what an output must not replace)."""
+    return (path for files in dataset.files for path in (files.left, files.right, files.disp, files.mask) if path)
 
 
 def check_output(path: str | Path | None, flag: str, reads: Iterable[str | Path] = ()) -> None:

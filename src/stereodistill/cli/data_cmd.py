@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from stereodistill.cli.args import max_disp, positive_int, size
+from stereodistill.cli.args import check_output, dataset_files, max_disp, positive_int, size
 from stereodistill.errors import ConfigError
 from stereodistill.fileio import write_json
 
@@ -137,7 +137,10 @@ def run_pairs(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from stereodistill.data.check import check_dataset
 
-    report = check_dataset(build_from_args(args), limit=args.limit)
+    dataset = build_from_args(args)
+    reads = [args.root, *([args.list_file] if args.list_file else []), *dataset_files(dataset)]
+    check_output(args.json_out, "--json", reads)  # never the files it checks: before the check, not after
+    report = check_dataset(dataset, limit=args.limit)
     print("\n".join(report.lines()))
     if args.json_out:
         write_json(args.json_out, report.to_dict())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stereodistill.cli.args import add_device, check_output, max_disp, positive_int
+from stereodistill.cli.args import add_device, check_output, dataset_files, max_disp, positive_int
 from stereodistill.errors import ConfigError, DataError
 from stereodistill.fileio import write_json
 
@@ -83,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = build_dataset(name, root, split=split, max_disp=max_disp, **restrict, **parse_options(args.option))
     except TypeError as exc:
         raise ConfigError(f"bad --option for dataset {name!r}: {exc}") from None
-    listed = (path for files in dataset.files for path in (files.left, files.right, files.disp, files.mask) if path)
-    check_output(args.json_out, "--json", listed)  # nor any file of the pairs it scores
+    check_output(args.json_out, "--json", dataset_files(dataset))  # nor any file of the pairs it scores
     what = f"{name} ({root})" if pairs_csv else f"{name} ({root}, split {split})"
     if not any(files.disp is not None for files in dataset.files):
         raise DataError(
