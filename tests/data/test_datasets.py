@@ -133,7 +133,7 @@ def test_kitti2012_layout(tmp_path: Path) -> None:
         Kitti2012(tmp_path, split="test")
 
 
-def test_list_file_restricts_samples(tmp_path: Path) -> None:
+def test_list_file_restricts_samples(tmp_path: Path, monkeypatch) -> None:
     _kitti2015(tmp_path)
     listing = tmp_path / "val.txt"
     listing.write_text("training/image_2/000001_10.png  training/image_3/000001_10.png\n", encoding="utf-8")
@@ -143,6 +143,24 @@ def test_list_file_restricts_samples(tmp_path: Path) -> None:
     listing.write_text("training/image_2/000099_10.png\n", encoding="utf-8")
     with pytest.raises(DataError, match="listed in"):
         Kitti2015(tmp_path, list_file=listing)
+    # A path as given, absolute or from the working folder, names its file too.
+    image = tmp_path / "training" / "image_2" / "000001_10.png"
+    listing.write_text(f"{image}\n", encoding="utf-8")
+    assert [f.id for f in Kitti2015(tmp_path, list_file=listing).files] == ["training/000001_10"]
+    monkeypatch.chdir(tmp_path.parent)
+    listing.write_text(f"{tmp_path.name}/training/image_2/000001_10.png\n", encoding="utf-8")
+    assert [f.id for f in Kitti2015(tmp_path.name, list_file=listing).files] == ["training/000001_10"]
+    # Entries that name nothing are told, never silently dropped.
+    listing.write_text("training/000000_10\ntraining/000009_10\ntrainig/000001_10\n", encoding="utf-8")
+    dataset = Kitti2015(tmp_path, list_file=listing)
+    assert [f.id for f in dataset.files] == ["training/000000_10"]
+    assert dataset.unlisted == ["training/000009_10", "trainig/000001_10"]
+    warning = dataset.unlisted_warning(listing)
+    assert (
+        warning.startswith(f"warning: {listing}: 2 entries name no kitti2015 sample") and "trainig/000001_10" in warning
+    )
+    listing.write_text("training/000000_10\n", encoding="utf-8")
+    assert Kitti2015(tmp_path, list_file=listing).unlisted_warning(listing) is None
 
 
 # -------------------------------------------------------------------------------------- Middlebury

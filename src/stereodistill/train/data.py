@@ -9,6 +9,7 @@ number of loader workers nor on where a run was resumed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,7 @@ def build(config: DatasetConfig, transform: Any = None) -> Dataset:
     """The dataset a config names; ``synthetic`` is generated in memory, and ``middlebury-motorcycle``
     is read from scikit-image's wheel."""
     if config.dataset not in IN_MEMORY:
-        return build_dataset(
+        dataset = build_dataset(
             config.dataset,
             config.root,
             split=config.split,
@@ -37,6 +38,9 @@ def build(config: DatasetConfig, transform: Any = None) -> Dataset:
             transform=transform,
             **config.options,
         )
+        if config.list_file and dataset.unlisted_warning(config.list_file):
+            print(dataset.unlisted_warning(config.list_file), file=sys.stderr)
+        return dataset
     dataset = _in_memory(config)
     return _Transformed(dataset, transform) if transform is not None else dataset
 

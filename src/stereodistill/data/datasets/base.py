@@ -61,23 +61,32 @@ def read_list_file(path: str | Path) -> list[str]:
     return entries
 
 
+def _trailing_parts(path: Path, root: Path) -> list[str]:
+    try:
+        rel = path.relative_to(root).as_posix()
+    except ValueError:
+        rel = path.as_posix()
+    parts = rel.split("/")
+    return ["/".join(parts[i:]) for i in range(len(parts))]
+
+
 def path_matches(path: Path, root: Path, entries: set[str]) -> bool:
     """True when any trailing part of ``path`` (taken relative to ``root`` when inside it) is an entry.
 
     List files written for one machine (``TRAIN/A/0001/left/0006.png``) then match wherever the
     dataset sits on another.
     """
-    try:
-        rel = path.relative_to(root).as_posix()
-    except ValueError:
-        rel = path.as_posix()
-    parts = rel.split("/")
-    return any("/".join(parts[i:]) in entries for i in range(len(parts)))
+    return any(part in entries for part in _trailing_parts(path, root))
 
 
-def _matches(files: SampleFiles, root: Path, entries: set[str]) -> bool:
-    """An entry names a sample by its id or by its left image path (any trailing part of it)."""
-    return files.id in entries or path_matches(files.left, root, entries)
+def listed_entries(files: SampleFiles, root: Path, entries: set[str], named: dict[Path, str]) -> list[str]:
+    """The entries that name a sample: its id, any trailing part of its left image path, or (``named``:
+    the entries that are files as given, absolute or from the working folder, by real path) that file."""
+    found = [entry for entry in (files.id, *_trailing_parts(files.left, root)) if entry in entries]
+    if named:
+        real = named.get(files.left.resolve())
+        found += [real] if real is not None else []
+    return found
 
 
 class StereoDataset(torch.utils.data.Dataset):
@@ -104,15 +113,36 @@ class StereoDataset(torch.utils.data.Dataset):
         if not self.root.exists():
             raise DataError(self.root, f"{self.name} root does not exist")
         files = sorted(self.discover(), key=lambda f: f.id)
+        #: Entries of ``list_file`` that name no sample of this split (a typo, or another split's).
+        self.unlisted: list[str] = []
         if list_file is not None:
-            wanted = set(read_list_file(list_file))
-            files = [f for f in files if _matches(f, self.root, wanted)]
+            wanted = read_list_file(list_file)
+            named = {Path(entry).resolve(): entry for entry in wanted if Path(entry).is_file()}
+            used, kept = set(), []
+            for sample in files:
+                found = listed_entries(sample, self.root, set(wanted), named)
+                used.update(found)
+                kept += [sample] if found else []
+            files = kept
+            self.unlisted = [entry for entry in dict.fromkeys(wanted) if entry not in used]
         if not files:
             where = f" listed in {list_file}" if list_file is not None else ""
             raise DataError(
                 self.root, f"no {self.name} samples{where} found for split {split!r}; expected {self.layout}"
             )
         self.files: list[SampleFiles] = files
+
+    def unlisted_warning(self, list_file: str | Path) -> str | None:
+        """A line naming the entries of ``list_file`` that matched no sample, or None when all did."""
+        if not self.unlisted:
+            return None
+        count = len(self.unlisted)
+        shown = ", ".join(self.unlisted[:3]) + (f" (and {count - 3} more)" if count > 3 else "")
+        entries = "1 entry names" if count == 1 else f"{count} entries name"
+        return (
+            f"warning: {list_file}: {entries} no {self.name} sample of split {self.split!r} under {self.root}, "
+            f"and {'is' if count == 1 else 'are'} left out: {shown}"
+        )
 
     # -- what a reader provides ------------------------------------------------------------------
     def discover(self) -> list[SampleFiles]:
