@@ -257,6 +257,19 @@ def test_middlebury_training_without_gt_is_listed(tmp_path: Path) -> None:
     assert err.value.path == missing
 
 
+def test_middlebury_through_a_link_and_a_missing_mask(tmp_path: Path) -> None:
+    _middlebury(tmp_path)
+    (tmp_path / "myQ").symlink_to(tmp_path / "MiddEval3" / "trainingQ")  # a link named otherwise
+    linked = Middlebury(tmp_path / "myQ", resolution="Q")
+    assert [f.id for f in linked.files] == ["Adirondack"] and linked.files[0].extra["resolution"] == "Q"
+    # MiddEval3 training always ships its mask: a missing one is named, never scored as "no mask".
+    mask = tmp_path / "MiddEval3" / "trainingQ" / "Adirondack" / "mask0nocc.png"
+    mask.unlink()
+    with pytest.raises(DataError, match="file does not exist") as err:
+        Middlebury(tmp_path, resolution="Q")[0]
+    assert err.value.path == mask
+
+
 # ------------------------------------------------------------------------------------------- ETH3D
 def _eth3d(root: Path) -> dict[str, np.ndarray]:
     gt = {}
@@ -305,6 +318,33 @@ def test_eth3d_missing_gt_names_expected_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file does not exist") as err:
         ds[2]
     assert err.value.path == tmp_path / "two_view_training_gt" / "terrains_1l" / "disp0GT.pfm"
+
+
+def test_eth3d_missing_mask_and_dead_links_are_named_on_load(tmp_path: Path) -> None:
+    _eth3d(tmp_path)
+    mask = tmp_path / "two_view_training" / "electro_1l" / "mask0nocc.png"
+    mask.unlink()
+    ds = ETH3D(tmp_path)
+    with pytest.raises(DataError, match="file does not exist") as err:
+        ds[1]
+    assert err.value.path == mask
+    dead = tmp_path / "two_view_test" / "lakeside_1l" / "im0.png"
+    dead.unlink()
+    dead.symlink_to(tmp_path / "nowhere.png")
+    test = ETH3D(tmp_path, split="test")
+    with pytest.raises(DataError, match="file does not exist"):
+        test[0]
+
+
+def test_kitti_lists_a_frame_whose_image_is_a_dead_link(tmp_path: Path) -> None:
+    _kitti2015(tmp_path)
+    dead = tmp_path / "training" / "image_2" / "000001_10.png"
+    dead.unlink()
+    dead.symlink_to(tmp_path / "nowhere.png")
+    ds = Kitti2015(tmp_path, split="train")
+    assert "training/000001_10" in [f.id for f in ds.files]
+    with pytest.raises(DataError, match="file does not exist"):
+        ds[[f.id for f in ds.files].index("training/000001_10")]
 
 
 # ------------------------------------------------------------------------------------------- pairs

@@ -54,7 +54,8 @@ class ETH3D(StereoDataset):
             entries = list_dir(base)
             scenes = sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
             for scene in scenes:
-                if not (scene / "im0.png").is_file():
+                left = scene / "im0.png"
+                if not (left.is_file() or left.is_symlink()):  # a dead link is listed: loading names it
                     continue
                 disp = mask = None
                 if split == "train":
@@ -76,10 +77,11 @@ class ETH3D(StereoDataset):
         """GT and mask of a training scene: beside the images, else in the ``_gt`` tree.
 
         When neither holds the GT, its expected path (in the ``_gt`` tree when that exists) is returned.
+        The official GT always ships its mask, so a missing one is listed too: loading names it, rather
+        than the scene being scored on its occluded pixels without a word.
         """
         for folder in (scene, gt_scene):
             if (folder / GT_NAME).is_file():
-                mask = folder / MASK_NAME
-                return folder / GT_NAME, mask if mask.is_file() else None
+                return folder / GT_NAME, folder / MASK_NAME
         expected = gt_scene if gt_scene.parent.is_dir() else scene
-        return expected / GT_NAME, None
+        return expected / GT_NAME, expected / MASK_NAME

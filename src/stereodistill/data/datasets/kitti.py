@@ -44,7 +44,9 @@ class KittiDataset(StereoDataset):
             if not left_dir.is_dir():
                 continue
             entries = list_dir(left_dir)
-            names = sorted(e.name for e in entries if e.name.endswith(FRAME_SUFFIX) and e.is_file())
+            names = sorted(
+                e.name for e in entries if e.name.endswith(FRAME_SUFFIX) and not e.is_dir()
+            )  # a dead link too
             for file_name in names:
                 has_gt = folder == "training"
                 files.append(

@@ -3,8 +3,10 @@
 Any folder (at most three levels below the root, the root included) holding ``im0.png`` and
 ``im1.png`` is a pair, so the reader works whether the root is ``MiddEval3/``, its parent, or a
 folder of 2014 ``<scene>-perfect`` downloads. GT is ``disp0GT.pfm`` (MiddEval3) or ``disp0.pfm``
-(2014), ``inf`` = unknown; ``mask0nocc.png`` (255 = non-occluded) restricts the evaluated pixels when
-present, which is the MiddEval3 "nonocc" protocol.
+(2014), ``inf`` = unknown; ``mask0nocc.png`` (255 = non-occluded) restricts the evaluated pixels,
+which is the MiddEval3 "nonocc" protocol: MiddEval3 training folders always ship it, so there a
+missing one is an error on load; a 2014 scene is scored on every pixel with ground truth unless it
+has one.
 """
 
 from __future__ import annotations
@@ -92,11 +94,15 @@ class Middlebury(StereoDataset):
     def discover(self) -> list[SampleFiles]:
         files: list[SampleFiles] = []
         for scene, names in stereo_dirs(self.root):
-            match = _MIDDEVAL3_DIR.fullmatch(scene.absolute().parent.name)
+            # By the name the user gave, else the real one (a link named otherwise: ``ln -s …/trainingQ myQ``).
+            match = _MIDDEVAL3_DIR.fullmatch(scene.absolute().parent.name) or _MIDDEVAL3_DIR.fullmatch(
+                scene.resolve().parent.name
+            )
             if self.resolution is not None and (match is None or match.group(2) != self.resolution):
                 continue
             gt_name = next((n for n in GT_NAMES if n in names), None)
-            if gt_name is None and match is not None and match.group(1) == "training":
+            training = match is not None and match.group(1) == "training"  # MiddEval3 ships its GT and mask
+            if gt_name is None and training:
                 gt_name = GT_NAMES[0]  # MiddEval3 training ships GT: list it so loading names the missing file
             disp = scene / gt_name if gt_name is not None else None
             split = "train" if disp is not None else "test"
@@ -116,7 +122,7 @@ class Middlebury(StereoDataset):
                     left=scene / "im0.png",
                     right=scene / "im1.png",
                     disp=disp,
-                    mask=scene / MASK_NAME if disp is not None and MASK_NAME in names else None,
+                    mask=scene / MASK_NAME if disp is not None and (MASK_NAME in names or training) else None,
                     extra=extra,
                 )
             )

@@ -146,7 +146,7 @@ class SceneFlow(StereoDataset):
                 right_dir = left_dir.parent / "right"
                 for entry in list_dir(left_dir):
                     stem, suffix = os.path.splitext(entry.name)
-                    if suffix.lower() not in IMAGE_SUFFIXES or entry.name.startswith(".") or not entry.is_file():
+                    if suffix.lower() not in IMAGE_SUFFIXES or entry.name.startswith(".") or entry.is_dir():
                         continue
                     left = Path(entry.path)
                     right = right_dir / entry.name
