@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
@@ -185,9 +186,22 @@ def test_eval_says_how_much_ground_truth_it_leaves_out_and_warns_beyond_a_tenth(
     assert coverage["left_out"] == 0 and coverage["with_gt"] > 20_000
     assert main(["eval", ckpt, "--list", csv, "--max-disp", "8", "--json", str(tmp_path / "m.json")]) == 0
     captured = capsys.readouterr()
-    assert "at or beyond 8 px" in captured.out and "warning: more than 10% of the ground-truth pixels" in captured.err
+    assert (
+        "at or beyond 8 px" in captured.out
+        and "warning: more than 10% of the ground-truth pixels lie at or beyond 8 px" in captured.err
+    )
     assert main(["eval", ckpt, "--list", csv, "--max-disp", "24"]) == 0
     assert "above dsnet's range (16 px)" in capsys.readouterr().err
+    # Occluded pixels (a mask's 128) are left out too, but no scale brings them back: no warning for them.
+    occluded = np.full((32, 64), 128, np.uint8)
+    occluded[:, :16] = 255
+    Image.fromarray(occluded).save(tmp_path / "mask.png")
+    _pairs(tmp_path, broken=False)
+    text = (tmp_path / "pairs.csv").read_text().replace("left,right,disp", "left,right,disp,mask")
+    (tmp_path / "pairs.csv").write_text(text.replace(".pfm\n", ".pfm,mask.png\n"))
+    assert main(["eval", ckpt, "--list", str(tmp_path / "pairs.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "3,072 occluded (75.0 %)" in captured.out and "warning" not in captured.err
 
 
 def test_list_means_the_samples_with_a_dataset_too(tmp_path, capsys):

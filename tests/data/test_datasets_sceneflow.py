@@ -141,6 +141,10 @@ def test_cleanpass_option(tmp_path: Path) -> None:
     assert clean[0]["left"].shape == (3, H, W)
     with pytest.raises(ConfigError, match="pass_"):
         SceneFlow(tmp_path, pass_="final")
+    clean_only = tmp_path / "clean_only"
+    _frame(clean_only, MONKAA, 5, pass_="cleanpass")
+    with pytest.raises(DataError, match="frames_cleanpass/ is here: read it with --option pass_=cleanpass"):
+        SceneFlow(clean_only)
 
 
 def test_exclude_file_drops_listed_frames(tmp_path: Path) -> None:

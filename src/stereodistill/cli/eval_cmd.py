@@ -119,10 +119,12 @@ def run(args: argparse.Namespace) -> int:
         f"{scored} with valid ground truth, evaluated below {max_disp:g} px"
     )
     print(coverage_line(accumulator.coverage(), max_disp))
-    if accumulator.coverage()["left_out_share"] > LEFT_OUT_WARNING:
+    coverage = accumulator.coverage()
+    if coverage["beyond_max_disp"] > LEFT_OUT_WARNING * coverage["with_gt"]:  # what a smaller scale brings back
         print(
-            f"warning: more than {LEFT_OUT_WARNING:.0%} of the ground-truth pixels are left out of these metrics; "
-            "evaluate at a smaller scale (or with a model of a larger range) to cover them",
+            f"warning: more than {LEFT_OUT_WARNING:.0%} of the ground-truth pixels lie at or beyond {max_disp:g} px "
+            "and are left out of these metrics; evaluate at a smaller scale (or with a model of a larger range) "
+            "to cover them",
             file=sys.stderr,
         )
     print(format_table([("pooled", accumulator.pooled()), ("per-image mean", accumulator.per_image_mean())]))

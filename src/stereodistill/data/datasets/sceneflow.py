@@ -25,7 +25,7 @@ from stereodistill.data.datasets.base import (
     read_list_file,
 )
 from stereodistill.data.formats import IMAGE_SUFFIXES
-from stereodistill.errors import ConfigError
+from stereodistill.errors import ConfigError, DataError
 
 PASSES: tuple[str, ...] = ("finalpass", "cleanpass")
 SUBSETS: tuple[str, ...] = ("flyingthings3d", "driving", "monkaa")
@@ -163,4 +163,11 @@ class SceneFlow(StereoDataset):
                             extra={"subset": subset, "split": frame_split},
                         )
                     )
+        other = next(name for name in PASSES if name != self.pass_)
+        if not files and find_frame_dirs(self.root, other):  # a download of the other pass only
+            raise DataError(
+                self.root,
+                f"no frames_{self.pass_}/ found, but frames_{other}/ is here: read it with "
+                f"--option pass_={other} (data.*.options.pass_: {other} in a config)",
+            )
         return files
