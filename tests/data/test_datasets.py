@@ -307,6 +307,9 @@ def test_eth3d_splits_gt_folders_and_gray(tmp_path: Path) -> None:
     assert [f.id for f in test.files] == ["two_view_test/lakeside_1l"]
     _check_sample(test[0], has_gt=False)
     assert len(ETH3D(tmp_path, split="all")) == 3
+    _gray(tmp_path / "two_view_testing" / "playground_1l" / "im0.png")  # RAFT-Stereo's name for the folder
+    _gray(tmp_path / "two_view_testing" / "playground_1l" / "im1.png", seed=1)
+    assert [f.id for f in ETH3D(tmp_path, split="test").files][-1] == "two_view_testing/playground_1l"
 
 
 def test_eth3d_missing_gt_names_expected_file(tmp_path: Path) -> None:

@@ -14,10 +14,13 @@ from typing import Any
 from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDataset, list_dir
 from stereodistill.errors import ConfigError
 
+#: ``two_view_test.7z`` is unpacked into ``two_view_test/`` or, as some download scripts do,
+#: ``two_view_testing/``: both are read.
+TEST_FOLDERS = (("two_view_test", "test"), ("two_view_testing", "test"))
 SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
     "train": (("two_view_training", "train"),),
-    "test": (("two_view_test", "test"),),
-    "all": (("two_view_training", "train"), ("two_view_test", "test")),
+    "test": TEST_FOLDERS,
+    "all": (("two_view_training", "train"), *TEST_FOLDERS),
 }
 GT_FOLDER = "two_view_training_gt"
 GT_NAME = "disp0GT.pfm"
@@ -29,14 +32,14 @@ class ETH3D(StereoDataset):
     """ETH3D two-view pairs.
 
     ``split``: "train" = ``two_view_training`` (GT from the scene folder or ``two_view_training_gt``),
-    "test" = ``two_view_test`` (no GT), "all". A training scene without GT is still listed with its
-    expected GT path, so loading it names the missing file. Ids are ``two_view_training/<scene>``.
+    "test" = ``two_view_test`` or ``two_view_testing`` (no GT), "all". A training scene without GT is
+    still listed with its expected GT path, so loading it names the missing file. Ids are ``two_view_training/<scene>``.
     """
 
     name = "eth3d"
     layout = (
         "two_view_training/<scene>/im0.png, im1.png with disp0GT.pfm, mask0nocc.png there or in "
-        "two_view_training_gt/<scene>/; two_view_test/<scene>/im0.png, im1.png"
+        "two_view_training_gt/<scene>/; two_view_test[ing]/<scene>/im0.png, im1.png"
     )
 
     def __init__(self, root: str | Path, *, split: str = "train", **kwargs: Any) -> None:
