@@ -304,10 +304,16 @@ def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
     assert all(c.config["steps"] == 5 for c in expand(config, root))  # 2 steps × 2.5
     with pytest.raises(ConfigError, match="no budget 'huge' \\(named budgets: long"):
         load_ablation(chain_file, "huge")
-    for bad in ("0", "nan", "inf"):
-        with pytest.raises(ConfigError, match="must be positive and finite"):
+    for bad in ("0", "nan", "inf", "1e308"):
+        with pytest.raises(ConfigError, match="must be positive, finite and below"):
             load_ablation(chain_file, bad)
     data = yaml.safe_load(chain_file.read_text())
+    for budget, problem in (({"steps": "1e4"}, "'steps' must be a whole number"), ([1], "must be a mapping")):
+        chain_file.write_text(yaml.safe_dump({**data, "budgets": {"odd": budget}}, sort_keys=False))
+        with pytest.raises(ConfigError, match=problem):
+            load_ablation(chain_file, "odd")
+    chain_file.write_text(yaml.safe_dump({**data, "output": "."}, sort_keys=False))
+    assert output_folder(load_ablation(chain_file, "long")[0], "long").name == f"{Path.cwd().name}-budget-long"
     data["fixed"]["teacher"]["steps"] = 4  # a row's own budget wins over the file's 2 steps
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     config, root = load_ablation(chain_file, "2.5")
@@ -325,6 +331,24 @@ def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match="cannot hold terms"):
         load_ablation(chain_file)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"seeds": [0, 0]}, "lists 0 more than once"),
+        ({"steps": 0}, "'steps' must be at least 1"),
+        ({"axes": {"points": {}}}, "axis 'points' has no choices"),
+        ({"overrides": {"steps": 5}}, "not in 'overrides'"),
+        ({"step_scale": 3}, "step_scale"),
+        ({"fixed": {"a b": {"terms": []}, "a_b": {"terms": []}}, "axes": {}}, "would share one folder"),
+    ],
+)
+def test_specs_that_cannot_run_as_written_are_refused(ablation_file, change, problem):
+    data = yaml.safe_load(ablation_file.read_text())
+    ablation_file.write_text(yaml.safe_dump({**data, **change, "baseline": None}, sort_keys=False))
+    with pytest.raises(ConfigError, match=problem):
+        expand(*load_ablation(ablation_file))
 
 
 @pytest.mark.parametrize("budget", [None, "gpu", "0.5"])

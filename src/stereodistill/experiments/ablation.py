@@ -98,21 +98,29 @@ class AblationConfig:
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # named scales chosen with --budget NAME
     parallel: int = 1  # runs at a time
     device: str = "auto"  # auto, cpu, cuda (runs spread over the GPUs)
-    step_scale: float = field(default=1.0, metadata={"internal": True})  # set by a numeric --budget
+    step_scale: float = field(default=1.0, init=False)  # set by a numeric --budget, never by the file
     # A named budget's steps over the file's: rows with their own steps are scaled by it (None: no file steps).
     own_steps_scale: float | None = field(default=1.0, init=False)
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ConfigError("ablation: 'seeds' must list at least one seed")
+        repeated = sorted({seed for seed in self.seeds if self.seeds.count(seed) > 1})
+        if repeated:  # one run folder per (cell, seed): the same seed twice would train twice into it
+            raise ConfigError(f"ablation: 'seeds' lists {', '.join(map(str, repeated))} more than once")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"ablation: 'steps' must be at least 1, got {self.steps}")
+        empty = [axis for axis, choices in self.axes.items() if not choices]
+        if empty:
+            raise ConfigError(f"ablation: axis {empty[0]!r} has no choices (the grid would be empty)")
+        if "steps" in self.overrides:
+            raise ConfigError("ablation: set the steps of every cell with 'steps', not in 'overrides'")
         if not self.eval:
             raise ConfigError("ablation: 'eval' must name at least one dataset")
         if self.parallel < 1:
             raise ConfigError(f"ablation: 'parallel' must be at least 1, got {self.parallel}")
         if not self.fixed and not self.axes:
             raise ConfigError("ablation: give 'fixed' rows, 'axes', or both")
-        if not (math.isfinite(self.step_scale) and self.step_scale > 0):
-            raise ConfigError(f"ablation: a numeric budget must be positive and finite, got {self.step_scale}")
         from stereodistill.models.zoo import list_models, model_class
 
         for name in self.baselines:
@@ -139,10 +147,29 @@ def load_ablation(path: str | Path, budget: str | None = None) -> tuple[Ablation
             file_steps = data.get("steps")
             data = _with_budget(data, budget, path)
             if data.get("steps") != file_steps:
-                own_steps_scale = data["steps"] / file_steps if file_steps else None
-    config = from_dict(AblationConfig, {**data, "step_scale": scale}, where=str(path))
+                _check_steps(data.get("steps"), f"{path}: budget {budget!r}")
+                own_steps_scale = data["steps"] / file_steps if _is_count(file_steps) else None
+    config = from_dict(AblationConfig, data, where=str(path))
+    if not (math.isfinite(scale) and 0 < scale < MAX_STEP_SCALE):
+        raise ConfigError(
+            f"ablation: a numeric budget must be positive, finite and below {MAX_STEP_SCALE:g}, got {budget}"
+        )
+    config.step_scale = scale
     config.own_steps_scale = own_steps_scale
     return config, path.parent
+
+
+#: A numeric ``--budget`` beyond this is a typo, not a plan (and beyond a float's range, a traceback).
+MAX_STEP_SCALE = 1e6
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_steps(steps: Any, where: str) -> None:
+    if not (_is_count(steps) and steps >= 1):
+        raise ConfigError(f"{where}: 'steps' must be a whole number of at least 1, got {steps!r}")
 
 
 def _with_budget(data: dict[str, Any], budget: str, path: Path) -> dict[str, Any]:
@@ -151,6 +178,8 @@ def _with_budget(data: dict[str, Any], budget: str, path: Path) -> dict[str, Any
     if budget not in budgets:
         names = ", ".join(budgets) or "none"
         raise ConfigError(f"{path}: no budget {budget!r} (named budgets: {names}; or give a number to scale the steps)")
+    if not isinstance(budgets[budget], Mapping):
+        raise ConfigError(f"{path}: budget {budget!r} must be a mapping of top-level keys, got {budgets[budget]!r}")
     chosen = dict(budgets[budget])
     fixed_keys = {"base", "name", "fixed", "axes", "budgets"} & set(chosen)
     if fixed_keys:
@@ -211,6 +240,11 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
     names = [name for name, _ in cells]
     if len(set(names)) != len(names):
         raise ConfigError(f"ablation: duplicate cell names in {names}")
+    folders: dict[str, str] = {}
+    for name in names:  # two names one folder: their runs would overwrite each other
+        other = folders.setdefault(safe_name(name), name)
+        if other != name:
+            raise ConfigError(f"ablation: cells {other!r} and {name!r} would share one folder; rename one")
     resolved = []
     for name, choices in cells:
         data = copy.deepcopy(base)
@@ -232,6 +266,7 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
             scale *= config.own_steps_scale
         steps = data.get("steps") if own_steps or config.steps is None else config.steps
         if steps is not None:
+            _check_steps(steps, f"ablation cell {name!r}")
             data["steps"] = max(1, round(steps * scale))
         distill = bool(data.get("distill", {}).get("terms"))
         if teacher_cell is not None:
@@ -276,6 +311,7 @@ def output_folder(config: AblationConfig, budget: str | None) -> Path:
     folder = Path(config.output or Path("runs") / "ablations" / config.name)
     if budget is None:
         return folder
+    folder = folder if folder.name else folder.resolve()  # output "." (or "..") has no name to suffix
     return folder.with_name(f"{folder.name}-budget-{safe_name(budget, keep='-_.')}")
 
 
