@@ -471,6 +471,25 @@ def test_a_non_finite_metric_is_reported_not_fatal(tmp_path):
     write_reports(summary, tmp_path)
     text = (tmp_path / "ablation.md").read_text()
     assert "2.000 (1 non-finite)" in text and "| non-finite |" in text and "(1 seeds)" in text
+    # A cell that diverged on one seed ranks after those that never did, however good its other seeds.
+    results["lucky"] = {0: metrics(math.nan), 1: metrics(0.5)}
+    rows = summarise("t", [0, 1], 5, ["synthetic"], results, [], compare=[("lucky", "good")])
+    assert [r["cell"] for r in rows["tables"]["synthetic"]] == ["good", "lucky", "half", "diverged"]
+    write_reports(rows, tmp_path)
+    assert "-0.700 (1 of 2 non-finite, left out of the mean)" in (tmp_path / "ablation.md").read_text()
+
+
+def test_cells_without_results_read_failed_or_not_run_and_names_stay_in_their_column(tmp_path):
+    metrics = {"synthetic": {"epe": 1.0, "d1": 0.1, "bad1": 0.2, "bad2": 0.15, "bad3": 0.1}}
+    results = {"a | b": {0: metrics}, "crashed": {}, "pending": {}}
+    failures = [{"cell": "crashed", "seed": 0, "error": "boom"}]
+    write_reports(summarise("t", [0], 5, ["synthetic"], results, failures), tmp_path)
+    lines = (tmp_path / "ablation.md").read_text().splitlines()
+    assert "| 1 | a \\| b | 1 |" in "\n".join(lines)
+    assert any("| crashed |" in line and "| failed |" in line for line in lines)
+    assert any("| pending |" in line and "| not run |" in line for line in lines)
+    html = (tmp_path / "ablation.html").read_text()
+    assert ">failed</text>" in html and ">not run</text>" in html
 
 
 def test_the_lean_proxy_file_expands_to_every_member_scratch_and_distilled():

@@ -68,11 +68,15 @@ def summarise(
     speed = dict((bench or {}).get("cells", {}))
     reference = (bench or {}).get("reference")
     ref_ms = speed.get(reference, {}).get("latency_ms") if reference else None
+    failed_seeds: dict[str, list[int]] = {}
+    for failure in failures:
+        failed_seeds.setdefault(failure["cell"], []).append(failure["seed"])
     tables = {}
     for dataset in datasets:
         rows = []
         for cell, runs in results.items():
             row: dict[str, Any] = {"cell": cell, "n": len(runs), "seeds": sorted(runs)}
+            row["failed_seeds"] = sorted(failed_seeds.get(cell, []))
             for metric in METRICS:
                 row[metric] = _stats([runs[s][dataset][metric] for s in sorted(runs)])
             if baseline is not None:
@@ -82,7 +86,8 @@ def summarise(
                 if ref_ms and "latency_ms" in speed[cell]:
                     row["bench"]["speedup_of_reference"] = speed[cell]["latency_ms"] / ref_ms
             rows.append(row)
-        rows.sort(key=lambda r: (math.isnan(r["epe"]["mean"]), r["epe"]["mean"]))
+        # A cell that diverged on some seed ranks after every cell that never did, whatever its other seeds.
+        rows.sort(key=lambda r: (math.isnan(r["epe"]["mean"]), r["epe"]["nonfinite"] > 0, r["epe"]["mean"]))
         for rank, row in enumerate(rows, 1):
             row["rank"] = rank if math.isfinite(row["epe"]["mean"]) else None
         tables[dataset] = rows
@@ -117,14 +122,16 @@ def comparison_rows(comparisons: list[dict[str, Any]]) -> tuple[list[str], list[
             body.append([f"{row['a']} − {row['b']}", str(n), "-", "-"])
             continue
         text = f"{stats['mean']:+.3f}" + (f" [±{stats['ci95']:.3f}]" if n - stats["nonfinite"] > 1 else "")
+        if stats["nonfinite"]:  # the mean is over the finite differences only: say how many are not
+            text += f" ({stats['nonfinite']} of {n} non-finite, left out of the mean)"
         body.append([f"{row['a']} − {row['b']}", str(n), text, f"{row['a_better']} of {n} seeds"])
     return header, body
 
 
 def _cell_text(row: Mapping[str, Any], metric: str, percent: bool) -> str:
     stats = row[metric]
-    if not row["n"]:
-        return "failed"
+    if not row["n"]:  # no result: a recorded failure, or a run that has not finished (yet)
+        return "failed" if row.get("failed_seeds") else "not run"
     bad = f" ({stats['nonfinite']} non-finite)" if stats["nonfinite"] else ""
     if not math.isfinite(stats["mean"]):
         return "non-finite"
@@ -204,6 +211,15 @@ def _timed(row: Mapping[str, Any]) -> bool:
     return "latency_ms" in row.get("bench", {}) and row["n"] > 0
 
 
+def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
+    """Markdown table lines; a ``|`` inside a cell (a cell name may hold one) is escaped."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *(line(row) for row in body)]
+
+
 def write_reports(summary: Mapping[str, Any], out: Path) -> None:
     """ablation.json, ablation.md and ablation.html (tables and EPE bars with 95 % CIs per dataset)."""
     from html import escape
@@ -239,20 +255,19 @@ def write_reports(summary: Mapping[str, Any], out: Path) -> None:
         html_parts.append(f"<p>{escape(_bench_note(bench))}</p>")
     for dataset, rows in summary["tables"].items():
         header, body = table_rows(rows, reference, baseline)
-        md += ["", f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(r) + " |" for r in body]
+        md += ["", f"## {dataset}", "", *_md_table(header, body)]
         bars = [(row["cell"], row["epe"]["mean"], row["epe"]["ci95"]) for row in rows]
+        missing = {row["cell"]: _cell_text(row, "epe", False) for row in rows}
         html_parts += [
             f"<h2>{escape(dataset)}</h2>",
             htmlpage.table(header, body),
-            bar_chart(bars, f"EPE on {dataset} (95 % CI)", "EPE px", colours=colours),
+            bar_chart(bars, f"EPE on {dataset} (95 % CI)", "EPE px", colours=colours, missing=missing),
         ]
         comparisons = summary.get("comparisons", {}).get(dataset)
         if comparisons:
             header, body = comparison_rows(comparisons)
             md += ["", f"Paired comparisons on {dataset} (negative: A has the lower EPE):", ""]
-            md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            md += ["| " + " | ".join(r) + " |" for r in body]
+            md += _md_table(header, body)
             html_parts += [f"<h3>Paired comparisons on {escape(dataset)}</h3>", htmlpage.table(header, body)]
         timed = [(r["cell"], r["bench"]["latency_ms"], r["epe"]["mean"], r["epe"]["ci95"]) for r in rows if _timed(r)]
         if timed:

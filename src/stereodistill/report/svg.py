@@ -163,8 +163,10 @@ def bar_chart(
     value_label: str,
     width: int = 560,
     colours: Mapping[str, str] | None = None,
+    missing: Mapping[str, str] | None = None,
 ) -> str:
-    """Horizontal bars (label, value, error half-width) with error bars; NaN values are left empty.
+    """Horizontal bars (label, value, error half-width) with error bars; a non-finite value gets no
+    bar but the word ``missing`` gives for its label ("failed", "not run"; "no value" by default).
     ``colours`` (label → colour) keeps a label's colour the same across charts."""
     left, right, top, row_h = 170, 24, 28, 22
     height = top + row_h * len(rows) + 36
@@ -184,7 +186,8 @@ def bar_chart(
         y = top + i * row_h
         parts.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
         if not math.isfinite(value):
-            parts.append(f'<text x="{left + 4}" y="{y + 15}" fill="#a00">failed</text>')
+            word = escape((missing or {}).get(label, "no value"))
+            parts.append(f'<text x="{left + 4}" y="{y + 15}" fill="#a00">{word}</text>')
             continue
         colour = (colours or {}).get(label, PALETTE[i % len(PALETTE)])
         parts.append(
