@@ -176,14 +176,30 @@ def test_convert_imports_an_original_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "half.safetensors").exists()
 
 
+def test_quickstart_force_never_deletes_its_recipe(tmp_path, capsys):
+    from importlib import resources
+
+    out = tmp_path / "qs"
+    out.mkdir()
+    recipe = out / "my_recipe.yaml"
+    packaged = resources.files("stereodistill.experiments.recipes") / "quickstart.yaml"
+    recipe.write_text(packaged.read_text())
+    assert main(["quickstart", "--out", str(out), "--recipe", str(recipe), "--force"]) == 2
+    assert "--force would delete" in capsys.readouterr().err and recipe.is_file()
+
+
 def test_one_vocabulary_for_budgets_devices_and_threads(capsys):
     """quickstart scales its steps with --budget FACTOR as ablate does (--steps-scale is the older
     name); every --device is checked when parsed; bench and export default to the process's cores."""
     parser = build_parser()
     assert parser.parse_args(["quickstart", "--budget", "2.5"]).steps_scale == 2.5
     assert parser.parse_args(["quickstart", "--steps-scale", "3"]).steps_scale == 3.0
-    assert main(["quickstart", "--budget", "0"]) == 2
-    assert "--budget must be a positive factor" in capsys.readouterr().err
+    for factor in ("0", "inf"):
+        assert main(["quickstart", "--budget", factor]) == 2
+        assert "--budget must be a positive, finite factor" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["quickstart", "--seed", "-1"])  # a usage error, before anything is written
+    assert "a whole number >= 0" in capsys.readouterr().err
     commands = (["eval", "c", "--list", "x.csv"], ["infer", "c", "l", "r"], ["quickstart"], ["bench", "--models", "x"])
     for command in commands:
         with pytest.raises(SystemExit):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -67,8 +68,24 @@ def test_recipe_sections_are_checked(tmp_path):
         run_configs(recipe, tmp_path, seed=0)
     recipe = tiny_recipe()
     recipe["bench"]["repeat"] = 3
-    with pytest.raises(ConfigError, match=r"unknown key.*'bench': repeat"):
+    with pytest.raises(ConfigError, match=r"unknown key 'quickstart recipe \(bench\)\.repeat'; did you mean 'repeats'"):
         run_configs(recipe, tmp_path, seed=0)
+    # Values that cannot run are refused before any work, not after the three trainings.
+    for section, key, value, problem in (
+        ("bench", "repeats", "five", "repeats"),
+        ("bench", "size", 256, "size"),
+        ("bench", "threads", 0, "must be positive"),
+        ("test", "images", "x", "images"),
+        ("test", "pairs", 0, "must be positive"),
+        ("teacher", "steps", "x", "steps must be a whole number"),
+    ):
+        recipe = tiny_recipe()
+        recipe.setdefault(section, {})[key] = value
+        with pytest.raises(ConfigError, match=problem):
+            run_configs(recipe, tmp_path, seed=0)
+    path.write_text("common:\nteacher: {}\nstudent: {}\ndistill: {}\n")
+    with pytest.raises(ConfigError, match="'common' must be a mapping"):
+        load_recipe(path)
     recipe = tiny_recipe()
     recipe["student"]["optim"] = {"lr": "fast"}
     with pytest.raises(ConfigError, match="lr"):
@@ -119,6 +136,9 @@ def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
     assert [name for name in images if f'src="images/{name}"' not in page] == []
     assert '<a href="images/00_teacher.png">' in page  # every map links to its full size
     assert "one seed" in verdict(report) and "docs/results.md" in verdict(report)
+    for scratch in (math.nan, math.inf, None):  # None: a report.json read back (JSON has no infinity)
+        judged = {**report, "distillation": {**report["distillation"], "epe_scratch": scratch}}
+        assert verdict(judged).startswith("Distillation cannot be judged this time") and "not finite" in verdict(judged)
 
 
 def test_student_argument_takes_its_familys_recipe(tmp_path):

@@ -9,10 +9,11 @@ The recipe is ``stereodistill/experiments/recipes/quickstart.yaml`` (``--recipe`
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
-from stereodistill.cli.args import add_device, size
+from stereodistill.cli.args import add_device, non_negative_int, size
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -24,7 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "Middlebury Motorcycle pair; benchmark them; write report.json, report.md and report.html.",
     )
     parser.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of data, weights and order (default 0)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="random seed of data, weights and order (default 0)"
+    )
     parser.add_argument("--recipe", help="a recipe YAML (default: the packaged quickstart.yaml)")
     parser.add_argument(
         "--budget",
@@ -51,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.experiments.quickstart import load_recipe, run_quickstart
     from stereodistill.report.quickstart_report import markdown
 
-    if not args.steps_scale > 0:
-        raise ConfigError(f"--budget must be a positive factor, got {args.steps_scale}")
+    if not (math.isfinite(args.steps_scale) and args.steps_scale > 0):
+        raise ConfigError(f"--budget must be a positive, finite factor, got {args.steps_scale}")
     out = Path(args.out)
     report = run_quickstart(
         out,
+        reads=[Path(args.recipe)] if args.recipe else [],
         seed=args.seed,
         recipe=load_recipe(args.recipe),
         steps_scale=args.steps_scale,

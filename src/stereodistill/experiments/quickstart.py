@@ -14,8 +14,8 @@ and latency through :mod:`stereodistill.evaluate.benchmark`, as the CLI commands
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
             f"quickstart recipe {path or 'quickstart.yaml'}: {'; '.join(problems)} "
             f"(sections: {', '.join(sorted(RECIPE_KEYS))})"
         )
+    for name in ("common", "teacher", "student", "distill"):
+        if not isinstance(recipe[name], Mapping):
+            raise ConfigError(f"quickstart recipe {path or 'quickstart.yaml'}: '{name}' must be a mapping of settings")
     return recipe
 
 
@@ -111,7 +114,10 @@ def run_configs(
         for part in parts:
             data = merge_mappings(data, part)
         data = merge_mappings(data, {"name": role, "output": str(runs / role), "seed": seed})
-        data["steps"] = max(1, round(int(data.get("steps", 1)) * steps_scale))
+        steps = data.get("steps", 1)
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
+            raise ConfigError(f"quickstart recipe ({role}): steps must be a whole number of at least 1, got {steps!r}")
+        data["steps"] = max(1, round(steps * steps_scale))
         if role == "student_distilled":
             data["teacher"] = {"checkpoint": str(runs / "teacher" / "model")}
         data.setdefault("data", {}).setdefault("val", heldout_split(recipe, out))
@@ -148,31 +154,56 @@ def heldout_split(recipe: Mapping[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
+@dataclass
+class TestSplitSettings:
+    """The recipe's ``test`` section: the held-out synthetic split, and how many of its pairs the report shows."""
+
+    pairs: int = 20
+    size: tuple[int, int] = (96, 192)
+    max_disp: int = 48
+    options: dict[str, Any] = field(default_factory=dict)  # the generator's, as data.train.options
+    images: int = 3  # pairs shown in report.html
+
+    def __post_init__(self) -> None:
+        if self.pairs < 1 or min(self.size) < 1 or self.max_disp < 1 or self.images < 0:
+            raise ConfigError("quickstart recipe: test.pairs, size and max_disp must be positive, images not negative")
+
+
+@dataclass
+class BenchSettings:
+    """The recipe's ``bench`` section: the latency input and how it is timed."""
+
+    size: tuple[int, int] = (256, 512)
+    repeats: int = 5
+    threads: int | None = None  # None: PyTorch's default
+
+    def __post_init__(self) -> None:
+        if min(self.size) < 1 or self.repeats < 1 or (self.threads is not None and self.threads < 1):
+            raise ConfigError("quickstart recipe: bench.size, repeats and threads must be positive")
+
+
 def heldout_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """Size, disparity range and generator options of the test split: those of the training data
     unless the recipe's ``test`` section says otherwise, so both come from one distribution."""
     train = recipe["common"].get("data", {}).get("train", {})
-    settings = {
-        "pairs": 20,
-        "size": train.get("size", [96, 192]),
-        "max_disp": train.get("max_disp", 48),
-        "options": train.get("options", {}),
-        "images": 3,
-    }
-    unknown = sorted(set(recipe.get("test", {})) - set(settings))
-    if unknown:
-        raise ConfigError(f"quickstart recipe: unknown key(s) in 'test': {', '.join(unknown)}")
-    return {**settings, **recipe.get("test", {})}
+    inherited = {key: train[key] for key in ("size", "max_disp", "options") if key in train}
+    merged = {**inherited, **section(recipe, "test")}
+    return asdict(from_dict(TestSplitSettings, merged, where="quickstart recipe (test)"))
 
 
 def bench_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """The ``bench`` section, checked: latency input size, repeats and threads."""
-    bench = dict(recipe.get("bench", {}))
-    unknown = sorted(set(bench) - {"size", "repeats", "threads"})
-    if unknown:
-        known = "size, repeats, threads"
-        raise ConfigError(f"quickstart recipe: unknown key(s) in 'bench': {', '.join(unknown)} (known: {known})")
-    return bench
+    return asdict(from_dict(BenchSettings, section(recipe, "bench"), where="quickstart recipe (bench)"))
+
+
+def section(recipe: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One section of a recipe, which must be a mapping (an empty one when it is absent)."""
+    value = recipe.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"quickstart recipe: '{name}' must be a mapping of settings, got {value!r}")
+    return dict(value)
 
 
 @dataclass
@@ -280,11 +311,13 @@ def run_quickstart(
     bench_size: tuple[int, int] | None = None,
     student: str | None = None,
     force: bool = False,
+    reads: Sequence[Path] = (),
     log: Progress = print,
 ) -> dict[str, Any]:
     """Data → teacher → two students → evaluation → benchmark → report files; returns report.json's content.
 
-    ``out`` must be new or empty, unless ``force`` (then it is cleared first)."""
+    ``out`` must be new or empty, unless ``force`` (then it is cleared first, unless it holds one
+    of the files in ``reads``: the recipe file)."""
     from stereodistill.checkpoint import load_model
     from stereodistill.data.motorcycle import NAME as MOTORCYCLE
     from stereodistill.data.motorcycle import fit_factor, load_motorcycle
@@ -303,7 +336,7 @@ def run_quickstart(
     check_pairing(configs)
     for config in configs.values():
         config.device = device
-    prepare_new_run(out, force=force, hint="give another --out, or --force to start over")
+    prepare_new_run(out, force=force, hint="give another --out, or --force to start over", reads=reads)
     write_text_atomic(out / "recipe.yaml", yaml.safe_dump(dict(recipe), sort_keys=False))
 
     since = time.perf_counter()
@@ -351,8 +384,8 @@ def run_quickstart(
 
     since = time.perf_counter()
     bench = bench_settings(recipe)
-    height, width = bench_size or tuple(bench.get("size", (256, 512)))
-    threads = int(bench.get("threads", torch.get_num_threads()))
+    height, width = bench_size or tuple(bench["size"])
+    threads = bench["threads"] or torch.get_num_threads()
     log(
         f"[4/5] benchmarking at {height}x{width}, batch 1, {dev.type}"
         + (f", {threads} threads" if dev.type == "cpu" else "")
@@ -362,7 +395,7 @@ def run_quickstart(
         height,
         width,
         device=str(dev),
-        repeats=int(bench.get("repeats", 5)),
+        repeats=bench["repeats"],
         warmup=1,
         threads=threads,
     )
@@ -380,7 +413,7 @@ def run_quickstart(
             "device": str(dev),
             "threads": threads,
             "batch": 1,
-            "repeats": int(bench.get("repeats", 5)),
+            "repeats": bench["repeats"],
             "statistic": "median after 1 warm-up",
         },
         "models": {},

@@ -161,6 +161,13 @@ def verdict(report: Mapping[str, Any]) -> str:
         f" This is one seed ({report['seed']}), and one seed can mislead: the repository's docs/results.md "
         "has the same comparison over three seeds."
     )
+    scratch, distilled = gain["epe_scratch"], gain["epe_distilled"]
+    if not all(isinstance(epe, float | int) and math.isfinite(epe) for epe in (scratch, distilled)):
+        return (
+            f"Distillation cannot be judged this time: the EPE on the synthetic test split is {_epe(distilled)} "
+            f"distilled against {_epe(scratch)} from scratch; a network that predicts NaN or infinity anywhere has "
+            "an infinite EPE (it diverged: see its scalars.csv)." + one_seed
+        )
     if gain["distilled_beats_scratch"]:
         return (
             f"Distillation lowered the student's EPE on the synthetic test split from {gain['epe_scratch']:.3f} px "
@@ -172,6 +179,13 @@ def verdict(report: Mapping[str, Any]) -> str:
         f"{gain['epe_distilled']:.3f} px against {gain['epe_scratch']:.3f} px from scratch, for the same {steps} "
         "steps." + one_seed
     )
+
+
+def _epe(value: Any) -> str:
+    """An EPE for a sentence: px when finite, else what it is (JSON writes an infinite one as null)."""
+    if isinstance(value, float | int) and math.isfinite(value):
+        return f"{value:.3f} px"
+    return "not finite"
 
 
 def speed_line(report: Mapping[str, Any]) -> str:
