@@ -246,6 +246,11 @@ def test_npy_ground_truth_with_a_corrupt_header_or_a_plane_axis(tmp_path):
     for shape in ((1, 4, 6), (4, 6, 1)):  # what the reader accepts, the size check accepts
         np.save(tmp_path / "p.npy", np.ones(shape, np.float32))
         assert formats.disparity_size(tmp_path / "p.npy") == formats.read_disparity(tmp_path / "p.npy").shape
+    np.save(tmp_path / "huge.npy", np.ones((32, 64), np.float32))  # a header claiming 763 GiB: an error, not a try
+    data = (tmp_path / "huge.npy").read_bytes()
+    (tmp_path / "huge.npy").write_bytes(data.replace(b"(32, 64), }" + b" " * 8, b"(3200000, 64000), }", 1))
+    with pytest.raises(DataError, match=r"huge\.npy: not a"):
+        formats.read_disparity(tmp_path / "huge.npy")
     np.save(tmp_path / "v.npy", np.ones((2, 4, 6), np.float32))
     with pytest.raises(DataError, match="2-D"):
         formats.disparity_size(tmp_path / "v.npy")

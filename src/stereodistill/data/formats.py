@@ -206,7 +206,9 @@ def read_mask(path: str | Path) -> np.ndarray:
 def _load_npy(path: Path) -> np.ndarray:
     _require_file(path)
     try:
-        return np.load(path, allow_pickle=False)
+        # Mapped first, so that a header claiming more data than the file holds is an error, not an
+        # attempt to allocate it; then copied into memory.
+        return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     except ValueError as exc:  # pickled object arrays are refused, never executed
         raise DataError(path, f"not a plain .npy array ({exc})") from None
     except NPY_ERRORS as exc:

@@ -166,7 +166,7 @@ class TestSplitSettings:
 
     def __post_init__(self) -> None:
         if self.pairs < 1 or min(self.size) < 1 or self.max_disp < 1 or self.images < 0:
-            raise ConfigError("quickstart recipe: test.pairs, size and max_disp must be positive, images not negative")
+            raise ConfigError("pairs, size and max_disp must be positive, images not negative")
 
 
 @dataclass
@@ -179,7 +179,7 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         if min(self.size) < 1 or self.repeats < 1 or (self.threads is not None and self.threads < 1):
-            raise ConfigError("quickstart recipe: bench.size, repeats and threads must be positive")
+            raise ConfigError("size, repeats and threads must be positive")
 
 
 def heldout_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
