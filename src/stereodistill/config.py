@@ -97,6 +97,13 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
+def check_steps(steps: Any, where: str) -> int:
+    """A step count read before the run config is typed (it is scaled first): a whole number >= 1."""
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
+        raise ConfigError(f"{where}: 'steps' must be a whole number of at least 1, got {steps!r}")
+    return steps
+
+
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):

@@ -77,7 +77,7 @@ def test_recipe_sections_are_checked(tmp_path):
         ("bench", "threads", 0, "must be positive"),
         ("test", "images", "x", "images"),
         ("test", "pairs", 0, "must be positive"),
-        ("teacher", "steps", "x", "steps must be a whole number"),
+        ("teacher", "steps", "x", "'steps' must be a whole number"),
     ):
         recipe = tiny_recipe()
         recipe.setdefault(section, {})[key] = value

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stereodistill.config import from_dict, load_yaml, set_dotted, to_dict
+from stereodistill.config import check_steps, from_dict, load_yaml, set_dotted, to_dict
 from stereodistill.errors import ConfigError
 from stereodistill.experiments.ablation_report import summarise, write_reports
 from stereodistill.experiments.ablation_runs import (
@@ -147,8 +147,8 @@ def load_ablation(path: str | Path, budget: str | None = None) -> tuple[Ablation
             file_steps = data.get("steps")
             data = _with_budget(data, budget, path)
             if data.get("steps") != file_steps:
-                _check_steps(data.get("steps"), f"{path}: budget {budget!r}")
-                own_steps_scale = data["steps"] / file_steps if _is_count(file_steps) else None
+                check_steps(data.get("steps"), f"{path}: budget {budget!r}")
+                own_steps_scale = data["steps"] / file_steps if isinstance(file_steps, int) and file_steps > 0 else None
     config = from_dict(AblationConfig, data, where=str(path))
     if not (math.isfinite(scale) and 0 < scale < MAX_STEP_SCALE):
         raise ConfigError(
@@ -161,15 +161,6 @@ def load_ablation(path: str | Path, budget: str | None = None) -> tuple[Ablation
 
 #: A numeric ``--budget`` beyond this is a typo, not a plan (and beyond a float's range, a traceback).
 MAX_STEP_SCALE = 1e6
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_steps(steps: Any, where: str) -> None:
-    if not (_is_count(steps) and steps >= 1):
-        raise ConfigError(f"{where}: 'steps' must be a whole number of at least 1, got {steps!r}")
 
 
 def _with_budget(data: dict[str, Any], budget: str, path: Path) -> dict[str, Any]:
@@ -266,7 +257,7 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
             scale *= config.own_steps_scale
         steps = data.get("steps") if own_steps or config.steps is None else config.steps
         if steps is not None:
-            _check_steps(steps, f"ablation cell {name!r}")
+            check_steps(steps, f"ablation cell {name!r}")
             data["steps"] = max(1, round(steps * scale))
         distill = bool(data.get("distill", {}).get("terms"))
         if teacher_cell is not None:

@@ -363,7 +363,8 @@ def without(source: Path, files: list[Any], left_out: list[int]) -> Any:
     """A ``pairs`` dataset's files less those at ``left_out``, masks kept: a list to write."""
     from stereodistill.data.pairing import FolderPairs
 
-    kept = [files[index] for index in range(len(files)) if index not in set(left_out)]
+    drop = set(left_out)
+    kept = [pair for index, pair in enumerate(files) if index not in drop]
     rows = tuple((pair.left, pair.right, pair.disp) for pair in kept)
     return FolderPairs(source, rows, (), sum(pair.disp is not None for pair in kept), tuple(p.mask for p in kept))
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import yaml
 
-from stereodistill.config import from_dict, merge_mappings
+from stereodistill.config import check_steps, from_dict, merge_mappings
 from stereodistill.errors import ConfigError
 from stereodistill.runtime import machine_info
 from stereodistill.train.config import RunConfig
@@ -114,9 +114,7 @@ def run_configs(
         for part in parts:
             data = merge_mappings(data, part)
         data = merge_mappings(data, {"name": role, "output": str(runs / role), "seed": seed})
-        steps = data.get("steps", 1)
-        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
-            raise ConfigError(f"quickstart recipe ({role}): steps must be a whole number of at least 1, got {steps!r}")
+        steps = check_steps(data.get("steps", 1), f"quickstart recipe ({role})")
         data["steps"] = max(1, round(steps * steps_scale))
         if role == "student_distilled":
             data["teacher"] = {"checkpoint": str(runs / "teacher" / "model")}

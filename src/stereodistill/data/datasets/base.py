@@ -117,10 +117,11 @@ class StereoDataset(torch.utils.data.Dataset):
         self.unlisted: list[str] = []
         if list_file is not None:
             wanted = read_list_file(list_file)
-            named = {Path(entry).resolve(): entry for entry in wanted if Path(entry).is_file()}
+            entries = set(wanted)
+            named = {Path(entry).resolve(): entry for entry in entries if Path(entry).is_file()}
             used, kept = set(), []
             for sample in files:
-                found = listed_entries(sample, self.root, set(wanted), named)
+                found = listed_entries(sample, self.root, entries, named)
                 used.update(found)
                 kept += [sample] if found else []
             files = kept
