@@ -143,3 +143,40 @@ def test_clamp_leaves_out_the_pixels_far_from_their_label():
     assert pred.grad[0, 1, 0] == 0 and pred.grad[0, 0, 0] > 0  # the 10 px outlier pulls nothing
     mask = torch.tensor([[[True, False], [True, True]]])
     assert multi_output_loss([pred], target, mask, (1.0,), "l1", clamp=3.0).item() == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("name", ["pkd", "dist", "cosine", "mse", "kl", "cwd"])
+def test_masked_out_positions_change_nothing_and_an_empty_mask_gives_zero(name):
+    s, t = rand(2, 4, 4, 6), rand(2, 4, 4, 6)
+    mask = torch.zeros(2, 4, 6, dtype=torch.bool)
+    mask[:, :2] = True
+    loss = LOSSES.get(name)
+    changed = s.clone()
+    changed[:, :, 2:] *= 100  # only where the mask keeps nothing
+    torch.testing.assert_close(loss(changed, t, mask), loss(s, t, mask))
+    empty = s.clone().requires_grad_(True)
+    value = loss(empty, t, torch.zeros_like(mask))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(empty.grad).all()
+
+
+def test_pkd_standardises_over_the_kept_positions():
+    s, t = rand(1, 3, 4, 6), rand(1, 3, 4, 6)
+    mask = torch.zeros(1, 4, 6, dtype=torch.bool)
+    mask[:, :2] = True
+
+    def standard(x):  # by hand, over the kept rows only
+        kept = x[:, :, :2]
+        return (kept - kept.mean((2, 3), keepdim=True)) / kept.var((2, 3), keepdim=True, unbiased=False).add(
+            1e-6
+        ).sqrt()
+
+    expected = 0.5 * (standard(s) - standard(t)).square().mean()
+    torch.testing.assert_close(LOSSES.get("pkd")(s, t, mask), expected)
+
+
+def test_dist_leaves_an_image_without_kept_pixels_out_of_its_relation_term():
+    s, t = rand(2, 4, 4, 6), rand(2, 4, 4, 6)
+    mask = torch.ones(2, 4, 6, dtype=torch.bool)
+    mask[1] = False  # the second image has nothing to compare
+    torch.testing.assert_close(LOSSES.get("dist")(s, t, mask), LOSSES.get("dist")(s[:1], t[:1], mask[:1]))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from stereodistill.distill.adapters import build_adapter
-from stereodistill.distill.masks import full_resolution_mask, resize_mask
+from stereodistill.distill.masks import full_resolution_mask, left_right_consistent, resize_mask
 from stereodistill.distill.terms import TermConfig, build_terms
 from stereodistill.errors import ConfigError
 
@@ -58,6 +58,25 @@ def test_masks_and_majority_resize():
     big[:, 2, 2] = True
     assert resize_mask(big, (2, 2)).tolist() == [[[True, False], [False, False]]]
     assert resize_mask(torch.ones(1, 1, 2, dtype=torch.bool), (2, 4)).all()
+
+
+def test_a_reduced_mask_votes_with_the_pixels_each_tap_cell_covers():
+    # 34×66 at 1/4: 9×17 cells, the first row covering the 2 rows of padding above the image and rows 0–1.
+    mask = torch.zeros(1, 34, 66, dtype=torch.bool)
+    mask[:, :2] = True
+    cells = resize_mask(mask, (9, 17))
+    assert cells[0, 0].all() and not cells[0, 1:].any()
+    assert resize_mask(torch.ones(1, 34, 66, dtype=torch.bool), (9, 17)).all()  # partial cells still count
+
+
+def test_the_left_right_check_is_exact_in_bf16_too():
+    # Even columns see 3 px, odd ones 5 px: each lands on a right column of the other parity, which
+    # holds its disparity back. bf16 rounds x − d to an even number beyond 256, and would read the wrong one.
+    columns = torch.arange(512).expand(1, 4, 512)
+    disparity = torch.where(columns % 2 == 0, 3.0, 5.0)
+    right = torch.where(columns % 2 == 1, 3.0, 5.0)
+    kept = left_right_consistent(disparity.bfloat16(), right.bfloat16(), 1.0)
+    assert kept.equal(left_right_consistent(disparity, right, 1.0)) and kept[..., 5:].all()
 
 
 def test_terms_are_checked_against_both_models():

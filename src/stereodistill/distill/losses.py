@@ -67,19 +67,27 @@ def mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None 
     return masked_mean((student - teacher.detach()).square().mean(1), mask)
 
 
-def _standardise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Zero mean, unit variance per sample and channel over the remaining dims."""
+def _standardise(x: torch.Tensor, weights: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """Zero mean, unit variance per sample and channel over the remaining dims (over the positions
+    ``weights``, B×1×…, keeps, where given)."""
     dims = tuple(range(2, x.dim()))
-    mean = x.mean(dims, keepdim=True)
-    std = x.var(dims, keepdim=True, unbiased=False).add(eps).sqrt()
-    return (x - mean) / std
+    if weights is None:
+        mean = x.mean(dims, keepdim=True)
+        var = x.var(dims, keepdim=True, unbiased=False)
+    else:
+        total = weights.sum(dims, keepdim=True).clamp(min=1e-12)
+        mean = (x * weights).sum(dims, keepdim=True) / total
+        var = ((x - mean).square() * weights).sum(dims, keepdim=True) / total
+    return (x - mean) / var.add(eps).sqrt()
 
 
 @LOSSES.register("pkd")
 def pkd(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """PKD: MSE between Pearson-standardised maps (insensitive to the teacher's feature magnitude), / 2."""
+    """PKD: MSE between Pearson-standardised maps (insensitive to the teacher's feature magnitude), / 2.
+    With a mask, the statistics too are over the kept positions only."""
     _check(student, teacher)
-    diff = _standardise(student) - _standardise(teacher.detach())
+    weights = _expand_mask(mask, student[:, :1])
+    diff = _standardise(student, weights) - _standardise(teacher.detach(), weights)
     return 0.5 * masked_mean(diff.square().mean(1), mask)
 
 
@@ -161,7 +169,8 @@ def dist(
     """DIST relation loss on disparity distributions (Huang et al., 2022), × τ².
 
     Inter: per pixel, 1 − Pearson correlation of the two distributions across disparities.
-    Intra: per disparity, 1 − Pearson correlation across the (valid) pixels of each image.
+    Intra: per disparity, 1 − Pearson correlation across the (valid) pixels of each image, averaged
+    over the images that have any (so a mask that keeps nothing gives 0, as every term's does).
     """
     s, t = _logits(student), _logits(teacher.detach())
     _check(s, t)
@@ -169,8 +178,12 @@ def dist(
     p_t = F.softmax(t / tau, dim=1)
     inter_term = masked_mean(_pearson_distance(p_s, p_t, 1, None), mask)
     flat_s, flat_t = p_s.flatten(2), p_t.flatten(2)  # B×D×N
-    weights = None if mask is None else mask.to(p_s.dtype).flatten(1).unsqueeze(1).expand_as(flat_s)
-    intra_term = _pearson_distance(flat_s, flat_t, 2, weights).mean()
+    if mask is None:
+        intra_term = _pearson_distance(flat_s, flat_t, 2, None).mean()
+    else:  # over the images with a kept pixel: one with none has no correlation to speak of
+        weights = mask.to(p_s.dtype).flatten(1).unsqueeze(1).expand_as(flat_s)
+        kept = mask.flatten(1).any(1).to(p_s.dtype)
+        intra_term = (_pearson_distance(flat_s, flat_t, 2, weights).mean(1) * kept).sum() / kept.sum().clamp(min=1)
     return (inter * inter_term + intra * intra_term) * tau**2
 
 

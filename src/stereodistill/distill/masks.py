@@ -9,7 +9,10 @@
   lands; occlusions and mismatches fail it. Needs no ground truth, like ``confidence``.
 
 Masks are computed at full resolution and reduced to a tap's H×W by majority vote (area average
-> 0.5), so a 1/4-resolution cell counts when most of the pixels it covers do.
+> 0.5), so a 1/4-resolution cell counts when most of the pixels it covers do. A tap of an image whose
+size is not a multiple of its scale s has ceil(H/s) × ceil(W/s) cells, the first row and the last
+column partly over the padding above and to the right (``models.base``): the vote counts only the
+image pixels each cell covers.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def right_view_disparity(model: torch.nn.Module, left: torch.Tensor, right: torc
 def left_right_consistent(disparity: torch.Tensor, right_disparity: torch.Tensor, threshold: float) -> torch.Tensor:
     """B×H×W bool: the left pixel lands inside the right view (``x − d``) and the right view's
     disparity there agrees within ``threshold`` px."""
+    # In float32 whatever the network's dtype: bf16 cannot tell columns 2 apart beyond 256.
+    disparity, right_disparity = disparity.float(), right_disparity.float()
     width = disparity.shape[-1]
     columns = torch.arange(width, device=disparity.device).expand_as(disparity)
     landing = (columns - disparity).round().long()
@@ -42,14 +47,30 @@ def left_right_consistent(disparity: torch.Tensor, right_disparity: torch.Tensor
     return inside & ((seen - disparity).abs() <= threshold)
 
 
+def tap_scale(image: tuple[int, int], tap: tuple[int, int]) -> int | None:
+    """The integer scale s at which an H×W image gives an h×w tap (h = ceil(H/s), w = ceil(W/s));
+    a power of two where several fit, None where none does."""
+    (height, width), (h, w) = image, tap
+    fits = [s for s in range(1, max(height, width) + 1) if -(-height // s) == h and -(-width // s) == w]
+    powers = [s for s in fits if s & (s - 1) == 0]
+    return (powers or fits or [None])[0]
+
+
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """B×H×W bool → B×h×w bool: majority vote when shrinking, nearest when growing."""
+    """B×H×W bool → B×h×w bool: majority vote of the image pixels each cell covers when shrinking
+    (cells aligned as the networks' taps are, padding above and to the right), nearest when growing."""
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
     values = mask.float().unsqueeze(1)
-    if size[0] <= mask.shape[-2] and size[1] <= mask.shape[-1]:
+    if size[0] > mask.shape[-2] or size[1] > mask.shape[-1]:
+        return (F.interpolate(values, size=size, mode="nearest") > 0.5).squeeze(1)
+    scale = tap_scale(tuple(mask.shape[-2:]), tuple(size))
+    if scale is None:  # not a tap of this image (a map resized by an adapter): areas as they fall
         return (F.adaptive_avg_pool2d(values, size) > 0.5).squeeze(1)
-    return (F.interpolate(values, size=size, mode="nearest") > 0.5).squeeze(1)
+    padding = (0, -mask.shape[-1] % scale, -mask.shape[-2] % scale, 0)  # left, right, top, bottom
+    kept = F.avg_pool2d(F.pad(values, padding), scale)
+    covered = F.avg_pool2d(F.pad(torch.ones_like(values[:1]), padding), scale)  # image share of each cell
+    return (kept > 0.5 * covered).squeeze(1)
 
 
 def full_resolution_mask(
