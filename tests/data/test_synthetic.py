@@ -11,6 +11,7 @@ from skimage.measure import label
 
 from stereodistill.data.formats import read_image, read_mask, read_pfm
 from stereodistill.data.synthetic import SynthConfig, SyntheticPair, SyntheticStereo, generate_pair, write_synthetic
+from stereodistill.data.synthetic.writer import pair_seed
 from stereodistill.errors import ConfigError, DataError
 
 H, W, MAX_DISP = 64, 128, 24
@@ -230,7 +231,7 @@ def test_write_synthetic_layout_round_trip_and_manifest(tmp_path) -> None:
 
     # Splits never share a pair.
     test_disp = read_pfm(tmp_path / "disparity/TEST/A/0000/left/0000.pfm")
-    assert np.array_equal(test_disp, generate_pair(CONFIG, (3, 1, 0)).disp)
+    assert np.array_equal(test_disp, generate_pair(CONFIG, pair_seed(3, "test", 0)).disp)
     assert not np.array_equal(test_disp, generate_pair(CONFIG, (3, 0, 0)).disp)
 
     manifest = json.loads((tmp_path / "synth.json").read_text())
@@ -238,6 +239,15 @@ def test_write_synthetic_layout_round_trip_and_manifest(tmp_path) -> None:
     assert manifest["test"]["n_pairs"] == 2
     assert SynthConfig.from_dict(manifest["train"]["config"]) == CONFIG
     assert not list(tmp_path.rglob("*.tmp*"))  # atomic writes leave no temporaries
+
+
+def test_a_written_test_split_shares_no_pair_with_the_training_pairs_drawn_in_memory(tmp_path) -> None:
+    config = SynthConfig(height=32, width=64, max_disp=16)
+    write_synthetic(tmp_path, 3, config, seed=0, split="test")
+    written = sorted((tmp_path / "disparity").rglob("left/*.pfm"))
+    training = SyntheticStereo(6, config, seed=0)  # the quickstart trains on seed 0 and tests on its seed
+    for path in written:  # NumPy drops trailing zeros of a seed: (0, 1, 0) once drew training pair 1
+        assert not any(np.array_equal(read_pfm(path), training.pair(j).disp) for j in range(6)), path.name
 
 
 def test_rewriting_a_smaller_split_removes_the_extra_pairs(tmp_path) -> None:
@@ -265,7 +275,7 @@ def test_sceneflow_reader_reads_what_is_written(tmp_path) -> None:
     assert len(dataset) == 3
     sample = dataset[0]
     assert sample["left"].shape == (3, H, W)
-    assert np.array_equal(sample["disp"].numpy(), generate_pair(CONFIG, (1, 1, 0)).disp)
+    assert np.array_equal(sample["disp"].numpy(), generate_pair(CONFIG, pair_seed(1, "test", 0)).disp)
 
 
 # ----------------------------------------------------------------------- realistic scenes

@@ -371,3 +371,20 @@ def test_too_few_supervised_weights_are_a_config_error_in_set_up(tmp_path):
     with pytest.raises(ConfigError, match=r"supervised\.weights: lean-xs trains 2 output"):
         Trainer(cfg, distill=False)
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_data_without_a_range_is_valid_only_below_the_models(tmp_path):
+    from stereodistill.data.formats import read_pfm, write_pfm
+    from stereodistill.data.motorcycle import write_motorcycle
+
+    train = {"dataset": "synthetic", "pairs": 4, "size": [32, 64]}  # scenes drawn up to 48 px, as before
+    csv = write_motorcycle(tmp_path / "moto", factor=4)  # ground truth up to about 15 px
+    truth = tmp_path / "moto" / "disp0.pfm"
+    write_pfm(truth, 2 * read_pfm(truth))  # now up to about 30 px
+    val = {"dataset": "pairs", "root": str(csv)}
+    run = config(tmp_path / "run", data={**TINY["data"], "train": train, "val": val}, val_samples=1)
+    trainer = Trainer(run, distill=False)
+    for dataset in (trainer.loader.dataset.dataset, trainer.val_set):
+        samples = [dataset[i] for i in range(min(4, len(dataset)))]
+        assert all(float(s["disp"][s["valid"]].max()) < 16 for s in samples)  # the model's max_disp
+        assert any(float(s["disp"].max()) >= 16 for s in samples)  # there was ground truth beyond it

@@ -9,6 +9,7 @@ number of loader workers nor on where a run was resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -25,9 +26,13 @@ from stereodistill.errors import ConfigError
 from stereodistill.train.config import IN_MEMORY, DataConfig, DatasetConfig
 
 
-def build(config: DatasetConfig, transform: Any = None) -> Dataset:
+def build(config: DatasetConfig, transform: Any = None, max_disp: float | None = None) -> Dataset:
     """The dataset a config names; ``synthetic`` is generated in memory, and ``middlebury-motorcycle``
-    is read from scikit-image's wheel."""
+    is read from scikit-image's wheel. ``max_disp``: a run's model's range, where ground truth stops
+    being valid when the config gives no ``max_disp`` (so nothing the network cannot predict is
+    trained on or scored); synthetic scenes are still drawn up to their own default range."""
+    if config.dataset != "synthetic" and config.max_disp is None and max_disp is not None:
+        config = dataclasses.replace(config, max_disp=max_disp)
     if config.dataset not in IN_MEMORY:
         dataset = build_dataset(
             config.dataset,
@@ -41,11 +46,11 @@ def build(config: DatasetConfig, transform: Any = None) -> Dataset:
         if config.list_file and dataset.unlisted_warning(config.list_file):
             print(dataset.unlisted_warning(config.list_file), file=sys.stderr)
         return dataset
-    dataset = _in_memory(config)
+    dataset = _in_memory(config, max_disp)
     return _Transformed(dataset, transform) if transform is not None else dataset
 
 
-def _in_memory(config: DatasetConfig) -> Dataset:
+def _in_memory(config: DatasetConfig, valid_below: float | None = None) -> Dataset:
     if config.dataset == MOTORCYCLE:
         try:
             return MotorcycleStereo(config.max_disp, **config.options)
@@ -55,7 +60,8 @@ def _in_memory(config: DatasetConfig) -> Dataset:
     max_disp = int(config.max_disp) if config.max_disp is not None else 48
     synth = SynthConfig(height=height, width=width, max_disp=max_disp, **config.options)
     offset = 0 if config.split == "train" else 1_000_003  # test pairs never repeat train pairs
-    return SyntheticStereo(config.pairs, synth, seed=config.seed + offset, max_disp=max_disp)
+    valid = max_disp if config.max_disp is not None or valid_below is None else min(max_disp, valid_below)
+    return SyntheticStereo(config.pairs, synth, seed=config.seed + offset, max_disp=valid)
 
 
 class _Transformed(Dataset):

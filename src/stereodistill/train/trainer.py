@@ -219,7 +219,7 @@ class Trainer:
         self.teacher_right = any(t.mask == "lr_consistent" for t in config.distill.terms)
 
         # Data -----------------------------------------------------------------------------------
-        dataset = train_data.build(config.data.train)
+        dataset = train_data.build(config.data.train, max_disp=config.model.max_disp)
         self.sampler = train_data.EpochSampler(
             len(dataset), config.data.batch_size, config.seed, self.dist.rank, self.dist.world, what="data.train"
         )
@@ -228,7 +228,7 @@ class Trainer:
         self.loader = train_data.train_loader(augmented, self.sampler, config.data.workers, config.seed)
         self.unlabeled: train_data.BatchStream | None = None
         if config.data.unlabeled is not None:  # pairs without ground truth: the terms or the photometric loss
-            pairs = train_data.build(config.data.unlabeled)
+            pairs = train_data.build(config.data.unlabeled, max_disp=config.model.max_disp)
             where = config.data.unlabeled.root or config.data.unlabeled.dataset
             sampler = train_data.EpochSampler(
                 len(pairs),
@@ -241,7 +241,8 @@ class Trainer:
             seeded = train_data.SeededAugment(pairs, transform, config.seed + 1)
             loader = train_data.train_loader(seeded, sampler, config.data.workers, config.seed + 1)
             self.unlabeled = train_data.BatchStream(loader, sampler)
-        self.val_set = train_data.build(config.data.val) if config.data.val is not None else None
+        val = config.data.val
+        self.val_set = train_data.build(val, max_disp=config.model.max_disp) if val is not None else None
 
         # Optimisation ---------------------------------------------------------------------------
         self.optimizer = build_optimizer(self.unit.parameters(), config.optim)

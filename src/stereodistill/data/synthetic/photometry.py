@@ -50,9 +50,10 @@ def _blur3(image: np.ndarray, weight: float) -> np.ndarray:
 
 
 def camera_effects(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """One view through its own lens and encoder (in place): vignetting (up to 35 % darker in the
-    corners, off-centre), defocus blur (σ up to about 0.8 px) on half the views, JPEG (quality 55–95)
-    on half the views. The views differ, as two real cameras do; the geometry does not change."""
+    """One view through its own lens and encoder (in place): vignetting (up to 35 % darker at half the
+    image diagonal from an off-centre optical centre, so up to about 59 % in the farthest corner),
+    defocus blur (σ up to about 0.8 px) on half the views, JPEG (quality 55–95) on half the views. The
+    views differ, as two real cameras do; the geometry does not change."""
     height, width = image.shape[:2]
     strength = rng.uniform(0.0, 0.35)
     cy, cx = rng.uniform(0.35, 0.65) * height, rng.uniform(0.35, 0.65) * width

@@ -70,6 +70,15 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def pair_seed(seed: int, split: str, index: int) -> tuple[int, ...]:
+    """``(seed, split code, index)``, with a 1 appended when it would end in 0: NumPy's seeding drops
+    trailing zeros, so ``(0, 1, 0)`` would draw what ``(0, 1)`` draws, which is the in-memory
+    training pair 1 of ``SyntheticStereo(seed=0)``: the quickstart's first test pair was also one it
+    trained on."""
+    key = (seed, SPLIT_SEEDS[split], index)
+    return (*key, 1) if index == 0 else key
+
+
 def write_synthetic(
     out: str | Path,
     n_pairs: int,
@@ -83,7 +92,8 @@ def write_synthetic(
     ``out/frames_finalpass/{TRAIN|TEST}/A/{scene:04d}/{left,right}/{frame:04d}.png`` (8-bit),
     ``out/disparity/.../{left,right}/{frame:04d}.pfm`` and ``out/occlusion/.../left/{frame:04d}.png``
     (255 = occluded), 10 frames per scene. Pair i uses seed ``(seed, 0, i)`` for train and
-    ``(seed, 1, i)`` for test, so splits never share a pair. ``out/synth.json`` records each split's
+    ``(seed, 1, i)`` for test (see :func:`pair_seed`), so splits never share a pair, nor with the
+    pairs training draws in memory. ``out/synth.json`` records each split's
     size, seed and config (merged with what is there). Every file is written atomically. Returns the
     left image paths.
     """
@@ -96,7 +106,7 @@ def write_synthetic(
     manifest = _read_manifest(manifest_path)  # fail before writing anything if it is broken
     lefts: list[Path] = []
     for i in range(n_pairs):
-        pair = generate_pair(config, (seed, SPLIT_SEEDS[split], i))
+        pair = generate_pair(config, pair_seed(seed, split, i))
         files = _pair_files(out, split, i)
         write_image(files["left"], pair.left, compress_level=1)
         write_image(files["right"], pair.right, compress_level=1)
