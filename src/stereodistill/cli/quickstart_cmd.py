@@ -26,7 +26,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     parser.add_argument(
-        "--seed", type=non_negative_int, default=0, help="random seed of data, weights and order (default 0)"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="random seed of the weights, the batch order and the test split (the training scenes come from "
+        "data.train.seed, 0 unless the recipe sets it); default 0",
     )
     parser.add_argument("--recipe", help="a recipe YAML (default: the packaged quickstart.yaml)")
     parser.add_argument(
