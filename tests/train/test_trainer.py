@@ -116,6 +116,12 @@ def test_nonfinite_loss_skips_then_aborts(tmp_path, monkeypatch):
     with pytest.raises(TrainingError, match="no step updated the weights: the loss was non-finite at all 2 steps"):
         Trainer(short, distill=False).run()
     assert not (tmp_path / "short" / "model.safetensors").exists()
+    # A skipped step still gets its checkpoint (and validation): resuming from it stays possible.
+    calls = iter([1.0, float("nan"), 1.0, 1.0])
+    monkeypatch.setattr(trainer_module, "multi_output_loss", lambda *a, **k: real(*a, **k) * next(calls))
+    skipped = config(tmp_path / "skipped", steps=4, checkpoint_every=2, keep_last=0)
+    Trainer(skipped, distill=False).run()
+    assert (tmp_path / "skipped" / "checkpoints" / "step-0000002.json").is_file()
 
 
 def test_distill_requires_teacher_and_valid_taps(tmp_path):

@@ -492,6 +492,7 @@ class Trainer:
                         "lower the learning rate, enable grad_clip, or check the data with `stereodistill data check`"
                     )
                 self.step += 1
+                self._periodic(total_steps)  # a skipped step still gets its validation and checkpoint
                 continue
             nonfinite = 0
             if config.optim.grad_clip:
@@ -517,10 +518,7 @@ class Trainer:
                 every=config.log_every,
             )
             self._epoch_means_add(raw_parts)
-            if config.val_every and self.step % config.val_every == 0 and self.step < total_steps:
-                self.validate()
-            if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < total_steps:
-                self.save_checkpoint()
+            self._periodic(total_steps)
         if nonfinite and nonfinite == self.step - start_step:  # every step of this run skipped
             self.logger.close()
             raise TrainingError(
@@ -594,6 +592,15 @@ class Trainer:
             self.best_epe = metrics["epe"]
             save_model(self.out / "best", model, step=self.step, metrics=metrics, run=self.config.name)
         return metrics
+
+    def _periodic(self, total_steps: int) -> None:
+        """Validation and a checkpoint every ``val_every`` and ``checkpoint_every`` steps (the last
+        step has its own, after the loop)."""
+        config = self.config
+        if config.val_every and self.step % config.val_every == 0 and self.step < total_steps:
+            self.validate()
+        if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < total_steps:
+            self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
         if not self.dist.main:
