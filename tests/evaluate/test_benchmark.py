@@ -32,6 +32,19 @@ def test_benchmark_in_process_leaves_the_callers_thread_count_as_it_was():
     assert torch.get_num_threads() == before
 
 
+def test_peak_memory_is_read_around_the_forwards_before_the_summary_copies_the_weights(monkeypatch):
+    import resource
+
+    import stereodistill.models.summary as summary_module
+
+    order: list[str] = []
+    real_usage, real_summary = resource.getrusage, summary_module.summarize
+    monkeypatch.setattr(resource, "getrusage", lambda who: order.append("rss") or real_usage(who))
+    monkeypatch.setattr(summary_module, "summarize", lambda *a, **k: order.append("summary") or real_summary(*a, **k))
+    benchmark(["dsnet-noatt"], 32, 64, repeats=1, warmup=0, max_disp=16, threads=1, isolate=False)
+    assert order == ["rss", "rss", "summary"]  # its deep copies would raise the peak the forwards are measured by
+
+
 def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert (

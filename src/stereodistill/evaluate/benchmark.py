@@ -66,7 +66,6 @@ def measure(
 
     with torch_threads(threads):
         model = _load(name, max_disp)
-        summary = summarize(model, height, width)
         dev = torch.device(device)
         model = model.to(dev).eval()
         g = torch.Generator().manual_seed(0)
@@ -84,6 +83,9 @@ def measure(
             peak_mb = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
         else:
             peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024  # KiB on Linux
+        # Counted after the forwards: its copies of the weights would otherwise raise the process's peak
+        # first, and the forwards reuse that memory (a teacher's peak read as nearly 0 MB).
+        summary = summarize(model, height, width)
     return BenchResult(
         name=name,
         arch=model.arch,
