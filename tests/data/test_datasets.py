@@ -150,6 +150,8 @@ def test_list_file_restricts_samples(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path.parent)
     listing.write_text(f"{tmp_path.name}/training/image_2/000001_10.png\n", encoding="utf-8")
     assert [f.id for f in Kitti2015(tmp_path.name, list_file=listing).files] == ["training/000001_10"]
+    listing.write_text(f"{image}\n./{tmp_path.name}/training/image_2/000001_10.png\n", encoding="utf-8")
+    assert Kitti2015(tmp_path.name, list_file=listing).unlisted == []  # one file spelled two ways
     # Entries that name nothing are told, never silently dropped.
     listing.write_text("training/000000_10\ntraining/000009_10\ntrainig/000001_10\n", encoding="utf-8")
     dataset = Kitti2015(tmp_path, list_file=listing)

@@ -145,6 +145,9 @@ def test_cleanpass_option(tmp_path: Path) -> None:
     _frame(clean_only, MONKAA, 5, pass_="cleanpass")
     with pytest.raises(DataError, match="frames_cleanpass/ is here: read it with --option pass_=cleanpass"):
         SceneFlow(clean_only)
+    with pytest.raises(DataError) as nothing:  # this pass is there, the split has nothing: no advice to switch
+        SceneFlow(tmp_path, subsets=["driving"], exclude_file=None, split="test")
+    assert "pass_=" not in str(nothing.value)
 
 
 def test_exclude_file_drops_listed_frames(tmp_path: Path) -> None:

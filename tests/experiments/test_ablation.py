@@ -314,6 +314,11 @@ def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
             load_ablation(chain_file, "odd")
     chain_file.write_text(yaml.safe_dump({**data, "output": "."}, sort_keys=False))
     assert output_folder(load_ablation(chain_file, "long")[0], "long").name == f"{Path.cwd().name}-budget-long"
+    chain_file.write_text(yaml.safe_dump({**data, "output": "a/.."}, sort_keys=False))
+    assert (
+        output_folder(load_ablation(chain_file, "long")[0], "long")
+        == Path.cwd().parent / f"{Path.cwd().name}-budget-long"
+    )
     data["fixed"]["teacher"]["steps"] = 4  # a row's own budget wins over the file's 2 steps
     chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
     config, root = load_ablation(chain_file, "2.5")

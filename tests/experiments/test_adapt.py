@@ -440,3 +440,5 @@ def test_an_image_that_fails_only_when_decoded_stops_labelling_resumably_or_is_l
     assert f"SKIPPED {broken}" in printed and "pseudo-label 2/2" not in printed
     listed = (tmp_path / "b" / "pairs.csv").read_text().splitlines()
     assert listed == ["left,right", "../cam/left/0001.png,../cam/right/0001.png"]  # what is scored and checked
+    skipping = [*command[:-6], "--out", str(tmp_path / "b"), "--steps", "1", "--crop", "32x64", "--skip-bad"]
+    assert main([*skipping, "--resume"]) == 0  # the batch the first run took for one pair is not a change

@@ -83,6 +83,10 @@ def test_recipe_sections_are_checked(tmp_path):
         recipe.setdefault(section, {})[key] = value
         with pytest.raises(ConfigError, match=problem):
             run_configs(recipe, tmp_path, seed=0)
+    recipe = tiny_recipe()  # a float range, as data.train.max_disp allows, is the test split's too
+    recipe["common"]["data"]["train"]["max_disp"] = 16.0
+    recipe["test"].pop("max_disp", None)
+    assert run_configs(recipe, tmp_path, seed=0)["teacher"].data.val.max_disp == 16.0
     path.write_text("common:\nteacher: {}\nstudent: {}\ndistill: {}\n")
     with pytest.raises(ConfigError, match="'common' must be a mapping"):
         load_recipe(path)

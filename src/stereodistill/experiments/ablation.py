@@ -302,7 +302,8 @@ def output_folder(config: AblationConfig, budget: str | None) -> Path:
     folder = Path(config.output or Path("runs") / "ablations" / config.name)
     if budget is None:
         return folder
-    folder = folder if folder.name else folder.resolve()  # output "." (or "..") has no name to suffix
+    if folder.name in ("", "..") or ".." in folder.parts:  # "." has no name to suffix, ".." the wrong one
+        folder = folder.resolve()
     return folder.with_name(f"{folder.name}-budget-{safe_name(budget, keep='-_.')}")
 
 

@@ -189,7 +189,10 @@ def _run_one(
             Trainer(from_dict(RunConfig, data), distill=cell.distill).run()
         dev = resolve_device(device)
         model = load_model(out / "run" / "model", map_location=dev)
-        datasets = {name: build_dataset(from_dict(DatasetConfig, spec)) for name, spec in eval_sets.items()}
+        datasets = {
+            name: build_dataset(from_dict(DatasetConfig, spec), max_disp=model.max_disp)
+            for name, spec in eval_sets.items()
+        }
         metrics = evaluate_model(model, datasets, dev)
         result = {
             "cell": cell.name,
@@ -393,7 +396,9 @@ def run_baselines(
     from stereodistill.train.data import build as build_dataset
 
     dev = resolve_device(device)
-    datasets = {name: build_dataset(from_dict(DatasetConfig, spec)) for name, spec in eval_sets.items()}
+    datasets = {
+        name: build_dataset(from_dict(DatasetConfig, spec), max_disp=max_disp) for name, spec in eval_sets.items()
+    }
     for name in names:
         started = time.perf_counter()
         metrics = evaluate_model(load_network(name, dev, max_disp=max_disp), datasets, dev)

@@ -369,6 +369,14 @@ def without(source: Path, files: list[Any], left_out: list[int]) -> Any:
     return FolderPairs(source, rows, (), sum(pair.disp is not None for pair in kept), tuple(p.mask for p in kept))
 
 
+def labelled_count(kept: Path) -> int:
+    """How many pairs an earlier labelling of this run labelled (``kept.json``); 0 when unknown."""
+    try:
+        return len(json.loads(kept.read_text()))
+    except (OSError, ValueError, TypeError):
+        return 0
+
+
 def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> None:
     """A resume labels and trains on what the run began with: another teacher (or changed weights),
     other footage or other filters are refused, or with ``allow_changes`` listed."""
@@ -513,6 +521,9 @@ def adapt(
         if not (out / "pseudo").is_dir():
             raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
         check_labelling(out / "labelling.json", labelling, allow_changes, log)
+        labelled = labelled_count(out / "kept.json")
+        if labelled:  # pairs the first labelling left out (undecodable, --skip-bad) did not count toward a batch
+            run_config.data.batch_size = min(run_config.data.batch_size, labelled)
         run_folder.check_resume(out, to_dict(run_config), allow_changes=allow_changes)
         resume_training = bool(complete_checkpoints(out / "checkpoints"))
         if not resume_training:  # stopped before its first checkpoint: training starts over on the labels

@@ -158,7 +158,7 @@ class TestSplitSettings:
 
     pairs: int = 20
     size: tuple[int, int] = (96, 192)
-    max_disp: int = 48
+    max_disp: float = 48
     options: dict[str, Any] = field(default_factory=dict)  # the generator's, as data.train.options
     images: int = 3  # pairs shown in report.html
 
@@ -184,9 +184,10 @@ def heldout_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """Size, disparity range and generator options of the test split: those of the training data
     unless the recipe's ``test`` section says otherwise, so both come from one distribution."""
     train = recipe["common"].get("data", {}).get("train", {})
-    inherited = {key: train[key] for key in ("size", "max_disp", "options") if key in train}
+    inherited = {key: train[key] for key in ("size", "max_disp", "options") if train.get(key) is not None}
     merged = {**inherited, **section(recipe, "test")}
-    return asdict(from_dict(TestSplitSettings, merged, where="quickstart recipe (test)"))
+    where = "quickstart recipe (test, or what it takes from common.data.train)"
+    return asdict(from_dict(TestSplitSettings, merged, where=where))
 
 
 def bench_settings(recipe: Mapping[str, Any]) -> dict[str, Any]:

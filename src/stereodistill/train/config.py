@@ -74,7 +74,7 @@ class DatasetConfig:
     root: str | None = None  # dataset root folder (a CSV for pairs)
     split: str = "train"  # train, test or all
     list_file: str | None = None  # restrict to the samples listed (ids or image paths, one per line)
-    max_disp: float | None = None  # ground truth at or beyond this is not valid (null in a run: model.max_disp)
+    max_disp: float | None = None  # ground truth at or beyond this is not valid (null: the network's max_disp)
     options: dict[str, Any] = field(default_factory=dict)  # reader options (see "Dataset options")
     # ``synthetic`` only: pairs generated in memory.
     pairs: int = 200  # synthetic: how many pairs

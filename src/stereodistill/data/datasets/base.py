@@ -79,13 +79,12 @@ def path_matches(path: Path, root: Path, entries: set[str]) -> bool:
     return any(part in entries for part in _trailing_parts(path, root))
 
 
-def listed_entries(files: SampleFiles, root: Path, entries: set[str], named: dict[Path, str]) -> list[str]:
+def listed_entries(files: SampleFiles, root: Path, entries: set[str], named: dict[Path, list[str]]) -> list[str]:
     """The entries that name a sample: its id, any trailing part of its left image path, or (``named``:
     the entries that are files as given, absolute or from the working folder, by real path) that file."""
     found = [entry for entry in (files.id, *_trailing_parts(files.left, root)) if entry in entries]
     if named:
-        real = named.get(files.left.resolve())
-        found += [real] if real is not None else []
+        found += named.get(files.left.resolve(), [])
     return found
 
 
@@ -118,7 +117,10 @@ class StereoDataset(torch.utils.data.Dataset):
         if list_file is not None:
             wanted = read_list_file(list_file)
             entries = set(wanted)
-            named = {Path(entry).resolve(): entry for entry in entries if Path(entry).is_file()}
+            named: dict[Path, list[str]] = {}
+            for entry in entries:  # one file may be spelled several ways (./a.png, its absolute path)
+                if Path(entry).is_file():
+                    named.setdefault(Path(entry).resolve(), []).append(entry)
             used, kept = set(), []
             for sample in files:
                 found = listed_entries(sample, self.root, entries, named)

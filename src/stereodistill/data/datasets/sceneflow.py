@@ -164,7 +164,8 @@ class SceneFlow(StereoDataset):
                         )
                     )
         other = next(name for name in PASSES if name != self.pass_)
-        if not files and find_frame_dirs(self.root, other):  # a download of the other pass only
+        if not files and not find_frame_dirs(self.root, self.pass_) and find_frame_dirs(self.root, other):
+            # a download of the other pass only (not a split, subset or exclusion that left nothing)
             raise DataError(
                 self.root,
                 f"no frames_{self.pass_}/ found, but frames_{other}/ is here: read it with "
