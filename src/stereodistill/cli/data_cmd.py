@@ -138,8 +138,7 @@ def run_check(args: argparse.Namespace) -> int:
     from stereodistill.data.check import check_dataset
 
     dataset = build_from_args(args)
-    if args.list_file and dataset.unlisted_warning(args.list_file):
-        print(dataset.unlisted_warning(args.list_file), file=sys.stderr)
+    dataset.warn_unlisted(args.list_file)
     reads = [args.root, *([args.list_file] if args.list_file else []), *dataset_files(dataset)]
     check_output(args.json_out, "--json", reads)  # never the files it checks: before the check, not after
     report = check_dataset(dataset, limit=args.limit)

@@ -84,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise ConfigError(f"bad --option for dataset {name!r}: {exc}") from None
     check_output(args.json_out, "--json", dataset_files(dataset))  # nor any file of the pairs it scores
-    if restrict and dataset.unlisted_warning(args.list_file):
-        print(dataset.unlisted_warning(args.list_file), file=sys.stderr)
+    dataset.warn_unlisted(restrict.get("list_file"))
     what = f"{name} ({root})" if pairs_csv else f"{name} ({root}, split {split})"
     if not any(files.disp is not None for files in dataset.files):
         raise DataError(

@@ -10,7 +10,6 @@ number of loader workers nor on where a run was resumed.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,8 +42,7 @@ def build(config: DatasetConfig, transform: Any = None, max_disp: float | None =
             transform=transform,
             **config.options,
         )
-        if config.list_file and dataset.unlisted_warning(config.list_file):
-            print(dataset.unlisted_warning(config.list_file), file=sys.stderr)
+        dataset.warn_unlisted(config.list_file)
         return dataset
     dataset = _in_memory(config, max_disp)
     return _Transformed(dataset, transform) if transform is not None else dataset

@@ -8,6 +8,7 @@ validity rule, list-file filtering and the empty-dataset error live here, once.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,12 @@ class StereoDataset(torch.utils.data.Dataset):
             f"warning: {list_file}: {entries} no {self.name} sample of split {self.split!r} under {self.root}, "
             f"and {'is' if count == 1 else 'are'} left out: {shown}"
         )
+
+    def warn_unlisted(self, list_file: str | Path | None) -> None:
+        """Print :meth:`unlisted_warning` to stderr when a list was given and some entry matched nothing."""
+        warning = self.unlisted_warning(list_file) if list_file is not None else None
+        if warning is not None:
+            print(warning, file=sys.stderr)
 
     # -- what a reader provides ------------------------------------------------------------------
     def discover(self) -> list[SampleFiles]:
