@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from error_regions import cases, predict, regions, tally
+from motorcycle_resolution_floor import reduced_truth
 from stereodistill.checkpoint import load_model
 from stereodistill.models import build_model
 from stereodistill.models.census_cost import census_bits
@@ -67,14 +68,6 @@ def polish(disparity: torch.Tensor, similarity: torch.Tensor, radius: int) -> to
     return torch.where(interior, moved, disparity)
 
 
-def quarter_truth(disp: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """The ground truth averaged over each 4×4 cell's valid pixels and interpolated back (bilinear)."""
-    known = torch.from_numpy(np.where(valid, disp, 0.0)).float()[None, None]
-    weight = torch.from_numpy(valid.astype(np.float32))[None, None]
-    cells = F.avg_pool2d(known, 4, ceil_mode=True) / F.avg_pool2d(weight, 4, ceil_mode=True).clamp_min(1e-6)
-    return F.interpolate(cells, size=disp.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="checkpoints, or sgbm")
@@ -96,7 +89,7 @@ def main() -> None:
     print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
     for name in ["gt@1/4", *args.models]:
         if name == "gt@1/4":
-            raw = [quarter_truth(disp, valid) for *_, disp, valid in pairs]
+            raw = [reduced_truth(disp, valid, 4) for *_, disp, valid in pairs]
         else:
             model = build_model("sgbm", max_disp=args.max_disp) if name == "sgbm" else load_model(name).eval()
             raw = [predict(model, left, right, None) for left, right, *_ in pairs]
