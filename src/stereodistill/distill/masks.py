@@ -17,6 +17,8 @@ image pixels each cell covers.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +49,7 @@ def left_right_consistent(disparity: torch.Tensor, right_disparity: torch.Tensor
     return inside & ((seen - disparity).abs() <= threshold)
 
 
+@functools.lru_cache(maxsize=64)  # asked every step for the same few (image, tap) sizes
 def tap_scale(image: tuple[int, int], tap: tuple[int, int]) -> int | None:
     """The integer scale s at which an H×W image gives an h×w tap (h = ceil(H/s), w = ceil(W/s));
     a power of two where several fit, None where none does."""
