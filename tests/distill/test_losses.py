@@ -175,8 +175,11 @@ def test_pkd_standardises_over_the_kept_positions():
     torch.testing.assert_close(LOSSES.get("pkd")(s, t, mask), expected)
 
 
-def test_dist_leaves_an_image_without_kept_pixels_out_of_its_relation_term():
+@pytest.mark.parametrize("kept", [0, 1])
+def test_dist_leaves_an_image_with_under_two_kept_pixels_out_of_its_relation_term(kept):
     s, t = rand(2, 4, 4, 6), rand(2, 4, 4, 6)
     mask = torch.ones(2, 4, 6, dtype=torch.bool)
-    mask[1] = False  # the second image has nothing to compare
-    torch.testing.assert_close(LOSSES.get("dist")(s, t, mask), LOSSES.get("dist")(s[:1], t[:1], mask[:1]))
+    mask[1] = False  # the second image has nothing to correlate across pixels
+    mask[1, 0, :kept] = True
+    only_first = LOSSES.get("dist")(s[:1], t[:1], mask[:1], inter=0.0)
+    torch.testing.assert_close(LOSSES.get("dist")(s, t, mask, inter=0.0), only_first)

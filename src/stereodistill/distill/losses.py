@@ -170,7 +170,8 @@ def dist(
 
     Inter: per pixel, 1 − Pearson correlation of the two distributions across disparities.
     Intra: per disparity, 1 − Pearson correlation across the (valid) pixels of each image, averaged
-    over the images that have any (so a mask that keeps nothing gives 0, as every term's does).
+    over the images that keep at least two pixels (one pixel has no correlation to speak of, and a
+    mask that keeps nothing gives 0, as every term's does).
     """
     s, t = _logits(student), _logits(teacher.detach())
     _check(s, t)
@@ -180,9 +181,9 @@ def dist(
     flat_s, flat_t = p_s.flatten(2), p_t.flatten(2)  # B×D×N
     if mask is None:
         intra_term = _pearson_distance(flat_s, flat_t, 2, None).mean()
-    else:  # over the images with a kept pixel: one with none has no correlation to speak of
+    else:  # over the images with two kept pixels or more: fewer have no correlation to speak of
         weights = mask.to(p_s.dtype).flatten(1).unsqueeze(1).expand_as(flat_s)
-        kept = mask.flatten(1).any(1).to(p_s.dtype)
+        kept = (mask.flatten(1).sum(1) >= 2).to(p_s.dtype)
         intra_term = (_pearson_distance(flat_s, flat_t, 2, weights).mean(1) * kept).sum() / kept.sum().clamp(min=1)
     return (inter * inter_term + intra * intra_term) * tau**2
 
