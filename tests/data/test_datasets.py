@@ -312,6 +312,10 @@ def test_eth3d_splits_gt_folders_and_gray(tmp_path: Path) -> None:
     _gray(tmp_path / "two_view_testing" / "playground_1l" / "im0.png")  # RAFT-Stereo's name for the folder
     _gray(tmp_path / "two_view_testing" / "playground_1l" / "im1.png", seed=1)
     assert [f.id for f in ETH3D(tmp_path, split="test").files][-1] == "two_view_testing/playground_1l"
+    for name in ("im0.png", "im1.png"):  # the same scene unpacked into both test folders counts once
+        _gray(tmp_path / "two_view_testing" / "lakeside_1l" / name)
+    ids = [f.id for f in ETH3D(tmp_path, split="test").files]
+    assert ids == ["two_view_test/lakeside_1l", "two_view_testing/playground_1l"]
 
 
 def test_eth3d_missing_gt_names_expected_file(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from stereodistill.data.datasets.base import DATASETS, SampleFiles, StereoDatase
 from stereodistill.errors import ConfigError
 
 #: ``two_view_test.7z`` is unpacked into ``two_view_test/`` or, as some download scripts do,
-#: ``two_view_testing/``: both are read.
+#: ``two_view_testing/``: both are read, and a scene in both counts once (from ``two_view_test/``).
 TEST_FOLDERS = (("two_view_test", "test"), ("two_view_testing", "test"))
 SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
     "train": (("two_view_training", "train"),),
@@ -50,6 +50,7 @@ class ETH3D(StereoDataset):
     def discover(self) -> list[SampleFiles]:
         files: list[SampleFiles] = []
         gt_root = self.root / GT_FOLDER
+        seen: set[tuple[str, str]] = set()  # (split, scene): one scene unpacked into both test folders
         for folder, split in SPLITS[self.split]:
             base = self.root / folder
             if not base.is_dir():
@@ -60,6 +61,9 @@ class ETH3D(StereoDataset):
                 left = scene / "im0.png"
                 if not (left.is_file() or left.is_symlink()):  # a dead link is listed: loading names it
                     continue
+                if (split, scene.name) in seen:
+                    continue
+                seen.add((split, scene.name))
                 disp = mask = None
                 if split == "train":
                     disp, mask = self._ground_truth(scene, gt_root / scene.name)
