@@ -154,3 +154,20 @@ def test_existing_paths_are_taken_as_they_are_and_a_view_is_never_its_own_partne
         find_pairs(tmp_path / "x1" / "l.png", tmp_path / "x1" / "l.png")
     with pytest.raises(InputError, match="name the same files"):
         find_pairs(f"{tmp_path}/x*/l.png", f"{tmp_path}/x*/l.png")
+
+
+def test_data_pairs_names_a_broken_link_instead_of_calling_its_other_view_alone(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.formats import write_image
+
+    rng = np.random.default_rng(0)
+    for view in ("left", "right"):
+        write_image(tmp_path / view / "a.png", rng.random((16, 24, 3)))
+    write_image(tmp_path / "right" / "b.png", rng.random((16, 24, 3)))
+    (tmp_path / "left" / "b.png").symlink_to(tmp_path / "gone.png")  # the camera's disk was unmounted
+    assert main(["data", "pairs", str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "b.png: a broken link (its target" in err and "gone.png does not exist" in err
+    assert "no other view" not in err and not (tmp_path / "p.csv").exists()

@@ -7,6 +7,7 @@ float32 in pixels, unknown = non-finite or 0) and turns any malformed file into 
 
 from __future__ import annotations
 
+import os
 import re
 import tokenize
 from pathlib import Path
@@ -26,6 +27,8 @@ _PFM_MAGIC = {b"PF": 3, b"Pf": 1}
 
 def _require_file(path: Path) -> None:
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(path, f"a broken link (its target {os.readlink(path)} does not exist)")
         raise DataError(path, "file does not exist")
     if not path.is_file():
         raise DataError(path, "is not a regular file")

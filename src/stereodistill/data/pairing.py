@@ -31,7 +31,9 @@ def _is_glob(text: str) -> bool:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The folder's images; a dangling link is one too, so that reading it names the broken link
+    instead of its other view being reported as alone."""
+    return sorted(p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _wildcard_regex(pattern: str) -> re.Pattern[str]:
