@@ -37,6 +37,18 @@ def test_sgbm_finds_a_constant_shift_and_runs_like_a_network(tmp_path):
         Trainer(from_dict(RunConfig, config), distill=False)
 
 
+def test_matches_beyond_max_disp_count_as_unmatched_when_the_search_is_rounded_up():
+    g = torch.Generator().manual_seed(0)
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, 35, 70, generator=g), size=(70, 140), mode="bicubic")
+    base = base.clamp(0, 1)
+    right, left = base[..., 40:130], base[..., 14:104]  # a true shift of 26 px, beyond a range of 20
+    disparity = load_network("sgbm", max_disp=20)(left, right).disparity
+    assert disparity.max() < 20  # the search ran to 32 (OpenCV's multiple of 16) and found 26
+    assert load_network("sgbm", max_disp=32)(left, right).disparity[0, 8:-8, 40:-8].median() == pytest.approx(
+        26, abs=0.5
+    )
+
+
 def test_images_narrower_than_the_range_cut_the_search_and_a_folder_named_sgbm_is_no_checkpoint(tmp_path, monkeypatch):
     from stereodistill.checkpoint import classical_network
     from stereodistill.errors import InputError

@@ -16,7 +16,8 @@ The cell means come out of the correlation itself: with each 2×2 cell's bits st
 at 1/4 (``pixel_unshuffle``), the even disparities 2k are the 1/4 correlation at k, and the odd ones
 2k + 1 the same with the right view's bits moved one 1/2 pixel right first. So two banded
 correlations at 1/4 (those of the learned volumes, one group, no loop over disparities) give both,
-at a quarter of the multiplications of correlating at 1/2 and pooling. Entry ``[..., k, y, x]``
+with as many multiplications as correlating at 1/2 would take, but no 1/2-resolution volume to hold
+and pool. Entry ``[..., k, y, x]``
 follows the convention of :mod:`~stereodistill.models.cost_volume`: 0 where the right pixel would lie
 left of the image.
 """

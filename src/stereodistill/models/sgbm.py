@@ -5,7 +5,9 @@ model must beat on real images, evaluated, benchmarked and run exactly like the 
 P1 = 8·3·b² and P2 = 32·3·b² (OpenCV's documented choice for colour images), uniqueness ratio 10,
 speckle filtering off. Its number of disparities is ``max_disp`` rounded up to a multiple of 16, as
 OpenCV requires, and cut to what the image's width allows (OpenCV refuses a range wider than the
-image less 2 px; no pixel can match further than the image is wide anyway). Pixels it leaves
+image less 2 px; no pixel can match further than the image is wide anyway). Matches at or beyond
+``max_disp``, which the rounded-up search can find, count as unmatched, so that the output stays
+in ``[0, max_disp)`` like every network's. Pixels it leaves
 without a match (occlusions, left border, failed uniqueness) are filled with the nearest valid
 disparity to their left in the row (the background, where the occluder is on the right, as in a
 left view), and from the right at the start of a row; a row with no match at all becomes 0. With
@@ -99,7 +101,7 @@ class SGBM(StereoModel):
                 for v in (l_img, r_img)
             ]
             raw = matcher.compute(*views).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
-            valid = raw >= 0
+            valid = (raw >= 0) & (raw < self.max_disp)  # the search may reach past max_disp (rounded up to 16)
             matched = np.where(valid, raw, 0.0).astype(np.float32)
             outputs.append(torch.from_numpy(fill_from_left(matched, valid) if self.fill_holes else matched))
         return StereoOutput(disparity=torch.stack(outputs).to(left.device), aux=[])
