@@ -7,7 +7,8 @@ photometric error and the disparity itself enter a few depthwise-separable resid
 growing dilation at full resolution, which predict a residual. Where the warp matches, the residual
 learns to stay near zero; where it does not (a wrong surface bled across an edge, a hole filled in)
 the error says so at the pixel. Depthwise-separable convolutions keep the cost to about 1,000
-multiply-adds a pixel for the entry convolution and 800 for each block (4,352 in all with 4 blocks). The head starts at zero: an untrained refinement is the identity.
+multiply-adds a pixel for the entry convolution and 800 for each block (4,352 in all with 4
+blocks). The head starts at zero: an untrained refinement is the identity.
 """
 
 from __future__ import annotations
