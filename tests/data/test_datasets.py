@@ -341,7 +341,7 @@ def test_eth3d_missing_mask_and_dead_links_are_named_on_load(tmp_path: Path) -> 
     dead.unlink()
     dead.symlink_to(tmp_path / "nowhere.png")
     test = ETH3D(tmp_path, split="test")
-    with pytest.raises(DataError, match="a broken link .*nowhere.png does not exist") as err:
+    with pytest.raises(DataError, match=r"a broken link .*nowhere\.png does not exist") as err:
         test[0]
     assert err.value.path == dead
 
@@ -353,7 +353,7 @@ def test_kitti_lists_a_frame_whose_image_is_a_dead_link(tmp_path: Path) -> None:
     dead.symlink_to(tmp_path / "nowhere.png")
     ds = Kitti2015(tmp_path, split="train")
     assert "training/000001_10" in [f.id for f in ds.files]
-    with pytest.raises(DataError, match="a broken link .*nowhere.png does not exist") as err:
+    with pytest.raises(DataError, match=r"a broken link .*nowhere\.png does not exist") as err:
         ds[[f.id for f in ds.files].index("training/000001_10")]
     assert err.value.path == dead
 
