@@ -3,7 +3,7 @@
 import numpy as np
 
 from stereodistill.report.colormap import ERROR_ANCHORS, colorbar, colorize
-from stereodistill.report.quickstart_report import metric_rows, metrics_note
+from stereodistill.report.quickstart_report import metric_rows, metrics_note, verdict
 
 
 def report(d1, bad3):
@@ -27,3 +27,18 @@ def test_error_maps_use_a_colour_map_of_their_own_and_bars_are_labelled():
     assert error[0, 0].min() > 0.9  # no error: light
     bar = colorbar(200, vmax=32.0)
     assert bar.shape[1] == 200 and bar.shape[0] > 8 and (bar[-12:] < 0.5).any()  # the range is written
+
+
+def test_a_metric_with_no_figure_is_n_a_in_the_table_and_not_finite_in_the_verdict():
+    diverged = {"epe": None, "d1": None, "bad1": None, "bad2": None, "bad3": float("nan")}
+    finite = {"epe": 1.25, "d1": 0.08, "bad1": 0.3, "bad2": 0.2, "bad3": 0.1}
+    rep = {"models": {"teacher": {"metrics": {"s": finite}}, "student_distilled": {"metrics": {"s": diverged}}}}
+    header, rows = metric_rows(rep, "s")
+    assert rows[0][1] == "1.250"  # the column header carries the unit
+    assert rows[1][1:] == ["n/a"] * (len(header) - 1)
+    rep |= {
+        "seed": 0,
+        "steps": {"student_distilled": 10},
+        "distillation": {"epe_scratch": 2.0, "epe_distilled": None},
+    }
+    assert "not finite distilled against 2.000 px from scratch" in verdict(rep)

@@ -9,6 +9,7 @@ share and the teacher's share and, when the list had ground truth, the metrics b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +40,11 @@ class AdaptExample:
 
 
 def _metric_rows(scores: Mapping[str, Mapping[str, float | None]]) -> list[list[str]]:
-    """EPE in px, the others as percentages; a metric with no value (no pixel to score) is n/a."""
+    """EPE in px, the others as percentages; a metric with no figure (no pixel to score, or a network that
+    predicted NaN or infinity) is n/a."""
 
     def cell(metric: str, value: float | None) -> str:
-        if value is None:
+        if value is None or not math.isfinite(value):
             return "n/a"
         return f"{value:.3f}" if metric == "epe" else f"{100 * value:.2f} %"
 

@@ -89,12 +89,18 @@ def image_columns(roles: Sequence[str]) -> list[str]:
     ]
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f} %" if math.isfinite(value) else "n/a"
+def _finite(value: Any) -> bool:
+    """JSON writes a non-finite metric as null: None, NaN and infinity all have no figure."""
+    return isinstance(value, float | int) and math.isfinite(value)
 
 
-def _epe(value: float) -> str:
-    return f"{value:.3f}" if math.isfinite(value) else "n/a"
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f} %" if _finite(value) else "n/a"
+
+
+def _epe(value: Any) -> str:
+    """An EPE for a table cell (the column says px)."""
+    return f"{value:.3f}" if _finite(value) else "n/a"
 
 
 def model_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -162,11 +168,11 @@ def verdict(report: Mapping[str, Any]) -> str:
         "has the same comparison over three seeds."
     )
     scratch, distilled = gain["epe_scratch"], gain["epe_distilled"]
-    if not all(isinstance(epe, float | int) and math.isfinite(epe) for epe in (scratch, distilled)):
+    if not all(_finite(epe) for epe in (scratch, distilled)):
         return (
-            f"Distillation cannot be judged this time: the EPE on the synthetic test split is {_epe(distilled)} "
-            f"distilled against {_epe(scratch)} from scratch; a network that predicts NaN or infinity anywhere has "
-            "an infinite EPE (it diverged: see its scalars.csv)." + one_seed
+            f"Distillation cannot be judged this time: the EPE on the synthetic test split is "
+            f"{_epe_phrase(distilled)} distilled against {_epe_phrase(scratch)} from scratch; a network that "
+            "predicts NaN or infinity anywhere has an infinite EPE (it diverged: see its scalars.csv)." + one_seed
         )
     if gain["distilled_beats_scratch"]:
         return (
@@ -181,11 +187,9 @@ def verdict(report: Mapping[str, Any]) -> str:
     )
 
 
-def _epe(value: Any) -> str:
+def _epe_phrase(value: Any) -> str:
     """An EPE for a sentence: px when finite, else what it is (JSON writes an infinite one as null)."""
-    if isinstance(value, float | int) and math.isfinite(value):
-        return f"{value:.3f} px"
-    return "not finite"
+    return f"{value:.3f} px" if _finite(value) else "not finite"
 
 
 def speed_line(report: Mapping[str, Any]) -> str:
