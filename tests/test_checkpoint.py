@@ -188,3 +188,25 @@ def test_numpy_scalars_beside_the_weights_load_and_other_objects_are_named_never
         read_original(tmp_path / "b.pth")
     message = str(info.value)
     assert "\x1b" not in message and "weights_only" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"arch": "nope"}, "unknown architecture 'nope'"),
+        ({"config": {"max_disp": -4}}, "max_disp must be a positive multiple of 4, got -4"),
+        ({"config": {"max_disp": "16"}}, "option max_disp must be an integer, got '16'"),
+        ({"config": {"max_disp": 16, "width": 1e9}}, "width must be a positive number up to 4"),
+        ({"config": {"max_disp": 16, "depth": 3}}, "option depth must be a list of integers, got 3"),
+        ({"config": {"max_disp": 16, "nonsense": 1}}, "unknown option 'nonsense'; valid: max_disp, width"),
+    ],
+)
+def test_an_edited_checkpoint_config_is_refused_naming_the_json(tmp_path, edit, expected):
+    from stereodistill.models import build_model
+
+    save_model(tmp_path / "m", build_model("lean-xs", max_disp=16))
+    record = json.loads((tmp_path / "m.json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps(record | edit))
+    with pytest.raises(DataError, match="config does not fit architecture") as info:
+        load_model(tmp_path / "m")
+    assert info.value.path == tmp_path / "m.json" and expected in str(info.value)

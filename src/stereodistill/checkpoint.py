@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stereodistill import __version__
-from stereodistill.errors import DataError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.fileio import atomic_path, write_text_atomic
 from stereodistill.models.state_dict import load_state_strict
 
@@ -127,7 +127,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> to
     try:
         with torch.random.fork_rng(devices=[]):  # the initial weights are replaced: leave the caller's RNG alone
             model = build_model(record["arch"], **record.get("config", {}))
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:
         raise DataError(info, f"config does not fit architecture {record['arch']!r} ({exc})") from None
     load_state_strict(model, read_weights(path), weights_path)
     return model.to(map_location).eval()

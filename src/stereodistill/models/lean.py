@@ -53,6 +53,9 @@ from stereodistill.models.registry import MODELS
 
 #: Backbone widths at 1/2, 1/4, 1/8, 1/16 and of the 1/4 matching features, at ``width`` 1.
 BASE_CHANNELS = (16, 24, 32, 64, 48)
+#: The widest multiplier accepted (lean-l is 1.5); beyond it the network is no longer lean, and a stray
+#: exponent in a config (``1e9``) would otherwise ask the allocator for terabytes.
+MAX_WIDTH = 4.0
 
 
 def scaled(channels: int, width: float) -> int:
@@ -85,8 +88,8 @@ class LeanKnobs:
 
     def problems(self) -> list[str]:
         found = []
-        if not (isinstance(self.width, int | float) and self.width > 0):
-            found.append(f"width must be a positive number, got {self.width!r}")
+        if not (isinstance(self.width, int | float) and 0 < self.width <= MAX_WIDTH):
+            found.append(f"width must be a positive number up to {MAX_WIDTH}, got {self.width!r}")
         if len(self.depth) != 3 or not all(isinstance(v, int) and v >= 1 for v in self.depth):
             found.append(f"depth must be three block counts ≥ 1 (1/4, 1/8, 1/16), got {list(self.depth)}")
         if not (isinstance(self.refine, int) and self.refine >= 0):

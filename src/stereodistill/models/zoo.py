@@ -18,6 +18,7 @@ from stereodistill.models import (  # noqa: F401
     sgbm,
 )
 from stereodistill.models.base import StereoModel
+from stereodistill.models.options import check_options
 from stereodistill.models.registry import MODELS
 
 
@@ -27,8 +28,11 @@ def model_class(arch: str) -> type[StereoModel]:
 
 
 def build_model(arch: str, **config: Any) -> StereoModel:
-    """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options."""
-    return model_class(arch)(**config)
+    """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options
+    (an unknown option or a value of the wrong type is a :class:`ConfigError` naming it)."""
+    cls = model_class(arch)
+    check_options(cls, arch, config)
+    return cls(**config)
 
 
 def list_models() -> list[str]:

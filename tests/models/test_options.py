@@ -1,0 +1,29 @@
+"""Constructor options from JSON and YAML are checked against the constructor's type hints."""
+
+import pytest
+
+from stereodistill.errors import ConfigError
+from stereodistill.models import build_model
+
+
+@pytest.mark.parametrize(
+    ("arch", "options", "expected"),
+    [
+        ("psmnet", {"align_corners": "maybe"}, "psmnet: option align_corners must be true or false, got 'maybe'"),
+        ("psmnet", {"align_corners": 1}, "option align_corners must be true or false, got 1"),
+        ("lean", {"width": "wide"}, "lean: option width must be a number, got 'wide'"),
+        ("lean", {"groups": 4.0}, "option groups must be an integer, got 4.0"),
+        ("lean", {"refine": True}, "option refine must be an integer, got True"),
+        ("lean", {"depth": [1, "2", 1]}, "option depth must be a list of integers"),
+        ("gwcnet-g", {"concat": False}, "gwcnet-g: unknown option 'concat'; valid: max_disp, use_concat_volume"),
+    ],
+)
+def test_a_wrong_option_is_one_line_naming_it(arch, options, expected):
+    with pytest.raises(ConfigError) as info:
+        build_model(arch, max_disp=16, **options)
+    assert expected in str(info.value)
+
+
+def test_options_of_the_right_type_build_and_none_keeps_a_preset():
+    net = build_model("lean-xs", max_disp=16, width=1, depth=(1, 1, 1), groups=None)
+    assert net.knobs.width == 1 and net.knobs.depth == (1, 1, 1) and net.knobs.groups == 4
