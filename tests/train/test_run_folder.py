@@ -2,13 +2,16 @@
 
 import csv
 import io
+import json
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file, save_file
 
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
-from stereodistill.errors import ConfigError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.models import build_model
 from stereodistill.train.run_folder import config_changes, is_structural
 from stereodistill.train.trainer import Trainer
@@ -96,3 +99,65 @@ def test_force_never_clears_a_folder_holding_what_the_run_reads(tmp_path, capsys
     assert main(["train", str(tmp_path / "run.yaml"), "--force"]) == 2
     assert "start.safetensors, which this run reads" in capsys.readouterr().err
     assert (tmp_path / "out" / "start.safetensors").is_file() and (tmp_path / "out" / "old.txt").is_file()
+
+
+def test_model_init_that_does_not_fit_names_its_weights_file(tmp_path):
+    save_model(tmp_path / "start", build_model("lean-xs", max_disp=16))  # another network
+    model = {**TINY["model"], "init": str(tmp_path / "start")}
+    with pytest.raises(DataError, match="weights do not fit architecture 'dsnet'") as info:
+        Trainer(config(tmp_path / "run", model=model), distill=False)
+    assert info.value.path == tmp_path / "start.safetensors"
+    save_model(tmp_path / "same", build_model("dsnet", max_disp=16))
+    trainer = Trainer(config(tmp_path / "run2", model={**model, "init": str(tmp_path / "same")}), distill=False)
+    assert torch.equal(
+        trainer.student.state_dict()["classif0.0.0.weight"],
+        load_file(tmp_path / "same.safetensors")["classif0.0.0.weight"],
+    )
+
+
+def _drop(prefix):
+    def damage(files):
+        tensors = load_file(files["state"])
+        save_file({k: v for k, v in tensors.items() if not k.startswith(prefix)}, files["state"])
+
+    return damage
+
+
+def _shrink_moments(files):
+    tensors = load_file(files["state"])
+    save_file(
+        {k: v.reshape(-1)[:1] if k.startswith("optim.") and v.dim() else v for k, v in tensors.items()}, files["state"]
+    )
+
+
+def _edit_json(change):
+    def damage(files):
+        record = json.loads(files["json"].read_text())
+        change(record["training"])
+        files["json"].write_text(json.dumps(record))
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    ("damage", "named", "expected"),
+    [
+        (_drop("rng."), "json", "is damaged (missing 'rng.torch')"),
+        (_shrink_moments, "json", "optim.0.exp_avg has shape (1,), its parameter (32, 3, 3, 3)"),
+        (_edit_json(lambda t: t.pop("optimizer")), "json", "is damaged (missing 'optimizer')"),
+        (_edit_json(lambda t: t.update(step="two")), "json", "training.step must be an integer, got 'two'"),
+        (lambda f: save_file(dict(list(load_file(f["model"]).items())[1:]), f["model"]), "model", "1 missing"),
+    ],
+)
+def test_resume_from_a_damaged_checkpoint_names_the_file_before_any_step(tmp_path, damage, named, expected):
+    out = tmp_path / "run"
+    Trainer(config(out, steps=4), distill=False).run(stop_at=2)
+    base = out / "checkpoints" / "step-0000002"
+    files = {"json": base.with_suffix(".json"), "model": base.with_suffix(".safetensors")}
+    files["state"] = out / "checkpoints" / "step-0000002.state.safetensors"
+    damage(files)
+    before = rows(out)
+    with pytest.raises(DataError, match="step-0000002") as info:
+        Trainer(config(out, steps=4), distill=False, resume=True).run()
+    assert info.value.path == files[named] and expected in str(info.value)
+    assert rows(out) == before  # nothing trained or logged on a state that does not fit

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from stereodistill.checkpoint import read_metadata, read_weights, save_model
 from stereodistill.errors import DataError
 from stereodistill.fileio import atomic_path
+from stereodistill.models.state_dict import load_state_strict
 
 
 def checkpoint_name(step: int) -> str:
@@ -49,6 +50,13 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torc
     for index, entries in info["scalars"].items():
         state.setdefault(int(index), {}).update(entries)
     optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    # torch does not check the moments' shapes: a wrong one would only fail at the first step.
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, param in enumerate(params):
+        for key, value in optimizer.state.get(param, {}).items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                shapes = f"{tuple(value.shape)}, its parameter {tuple(param.shape)}"
+                raise ValueError(f"optim.{index}.{key} has shape {shapes}")
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -119,20 +127,28 @@ def load_training_state(
 ) -> dict[str, Any]:
     """Restore everything saved by :func:`save_training_state`; returns the checkpoint's metadata."""
     meta = read_metadata(base)
+    info_path, state_path = base.with_suffix(".json"), base.parent / f"{base.name}.state.safetensors"
     training = meta.get("training")
     if not isinstance(training, dict):
-        raise DataError(base.with_suffix(".json"), "not a training checkpoint (no 'training' state)")
-    model.load_state_dict(read_weights(base))
-    state_path = base.parent / f"{base.name}.state.safetensors"
+        raise DataError(info_path, "not a training checkpoint (no 'training' state)")
+    if not isinstance(training.get("step"), int) or isinstance(training["step"], bool):
+        raise DataError(info_path, f"training.step must be an integer, got {training.get('step')!r}")
+    load_state_strict(model, read_weights(base), base.with_suffix(".safetensors"))
     try:
         tensors = load_file(str(state_path))
     except Exception as exc:  # safetensors raises several types for a damaged file
         raise DataError(state_path, f"not a readable training state ({exc})") from None
-    extra.load_state_dict({k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")})
-    _restore_optimizer(optimizer, tensors, training["optimizer"])
-    restore_rng(tensors, training["rng"])
-    if scaler is not None and training.get("scaler"):
-        scaler.load_state_dict(training["scaler"])
+    load_state_strict(extra, {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}, state_path)
+    try:
+        _restore_optimizer(optimizer, tensors, training["optimizer"])
+        restore_rng(tensors, training["rng"])
+        if scaler is not None and training.get("scaler"):
+            scaler.load_state_dict(training["scaler"])
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise DataError(
+            info_path, f"the optimiser or random state here and in {state_path.name} is damaged ({what})"
+        ) from None
     return meta
 
 

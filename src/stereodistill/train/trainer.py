@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stereodistill.checkpoint import checkpoint_paths, load_model, save_model
+from stereodistill.checkpoint import checkpoint_paths, load_model, read_metadata, read_weights, save_model
 from stereodistill.config import to_dict
 from stereodistill.distill.losses import multi_output_loss
 from stereodistill.distill.masks import full_resolution_mask, left_right_consistent, right_view_disparity
@@ -34,6 +34,7 @@ from stereodistill.errors import ConfigError, StereoDistillError
 from stereodistill.evaluate.evaluator import evaluate_dataset
 from stereodistill.models import build_model
 from stereodistill.models.import_original import import_checkpoint
+from stereodistill.models.state_dict import load_state_strict
 from stereodistill.models.zoo import model_class
 from stereodistill.runtime import resolve_device
 from stereodistill.train import data as train_data
@@ -180,9 +181,9 @@ class Trainer:
 
         # Networks ---------------------------------------------------------------------------
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
-        if config.model.init:
-            init = load_model(config.model.init)
-            self.student.load_state_dict(init.state_dict())
+        if config.model.init:  # weights only: they must fit the configured network exactly
+            read_metadata(config.model.init)  # a folder or a foreign file is named as such
+            load_state_strict(self.student, read_weights(config.model.init), checkpoint_paths(config.model.init)[0])
         self.teacher = self._load_teacher() if distill else None
         height, width = config.data.crop
         terms = (
