@@ -123,7 +123,8 @@ def render() -> str:
         "## `model.options`, per network",
         "",
         "Constructor options of each architecture (`max_disp` is `model.max_disp`; `None`: the member's "
-        "preset); a teacher imported from a release checkpoint takes the same as `teacher.options`.",
+        "preset); a teacher imported from a release checkpoint takes the same as `teacher.options`. An "
+        "option a network does not take, or a value of another type than listed, is an error naming it.",
         "",
         *_table(["arch", "options"], [[f"`{a}`", _parameters(model_class(a), ("max_disp",))] for a in list_models()]),
         "",
