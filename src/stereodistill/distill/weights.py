@@ -142,9 +142,11 @@ class UncertaintyWeighting(nn.Module):
 class DynamicWeightAverage(nn.Module):
     """DWA: w_k = K·softmax_k(r_k / T) with r_k = L_k(e−1) / L_k(e−2), from per-epoch mean losses.
 
-    Weights stay 1 for the first two epochs. The losses are the terms' raw values, before their
-    weight schedules: a schedule that divides a term's weight by 10 at an epoch would otherwise
-    read as that term learning 10× faster. The history lives in a buffer (checkpointed).
+    Weights stay 1 for the first two epochs, which are real passes over the training data (not
+    ``epoch_steps``, which paces the schedules: DWA compares mean losses over the same samples).
+    The losses are the terms' raw values, before their weight schedules: a schedule that divides a
+    term's weight by 10 at an epoch would otherwise read as that term learning 10× faster. The
+    history lives in a buffer (checkpointed).
     """
 
     def __init__(self, names: Sequence[str], temperature: float = 2.0) -> None:

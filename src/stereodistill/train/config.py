@@ -283,7 +283,7 @@ class RunConfig:
     seed: int = 0  # seed of weights, data order and augmentation
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     steps: int = 1000  # with stages given in absolute steps, their sum instead
-    epoch_steps: int | None = None  # steps per "epoch" for schedules; default: one pass over the data
+    epoch_steps: int | None = None  # steps per "epoch" for schedules (dwa: real passes); default: one pass
     teacher: TeacherConfig | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)

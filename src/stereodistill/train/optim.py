@@ -23,7 +23,9 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig) -
 
 
 def lr_factor(config: OptimConfig, step: int, total: int, epoch: float) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based) of ``total``."""
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total``. ``cosine`` and
+    ``onecycle`` reach their floor at ``step == total``, one past the last, so the last step still
+    moves the weights a little (as PyTorch's ``CosineAnnealingLR`` with ``T_max = total``)."""
     if config.schedule == "onecycle":
         warm = max(config.warmup_steps, int(ONECYCLE_WARMUP * total), 1)
         if step < warm:
