@@ -235,6 +235,15 @@ def test_a_header_claiming_a_huge_image_is_a_clear_error_not_pillows_bomb_error(
             read(path)
 
 
+def test_a_very_large_image_is_read_with_a_warning_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 144 px lies between Pillow's warning and error sizes
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(path)
+    for read in (formats.read_image, formats.image_size):
+        with pytest.warns(Image.DecompressionBombWarning, match=r"big\.png: a very large image, read anyway"):
+            read(path)
+
+
 def test_npy_ground_truth_with_a_corrupt_header_or_a_plane_axis(tmp_path):
     np.save(tmp_path / "d.npy", np.ones((4, 6), np.float32))
     data = bytearray((tmp_path / "d.npy").read_bytes())

@@ -7,9 +7,12 @@ float32 in pixels, unknown = non-finite or 0) and turns any malformed file into 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tokenize
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,11 +104,27 @@ IMAGE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, S
 NPY_ERRORS = (OSError, EOFError, ValueError, SyntaxError, tokenize.TokenError)
 
 
+@contextlib.contextmanager
+def _pillow_warnings_named(path: Path) -> Iterator[None]:
+    """Re-issue Pillow's warning for an image between its two decompression-bomb sizes (about 90 to
+    180 Mpx) with the file's name: Pillow's own message says how many pixels, not which file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            message = f"{path}: a very large image, read anyway (Pillow: {warning.message})"
+            warnings.warn(message, Image.DecompressionBombWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def _open_image(path: Path) -> Image.Image:
     _require_file(path)
     try:
-        image = Image.open(path)
-        image.load()
+        with _pillow_warnings_named(path):
+            image = Image.open(path)
+            image.load()
     except IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
     return image
@@ -117,7 +136,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     _require_file(path)
     try:
-        with Image.open(path) as image:
+        with _pillow_warnings_named(path), Image.open(path) as image:
             width, height = image.size
     except IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
