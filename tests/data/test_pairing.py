@@ -171,3 +171,29 @@ def test_data_pairs_names_a_broken_link_instead_of_calling_its_other_view_alone(
     err = capsys.readouterr().err
     assert "b.png: a broken link (its target" in err and "gone.png does not exist" in err
     assert "no other view" not in err and not (tmp_path / "p.csv").exists()
+
+
+def test_a_broken_link_without_its_other_view_is_named_as_broken_by_infer_and_data_pairs(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.formats import write_image
+    from stereodistill.errors import DataError
+
+    rng = np.random.default_rng(0)
+    for view in ("left", "right"):
+        write_image(tmp_path / view / "a.png", rng.random((16, 24, 3)))
+    (tmp_path / "left" / "old.png").symlink_to(tmp_path / "gone.png")  # a stray link, no right view
+    with pytest.raises(DataError, match=r"broken link \(its target .*gone\.png does not exist\), and no right") as err:
+        find_pairs(tmp_path / "left", tmp_path / "right")
+    assert err.value.path == tmp_path / "left" / "old.png"
+    assert main(["data", "pairs", str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
+    out = capsys.readouterr().err
+    assert "old.png: a broken link (its target" in out and "and no other view" in out and "only in" not in out
+    assert main(["data", "pairs", str(tmp_path), "--out", str(tmp_path / "p.csv"), "--skip-bad"]) == 0
+    assert "a.png" in (tmp_path / "p.csv").read_text() and "old.png" not in (tmp_path / "p.csv").read_text()
+    # A broken right view with a real left one: the pair is found, and reading it names the link.
+    (tmp_path / "left" / "old.png").unlink()
+    write_image(tmp_path / "left" / "b.png", rng.random((16, 24, 3)))
+    (tmp_path / "right" / "b.png").symlink_to(tmp_path / "gone.png")
+    assert [p.name for p in find_pairs(tmp_path / "left", tmp_path / "right")] == ["a", "b"]

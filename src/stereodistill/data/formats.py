@@ -28,11 +28,16 @@ KITTI_SCALE = 256.0
 _PFM_MAGIC = {b"PF": 3, b"Pf": 1}
 
 
+def broken_link(path: Path) -> str | None:
+    """What is wrong with ``path`` when it is a link whose target does not exist; else ``None``."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken link (its target {os.readlink(path)} does not exist)"
+    return None
+
+
 def _require_file(path: Path) -> None:
     if not path.exists():
-        if path.is_symlink():
-            raise DataError(path, f"a broken link (its target {os.readlink(path)} does not exist)")
-        raise DataError(path, "file does not exist")
+        raise DataError(path, broken_link(path) or "file does not exist")
     if not path.is_file():
         raise DataError(path, "is not a regular file")
 

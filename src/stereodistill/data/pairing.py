@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stereodistill.data.formats import IMAGE_SUFFIXES
+from stereodistill.data.formats import IMAGE_SUFFIXES, broken_link
 from stereodistill.errors import DataError, InputError
 
 
@@ -30,10 +30,20 @@ def _is_glob(text: str) -> bool:
     return any(char in text for char in "*?[") and not Path(text).exists()
 
 
+def _listed(path: Path) -> bool:
+    """An image file, or a broken link in its place: listed, so that reading it names the link rather
+    than its other view being reported as alone."""
+    return path.is_file() or path.is_symlink()
+
+
 def _images(folder: Path) -> list[Path]:
-    """The folder's images; a dangling link is one too, so that reading it names the broken link
-    instead of its other view being reported as alone."""
-    return sorted(p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if _listed(p) and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _alone(path: Path) -> str:
+    """Why an image has no other view, for a list of problems: a broken link says so first."""
+    link = broken_link(path)
+    return f"{path.name}: {link}, and no other view" if link else f"{path.name}: no other view (only in {path.parent})"
 
 
 def _wildcard_regex(pattern: str) -> re.Pattern[str]:
@@ -101,14 +111,14 @@ def find_pairs(left: str | Path, right: str | Path) -> list[PairFiles]:
     lefts = _images(left_path)
     if not lefts:
         raise DataError(left_path, "no images in this folder")
-    for names, other, side in (
-        ([p.name for p in lefts], right_path, "right"),
-        ([p.name for p in _images(right_path)], left_path, "left"),
-    ):
-        missing = [name for name in names if not (other / name).is_file()]
+    for paths, other, side in ((lefts, right_path, "right"), (_images(right_path), left_path, "left")):
+        missing = [p for p in paths if not _listed(other / p.name)]
+        for path in missing:
+            if broken_link(path):
+                raise DataError(path, f"{broken_link(path)}, and no {side} image goes with it")
         if missing:
             more = " …" if len(missing) > 5 else ""
-            raise DataError(other, f"no {side} image for {', '.join(missing[:5])}{more}")
+            raise DataError(other, f"no {side} image for {', '.join(p.name for p in missing[:5])}{more}")
     return _named([(p, right_path / p.name) for p in lefts])
 
 
@@ -256,10 +266,7 @@ def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bo
     rights = {p.name: p for p in _images(right)}
     if not lefts:
         raise DataError(left, "no images in this folder")
-    problems = [
-        f"{name}: no other view (only in {left if name in lefts else right})"
-        for name in sorted(lefts.keys() ^ rights.keys())
-    ]
+    problems = [_alone(lefts[name] if name in lefts else rights[name]) for name in sorted(lefts.keys() ^ rights.keys())]
     truths = _truth_files(disp) if disp is not None else {}
     rows = [(lefts[name], rights[name], truths.get(Path(name).stem)) for name in sorted(lefts.keys() & rights.keys())]
     rows, bad = check_rows(rows)
