@@ -183,3 +183,7 @@ def test_dist_leaves_an_image_with_under_two_kept_pixels_out_of_its_relation_ter
     mask[1, 0, :kept] = True
     only_first = LOSSES.get("dist")(s[:1], t[:1], mask[:1], inter=0.0)
     torch.testing.assert_close(LOSSES.get("dist")(s, t, mask, inter=0.0), only_first)
+    # Float weights: what counts is how many pixels are kept, not what their weights add up to.
+    torch.testing.assert_close(LOSSES.get("dist")(s, t, mask * 3.0, inter=0.0), only_first)
+    light = LOSSES.get("dist")(s, t, torch.full((2, 4, 6), 0.05), inter=0.0)
+    torch.testing.assert_close(light, LOSSES.get("dist")(s, t, torch.ones(2, 4, 6, dtype=torch.bool), inter=0.0))

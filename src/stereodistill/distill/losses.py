@@ -183,7 +183,7 @@ def dist(
         intra_term = _pearson_distance(flat_s, flat_t, 2, None).mean()
     else:  # over the images with two kept pixels or more: fewer have no correlation to speak of
         weights = mask.to(p_s.dtype).flatten(1).unsqueeze(1).expand_as(flat_s)
-        kept = (mask.flatten(1).sum(1) >= 2).to(p_s.dtype)
+        kept = ((mask.flatten(1) != 0).sum(1) >= 2).to(p_s.dtype)  # pixels counted, not weights summed
         intra_term = (_pearson_distance(flat_s, flat_t, 2, weights).mean(1) * kept).sum() / kept.sum().clamp(min=1)
     return (inter * inter_term + intra * intra_term) * tau**2
 
