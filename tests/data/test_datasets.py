@@ -316,6 +316,9 @@ def test_eth3d_splits_gt_folders_and_gray(tmp_path: Path) -> None:
         _gray(tmp_path / "two_view_testing" / "lakeside_1l" / name)
     ids = [f.id for f in ETH3D(tmp_path, split="test").files]
     assert ids == ["two_view_test/lakeside_1l", "two_view_testing/playground_1l"]
+    (tmp_path / "list.txt").write_text("two_view_testing/lakeside_1l\n")  # named by its other folder
+    listed = ETH3D(tmp_path, split="test", list_file=tmp_path / "list.txt")
+    assert [f.id for f in listed.files] == ["two_view_test/lakeside_1l"] and not listed.unlisted
 
 
 def test_eth3d_missing_gt_names_expected_file(tmp_path: Path) -> None:

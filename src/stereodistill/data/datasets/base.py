@@ -38,6 +38,9 @@ class SampleFiles:
     disp: Path | None = None
     mask: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Other ids and left images of this very pair (a scene unpacked into two folders, listed once),
+    #: by which a list file may name it too.
+    aliases: tuple[tuple[str, Path], ...] = ()
 
 
 def list_dir(directory: Path) -> list[os.DirEntry[str]]:
@@ -83,9 +86,11 @@ def path_matches(path: Path, root: Path, entries: set[str]) -> bool:
 def listed_entries(files: SampleFiles, root: Path, entries: set[str], named: dict[Path, list[str]]) -> list[str]:
     """The entries that name a sample: its id, any trailing part of its left image path, or (``named``:
     the entries that are files as given, absolute or from the working folder, by real path) that file."""
-    found = [entry for entry in (files.id, *_trailing_parts(files.left, root)) if entry in entries]
-    if named:
-        found += named.get(files.left.resolve(), [])
+    found = []
+    for sample_id, left in ((files.id, files.left), *files.aliases):
+        found += [entry for entry in (sample_id, *_trailing_parts(left, root)) if entry in entries]
+        if named:
+            found += named.get(left.resolve(), [])
     return found
 
 

@@ -8,6 +8,7 @@ image reader repeats them to 3 channels); GT ``inf`` = unknown; mask 255 = non-o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class ETH3D(StereoDataset):
     def discover(self) -> list[SampleFiles]:
         files: list[SampleFiles] = []
         gt_root = self.root / GT_FOLDER
-        seen: set[tuple[str, str]] = set()  # (split, scene): one scene unpacked into both test folders
+        seen: dict[tuple[str, str], int] = {}  # (split, scene) → index: one scene in both test folders
         for folder, split in SPLITS[self.split]:
             base = self.root / folder
             if not base.is_dir():
@@ -61,9 +62,12 @@ class ETH3D(StereoDataset):
                 left = scene / "im0.png"
                 if not (left.is_file() or left.is_symlink()):  # a dead link is listed: loading names it
                     continue
-                if (split, scene.name) in seen:
+                first = seen.get((split, scene.name))
+                if first is not None:  # listed once, and a list may name it by either folder
+                    alias = ((f"{folder}/{scene.name}", left),)
+                    files[first] = replace(files[first], aliases=files[first].aliases + alias)
                     continue
-                seen.add((split, scene.name))
+                seen[(split, scene.name)] = len(files)
                 disp = mask = None
                 if split == "train":
                     disp, mask = self._ground_truth(scene, gt_root / scene.name)
