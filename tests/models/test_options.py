@@ -27,3 +27,27 @@ def test_a_wrong_option_is_one_line_naming_it(arch, options, expected):
 def test_options_of_the_right_type_build_and_none_keeps_a_preset():
     net = build_model("lean-xs", max_disp=16, width=1, depth=(1, 1, 1), groups=None)
     assert net.knobs.width == 1 and net.knobs.depth == (1, 1, 1) and net.knobs.groups == 4
+
+
+def test_numpy_numbers_count_as_numbers_and_keyword_only_options_are_known():
+    import numpy as np
+
+    from stereodistill.models.options import checked_options
+
+    net = build_model("lean-xs", max_disp=np.int64(16), width=np.float32(0.5), depth=(np.int64(1), 2, 1))
+    assert net.config["max_disp"] == 16 and type(net.config["max_disp"]) is int and net.knobs.width == 0.5
+    assert checked_options(type(net), "lean-xs", {"depth": (np.int8(1), 2, 1)}) == {"depth": (1, 2, 1)}
+    with pytest.raises(ConfigError, match="option align_corners must be true or false"):
+        build_model("psmnet", max_disp=16, align_corners=np.float64(1.0))
+
+    class KeywordOnly:
+        def __init__(self, max_disp: int = 16, *, scale: float = 1.0) -> None: ...
+
+    checked_options(KeywordOnly, "kw", {"scale": 2})
+    with pytest.raises(ConfigError, match="option scale must be a number"):
+        checked_options(KeywordOnly, "kw", {"scale": "x"})
+
+    class Unresolvable:
+        def __init__(self, max_disp: int = 16, path: "NotImported | None" = None) -> None: ...  # noqa: F821
+
+    checked_options(Unresolvable, "u", {"path": "a"})  # unresolvable hints go unchecked, never crash

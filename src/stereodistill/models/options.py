@@ -14,11 +14,22 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from stereodistill.errors import ConfigError
 
 
+def _plain(value: Any) -> Any:
+    """NumPy scalars (from a sweep script, say) as the Python numbers the networks and JSON take."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool)  # a bool is a flag, never a count
 
 
 def _fits(hint: Any, value: Any) -> bool | None:
@@ -52,15 +63,21 @@ def _describe(hint: Any) -> str:
     return str(hint)
 
 
-def check_options(cls: type, arch: str, options: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` for an option ``cls`` does not take or a value of the wrong type."""
-    signature = inspect.signature(cls.__init__)
-    parameters = signature.parameters.items()
-    accepted = [name for name, p in parameters if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+def checked_options(cls: type, arch: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with NumPy scalars made Python numbers; :class:`ConfigError` for an option ``cls``
+    does not take or a value of the wrong type."""
+    options = {name: _plain(value) for name, value in options.items()}
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [p.name for p in parameters if p.name != "self" and p.kind in named]
     unknown = sorted(set(options) - set(accepted))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
         raise ConfigError(f"{arch}: unknown option {', '.join(map(repr, unknown))}; valid: {', '.join(accepted)}")
-    hints = typing.get_type_hints(cls.__init__)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except NameError:  # a hint naming what only a type checker imports: the types go unchecked
+        return options
     for name, value in options.items():
         if name in hints and _fits(hints[name], value) is False:
             raise ConfigError(f"{arch}: option {name} must be {_describe(hints[name])}, got {value!r}")
+    return options

@@ -18,7 +18,7 @@ from stereodistill.models import (  # noqa: F401
     sgbm,
 )
 from stereodistill.models.base import StereoModel
-from stereodistill.models.options import check_options
+from stereodistill.models.options import checked_options
 from stereodistill.models.registry import MODELS
 
 
@@ -29,10 +29,10 @@ def model_class(arch: str) -> type[StereoModel]:
 
 def build_model(arch: str, **config: Any) -> StereoModel:
     """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options
-    (an unknown option or a value of the wrong type is a :class:`ConfigError` naming it)."""
+    (an unknown option or a value of the wrong type is a :class:`ConfigError` naming it; NumPy
+    scalars are taken as Python numbers)."""
     cls = model_class(arch)
-    check_options(cls, arch, config)
-    return cls(**config)
+    return cls(**checked_options(cls, arch, config))
 
 
 def list_models() -> list[str]:
