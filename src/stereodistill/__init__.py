@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "build_model", "import_checkpoint", "load_model", "reference_numerics", "save_model"]
 
 _LAZY = {
-    "build_model": "stereodistill.models.registry",
+    "build_model": "stereodistill.models.zoo",
     "import_checkpoint": "stereodistill.models.import_original",
     "load_model": "stereodistill.checkpoint",
     "reference_numerics": "stereodistill.models.numerics",
