@@ -130,6 +130,13 @@ def _shrink_moments(files):
     )
 
 
+def _add(name, tensor):
+    def damage(files):
+        save_file({**load_file(files["state"]), name: tensor}, files["state"])
+
+    return damage
+
+
 def _edit_json(change):
     def damage(files):
         record = json.loads(files["json"].read_text())
@@ -142,9 +149,19 @@ def _edit_json(change):
 @pytest.mark.parametrize(
     ("damage", "named", "expected"),
     [
-        (_drop("rng."), "json", "is damaged (missing 'rng.torch')"),
-        (_shrink_moments, "json", "optim.0.exp_avg has shape (1,), its parameter (32, 3, 3, 3)"),
-        (_edit_json(lambda t: t.pop("optimizer")), "json", "is damaged (missing 'optimizer')"),
+        (_drop("rng."), "state", "holds no random state ('rng.torch')"),
+        (_shrink_moments, "state", "optim.0.exp_avg has shape (1,), its parameter (32, 3, 3, 3)"),
+        (
+            _add("extra.gate", torch.zeros(3)),
+            "state",
+            "do not fit this run's adapters and loss weights: 1 unexpected: gate",
+        ),
+        (
+            _edit_json(lambda t: t.pop("optimizer")),
+            "json",
+            "optimiser or random state is damaged (missing 'optimizer')",
+        ),
+        (_edit_json(lambda t: t["optimizer"].update(scalars=[])), "json", "optimiser or random state is damaged"),
         (_edit_json(lambda t: t.update(step="two")), "json", "training.step must be an integer, got 'two'"),
         (lambda f: save_file(dict(list(load_file(f["model"]).items())[1:]), f["model"]), "model", "1 missing"),
     ],

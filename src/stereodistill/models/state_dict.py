@@ -12,14 +12,17 @@ import torch
 from stereodistill.errors import DataError
 
 
-def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
-    """Load ``state`` into ``model``: every tensor must land, every parameter/buffer must be filled."""
+def load_state_strict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path, what: str | None = None
+) -> None:
+    """Load ``state`` into ``model``: every tensor must land, every parameter/buffer must be filled.
+    ``what`` names the module in the error (default: the network's architecture)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
-        arch = getattr(model, "arch", type(model).__name__)
+        what = what or f"architecture {getattr(model, 'arch', type(model).__name__)!r}"
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
             if keys:
@@ -29,5 +32,5 @@ def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
                 )
                 more = f" (+{len(keys) - 8} more)" if len(keys) > 8 else ""
                 parts.append(f"{len(keys)} {label}: {shown}{more}")
-        raise DataError(source, f"weights do not fit architecture {arch!r}: " + "; ".join(parts))
+        raise DataError(source, f"weights do not fit {what}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)

@@ -50,13 +50,17 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torc
     for index, entries in info["scalars"].items():
         state.setdefault(int(index), {}).update(entries)
     optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    # torch does not check the moments' shapes: a wrong one would only fail at the first step.
+
+
+def _wrong_moments(optimizer: torch.optim.Optimizer) -> str | None:
+    """A restored moment whose shape is not its parameter's (torch does not check: it would only
+    fail at the first step), named; ``None`` when all fit."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for index, param in enumerate(params):
         for key, value in optimizer.state.get(param, {}).items():
             if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
-                shapes = f"{tuple(value.shape)}, its parameter {tuple(param.shape)}"
-                raise ValueError(f"optim.{index}.{key} has shape {shapes}")
+                return f"optim.{index}.{key} has shape {tuple(value.shape)}, its parameter {tuple(param.shape)}"
+    return None
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -138,17 +142,21 @@ def load_training_state(
         tensors = load_file(str(state_path))
     except Exception as exc:  # safetensors raises several types for a damaged file
         raise DataError(state_path, f"not a readable training state ({exc})") from None
-    load_state_strict(extra, {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}, state_path)
+    extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+    load_state_strict(extra, extras, state_path, what="this run's adapters and loss weights")
+    if "rng.torch" not in tensors:
+        raise DataError(state_path, "holds no random state ('rng.torch')")
     try:
         _restore_optimizer(optimizer, tensors, training["optimizer"])
         restore_rng(tensors, training["rng"])
         if scaler is not None and training.get("scaler"):
             scaler.load_state_dict(training["scaler"])
-    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
         what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise DataError(
-            info_path, f"the optimiser or random state here and in {state_path.name} is damaged ({what})"
-        ) from None
+        raise DataError(info_path, f"its optimiser or random state is damaged ({what})") from None
+    wrong = _wrong_moments(optimizer)
+    if wrong:
+        raise DataError(state_path, f"its optimiser moments do not fit this run's network ({wrong})")
     return meta
 
 
