@@ -150,7 +150,14 @@ def _edit_json(change):
     ("damage", "named", "expected"),
     [
         (_drop("rng."), "state", "holds no random state ('rng.torch')"),
-        (_shrink_moments, "state", "optim.0.exp_avg has shape (1,), its parameter (32, 3, 3, 3)"),
+        (
+            _shrink_moments,
+            "state",
+            "moments do not fit this run's network (optim.0.exp_avg is (1,), its parameter (32,",
+        ),
+        (_drop("optim.0.exp_avg_sq"), "state", "optimiser state is incomplete (no optim.0.exp_avg_sq)"),
+        (_add("optim.9999.exp_avg", torch.zeros(1)), "state", "'optim.9999.exp_avg' names no parameter"),
+        (_add("rng.torch", torch.zeros(10)), "state", "its random state 'rng.torch' is damaged"),
         (
             _add("extra.gate", torch.zeros(3)),
             "state",
@@ -162,7 +169,8 @@ def _edit_json(change):
             "optimiser or random state is damaged (missing 'optimizer')",
         ),
         (_edit_json(lambda t: t["optimizer"].update(scalars=[])), "json", "optimiser or random state is damaged"),
-        (_edit_json(lambda t: t.update(step="two")), "json", "training.step must be an integer, got 'two'"),
+        (_edit_json(lambda t: t.update(step="two")), "json", "training.step must be an integer ≥ 0, got 'two'"),
+        (_edit_json(lambda t: t.update(step=-5)), "json", "training.step must be an integer ≥ 0, got -5"),
         (lambda f: save_file(dict(list(load_file(f["model"]).items())[1:]), f["model"]), "model", "1 missing"),
     ],
 )

@@ -41,26 +41,34 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict) -> None:
-    state: dict[int, dict[str, Any]] = {}
+def _moments(tensors: dict[str, torch.Tensor], params: list[torch.Tensor], where: Path) -> dict[int, dict[str, Any]]:
+    """The optimiser's tensors of the state file by parameter index, each checked against its
+    parameter (torch checks neither names nor shapes: a wrong one fails at the first step, or is
+    silently dropped)."""
+    moments: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
+            index, _, key = name.removeprefix("optim.").partition(".")
+            if not (index.isdigit() and key and int(index) < len(params)):
+                raise DataError(where, f"{name!r} names no parameter of this run's network ({len(params)} of them)")
+            param = params[int(index)]
+            if value.dim() and value.shape != param.shape:
+                shapes = f"{tuple(value.shape)}, its parameter {tuple(param.shape)}"
+                raise DataError(where, f"its optimiser moments do not fit this run's network ({name} is {shapes})")
+            moments.setdefault(int(index), {})[key] = value
+    names = {key for entries in moments.values() for key in entries}
+    for index, entries in sorted(moments.items()):
+        if entries.keys() != names:
+            missing = ", ".join(f"optim.{index}.{key}" for key in sorted(names - entries.keys()))
+            raise DataError(where, f"its optimiser state is incomplete (no {missing})")
+    return moments
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, moments: dict[int, dict[str, Any]], info: dict) -> None:
+    state = {index: dict(entries) for index, entries in moments.items()}
     for index, entries in info["scalars"].items():
         state.setdefault(int(index), {}).update(entries)
     optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-
-
-def _wrong_moments(optimizer: torch.optim.Optimizer) -> str | None:
-    """A restored moment whose shape is not its parameter's (torch does not check: it would only
-    fail at the first step), named; ``None`` when all fit."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, param in enumerate(params):
-        for key, value in optimizer.state.get(param, {}).items():
-            if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
-                return f"optim.{index}.{key} has shape {tuple(value.shape)}, its parameter {tuple(param.shape)}"
-    return None
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -76,11 +84,14 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, info
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+def _restore_torch_rng(tensors: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def _restore_host_rng(info: dict[str, Any]) -> None:
     kind, keys, pos, has_gauss, gauss = info["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = info["python"]
@@ -135,8 +146,9 @@ def load_training_state(
     training = meta.get("training")
     if not isinstance(training, dict):
         raise DataError(info_path, "not a training checkpoint (no 'training' state)")
-    if not isinstance(training.get("step"), int) or isinstance(training["step"], bool):
-        raise DataError(info_path, f"training.step must be an integer, got {training.get('step')!r}")
+    step = training.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise DataError(info_path, f"training.step must be an integer ≥ 0, got {step!r}")
     load_state_strict(model, read_weights(base), base.with_suffix(".safetensors"))
     try:
         tensors = load_file(str(state_path))
@@ -144,19 +156,22 @@ def load_training_state(
         raise DataError(state_path, f"not a readable training state ({exc})") from None
     extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
     load_state_strict(extra, extras, state_path, what="this run's adapters and loss weights")
+    moments = _moments(tensors, [p for group in optimizer.param_groups for p in group["params"]], state_path)
     if "rng.torch" not in tensors:
         raise DataError(state_path, "holds no random state ('rng.torch')")
+    # What the state file holds is checked above and restored last; what the JSON holds, here.
     try:
-        _restore_optimizer(optimizer, tensors, training["optimizer"])
-        restore_rng(tensors, training["rng"])
+        _restore_optimizer(optimizer, moments, training["optimizer"])
+        _restore_host_rng(training["rng"])
         if scaler is not None and training.get("scaler"):
             scaler.load_state_dict(training["scaler"])
     except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
         what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise DataError(info_path, f"its optimiser or random state is damaged ({what})") from None
-    wrong = _wrong_moments(optimizer)
-    if wrong:
-        raise DataError(state_path, f"its optimiser moments do not fit this run's network ({wrong})")
+    try:
+        _restore_torch_rng(tensors)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(state_path, f"its random state 'rng.torch' is damaged ({exc})") from None
     return meta
 
 
