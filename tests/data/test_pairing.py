@@ -197,3 +197,28 @@ def test_a_broken_link_without_its_other_view_is_named_as_broken_by_infer_and_da
     write_image(tmp_path / "left" / "b.png", rng.random((16, 24, 3)))
     (tmp_path / "right" / "b.png").symlink_to(tmp_path / "gone.png")
     assert [p.name for p in find_pairs(tmp_path / "left", tmp_path / "right")] == ["a", "b"]
+
+
+def test_broken_links_are_named_in_glob_patterns_with_their_real_target_and_loops_as_loops(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.formats import write_image
+    from stereodistill.errors import DataError
+
+    rng = np.random.default_rng(0)
+    for name in ("im0.png", "im1.png"):
+        write_image(tmp_path / "s1" / name, rng.random((16, 24, 3)))
+    (tmp_path / "s3").mkdir()
+    (tmp_path / "s3" / "im1.png").symlink_to("gone.png")  # relative: s3/gone.png
+    with pytest.raises(
+        DataError, match=r"a broken link \(its target .*s3/gone\.png does not exist\), and no left"
+    ) as err:
+        find_pairs(f"{tmp_path}/*/im0.png", f"{tmp_path}/*/im1.png")
+    assert err.value.path == tmp_path / "s3" / "im1.png"
+    for view in ("left", "right"):
+        write_image(tmp_path / "f" / view / "a.png", rng.random((16, 24, 3)))
+    (tmp_path / "f" / "right" / "old.png").symlink_to("old.png")  # a link to itself
+    assert main(["data", "pairs", str(tmp_path / "f"), "--out", str(tmp_path / "p.csv")]) == 2
+    out = capsys.readouterr().err
+    assert f"{tmp_path / 'f' / 'right' / 'old.png'}: a link that reaches no file" in out and "loop" in out

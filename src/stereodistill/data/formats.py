@@ -29,10 +29,13 @@ _PFM_MAGIC = {b"PF": 3, b"Pf": 1}
 
 
 def broken_link(path: Path) -> str | None:
-    """What is wrong with ``path`` when it is a link whose target does not exist; else ``None``."""
-    if path.is_symlink() and not path.exists():
-        return f"a broken link (its target {os.readlink(path)} does not exist)"
-    return None
+    """What is wrong with ``path`` when it is a link that reaches no file; else ``None``."""
+    if not path.is_symlink() or path.exists():
+        return None
+    target = Path(os.path.normpath(path.parent / os.readlink(path)))  # a relative target, from the link
+    if os.path.lexists(target):
+        return f"a link that reaches no file (its target {target} is a link in a loop or a broken chain)"
+    return f"a broken link (its target {target} does not exist)"
 
 
 def _require_file(path: Path) -> None:

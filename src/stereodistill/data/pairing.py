@@ -43,7 +43,14 @@ def _images(folder: Path) -> list[Path]:
 def _alone(path: Path) -> str:
     """Why an image has no other view, for a list of problems: a broken link says so first."""
     link = broken_link(path)
-    return f"{path.name}: {link}, and no other view" if link else f"{path.name}: no other view (only in {path.parent})"
+    return f"{path}: {link}, and no other view" if link else f"{path.name}: no other view (only in {path.parent})"
+
+
+def _no_broken_link_alone(paths: list[Path], side: str) -> None:
+    """A broken link without its other view is named as broken, not as an image alone."""
+    for path in paths:
+        if broken_link(path):
+            raise DataError(path, f"{broken_link(path)}, and no {side} image goes with it")
 
 
 def _wildcard_regex(pattern: str) -> re.Pattern[str]:
@@ -93,8 +100,9 @@ def find_pairs(left: str | Path, right: str | Path) -> list[PairFiles]:
         lefts, rights = _by_wildcards(left), _by_wildcards(right)
         if not lefts:
             raise InputError(f"no file matches {left!r}")
-        for pattern, names, other in ((right, lefts, rights), (left, rights, lefts)):
+        for pattern, names, other, side in ((right, lefts, rights, "right"), (left, rights, lefts, "left")):
             missing = sorted(set(names) - set(other))
+            _no_broken_link_alone([names[key] for key in missing], side)
             if missing:
                 shown = ", ".join(str(names[key]) for key in missing[:5]) + (" …" if len(missing) > 5 else "")
                 raise InputError(f"no file of {pattern!r} goes with {shown}")
@@ -113,9 +121,7 @@ def find_pairs(left: str | Path, right: str | Path) -> list[PairFiles]:
         raise DataError(left_path, "no images in this folder")
     for paths, other, side in ((lefts, right_path, "right"), (_images(right_path), left_path, "left")):
         missing = [p for p in paths if not _listed(other / p.name)]
-        for path in missing:
-            if broken_link(path):
-                raise DataError(path, f"{broken_link(path)}, and no {side} image goes with it")
+        _no_broken_link_alone(missing, side)
         if missing:
             more = " …" if len(missing) > 5 else ""
             raise DataError(other, f"no {side} image for {', '.join(p.name for p in missing[:5])}{more}")
