@@ -48,6 +48,28 @@ def test_numpy_numbers_count_as_numbers_and_keyword_only_options_are_known():
         checked_options(KeywordOnly, "kw", {"scale": "x"})
 
     class Unresolvable:
-        def __init__(self, max_disp: int = 16, path: "NotImported | None" = None) -> None: ...  # noqa: F821
+        def __init__(
+            self,
+            max_disp: int = 16,
+            path: "NotImported | None" = None,  # noqa: F821  (a NameError when resolved)
+            doc: "pytest.Nope" = None,  # an AttributeError when resolved
+        ) -> None: ...
 
-    checked_options(Unresolvable, "u", {"path": "a"})  # unresolvable hints go unchecked, never crash
+    checked_options(Unresolvable, "u", {"path": "a", "doc": 1})  # unresolvable hints go unchecked, never crash
+    with pytest.raises(ConfigError, match="option max_disp must be an integer"):  # the others still are checked
+        checked_options(Unresolvable, "u", {"max_disp": "sixteen", "path": "a"})
+
+
+def test_every_option_of_every_network_of_the_zoo_has_a_hint_the_check_reads():
+    import inspect
+
+    from stereodistill.models import list_models
+    from stereodistill.models.options import _fits, _hint
+    from stereodistill.models.zoo import model_class
+
+    for arch in list_models():
+        init = model_class(arch).__init__
+        for name, parameter in inspect.signature(init).parameters.items():
+            if name != "self" and parameter.kind is not parameter.VAR_KEYWORD:
+                hint = _hint(init, name)
+                assert hint is not None and _fits(hint, parameter.default) is not False, (arch, name)

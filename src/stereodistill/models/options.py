@@ -73,11 +73,22 @@ def checked_options(cls: type, arch: str, options: Mapping[str, Any]) -> dict[st
     unknown = sorted(set(options) - set(accepted))
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
         raise ConfigError(f"{arch}: unknown option {', '.join(map(repr, unknown))}; valid: {', '.join(accepted)}")
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except NameError:  # a hint naming what only a type checker imports: the types go unchecked
-        return options
     for name, value in options.items():
-        if name in hints and _fits(hints[name], value) is False:
-            raise ConfigError(f"{arch}: option {name} must be {_describe(hints[name])}, got {value!r}")
+        hint = _hint(cls.__init__, name)
+        if hint is not None and _fits(hint, value) is False:
+            raise ConfigError(f"{arch}: option {name} must be {_describe(hint)}, got {value!r}")
     return options
+
+
+def _hint(function: Any, name: str) -> Any:
+    """The resolved type hint of one parameter, or ``None`` where there is none or it cannot be
+    resolved at run time (a name only a type checker imports): that option goes unchecked, the
+    others still are."""
+    annotation = inspect.get_annotations(function).get(name)
+    if annotation is None:
+        return None
+    holder = types.SimpleNamespace(__annotations__={name: annotation})
+    try:
+        return typing.get_type_hints(holder, globalns=getattr(function, "__globals__", {}))[name]
+    except Exception:  # NameError, AttributeError, SyntaxError, TypeError: whatever the hint's text raises
+        return None
