@@ -37,6 +37,8 @@ def test_numpy_numbers_count_as_numbers_and_keyword_only_options_are_known():
     net = build_model("lean-xs", max_disp=np.int64(16), width=np.float32(0.5), depth=(np.int64(1), 2, 1))
     assert net.config["max_disp"] == 16 and type(net.config["max_disp"]) is int and net.knobs.width == 0.5
     assert checked_options(type(net), "lean-xs", {"depth": (np.int8(1), 2, 1)}) == {"depth": (1, 2, 1)}
+    plain = checked_options(type(net), "lean-xs", {"max_disp": np.array(16), "depth": np.array([1, 1, 1])})
+    assert plain == {"max_disp": 16, "depth": [1, 1, 1]} and type(plain["max_disp"]) is int
     with pytest.raises(ConfigError, match="option align_corners must be true or false"):
         build_model("psmnet", max_disp=16, align_corners=np.float64(1.0))
 

@@ -20,9 +20,10 @@ from stereodistill.errors import ConfigError
 
 
 def _plain(value: Any) -> Any:
-    """NumPy scalars (from a sweep script, say) as the Python numbers the networks and JSON take."""
-    if isinstance(value, np.generic):
-        return value.item()
+    """NumPy scalars and arrays (from a sweep script, say) as the Python numbers and lists the networks
+    and JSON take."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
     if isinstance(value, list | tuple):
         return type(value)(_plain(v) for v in value)
     return value
