@@ -65,7 +65,7 @@ def _describe(hint: Any) -> str:
 
 
 def checked_options(cls: type, arch: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` with NumPy scalars made Python numbers; :class:`ConfigError` for an option ``cls``
+    """``options`` with NumPy values made Python ones; :class:`ConfigError` for an option ``cls``
     does not take or a value of the wrong type."""
     options = {name: _plain(value) for name, value in options.items()}
     parameters = inspect.signature(cls.__init__).parameters.values()
