@@ -222,3 +222,37 @@ def test_broken_links_are_named_in_glob_patterns_with_their_real_target_and_loop
     assert main(["data", "pairs", str(tmp_path / "f"), "--out", str(tmp_path / "p.csv")]) == 2
     out = capsys.readouterr().err
     assert f"{tmp_path / 'f' / 'right' / 'old.png'}: a link that reaches no file" in out and "loop" in out
+
+
+def test_links_in_loops_or_to_other_folders_pair_by_where_they_lie(tmp_path):
+    import numpy as np
+
+    from stereodistill.data.formats import broken_link, read_image, write_image
+    from stereodistill.errors import DataError
+
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "right" / "c.png", rng.random((16, 24, 3)))
+    (tmp_path / "left").mkdir()
+    (tmp_path / "left" / "c.png").symlink_to("c.png")  # a link to itself, beside a real right view
+    write_image(tmp_path / "g" / "s1" / "im1.png", rng.random((16, 24, 3)))
+    (tmp_path / "g" / "s1" / "im0.png").symlink_to("im0.png")
+    for left, right in (
+        (tmp_path / "left", tmp_path / "right"),
+        (f"{tmp_path}/g/*/im0.png", f"{tmp_path}/g/*/im1.png"),
+    ):
+        (pair,) = find_pairs(left, right)
+        with pytest.raises(DataError, match=r"a link that reaches no file .* loop"):
+            read_image(pair.left)
+    write_image(tmp_path / "elsewhere" / "d.png", rng.random((16, 24, 3)))
+    write_image(tmp_path / "right" / "d.png", rng.random((16, 24, 3)))
+    (tmp_path / "left" / "c.png").unlink()
+    (tmp_path / "right" / "c.png").unlink()
+    (tmp_path / "left" / "d.png").symlink_to(tmp_path / "elsewhere" / "d.png")  # named by where it lies
+    assert [(p.name, p.left) for p in find_pairs(tmp_path / "left", tmp_path / "right")] == [
+        ("d", tmp_path / "left" / "d.png")
+    ]
+    # A relative target counts from the link's real folder, also when that folder is reached by a link.
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "sub" / "x.png").symlink_to("../gone.png")
+    (tmp_path / "L").symlink_to(tmp_path / "real" / "sub")
+    assert f"its target {tmp_path / 'real' / 'gone.png'} does not exist" in broken_link(tmp_path / "L" / "x.png")

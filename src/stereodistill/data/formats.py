@@ -32,7 +32,8 @@ def broken_link(path: Path) -> str | None:
     """What is wrong with ``path`` when it is a link that reaches no file; else ``None``."""
     if not path.is_symlink() or path.exists():
         return None
-    target = Path(os.path.normpath(path.parent / os.readlink(path)))  # a relative target, from the link
+    # A relative target counts from the link's real folder (which may itself be reached by a link).
+    target = Path(os.path.normpath(Path(os.path.realpath(path.parent)) / os.readlink(path)))
     if os.path.lexists(target):
         return f"a link that reaches no file (its target {target} is a link in a loop or a broken chain)"
     return f"a broken link (its target {target} does not exist)"

@@ -136,7 +136,7 @@ def _named(pairs: list[tuple[Path, Path]]) -> list[PairFiles]:
     same_file_name = len({p.name for p in lefts}) == 1 and len(lefts) > 1
     names = []
     for path in lefts:
-        relative = path.resolve().relative_to(root)
+        relative = (path.parent.resolve() / path.name).relative_to(root)  # where it lies, link or not
         parts = relative.parent.parts if same_file_name else (*relative.parent.parts, relative.stem)
         names.append("_".join(parts) or relative.stem)
     if len(set(names)) != len(names):
@@ -227,7 +227,8 @@ def bad_pairs_error(where: Path, problems: list[str]) -> DataError:
 
 
 def _same(left: Path, right: Path) -> bool:
-    return left.resolve() == right.resolve()
+    # realpath, not resolve(): a link in a loop is compared as it is, not raised as RuntimeError
+    return os.path.realpath(left) == os.path.realpath(right)
 
 
 def _distinct_views(left: Path, right: Path) -> None:
