@@ -137,6 +137,11 @@ def _add(name, tensor):
     return damage
 
 
+def _swap_first_ids(training):
+    ids = training["optimizer"]["param_groups"][0]["params"]
+    ids[0], ids[1] = ids[1], ids[0]
+
+
 def _edit_json(change):
     def damage(files):
         record = json.loads(files["json"].read_text())
@@ -156,6 +161,8 @@ def _edit_json(change):
             "moments do not fit this run's network (optim.0.exp_avg is (1,), its parameter (32,",
         ),
         (_drop("optim.0.exp_avg_sq"), "state", "optimiser state is incomplete (no optim.0.exp_avg_sq)"),
+        (_add("optim.0.exp_avg", torch.tensor(1.0)), "state", "(optim.0.exp_avg is (), its parameter (32,"),
+        (_add("optim.².exp_avg", torch.zeros(1)), "state", "'optim.².exp_avg' names no parameter"),
         (_add("optim.9999.exp_avg", torch.zeros(1)), "state", "'optim.9999.exp_avg' names no parameter"),
         (_add("rng.torch", torch.zeros(10)), "state", "its random state 'rng.torch' is damaged"),
         (
@@ -171,6 +178,9 @@ def _edit_json(change):
         (_edit_json(lambda t: t["optimizer"].update(scalars=[])), "json", "optimiser or random state is damaged"),
         (_edit_json(lambda t: t.update(step="two")), "json", "training.step must be an integer ≥ 0, got 'two'"),
         (_edit_json(lambda t: t.update(step=-5)), "json", "training.step must be an integer ≥ 0, got -5"),
+        (_edit_json(_swap_first_ids), "json", "param_groups list parameter ids [1, 0, 2"),
+        (_edit_json(lambda t: t["optimizer"]["param_groups"][0].update(betas="x")), "json", "betas is 'x'"),
+        (_edit_json(lambda t: t["rng"]["numpy"][1].__setitem__(0, -1)), "json", "random state is damaged"),
         (lambda f: save_file(dict(list(load_file(f["model"]).items())[1:]), f["model"]), "model", "1 missing"),
     ],
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +42,15 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _moments(tensors: dict[str, torch.Tensor], params: list[torch.Tensor], where: Path) -> dict[int, dict[str, Any]]:
-    """The optimiser's tensors of the state file by parameter index, each checked against its
-    parameter (torch checks neither names nor shapes: a wrong one fails at the first step, or is
-    silently dropped)."""
+def _moments(tensors: dict[str, torch.Tensor], count: int, where: Path) -> dict[int, dict[str, Any]]:
+    """The optimiser's tensors of the state file by parameter index, their names and completeness
+    checked (torch checks neither: a stray one is silently dropped, a missing one fails mid-step)."""
     moments: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
             index, _, key = name.removeprefix("optim.").partition(".")
-            if not (index.isdigit() and key and int(index) < len(params)):
-                raise DataError(where, f"{name!r} names no parameter of this run's network ({len(params)} of them)")
-            param = params[int(index)]
-            if value.dim() and value.shape != param.shape:
-                shapes = f"{tuple(value.shape)}, its parameter {tuple(param.shape)}"
-                raise DataError(where, f"its optimiser moments do not fit this run's network ({name} is {shapes})")
+            if not (re.fullmatch("[0-9]+", index) and key and int(index) < count):
+                raise DataError(where, f"{name!r} names no parameter of this run's network ({count} of them)")
             moments.setdefault(int(index), {})[key] = value
     names = {key for entries in moments.values() for key in entries}
     for index, entries in sorted(moments.items()):
@@ -64,11 +60,46 @@ def _moments(tensors: dict[str, torch.Tensor], params: list[torch.Tensor], where
     return moments
 
 
+def _same_kind(saved: Any, live: Any) -> bool:
+    """Whether a saved hyperparameter can stand for the live one (JSON turns tuples into lists)."""
+    if live is None or isinstance(live, bool):
+        return saved is None or type(saved) is type(live)
+    if isinstance(live, int | float):
+        return isinstance(saved, int | float) and not isinstance(saved, bool)
+    if isinstance(live, list | tuple):
+        return isinstance(saved, list | tuple) and len(saved) == len(live) and all(map(_same_kind, saved, live))
+    return type(saved) is type(live)
+
+
 def _restore_optimizer(optimizer: torch.optim.Optimizer, moments: dict[int, dict[str, Any]], info: dict) -> None:
+    """Load the moments and the JSON's record into ``optimizer``; ValueError for a record that does
+    not fit it (torch maps the moments by the record's parameter ids and takes its hyperparameters
+    unchecked: a wrong one fails mid-step, or drops the moments without a word)."""
+    groups, count = info["param_groups"], sum(len(group["params"]) for group in optimizer.param_groups)
+    ids = [index for group in groups for index in group["params"]]
+    if ids != list(range(count)):
+        raise ValueError(f"param_groups list parameter ids {ids[:8]}…, not 0 to {count - 1} in order")
+    for number, (saved, live) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
+        for key, value in live.items():
+            if key != "params" and key in saved and not _same_kind(saved[key], value):
+                raise ValueError(f"param_groups[{number}].{key} is {saved[key]!r}, not like {value!r}")
     state = {index: dict(entries) for index, entries in moments.items()}
     for index, entries in info["scalars"].items():
         state.setdefault(int(index), {}).update(entries)
-    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _wrong_moments(optimizer: torch.optim.Optimizer) -> str | None:
+    """A loaded moment whose shape is not its parameter's, named; a state kept as a scalar for every
+    parameter (Adam's ``step``) is one; ``None`` when all fit."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    held = [(index, key, value) for index, p in enumerate(params) for key, value in optimizer.state.get(p, {}).items()]
+    tensor_keys = {key for _, key, value in held if isinstance(value, torch.Tensor)}
+    scalars = {key for key in tensor_keys if all(v.dim() == 0 for _, k, v in held if k == key)}
+    for index, key, value in held:
+        if isinstance(value, torch.Tensor) and key not in scalars and value.shape != params[index].shape:
+            return f"optim.{index}.{key} is {tuple(value.shape)}, its parameter {tuple(params[index].shape)}"
+    return None
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -156,7 +187,7 @@ def load_training_state(
         raise DataError(state_path, f"not a readable training state ({exc})") from None
     extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
     load_state_strict(extra, extras, state_path, what="this run's adapters and loss weights")
-    moments = _moments(tensors, [p for group in optimizer.param_groups for p in group["params"]], state_path)
+    moments = _moments(tensors, sum(len(group["params"]) for group in optimizer.param_groups), state_path)
     if "rng.torch" not in tensors:
         raise DataError(state_path, "holds no random state ('rng.torch')")
     # What the state file holds is checked above and restored last; what the JSON holds, here.
@@ -165,9 +196,12 @@ def load_training_state(
         _restore_host_rng(training["rng"])
         if scaler is not None and training.get("scaler"):
             scaler.load_state_dict(training["scaler"])
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError, OverflowError) as exc:
         what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise DataError(info_path, f"its optimiser or random state is damaged ({what})") from None
+    wrong = _wrong_moments(optimizer)
+    if wrong:
+        raise DataError(state_path, f"its optimiser moments do not fit this run's network ({wrong})")
     try:
         _restore_torch_rng(tensors)
     except (TypeError, ValueError, RuntimeError) as exc:
