@@ -123,6 +123,13 @@ def _drop(prefix):
     return damage
 
 
+def _drop_everywhere(suffix):
+    def damage(files):
+        save_file({k: v for k, v in load_file(files["state"]).items() if not k.endswith(suffix)}, files["state"])
+
+    return damage
+
+
 def _shrink_moments(files):
     tensors = load_file(files["state"])
     save_file(
@@ -158,10 +165,14 @@ def _edit_json(change):
         (
             _shrink_moments,
             "state",
-            "moments do not fit this run's network (optim.0.exp_avg is (1,), its parameter (32,",
+            "moments do not fit this run's network (optim.0.exp_avg is (1,), where (32, 3, 3, 3) is expected)",
         ),
-        (_drop("optim.0.exp_avg_sq"), "state", "optimiser state is incomplete (no optim.0.exp_avg_sq)"),
-        (_add("optim.0.exp_avg", torch.tensor(1.0)), "state", "(optim.0.exp_avg is (), its parameter (32,"),
+        (_drop("optim.0.exp_avg_sq"), "state", "does not fit this run's optimiser (no optim.0.exp_avg_sq)"),
+        (
+            _add("optim.0.exp_avg", torch.tensor(1.0)),
+            "state",
+            "(optim.0.exp_avg is (), where (32, 3, 3, 3) is expected)",
+        ),
         (_add("optim.².exp_avg", torch.zeros(1)), "state", "'optim.².exp_avg' names no parameter"),
         (_add("optim.9999.exp_avg", torch.zeros(1)), "state", "'optim.9999.exp_avg' names no parameter"),
         (_add("rng.torch", torch.zeros(10)), "state", "its random state 'rng.torch' is damaged"),
@@ -179,7 +190,10 @@ def _edit_json(change):
         (_edit_json(lambda t: t.update(step="two")), "json", "training.step must be an integer ≥ 0, got 'two'"),
         (_edit_json(lambda t: t.update(step=-5)), "json", "training.step must be an integer ≥ 0, got -5"),
         (_edit_json(_swap_first_ids), "json", "param_groups list parameter ids [1, 0, 2"),
-        (_edit_json(lambda t: t["optimizer"]["param_groups"][0].update(betas="x")), "json", "betas is 'x'"),
+        (_drop_everywhere(".exp_avg_sq"), "state", "does not fit this run's optimiser (no optim.0.exp_avg_sq"),
+        (_edit_json(lambda t: t["optimizer"]["scalars"].update({"0": {"step": 5}})), "json", "scalars.0 repeats step"),
+        (_edit_json(lambda t: t["rng"]["numpy"].__setitem__(2, 9999)), "json", "rng.numpy is not an MT19937 state"),
+        (_edit_json(lambda t: t["rng"]["python"].__setitem__(2, "x")), "json", "rng.python's cached Gaussian is 'x'"),
         (_edit_json(lambda t: t["rng"]["numpy"][1].__setitem__(0, -1)), "json", "random state is damaged"),
         (lambda f: save_file(dict(list(load_file(f["model"]).items())[1:]), f["model"]), "model", "1 missing"),
     ],
@@ -196,3 +210,13 @@ def test_resume_from_a_damaged_checkpoint_names_the_file_before_any_step(tmp_pat
         Trainer(config(out, steps=4), distill=False, resume=True).run()
     assert info.value.path == files[named] and expected in str(info.value)
     assert rows(out) == before  # nothing trained or logged on a state that does not fit
+
+
+def test_a_resume_with_allowed_optimiser_changes_trains_with_them(tmp_path):
+    out = tmp_path / "run"
+    Trainer(config(out, steps=4), distill=False).run(stop_at=2)
+    changed = {**TINY["optim"], "weight_decay": 0.25, "betas": [0.5, 0.75]}
+    resumed = Trainer(config(out, steps=4, optim=changed), distill=False, resume=True, allow_changes=True)
+    resumed.run(stop_at=3)
+    group = resumed.optimizer.param_groups[0]
+    assert group["weight_decay"] == 0.25 and tuple(group["betas"]) == (0.5, 0.75)  # not the checkpoint's

@@ -42,63 +42,72 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _moments(tensors: dict[str, torch.Tensor], count: int, where: Path) -> dict[int, dict[str, Any]]:
+#: The only optimiser state torch keeps as a scalar tensor; every other state tensor of its optimisers
+#: (Adam's ``exp_avg``, ``exp_avg_sq``) has its parameter's shape.
+SCALAR_STATE = frozenset({"step"})
+
+
+def _expected_moments(optimizer: torch.optim.Optimizer) -> set[str] | None:
+    """What one step leaves in a parameter's state under this run's optimiser (Adam and AdamW, the
+    ones ``optim.name`` offers); ``None`` for another, whose state is only checked for consistency."""
+    if not isinstance(optimizer, torch.optim.Adam):
+        return None
+    amsgrad = any(group.get("amsgrad") for group in optimizer.param_groups)
+    return {"step", "exp_avg", "exp_avg_sq", *(["max_exp_avg_sq"] if amsgrad else [])}
+
+
+def _moments(tensors: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, where: Path) -> dict[int, dict]:
     """The optimiser's tensors of the state file by parameter index, their names and completeness
-    checked (torch checks neither: a stray one is silently dropped, a missing one fails mid-step)."""
+    checked (torch checks neither: a stray one is silently dropped, a missing one fails mid-step).
+    A parameter may have none (it has not been updated yet); one that has some has them all."""
+    count = sum(len(group["params"]) for group in optimizer.param_groups)
     moments: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
             index, _, key = name.removeprefix("optim.").partition(".")
-            if not (re.fullmatch("[0-9]+", index) and key and int(index) < count):
+            if not (re.fullmatch("0|[1-9][0-9]*", index) and key and int(index) < count):
                 raise DataError(where, f"{name!r} names no parameter of this run's network ({count} of them)")
             moments.setdefault(int(index), {})[key] = value
-    names = {key for entries in moments.values() for key in entries}
+    expected = _expected_moments(optimizer) or {key for entries in moments.values() for key in entries}
     for index, entries in sorted(moments.items()):
-        if entries.keys() != names:
-            missing = ", ".join(f"optim.{index}.{key}" for key in sorted(names - entries.keys()))
-            raise DataError(where, f"its optimiser state is incomplete (no {missing})")
+        if entries.keys() != expected:
+            wrong = [f"no optim.{index}.{key}" for key in sorted(expected - entries.keys())]
+            wrong += [f"an unknown optim.{index}.{key}" for key in sorted(entries.keys() - expected)]
+            raise DataError(where, f"its optimiser state does not fit this run's optimiser ({', '.join(wrong)})")
     return moments
 
 
-def _same_kind(saved: Any, live: Any) -> bool:
-    """Whether a saved hyperparameter can stand for the live one (JSON turns tuples into lists)."""
-    if live is None or isinstance(live, bool):
-        return saved is None or type(saved) is type(live)
-    if isinstance(live, int | float):
-        return isinstance(saved, int | float) and not isinstance(saved, bool)
-    if isinstance(live, list | tuple):
-        return isinstance(saved, list | tuple) and len(saved) == len(live) and all(map(_same_kind, saved, live))
-    return type(saved) is type(live)
-
-
 def _restore_optimizer(optimizer: torch.optim.Optimizer, moments: dict[int, dict[str, Any]], info: dict) -> None:
-    """Load the moments and the JSON's record into ``optimizer``; ValueError for a record that does
-    not fit it (torch maps the moments by the record's parameter ids and takes its hyperparameters
-    unchecked: a wrong one fails mid-step, or drops the moments without a word)."""
+    """Load the moments into ``optimizer`` as the JSON's record maps them; ValueError for a record that
+    does not fit. The hyperparameters stay the run's own (its config, which ``--allow-changes`` may
+    have changed), not the record's; the schedule sets the learning rate every step."""
     groups, count = info["param_groups"], sum(len(group["params"]) for group in optimizer.param_groups)
     ids = [index for group in groups for index in group["params"]]
-    if ids != list(range(count)):
+    if ids != list(range(count)):  # torch maps the moments by these ids: others would misplace or drop them
         raise ValueError(f"param_groups list parameter ids {ids[:8]}…, not 0 to {count - 1} in order")
-    for number, (saved, live) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
-        for key, value in live.items():
-            if key != "params" and key in saved and not _same_kind(saved[key], value):
-                raise ValueError(f"param_groups[{number}].{key} is {saved[key]!r}, not like {value!r}")
     state = {index: dict(entries) for index, entries in moments.items()}
     for index, entries in info["scalars"].items():
+        clash = sorted(set(entries) & set(state.get(int(index), {})))
+        if clash:
+            raise ValueError(f"scalars.{index} repeats {', '.join(clash)} of the state file")
         state.setdefault(int(index), {}).update(entries)
+    own = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    for group, values in zip(optimizer.param_groups, own, strict=True):
+        group.update(values)
 
 
 def _wrong_moments(optimizer: torch.optim.Optimizer) -> str | None:
-    """A loaded moment whose shape is not its parameter's, named; a state kept as a scalar for every
-    parameter (Adam's ``step``) is one; ``None`` when all fit."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    held = [(index, key, value) for index, p in enumerate(params) for key, value in optimizer.state.get(p, {}).items()]
-    tensor_keys = {key for _, key, value in held if isinstance(value, torch.Tensor)}
-    scalars = {key for key in tensor_keys if all(v.dim() == 0 for _, k, v in held if k == key)}
-    for index, key, value in held:
-        if isinstance(value, torch.Tensor) and key not in scalars and value.shape != params[index].shape:
-            return f"optim.{index}.{key} is {tuple(value.shape)}, its parameter {tuple(params[index].shape)}"
+    """A loaded moment whose shape is not its parameter's (or, under Adam, whose state is all
+    tensors, one that is no tensor), named; ``None`` when all fit."""
+    tensors_only = _expected_moments(optimizer) is not None
+    for index, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        for key, value in optimizer.state.get(param, {}).items():
+            shape = () if key in SCALAR_STATE else tuple(param.shape)
+            if isinstance(value, torch.Tensor) and tuple(value.shape) != shape:
+                return f"optim.{index}.{key} is {tuple(value.shape)}, where {shape} is expected"
+            if tensors_only and not isinstance(value, torch.Tensor):
+                return f"optim.{index}.{key} is {value!r}, where a tensor of {shape} is expected"
     return None
 
 
@@ -122,10 +131,24 @@ def _restore_torch_rng(tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def _is_word(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
 def _restore_host_rng(info: dict[str, Any]) -> None:
+    """NumPy's and Python's generators from the JSON, each checked first: both take an out-of-range
+    key or position without a word (truncated, or read out of bounds)."""
     kind, keys, pos, has_gauss, gauss = info["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    if not (kind == "MT19937" and len(keys) == 624 and all(map(_is_word, keys)) and _is_word(pos) and pos <= 624):
+        raise ValueError("rng.numpy is not an MT19937 state (624 32-bit words and a position up to 624)")
+    if has_gauss not in (0, 1) or not isinstance(gauss, float | int):
+        raise ValueError("rng.numpy has no valid cached Gaussian")
     version, internal, gauss_next = info["python"]
+    if not (version == 3 and len(internal) == 625 and all(map(_is_word, internal)) and internal[-1] <= 624):
+        raise ValueError("rng.python is not a version-3 Mersenne Twister state (625 32-bit words)")
+    if not (gauss_next is None or isinstance(gauss_next, float)):
+        raise ValueError(f"rng.python's cached Gaussian is {gauss_next!r}")
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     random.setstate((version, tuple(internal), gauss_next))
 
 
@@ -187,7 +210,7 @@ def load_training_state(
         raise DataError(state_path, f"not a readable training state ({exc})") from None
     extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
     load_state_strict(extra, extras, state_path, what="this run's adapters and loss weights")
-    moments = _moments(tensors, sum(len(group["params"]) for group in optimizer.param_groups), state_path)
+    moments = _moments(tensors, optimizer, state_path)
     if "rng.torch" not in tensors:
         raise DataError(state_path, "holds no random state ('rng.torch')")
     # What the state file holds is checked above and restored last; what the JSON holds, here.
