@@ -256,3 +256,9 @@ def test_links_in_loops_or_to_other_folders_pair_by_where_they_lie(tmp_path):
     (tmp_path / "real" / "sub" / "x.png").symlink_to("../gone.png")
     (tmp_path / "L").symlink_to(tmp_path / "real" / "sub")
     assert f"its target {tmp_path / 'real' / 'gone.png'} does not exist" in broken_link(tmp_path / "L" / "x.png")
+    (tmp_path / "other" / "deep").mkdir(parents=True)
+    (tmp_path / "N").mkdir()
+    (tmp_path / "N" / "d").symlink_to(tmp_path / "other" / "deep")
+    write_image(tmp_path / "N" / "y.png", rng.random((16, 24, 3)))
+    (tmp_path / "N" / "x.png").symlink_to("d/../y.png")  # through the linked d: other/y.png, which is not there
+    assert f"its target {tmp_path / 'other' / 'y.png'} does not exist" in broken_link(tmp_path / "N" / "x.png")

@@ -32,8 +32,10 @@ def broken_link(path: Path) -> str | None:
     """What is wrong with ``path`` when it is a link that reaches no file; else ``None``."""
     if not path.is_symlink() or path.exists():
         return None
-    # A relative target counts from the link's real folder (which may itself be reached by a link).
-    target = Path(os.path.normpath(Path(os.path.realpath(path.parent)) / os.readlink(path)))
+    # A relative target counts from the link's real folder (which may itself be reached by a link),
+    # and the target's own folders are followed as the system would (``d/../y.png`` through a linked d).
+    raw = os.path.join(os.path.realpath(path.parent), os.readlink(path))
+    target = Path(os.path.realpath(os.path.dirname(raw))) / os.path.basename(raw)
     if os.path.lexists(target):
         return f"a link that reaches no file (its target {target} is a link in a loop or a broken chain)"
     return f"a broken link (its target {target} does not exist)"
