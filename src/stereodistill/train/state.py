@@ -87,9 +87,10 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, moments: dict[int, dict
         raise ValueError(f"param_groups list parameter ids {ids[:8]}…, not 0 to {count - 1} in order")
     state = {index: dict(entries) for index, entries in moments.items()}
     for index, entries in info["scalars"].items():
-        clash = sorted(set(entries) & set(state.get(int(index), {})))
-        if clash:
-            raise ValueError(f"scalars.{index} repeats {', '.join(clash)} of the state file")
+        if _expected_moments(optimizer) is not None:  # Adam keeps tensors only: the file holds them all
+            raise ValueError(f"scalars.{index} holds {', '.join(entries)}, which Adam keeps as tensors")
+        if not (re.fullmatch("0|[1-9][0-9]*", index) and int(index) < count):
+            raise ValueError(f"scalars.{index} names no parameter of this run's network ({count} of them)")
         state.setdefault(int(index), {}).update(entries)
     own = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
