@@ -8,9 +8,9 @@ are applied to the raw mapping first, so they are validated the same way. The re
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -230,12 +230,24 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def _parameter_hint(function: Any, name: str) -> Any:
+    """The resolved type hint of one parameter of ``function``, or ``None`` where it has none or it
+    cannot be resolved at run time (a name only a type checker imports): that parameter goes
+    unchecked, and the others still are."""
+    annotation = inspect.get_annotations(function).get(name)
+    if annotation is None:
+        return None
+    holder = types.SimpleNamespace(__annotations__={name: annotation})
+    try:
+        return typing.get_type_hints(holder, globalns=getattr(function, "__globals__", {}))[name]
+    except Exception:  # NameError, AttributeError, SyntaxError, TypeError: whatever the hint's text raises
+        return None
+
+
 def keyword_parameters(target: Any, skip: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The keyword parameters ``target`` takes (a function, or a class's ``__init__`` and, where it
     passes ``**kwargs`` on, its bases' along the MRO): name → :class:`inspect.Parameter`, and their
     resolvable type hints. None when it takes any keyword (nothing to check against)."""
-    import inspect
-
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
     params: dict[str, Any] = {}
@@ -245,8 +257,9 @@ def keyword_parameters(target: Any, skip: Sequence[str] = ()) -> tuple[dict[str,
         for name, param in signature.parameters.items():
             if param.kind in kinds and name not in ("self", *skip) and name not in params:
                 params[name] = param
-        with contextlib.suppress(Exception):  # an annotation unresolvable here: names are still checked
-            hints = {**typing.get_type_hints(function), **hints}
+                hint = _parameter_hint(function, name)
+                if hint is not None:
+                    hints[name] = hint
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
             return params, hints
     return None

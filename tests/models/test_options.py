@@ -65,13 +65,15 @@ def test_numpy_numbers_count_as_numbers_and_keyword_only_options_are_known():
 def test_every_option_of_every_network_of_the_zoo_has_a_hint_the_check_reads():
     import inspect
 
+    from stereodistill.config import keyword_parameters
     from stereodistill.models import list_models
-    from stereodistill.models.options import _fits, _hint
+    from stereodistill.models.options import _fits
     from stereodistill.models.zoo import model_class
 
     for arch in list_models():
         init = model_class(arch).__init__
+        params, hints = keyword_parameters(model_class(arch))
         for name, parameter in inspect.signature(init).parameters.items():
             if name != "self" and parameter.kind is not parameter.VAR_KEYWORD:
-                hint = _hint(init, name)
-                assert hint is not None and _fits(hint, parameter.default) is not False, (arch, name)
+                hint = hints.get(name)
+                assert name in params and hint is not None and _fits(hint, parameter.default) is not False, (arch, name)

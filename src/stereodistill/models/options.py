@@ -8,7 +8,6 @@ class's ``__init__`` turns that into one line naming the option, the type it nee
 
 from __future__ import annotations
 
-import inspect
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from stereodistill.config import keyword_parameters
 from stereodistill.errors import ConfigError
 
 
@@ -66,30 +66,17 @@ def _describe(hint: Any) -> str:
 
 def checked_options(cls: type, arch: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with NumPy values made Python ones; :class:`ConfigError` for an option ``cls``
-    does not take or a value of the wrong type."""
+    does not take or a value of the wrong type (the parameters and hints as
+    :func:`~stereodistill.config.keyword_parameters` reads them)."""
     options = {name: _plain(value) for name, value in options.items()}
-    parameters = inspect.signature(cls.__init__).parameters.values()
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    accepted = [p.name for p in parameters if p.name != "self" and p.kind in named]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
-        raise ConfigError(f"{arch}: unknown option {', '.join(map(repr, unknown))}; valid: {', '.join(accepted)}")
+    found = keyword_parameters(cls)
+    if found is None:  # it takes any keyword: nothing to check against
+        return options
+    params, hints = found
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ConfigError(f"{arch}: unknown option {', '.join(map(repr, unknown))}; valid: {', '.join(params)}")
     for name, value in options.items():
-        hint = _hint(cls.__init__, name)
-        if hint is not None and _fits(hint, value) is False:
-            raise ConfigError(f"{arch}: option {name} must be {_describe(hint)}, got {value!r}")
+        if name in hints and _fits(hints[name], value) is False:
+            raise ConfigError(f"{arch}: option {name} must be {_describe(hints[name])}, got {value!r}")
     return options
-
-
-def _hint(function: Any, name: str) -> Any:
-    """The resolved type hint of one parameter, or ``None`` where there is none or it cannot be
-    resolved at run time (a name only a type checker imports): that option goes unchecked, the
-    others still are."""
-    annotation = inspect.get_annotations(function).get(name)
-    if annotation is None:
-        return None
-    holder = types.SimpleNamespace(__annotations__={name: annotation})
-    try:
-        return typing.get_type_hints(holder, globalns=getattr(function, "__globals__", {}))[name]
-    except Exception:  # NameError, AttributeError, SyntaxError, TypeError: whatever the hint's text raises
-        return None
