@@ -49,6 +49,11 @@ SCALAR_STATE = frozenset({"step"})
 _INDEX = re.compile("0|[1-9][0-9]*")
 
 
+def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The optimiser's parameters in the order torch numbers them in its state dict."""
+    return [param for group in optimizer.param_groups for param in group["params"]]
+
+
 def _expected_moments(optimizer: torch.optim.Optimizer) -> set[str] | None:
     """What one step leaves in a parameter's state under this run's optimiser (Adam and AdamW, the
     ones ``optim.name`` offers); ``None`` for another, whose state is only checked for consistency."""
@@ -62,7 +67,7 @@ def _moments(tensors: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
     """The optimiser's tensors of the state file by parameter index, their names and completeness
     checked (torch checks neither: a stray one is silently dropped, a missing one fails mid-step).
     A parameter may have none (it has not been updated yet); one that has some has them all."""
-    count = sum(len(group["params"]) for group in optimizer.param_groups)
+    count = len(_params(optimizer))
     moments: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -83,13 +88,14 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, moments: dict[int, dict
     """Load the moments into ``optimizer`` as the JSON's record maps them; ValueError for a record that
     does not fit. The hyperparameters stay the run's own (its config, which ``--allow-changes`` may
     have changed), not the record's; the schedule sets the learning rate every step."""
-    groups, count = info["param_groups"], sum(len(group["params"]) for group in optimizer.param_groups)
+    groups, count = info["param_groups"], len(_params(optimizer))
     ids = [index for group in groups for index in group["params"]]
     if ids != list(range(count)):  # torch maps the moments by these ids: others would misplace or drop them
         raise ValueError(f"param_groups list parameter ids {ids[:8]}…, not 0 to {count - 1} in order")
     state = {index: dict(entries) for index, entries in moments.items()}
+    tensors_only = _expected_moments(optimizer) is not None  # Adam: the state file holds all its state
     for index, entries in info["scalars"].items():
-        if _expected_moments(optimizer) is not None:  # Adam keeps tensors only: the file holds them all
+        if tensors_only:
             raise ValueError(f"scalars.{index} holds {', '.join(entries)}, which Adam keeps as tensors")
         if not (_INDEX.fullmatch(index) and int(index) < count):
             raise ValueError(f"scalars.{index} names no parameter of this run's network ({count} of them)")
@@ -103,7 +109,7 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, moments: dict[int, dict
 def _wrong_moments(optimizer: torch.optim.Optimizer) -> str | None:
     """A loaded moment whose shape is not that of the parameter torch mapped it to, named; ``None``
     when all fit."""
-    for index, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+    for index, param in enumerate(_params(optimizer)):
         for key, value in optimizer.state.get(param, {}).items():
             shape = () if key in SCALAR_STATE else tuple(param.shape)
             if isinstance(value, torch.Tensor) and tuple(value.shape) != shape:
