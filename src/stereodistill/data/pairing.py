@@ -49,8 +49,9 @@ def _alone(path: Path) -> str:
 def _no_broken_link_alone(paths: list[Path], side: str) -> None:
     """A broken link without its other view is named as broken, not as an image alone."""
     for path in paths:
-        if broken_link(path):
-            raise DataError(path, f"{broken_link(path)}, and no {side} image goes with it")
+        link = broken_link(path)
+        if link:
+            raise DataError(path, f"{link}, and no {side} image goes with it")
 
 
 def _wildcard_regex(pattern: str) -> re.Pattern[str]:
