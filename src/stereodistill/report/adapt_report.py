@@ -9,7 +9,6 @@ share and the teacher's share and, when the list had ground truth, the metrics b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +43,7 @@ def _metric_rows(scores: Mapping[str, Mapping[str, float | None]]) -> list[list[
     predicted NaN or infinity) is n/a."""
 
     def cell(metric: str, value: float | None) -> str:
-        if value is None or not math.isfinite(value):
-            return "n/a"
-        return f"{value:.3f}" if metric == "epe" else f"{100 * value:.2f} %"
+        return htmlpage.epe_cell(value) if metric == "epe" else htmlpage.percent_cell(value)
 
     return [[when, *(cell(m, scores[when].get(m)) for m in METRICS)] for when in ("before", "after")]
 

@@ -5,8 +5,11 @@ Pages are static files beside their images (relative links), readable offline an
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
@@ -24,6 +27,22 @@ img.bar { display: block; max-width: 480px; margin: 0.3em 0 1em auto; }
 .good { color: #06702a; font-weight: 600; } .bad { color: #a40000; font-weight: 600; }
 code { background: #f5f5f5; padding: 0 0.2em; }
 """
+
+
+def has_figure(value: Any) -> bool:
+    """Whether a metric can be written as a number: JSON writes a non-finite one as null, so None,
+    NaN and infinity all have no figure."""
+    return isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def epe_cell(value: Any) -> str:
+    """An EPE for a table cell (its column says px); ``n/a`` where it has no figure."""
+    return f"{value:.3f}" if has_figure(value) else "n/a"
+
+
+def percent_cell(value: Any) -> str:
+    """A share (bad-τ, D1) as a percentage for a table cell; ``n/a`` where it has no figure."""
+    return f"{100 * value:.2f} %" if has_figure(value) else "n/a"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

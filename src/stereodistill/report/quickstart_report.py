@@ -21,6 +21,7 @@ from stereodistill.data.formats import write_image
 from stereodistill.fileio import write_json, write_text_atomic
 from stereodistill.report import htmlpage
 from stereodistill.report.colormap import ERROR_ANCHORS, colorbar, colorize
+from stereodistill.report.htmlpage import epe_cell, has_figure, percent_cell
 from stereodistill.report.svg import line_chart, scatter_chart, smooth
 
 #: Errors at or above this many pixels share the top colour of the error maps.
@@ -89,20 +90,6 @@ def image_columns(roles: Sequence[str]) -> list[str]:
     ]
 
 
-def _finite(value: Any) -> bool:
-    """JSON writes a non-finite metric as null: None, NaN and infinity all have no figure."""
-    return isinstance(value, float | int) and math.isfinite(value)
-
-
-def _pct(value: Any) -> str:
-    return f"{100 * value:.2f} %" if _finite(value) else "n/a"
-
-
-def _epe(value: Any) -> str:
-    """An EPE for a table cell (the column says px)."""
-    return f"{value:.3f}" if _finite(value) else "n/a"
-
-
 def model_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Size and speed of each model (one table in both the Markdown and the HTML report)."""
     header = ["model", "arch", "params", "GMACs", "latency ms", "speed-up vs teacher", "training s"]
@@ -138,8 +125,9 @@ def metric_rows(report: Mapping[str, Any], dataset: str) -> tuple[list[str], lis
     entries += [(f"{name} (classical baseline)", e) for name, e in report.get("baselines", {}).items()]
     for label, entry in entries:
         m = entry["metrics"][dataset]
-        d1 = [_pct(m["d1"])] if with_d1 else []
-        rows.append([label, _epe(m["epe"]), *d1, _pct(m["bad1"]), _pct(m["bad2"]), _pct(m["bad3"])])
+        d1 = [percent_cell(m["d1"])] if with_d1 else []
+        pct = [percent_cell(m[key]) for key in ("bad1", "bad2", "bad3")]
+        rows.append([label, epe_cell(m["epe"]), *d1, *pct])
     return header, rows
 
 
@@ -168,7 +156,7 @@ def verdict(report: Mapping[str, Any]) -> str:
         "has the same comparison over three seeds."
     )
     scratch, distilled = gain["epe_scratch"], gain["epe_distilled"]
-    if not all(_finite(epe) for epe in (scratch, distilled)):
+    if not all(has_figure(epe) for epe in (scratch, distilled)):
         return (
             f"Distillation cannot be judged this time: the EPE on the synthetic test split is "
             f"{_epe_phrase(distilled)} distilled against {_epe_phrase(scratch)} from scratch; a network that "
@@ -189,7 +177,7 @@ def verdict(report: Mapping[str, Any]) -> str:
 
 def _epe_phrase(value: Any) -> str:
     """An EPE for a sentence: px when finite, else what it is (JSON writes an infinite one as null)."""
-    return f"{value:.3f} px" if _finite(value) else "not finite"
+    return f"{value:.3f} px" if has_figure(value) else "not finite"
 
 
 def speed_line(report: Mapping[str, Any]) -> str:
