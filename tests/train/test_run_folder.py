@@ -221,3 +221,13 @@ def test_a_resume_with_allowed_optimiser_changes_trains_with_them(tmp_path):
     resumed.run(stop_at=3)
     group = resumed.optimizer.param_groups[0]
     assert group["weight_decay"] == 0.25 and tuple(group["betas"]) == (0.5, 0.75)  # not the checkpoint's
+
+
+def test_resume_refuses_a_checkpoint_beyond_the_runs_steps(tmp_path, capsys):
+    out = tmp_path / "run"
+    Trainer(config(out, steps=4, checkpoint_every=1), distill=False).run(stop_at=3)
+    with pytest.raises(ConfigError, match=r"step-0000003.json, is at step 3, beyond this run's 2 steps; resume with"):
+        Trainer(config(out, steps=2), distill=False, resume=True, allow_changes=True)
+    assert not (out / "model.safetensors").exists()
+    Trainer(config(out, steps=3), distill=False, resume=True, allow_changes=True).run()  # at the end: the model
+    assert (out / "model.safetensors").is_file()

@@ -285,6 +285,11 @@ class Trainer:
             raise ConfigError(f"--resume: no complete checkpoint in {self.ckpt_dir}")
         meta = ckpt.load_training_state(found[-1], self.unit.student, self.unit.extras(), self.optimizer, self.scaler)
         self.step = int(meta["training"]["step"])
+        if self.step > self.config.total_steps:  # it would train nothing and call the checkpoint the final model
+            raise ConfigError(
+                f"--resume: the newest checkpoint, {found[-1].with_suffix('.json')}, is at step {self.step}, "
+                f"beyond this run's {self.config.total_steps} steps; resume with steps={self.step} or more"
+            )
         self.best_epe = float(meta.get("best_epe", float("inf")))
         self._epoch_sums = {k: float(v) for k, v in meta.get("epoch_sums", {}).items()}  # DWA's running sums
         return found[-1].name
