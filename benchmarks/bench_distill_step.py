@@ -76,7 +76,7 @@ def main() -> None:
 
         def engine_step() -> None:
             trainer.optimizer.zero_grad(set_to_none=True)
-            total, _, _ = trainer.compute_losses(batch, stage, 0, 0.0)
+            total = trainer.compute_losses(batch, stage, 0, 0.0)[0]
             total.backward()
             trainer.optimizer.step()
 

@@ -11,9 +11,9 @@ chart as the ablation's report page, written on its own so that documentation ca
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 from stereodistill.fileio import write_text_atomic
@@ -37,19 +37,25 @@ def front(summary: dict, dataset: str, extra: list[tuple[str, float, float]] = (
     return scatter_chart(points, title, "latency ms", "EPE px (95 % CI)", width=720, height=420, colours=colours)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 3:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
-        return 2
-    summary = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    extra = []
-    for item in argv[3:]:
-        name, _, values = item.partition("=")
-        latency, _, epe = values.partition(":")
-        extra.append((name, float(latency), float(epe)))
-    write_text_atomic(argv[2], front(summary, argv[1], extra) + "\n")
-    return 0
+def point(text: str) -> tuple[str, float, float]:
+    name, _, values = text.partition("=")
+    latency, _, epe = values.partition(":")
+    try:
+        return name, float(latency), float(epe)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=LATENCY_MS:EPE") from None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ablation", type=Path, help="the ablation's ablation.json")
+    parser.add_argument("dataset", help="which of its tables, e.g. synthetic")
+    parser.add_argument("out", type=Path, help="the SVG to write")
+    parser.add_argument("extra", nargs="*", type=point, help="more points, NAME=LATENCY_MS:EPE")
+    args = parser.parse_args()
+    summary = json.loads(args.ablation.read_text(encoding="utf-8"))
+    write_text_atomic(args.out, front(summary, args.dataset, args.extra) + "\n")
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()

@@ -5,9 +5,9 @@ python scripts/summarize_quickstart.py runs/quickstart/report.json runs/quicksta
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 ROLES = {"teacher": "teacher", "student_scratch": "student from scratch", "student_distilled": "student distilled"}
@@ -54,4 +54,6 @@ def main(paths: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    print(main(sys.argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", help="quickstart report.json files, one per seed")
+    print(main(parser.parse_args().reports))

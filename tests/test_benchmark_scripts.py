@@ -1,0 +1,68 @@
+"""The scripts under benchmarks/ and scripts/ still run against the package they measure.
+
+They sit outside the package, so nothing else imports them: a change of an internal signature
+(``Trainer.compute_losses`` once gained a return value) broke one silently until a user ran it.
+Each runs here at a tiny size, one thread, in its own process as a user would run it; the figures
+are not checked (targets live in the benchmarks, not in timed tests), only that each one is made.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RUNS = {
+    "benchmarks/bench_distill_step.py": (
+        ["--size", "32x64", "--max-disp", "16", "--batch", "1", "--repeats", "1", "--threads", "1"],
+        "overhead (c) / (a + b)",
+    ),
+    "benchmarks/bench_cost_volume.py": (["--size", "8x16", "--max-disp", "4", "--threads", "1", "--repeats", "1"], "×"),
+    "benchmarks/bench_lean_knobs.py": (
+        ["--knob", "census=0,3", "--size", "32x64", "--max-disp", "16", "--threads", "1", "--rounds", "1"],
+        "| 3 |",
+    ),
+    "benchmarks/bench_synthetic.py": (
+        ["--size", "32x64", "--max-disp", "16", "--pairs", "2", "--threads", "1"],
+        "pairs/s",
+    ),
+    "benchmarks/motorcycle_resolution_floor.py": ([], "| 1/4 | bilinear |"),
+    "benchmarks/census_polish.py": (["sgbm", "--threads", "1"], "| sgbm |"),
+    "benchmarks/error_regions.py": (["sgbm", "--threads", "1"], "| sgbm |"),
+}
+NEED_RUNS = [
+    "benchmarks/adapt_heldout.py",
+    "benchmarks/sweep_quickstart.py",
+    "scripts/front_svg.py",
+    "scripts/summarize_quickstart.py",
+]
+
+
+def run(script: str, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_every_script_is_covered():
+    found = {str(p.relative_to(ROOT)) for folder in ("benchmarks", "scripts") for p in (ROOT / folder).glob("*.py")}
+    assert found == {*RUNS, *NEED_RUNS}
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_a_benchmark_runs_at_a_tiny_size(script):
+    args, expected = RUNS[script]
+    done = run(script, args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert expected in done.stdout
+
+
+@pytest.mark.parametrize("script", NEED_RUNS)
+def test_a_script_that_reads_finished_runs_explains_itself(script):
+    done = run(script, ["--help"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage:")
