@@ -8,10 +8,17 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
+# What torch was asked for, rewritten only when TORCH_SPEC or TORCH_INDEX change: a new spec
+# reinstalls into an existing .venv.
+TORCH_STAMP := $(VENV)/.torch-spec
 
-.PHONY: test quickstart lint format bench clean
+.PHONY: test quickstart lint format bench clean FORCE
 
-$(STAMP): pyproject.toml Makefile
+$(TORCH_STAMP): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC) $(TORCH_INDEX)' | cmp -s - $@ || echo '$(TORCH_SPEC) $(TORCH_INDEX)' > $@
+
+$(STAMP): pyproject.toml Makefile $(TORCH_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"

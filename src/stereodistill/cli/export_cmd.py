@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "PyTorch; it is kept only if the disparities agree within --tolerance. Prints both CPU latencies. "
         "With --int8, also writes OUT.int8.onnx (ONNX Runtime static quantisation calibrated on synthetic pairs) "
         "and reports its latency and its EPE change on held-out synthetic pairs. "
-        "Needs the optional extra: pip install 'stereodistill[export]'.",
+        "Needs the optional extra: pip install 'stereodistill[export]' (in a clone: pip install -e '.[export]').",
     )
     parser.add_argument("checkpoint", help="a stereodistill checkpoint (NAME or NAME.safetensors)")
     parser.add_argument("--onnx", required=True, help="output .onnx file")
