@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from stereodistill import __version__
 from stereodistill.errors import ConfigError, DataError
-from stereodistill.fileio import atomic_path, write_text_atomic
+from stereodistill.fileio import atomic_path, write_json
 from stereodistill.models.state_dict import load_state_strict
 
 FORMAT = "stereodistill-checkpoint"
@@ -57,7 +57,7 @@ def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> Path:
         "config": model.config,
         **meta,
     }
-    write_text_atomic(info, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_json(info, record, sort_keys=True)  # a metric that is NaN (no valid pixel) is written as null
     return weights
 
 

@@ -63,7 +63,8 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
     """Write ``data`` as strict JSON (atomically): NaN and infinities, which JSON cannot hold and
     most parsers reject, become ``null``."""
-    write_text_atomic(path, json.dumps(_finite_or_none(data), indent=2, allow_nan=False) + "\n")
+    text = json.dumps(_finite_or_none(data), indent=2, sort_keys=sort_keys, allow_nan=False)
+    write_text_atomic(path, text + "\n")

@@ -360,6 +360,19 @@ class RunConfig:
         if self.data.unlabeled is not None:
             self._check_unlabeled()
 
+    @property
+    def reads_ground_truth(self) -> bool:
+        """Whether a labelled batch's ground truth is read: by the supervised loss (unless its weight is
+        0), a term's mask, or the photometric loss kept to pixels with ground truth."""
+        from stereodistill.distill.masks import GROUND_TRUTH_MASKS
+
+        weight = self.supervised.weight
+        return (
+            not (isinstance(weight, (int, float)) and weight == 0)
+            or any(term.mask in GROUND_TRUTH_MASKS for term in self.distill.terms)
+            or (self.photometric.enabled and self.photometric.mask == "valid")
+        )
+
     def _check_unlabeled(self) -> None:
         """Unlabeled batches learn from the teacher alone: terms must exist on every step and must not
         read the ground truth (checked here, before any work, not found as a zero mask later)."""

@@ -21,7 +21,7 @@ from stereodistill.data.motorcycle import NAME as MOTORCYCLE
 from stereodistill.data.motorcycle import MotorcycleStereo
 from stereodistill.data.synthetic import SynthConfig, SyntheticStereo
 from stereodistill.data.transforms import ColorJitter, Compose, RandomCrop, VerticalFlip
-from stereodistill.errors import ConfigError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.train.config import IN_MEMORY, DataConfig, DatasetConfig
 
 
@@ -46,6 +46,36 @@ def build(config: DatasetConfig, transform: Any = None, max_disp: float | None =
         return dataset
     dataset = _in_memory(config, max_disp)
     return _Transformed(dataset, transform) if transform is not None else dataset
+
+
+def check_before_training(dataset: Dataset, what: str, *, truth: bool, headers: bool, limit: int | None = None) -> None:
+    """Refuse, before any step, a set of pairs the run cannot use: none with ground truth where the run
+    reads it (``truth``), and with ``headers`` views, ground truth or masks of different sizes (from
+    the image headers, nothing decoded). A validation set is read only after the training it follows:
+    a bad one found then would cost the whole run. Pairs generated in memory are always fit."""
+    files = getattr(dataset, "files", None)
+    if files is None:
+        return
+    files = files[:limit]
+    root = getattr(dataset, "root", None)
+    if truth and not any(f.disp is not None for f in files):
+        use = (
+            "validation scores against it: give pairs with ground truth, or data.val: null"
+            if what == "data.val"
+            else "the supervised loss reads it: add a disp column (`stereodistill data pairs ... --disp DIR`), "
+            "or give the pairs as data.unlabeled to learn from a teacher alone"
+        )
+        count = f"{len(files)} pair{'s' * (len(files) != 1)}"
+        raise DataError(root, f"none of the {count} of {what} has ground truth; {use}")
+    if headers:
+        from stereodistill.data.pairing import check_rows
+
+        rows = [(f.left, f.right, f.disp) for f in files]
+        _, problems = check_rows(rows, {(f.left, f.right): f.mask for f in files})
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            found = "; ".join(problems[:3])
+            raise DataError(root, f"{what}: {len(problems)} bad pair(s), found before training: {found}{more}")
 
 
 def _in_memory(config: DatasetConfig, valid_below: float | None = None) -> Dataset:

@@ -30,7 +30,7 @@ from stereodistill.distill.masks import full_resolution_mask, left_right_consist
 from stereodistill.distill.photometric import self_supervised_loss
 from stereodistill.distill.terms import DISPARITY, build_terms
 from stereodistill.distill.weights import build_schedule, build_weighting
-from stereodistill.errors import ConfigError, StereoDistillError
+from stereodistill.errors import ConfigError, DataError, StereoDistillError
 from stereodistill.evaluate.evaluator import evaluate_dataset
 from stereodistill.models import build_model
 from stereodistill.models.import_original import import_checkpoint
@@ -131,6 +131,10 @@ def batchnorm_statistics_kept(module: nn.Module) -> Iterator[None]:
                 getattr(layer, name).copy_(value)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class Trainer:
     def __init__(
         self,
@@ -221,6 +225,7 @@ class Trainer:
 
         # Data -----------------------------------------------------------------------------------
         dataset = train_data.build(config.data.train, max_disp=config.model.max_disp)
+        train_data.check_before_training(dataset, "data.train", truth=config.reads_ground_truth, headers=False)
         self.sampler = train_data.EpochSampler(
             len(dataset), config.data.batch_size, config.seed, self.dist.rank, self.dist.world, what="data.train"
         )
@@ -244,6 +249,10 @@ class Trainer:
             self.unlabeled = train_data.BatchStream(loader, sampler)
         val = config.data.val
         self.val_set = train_data.build(val, max_disp=config.model.max_disp) if val is not None else None
+        if self.val_set is not None:
+            train_data.check_before_training(
+                self.val_set, "data.val", truth=True, headers=True, limit=config.val_samples
+            )
 
         # Optimisation ---------------------------------------------------------------------------
         self.optimizer = build_optimizer(self.unit.parameters(), config.optim)
@@ -290,8 +299,14 @@ class Trainer:
                 f"--resume: the newest checkpoint, {found[-1].with_suffix('.json')}, is at step {self.step}, "
                 f"beyond this run's {self.config.total_steps} steps; resume with steps={self.step} or more"
             )
-        self.best_epe = float(meta.get("best_epe", float("inf")))
-        self._epoch_sums = {k: float(v) for k, v in meta.get("epoch_sums", {}).items()}  # DWA's running sums
+        info = found[-1].with_suffix(".json")
+        best, sums = meta.get("best_epe"), meta.get("epoch_sums", {})  # null: not finite (JSON holds neither)
+        if not (best is None or _is_number(best)):
+            raise DataError(info, f"best_epe must be a number or null, got {best!r}")
+        if not (isinstance(sums, dict) and all(v is None or _is_number(v) for v in sums.values())):
+            raise DataError(info, f"epoch_sums must map names to numbers, got {sums!r}")
+        self.best_epe = float("inf") if best is None else float(best)
+        self._epoch_sums = {k: float("nan") if v is None else float(v) for k, v in sums.items()}  # DWA's sums
         return found[-1].name
 
     # -- schedule ----------------------------------------------------------------------------------------
