@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written output as if it were complete."""
+"""Atomic file writes: a reader never sees a half-written output as if it were complete; and the
+records this tool writes beside its outputs, read back with one clear error when one is damaged."""
 
 from __future__ import annotations
 
@@ -68,3 +69,35 @@ def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
     most parsers reject, become ``null``."""
     text = json.dumps(_finite_or_none(data), indent=2, sort_keys=sort_keys, allow_nan=False)
     write_text_atomic(path, text + "\n")
+
+
+def read_record(path: str | Path, remedy: str) -> dict[str, Any]:
+    """A JSON or YAML (``.yaml``) mapping that this tool wrote beside an output (a run's config, an
+    output folder's record of its inputs), read back. One that was cut short, edited or replaced is a
+    DataError naming it and ``remedy`` (what the user can do: delete it, ``--force``, …), not a
+    traceback from the parser or from the first key looked up in a list."""
+    import yaml
+
+    from stereodistill.errors import DataError
+
+    path = Path(path)
+    is_yaml = path.suffix in (".yaml", ".yml")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if is_yaml else json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"is damaged: not UTF-8 text ({exc.reason} at byte {exc.start}); {remedy}") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror or exc}); {remedy}") from None
+    except (ValueError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)  # YAML's own messages span lines and quote the text
+        problem = (
+            f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+            if mark is not None and getattr(exc, "problem", None)
+            else " ".join(str(exc).split())
+        )
+        raise DataError(path, f"is damaged: not valid {'YAML' if is_yaml else 'JSON'} ({problem}); {remedy}") from None
+    if not isinstance(data, dict):
+        held = "nothing" if data is None else f"a {type(data).__name__}"
+        raise DataError(path, f"is damaged: it holds {held}, not a mapping; {remedy}")
+    return data

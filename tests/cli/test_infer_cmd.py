@@ -154,3 +154,18 @@ def test_infer_sets_the_range_of_a_classical_method_only(tmp_path, ckpt, capsys)
     assert read_pfm(tmp_path / "o" / "l.pfm").shape == (24, 48)
     assert main(["infer", ckpt, *pair, "--out", str(tmp_path / "p"), "--max-disp", "16"]) == 2
     assert "has its own" in capsys.readouterr().err
+
+
+def test_a_damaged_record_of_earlier_outputs_is_named_not_a_traceback(tmp_path, ckpt, capsys):
+    rng = np.random.default_rng(3)
+    write_image(tmp_path / "l.png", rng.random((32, 64, 3)))
+    write_image(tmp_path / "r.png", rng.random((32, 64, 3)))
+    out = tmp_path / "o"
+    args = ["infer", ckpt, str(tmp_path / "l.png"), str(tmp_path / "r.png"), "--out", str(out)]
+    assert main(args) == 0
+    for damage, problem in (("{bad", "not valid JSON"), ('{"l": 5}', "its entry in infer.json is damaged (5)")):
+        (out / "infer.json").write_text(damage)
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert problem in err and "--overwrite" in err and "Traceback" not in err
+    assert main([*args, "--overwrite"]) == 0

@@ -541,3 +541,14 @@ def test_the_fast_proxy_file_shares_the_lean_files_teacher_and_lean_rows():
     for peer in ("coex", "lightstereo_s"):
         assert by_name[f"{peer}_distilled_3x"].teacher_cell == "dsnet_teacher_3x"
         assert [f"{peer}_distilled_3x", f"{peer}_scratch"] in [list(pair) for pair in fast.compare]
+
+
+def test_a_damaged_cell_result_is_named(tmp_path):
+    from stereodistill.errors import DataError
+    from stereodistill.experiments.ablation_runs import is_finished
+
+    (tmp_path / "result.json").write_text('{"fingerprint": ')
+    with pytest.raises(
+        DataError, match=r"result.json: is damaged: not valid JSON .*; delete it to run that cell again"
+    ):
+        is_finished(tmp_path, "abc")

@@ -442,3 +442,13 @@ def test_an_image_that_fails_only_when_decoded_stops_labelling_resumably_or_is_l
     assert listed == ["left,right", "../cam/left/0001.png,../cam/right/0001.png"]  # what is scored and checked
     skipping = [*command[:-6], "--out", str(tmp_path / "b"), "--steps", "1", "--crop", "32x64", "--skip-bad"]
     assert main([*skipping, "--resume"]) == 0  # the batch the first run took for one pair is not a change
+
+
+def test_a_damaged_labelling_record_is_named_on_resume(tmp_path):
+    from stereodistill.errors import DataError
+    from stereodistill.experiments.adapt import check_labelling
+
+    record = tmp_path / "labelling.json"
+    record.write_text("[1]")
+    with pytest.raises(DataError, match=r"labelling.json: is damaged: it holds a list, not a mapping; --force"):
+        check_labelling(record, {"teacher": "t"}, allow_changes=False, log=print)

@@ -231,3 +231,16 @@ def test_resume_refuses_a_checkpoint_beyond_the_runs_steps(tmp_path, capsys):
     assert not (out / "model.safetensors").exists()
     Trainer(config(out, steps=3), distill=False, resume=True, allow_changes=True).run()  # at the end: the model
     assert (out / "model.safetensors").is_file()
+
+
+def test_resume_with_a_damaged_config_or_log_names_it(tmp_path):
+    out = tmp_path / "run"
+    Trainer(config(out, steps=4), distill=False).run(stop_at=2)
+    saved = (out / "config.yaml").read_bytes()
+    (out / "config.yaml").write_text("x: [")
+    with pytest.raises(DataError, match=r"config.yaml: is damaged: not valid YAML .*; --force to start the run over"):
+        Trainer(config(out, steps=4), distill=False, resume=True)
+    (out / "config.yaml").write_bytes(saved)
+    (out / "scalars.csv").write_bytes(b"\xff\xfe step\n")
+    with pytest.raises(DataError, match=r"scalars.csv: is damaged .*; --force to start the run over"):
+        Trainer(config(out, steps=4), distill=False, resume=True)

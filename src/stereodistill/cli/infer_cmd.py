@@ -104,6 +104,8 @@ def source(left: Path, right: Path | None, network: str, scale: float) -> dict[s
 def check_source(record: dict, name: str, wanted: dict, output: Path) -> None:
     """An existing output is this input's, or unknown (made before records were kept); else an error."""
     made = record.get(name)
+    if made is not None and not isinstance(made, dict):
+        raise InputError(f"{output}: its entry in {RECORD} is damaged ({made!r}): --overwrite to replace it")
     if made is not None and made != wanted:
         changed = ", ".join(key for key in wanted if made.get(key) != wanted[key])
         raise InputError(
@@ -113,8 +115,12 @@ def check_source(record: dict, name: str, wanted: dict, output: Path) -> None:
 
 
 def read_record(out: Path, overwrite: bool) -> dict:
+    from stereodistill.fileio import read_record as read
+
     path = out / RECORD
-    return json.loads(path.read_text()) if path.is_file() and not overwrite else {}
+    return (
+        read(path, "--overwrite to replace it and the outputs it records") if path.is_file() and not overwrite else {}
+    )
 
 
 def write_record(out: Path, record: dict) -> None:

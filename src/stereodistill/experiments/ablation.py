@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from stereodistill.config import check_steps, from_dict, load_yaml, set_dotted, to_dict
-from stereodistill.errors import ConfigError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.experiments.ablation_report import summarise, write_reports
 from stereodistill.experiments.ablation_runs import (
     Cell,
@@ -58,6 +57,7 @@ from stereodistill.experiments.ablation_runs import (
     run_cells,
     safe_name,
 )
+from stereodistill.fileio import read_record
 from stereodistill.train.config import DatasetConfig, RunConfig
 
 #: Keys of a choice that are not dotted overrides.
@@ -319,11 +319,15 @@ def collect(
         for seed in config.seeds:
             folder = cell_dir(out, cell.name, seed)
             if is_finished(folder, prints[cell.name, seed]):
-                results[cell.name][seed] = json.loads((folder / "result.json").read_text())["metrics"]
+                path = folder / "result.json"
+                metrics = read_record(path, "delete it to run that cell again").get("metrics")
+                if not isinstance(metrics, dict):
+                    raise DataError(path, "is damaged: it holds no metrics; delete it to run that cell again")
+                results[cell.name][seed] = metrics
             elif (folder / "result.json").is_file():
                 stale += 1
             elif (folder / "error.json").is_file():
-                error = json.loads((folder / "error.json").read_text())
+                error = read_record(folder / "error.json", "delete it to run that cell again")
                 if error.get("fingerprint", prints[cell.name, seed]) == prints[cell.name, seed]:
                     failures.append(error)
                 else:  # a failure under another config says nothing about this one
@@ -375,7 +379,7 @@ def run_ablation(
                 log=log,
             )
     elif config.bench is not None and (folder / "bench.json").is_file():
-        bench = json.loads((folder / "bench.json").read_text())
+        bench = read_record(folder / "bench.json", "delete it to benchmark the cells again")
     results, failures, stale = collect(config, cells, folder, prints)
     # A classical network gives the same output on every seed: one evaluation stands for each.
     for name, metrics in collect_baselines(config.baselines, baseline_disp, eval_sets, folder).items():

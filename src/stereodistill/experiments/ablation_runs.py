@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from stereodistill.config import from_dict
-from stereodistill.fileio import write_text_atomic
+from stereodistill.fileio import read_record, write_text_atomic
 from stereodistill.runtime import available_cpus, exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
 
@@ -120,7 +120,7 @@ def needs_training(folder: Path, train_fingerprint: str) -> bool:
     path = folder / "result.json"
     if not path.is_file() or not (folder / "run" / "model.json").is_file():
         return True
-    return json.loads(path.read_text()).get("train_fingerprint") != train_fingerprint
+    return read_record(path, "delete it to run that cell again").get("train_fingerprint") != train_fingerprint
 
 
 def set_aside(folder: Path) -> Path | None:
@@ -129,7 +129,7 @@ def set_aside(folder: Path) -> Path | None:
     result = folder / "result.json"
     if not result.is_file():
         return None
-    recorded = json.loads(result.read_text()).get("fingerprint") or "unknown"
+    recorded = read_record(result, "delete it to run that cell again").get("fingerprint") or "unknown"
     target = folder.with_name(f"{folder.name}.stale-{recorded}")
     if target.exists():  # the same config set aside before: its newer run replaces it
         shutil.rmtree(target)
@@ -145,7 +145,7 @@ def is_finished(folder: Path, fingerprint: str) -> bool:
     path = folder / "result.json"
     if not path.is_file():
         return False
-    recorded = json.loads(path.read_text()).get("fingerprint")
+    recorded = read_record(path, "delete it to run that cell again").get("fingerprint")
     return recorded is None or recorded == fingerprint
 
 
@@ -314,7 +314,7 @@ def run_cells(
             if not (folder / "error.json").is_file():
                 message = f"process died (exit code {process.exitcode})"
                 _write_error(folder, cell.name, seed, prints[cell.name, seed], message)
-            reason = json.loads((folder / "error.json").read_text())["error"]
+            reason = read_record(folder / "error.json", "delete it to run that cell again").get("error")
             log(f"  FAILED {cell.name} seed {seed}: {reason}")
         time.sleep(0.2)
 
@@ -415,7 +415,7 @@ def collect_baselines(
     for name in names:
         path = baseline_file(out, name)
         if path.is_file():
-            result = json.loads(path.read_text())
+            result = read_record(path, "delete it to evaluate the baseline again")
             if result.get("eval") == dict(eval_sets) and result.get("max_disp") == max_disp:
                 found[name] = result["metrics"]
     return found

@@ -51,7 +51,7 @@ import torch
 from stereodistill.distill.masks import left_right_consistent, right_view_disparity
 from stereodistill.distill.photometric import inside_right_view, local_reconstruction_error
 from stereodistill.errors import ConfigError, DataError
-from stereodistill.fileio import file_stamp, write_json
+from stereodistill.fileio import file_stamp, read_record, write_json
 from stereodistill.train.state import complete_checkpoints
 
 if TYPE_CHECKING:
@@ -382,7 +382,7 @@ def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: C
     other footage or other filters are refused, or with ``allow_changes`` listed."""
     if not path.is_file():  # a run from before this record: nothing to compare with
         return
-    before = json.loads(path.read_text())
+    before = read_record(path, "--force to start the run over, or give another --out")
     changed = [f"{key}: {before.get(key)!r} -> {value!r}" for key, value in now.items() if before.get(key) != value]
     if changed and not allow_changes:
         raise ConfigError(

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from stereodistill.errors import ConfigError
-from stereodistill.fileio import write_text_atomic
+from stereodistill.errors import ConfigError, DataError
+from stereodistill.fileio import read_record, write_text_atomic
 
 #: Dotted keys (and key prefixes) whose change alters the parameters a checkpoint holds.
 STRUCTURAL = ("model.", "distill.weighting.type")
@@ -108,7 +108,7 @@ def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) ->
     path = out / "config.yaml"
     if not path.is_file():
         return {}
-    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    saved = read_record(path, "--force to start the run over, or another output")
     changes = config_changes(saved, given)
     structural = {key: change for key, change in changes.items() if is_structural(key)}
     # A term added or removed changes the adapters: its keys all appear, with None on one side.
@@ -143,7 +143,10 @@ def truncate_scalars(out: Path, step: int) -> None:
     path = out / "scalars.csv"
     if not path.is_file():
         return
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(path, f"is damaged ({exc}); --force to start the run over, or another output") from None
     kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]
     if len(kept) == len(rows):
         return

@@ -1,0 +1,34 @@
+"""Records this tool writes beside its outputs, read back: a damaged one is one clear error."""
+
+import pytest
+
+from stereodistill.errors import DataError
+from stereodistill.fileio import read_record
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("r.json", b"{bad", "is damaged: not valid JSON (Expecting property name"),
+        ("r.json", b"[1, 2]", "is damaged: it holds a list, not a mapping; delete it"),
+        (
+            "r.yaml",
+            b"x: [",
+            "is damaged: not valid YAML (expected the node content, but found '<stream end>' at line 1, column 5)",
+        ),
+        ("r.yaml", b"", "is damaged: it holds nothing, not a mapping"),
+        ("r.json", b"\xff\xfe{}", "is damaged: not UTF-8 text (invalid start byte at byte 0)"),
+    ],
+)
+def test_a_damaged_record_names_its_file_the_problem_and_the_remedy(tmp_path, name, content, problem):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=r"; delete it$") as info:
+        read_record(tmp_path / name, "delete it")
+    assert info.value.path == tmp_path / name and problem in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_sound_record_is_read(tmp_path):
+    (tmp_path / "r.yaml").write_text("a: 1\n")
+    (tmp_path / "r.json").write_text('{"a": 1}')
+    assert read_record(tmp_path / "r.yaml", "") == read_record(tmp_path / "r.json", "") == {"a": 1}
