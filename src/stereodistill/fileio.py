@@ -21,7 +21,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     if path.is_dir():  # refused before the work, and named: the rename would fail naming the temp file
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as exc:  # named by the file asked for, not by the hidden temporary one
+        raise type(exc)(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -34,6 +37,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise the OSError that writing ``path`` would meet (a folder that refuses new files, or a file
+    where its folder should be) before the work whose result it is to hold, not after. Nothing is
+    left behind: folders that do not exist yet are not created, their nearest existing one is tried."""
+    path = Path(path).absolute()
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot be written ({folder} is a file, not a folder)", str(path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def file_stamp(path: str | Path) -> str:

@@ -93,13 +93,13 @@ def test_a_file_the_system_refuses_is_a_one_line_error(tmp_path, capsys, monkeyp
     locked = tmp_path / "locked"
     locked.mkdir()
 
-    def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(locked / "p.csv"))
+    def refuse(*args, **kwargs):  # as mkstemp does: naming the hidden temporary file it tried
+        raise PermissionError(13, "Permission denied", str(locked / ".p.csv.x1y2z3.tmp.csv"))
 
     monkeypatch.setattr("stereodistill.fileio.tempfile.mkstemp", refuse)
     assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(locked / "p.csv")]) == 2
     err = capsys.readouterr().err
-    assert err == f"stereodistill: error: {locked / 'p.csv'}: Permission denied\n"
+    assert err == f"stereodistill: error: {locked / 'p.csv'}: cannot be written (Permission denied)\n"
 
 
 def test_bad_size_is_rejected_by_the_parser(capsys):

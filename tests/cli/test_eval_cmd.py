@@ -213,3 +213,27 @@ def test_list_means_the_samples_with_a_dataset_too(tmp_path, capsys):
     root = str(tmp_path / "s")
     assert main(["eval", ckpt, "--dataset", "sceneflow", "--root", root, "--list", str(tmp_path / "one.txt")]) == 0
     assert "1 image," in capsys.readouterr().out
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch):
+    ckpt = _checkpoint(tmp_path)
+    main(["data", "synth", "--out", str(tmp_path / "s"), "--pairs", "1", "--size", "32x64", "--max-disp", "16"])
+    (tmp_path / "file").write_text("a file, not a folder")
+    args = ["eval", ckpt, "--dataset", "sceneflow", "--root", str(tmp_path / "s"), "--split", "train"]
+    capsys.readouterr()
+    assert main([*args, "--json", str(tmp_path / "file" / "sub" / "m.json")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"stereodistill: error: {tmp_path / 'file' / 'sub' / 'm.json'}: cannot be written "
+        f"({tmp_path / 'file'} is a file, not a folder)\n"
+    )
+    assert "pooled" not in captured.out  # refused before the work, not after it
+
+    def refuse(*args, **kwargs):  # a folder that takes no new file (read-only, immutable)
+        raise PermissionError(1, "Operation not permitted", str(tmp_path / ".m.json.abc.tmp.json"))
+
+    monkeypatch.setattr("stereodistill.fileio.tempfile.mkstemp", refuse)
+    assert main([*args, "--json", str(tmp_path / "m.json")]) == 2
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'm.json'}: cannot be written (Operation not permitted)" in captured.err
+    assert "pooled" not in captured.out

@@ -84,6 +84,7 @@ def check_output(path: str | Path | None, flag: str, reads: Iterable[str | Path]
     """Refuse, before any work, an output that is a folder or would replace a file the command reads
     (``eval CKPT --json CKPT.json`` would destroy the checkpoint it just scored)."""
     from stereodistill.errors import ConfigError
+    from stereodistill.fileio import check_writable
 
     if path is None:
         return
@@ -93,3 +94,4 @@ def check_output(path: str | Path | None, flag: str, reads: Iterable[str | Path]
     for read in reads:  # also those not written yet (export's graph, which --json must not replace)
         if Path(read).resolve() == target.resolve():
             raise ConfigError(f"{flag} {path}: is {read}, which this command reads; name another file")
+    check_writable(target)  # a read-only folder is found before the work, not after it
