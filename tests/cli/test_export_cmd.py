@@ -82,3 +82,11 @@ def test_outputs_that_would_replace_the_inputs_are_refused_before_any_work(tmp_p
         assert named in capsys.readouterr().err, command
     assert ckpt.with_suffix(".safetensors").read_bytes() == weights and ckpt.with_suffix(".json").read_text() == info
     assert not (tmp_path / "o.onnx").exists() and (tmp_path / "gt.pfm").read_bytes() == truth
+
+
+def test_a_size_too_small_for_the_check_pair_is_refused_before_exporting(tmp_path, capsys):
+    ckpt = save_model(tmp_path / "m", build_model("lean-xs", max_disp=16))
+    assert main(["export", str(ckpt), "--onnx", str(tmp_path / "m.onnx"), "--size", "4x4"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "stereodistill: error: --size 4x4: export checks its graph on an 8x8 pair at least\n"
+    assert "exporting" not in captured.out

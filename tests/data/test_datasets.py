@@ -546,3 +546,17 @@ def test_real_middlebury_motorcycle_through_pairs(tmp_path: Path) -> None:
     metrics = pytest.importorskip("stereodistill.evaluate.metrics")
     result = metrics.compute_metrics(zero, sample["disp"], sample["valid"])
     assert math.isclose(result["epe"], expected, rel_tol=1e-9)
+
+
+def test_a_readers_options_are_checked_by_name_and_type_before_it_reads(tmp_path, capsys):
+    from stereodistill.cli.main import main
+    from stereodistill.data.datasets import build_dataset
+    from stereodistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^pairs.options: unknown option 'png_scal' \(did you mean 'png_scale'\?\)"):
+        build_dataset("pairs", tmp_path / "absent.csv", png_scal=2)  # before the missing root is even looked at
+    with pytest.raises(ConfigError, match=r"^pairs.options.png_scale: expected a number, got 'x'"):
+        build_dataset("pairs", tmp_path / "absent.csv", png_scale="x")
+    assert main(["data", "check", "--dataset", "sceneflow", "--root", str(tmp_path), "--option", "foo=1"]) == 2
+    err = capsys.readouterr().err
+    assert "sceneflow.options: unknown option 'foo'; valid options: pass_, subsets, exclude_file" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from stereodistill.cli.args import check_output, positive_float, positive_int, size
+from stereodistill.errors import ConfigError
 from stereodistill.fileio import write_json
 
 
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.runtime import available_cpus
 
     args.threads = args.threads or available_cpus()
-
+    if min(args.size) < 8:  # the graph is checked on a rendered pair, which needs room for a scene
+        raise ConfigError(f"--size {args.size[0]}x{args.size[1]}: export checks its graph on an 8x8 pair at least")
     require_runtime()
     reads = checkpoint_paths(args.checkpoint)
     check_output(args.onnx, "--onnx", reads)

@@ -197,6 +197,18 @@ class StereoDataset(torch.utils.data.Dataset):
         return self.transform(sample) if self.transform is not None else sample
 
 
+#: What every reader takes; the rest of a build's keywords are the reader's own options.
+COMMON_ARGUMENTS = ("split", "list_file", "max_disp", "transform")
+
+
 def build_dataset(name: str, root: str | Path, **kwargs: Any) -> StereoDataset:
-    """Instantiate a registered reader by name (``sceneflow``, ``kitti2015``, ``pairs``, ...)."""
-    return DATASETS.get(name)(root, **kwargs)
+    """Instantiate a registered reader by name (``sceneflow``, ``kitti2015``, ``pairs``, ...). Its own
+    options (``--option``, a config's ``options``) are checked first: an unknown one is an error
+    naming the nearest and the valid ones, a value of the wrong type names the option."""
+    from stereodistill.config import keyword_options
+
+    reader = DATASETS.get(name)
+    common = {key: value for key, value in kwargs.items() if key in COMMON_ARGUMENTS}
+    options = {key: value for key, value in kwargs.items() if key not in COMMON_ARGUMENTS}
+    checked = keyword_options(reader, options, f"{name}.options", skip=("root", *COMMON_ARGUMENTS))
+    return reader(root, **common, **checked)
