@@ -106,10 +106,11 @@ def test_scale_resizes_the_inputs_and_brings_disparities_back_to_their_pixels(tm
     assert main(["infer", ckpt, "a.png", "b.png", "--scale", "0"]) == 2
 
 
-def _video(path, frames):
+def _video(path, frames, faststart=False):
     imageio = pytest.importorskip("imageio.v2")
     pytest.importorskip("imageio_ffmpeg")
-    with imageio.get_writer(str(path), format="FFMPEG", fps=10, macro_block_size=2) as writer:
+    more = {"output_params": ["-movflags", "+faststart"]} if faststart else {}  # the header first, as streamed
+    with imageio.get_writer(str(path), format="FFMPEG", fps=10, macro_block_size=2, **more) as writer:
         for frame in frames:
             writer.append_data((frame * 255).astype(np.uint8))
 
@@ -169,3 +170,24 @@ def test_a_damaged_record_of_earlier_outputs_is_named_not_a_traceback(tmp_path, 
         err = capsys.readouterr().err
         assert problem in err and "--overwrite" in err and "Traceback" not in err
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_a_video_that_ends_before_its_header_says_is_named_in_a_warning(tmp_path, ckpt, capsys):
+    pytest.importorskip("imageio.v2")
+    rng = np.random.default_rng(6)
+    _video(tmp_path / "full.mp4", [rng.random((32, 128, 3)) for _ in range(40)], faststart=True)
+    data = (tmp_path / "full.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # its header (first) still says 40 frames
+    out = str(tmp_path / "o")
+    assert main(["infer", ckpt, str(tmp_path / "full.mp4"), "--side-by-side", "--out", out]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["infer", ckpt, str(tmp_path / "cut.mp4"), "--side-by-side", "--out", out]) == 0
+    captured = capsys.readouterr()
+    made = int(captured.out.split(" frames (")[0].split()[-1])
+    assert 0 < made < 39
+    assert f"warning: {tmp_path / 'cut.mp4'}: read {made} of the 40 frames its header announces" in captured.err
+    lefts = [rng.random((32, 64, 3)) for _ in range(6)]
+    _video(tmp_path / "l.mp4", lefts)
+    _video(tmp_path / "r.mp4", lefts[:3])
+    assert main(["infer", ckpt, str(tmp_path / "l.mp4"), str(tmp_path / "r.mp4"), "--out", out]) == 0
+    assert "announce different lengths" in capsys.readouterr().err

@@ -4,6 +4,7 @@ and a video written frame by frame, through imageio's FFmpeg plugin (the optiona
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,27 +31,51 @@ def _imageio() -> Any:
     return imageio
 
 
-def _frames(path: Path) -> tuple[Iterator[np.ndarray], float]:
-    """The frames of one file (H×W×3 uint8, lazily) and its frame rate."""
+def _frames(path: Path) -> tuple[Iterator[np.ndarray], float, int | None]:
+    """The frames of one file (H×W×3 uint8, lazily), its frame rate, and how many frames its header
+    announces (None where it does not say)."""
     if not path.is_file():
         raise DataError(path, "video file does not exist")
     try:
         reader = _imageio().get_reader(str(path), format="FFMPEG")
-        fps = float(reader.get_meta_data().get("fps") or 25.0)
+        meta = reader.get_meta_data()
+        fps = float(meta.get("fps") or 25.0)
     except (OSError, RuntimeError, ValueError) as exc:
         raise DataError(path, f"not a readable video ({str(exc).splitlines()[0] if str(exc) else exc})") from None
-    return iter(reader), fps
+    count, duration = meta.get("nframes"), meta.get("duration")
+    if not (isinstance(count, (int, float)) and math.isfinite(count)):
+        count = duration * fps if isinstance(duration, (int, float)) and math.isfinite(duration) else None
+    return iter(reader), fps, None if count is None else round(count)
+
+
+def short_of_header(announced: dict[Path, int | None], made: int) -> list[str]:
+    """Warnings for a stream that ended before its files' headers said it would (``announced``, from
+    :func:`stereo_frames`; one frame fewer is the rounding of a duration): two videos of different
+    lengths, or a file cut short, whose outputs then hold only the frames before the end or the cut."""
+    known = {path: count for path, count in announced.items() if count is not None}
+    if len(known) == 2 and max(known.values()) - min(known.values()) > 1:
+        lengths = " and ".join(f"{path}: {count}" for path, count in known.items())
+        return [f"warning: the two videos announce different lengths ({lengths} frames); {made} pairs were made"]
+    return [
+        f"warning: {path}: read {made} of the {count} frames its header announces (cut short?)"
+        for path, count in known.items()
+        if made < count - 1
+    ]
 
 
 def stereo_frames(
     left: str | Path, right: str | Path | None = None
-) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], float]:
-    """(left, right) frames as H×W×3 float32 in [0, 1], one pair at a time, and the frame rate: from
-    two files, or (``right`` None) one side-by-side file whose left half is the left view. The two
-    files must have the same size; a file that ends first ends the stream."""
+) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], float, dict[Path, int | None]]:
+    """(left, right) frames as H×W×3 float32 in [0, 1], one pair at a time, the frame rate, and the
+    frame count each file's header announces (for :func:`short_by`): from two files, or (``right``
+    None) one side-by-side file whose left half is the left view. The two files must have the same
+    size; a file that ends first ends the stream."""
     left = Path(left)
-    left_frames, fps = _frames(left)
-    right_frames = _frames(Path(right))[0] if right is not None else None
+    left_frames, fps, announced = _frames(left)
+    counts = {left: announced}
+    right_frames = None
+    if right is not None:
+        right_frames, _, counts[Path(right)] = _frames(Path(right))
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for index, frame in enumerate(left_frames):
@@ -72,7 +97,7 @@ def stereo_frames(
                 views = frame, other
             yield tuple(np.asarray(v, dtype=np.float32)[..., :3] / 255.0 for v in views)
 
-    return pairs(), fps
+    return pairs(), fps, counts
 
 
 @contextmanager
