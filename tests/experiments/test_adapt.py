@@ -442,6 +442,14 @@ def test_an_image_that_fails_only_when_decoded_stops_labelling_resumably_or_is_l
     assert listed == ["left,right", "../cam/left/0001.png,../cam/right/0001.png"]  # what is scored and checked
     skipping = [*command[:-6], "--out", str(tmp_path / "b"), "--steps", "1", "--crop", "32x64", "--skip-bad"]
     assert main([*skipping, "--resume"]) == 0  # the batch the first run took for one pair is not a change
+    capsys.readouterr()
+    broken.write_bytes(whole)  # mended after the run trained on the other pair alone
+    resuming = [*command[:-6], "--out", str(tmp_path / "b"), "--steps", "1", "--crop", "32x64", "--resume"]
+    assert main(resuming) == 2
+    assert "2 pairs are labelled now, where the run trained on 1; --allow-changes" in capsys.readouterr().err
+    assert main(resuming) == 2  # asked again: the record of what it trained on stays
+    assert main([*resuming, "--allow-changes"]) == 0
+    assert "changed since the run began: 2 pairs are labelled now" in capsys.readouterr().out
 
 
 def test_a_damaged_labelling_record_is_named_on_resume(tmp_path):

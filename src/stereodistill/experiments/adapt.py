@@ -217,7 +217,6 @@ def write_pseudo_labels(
     csv.writer(text, lineterminator="\n").writerows(rows)  # quoted where a path holds a comma
     listing = out / "pseudo.csv"
     write_text_atomic(listing, text.getvalue())
-    write_json(out / "kept.json", kept)
     return listing, kept, skipped
 
 
@@ -516,7 +515,7 @@ def adapt(
         "pairs": footage.count,
         **{f"filter.{k}": v if math.isfinite(v) else None for k, v in asdict(settings).items()},  # as JSON has it
     }
-    resume_training = False
+    resume_training, labelled = False, 0
     if resume:
         if not (out / "pseudo").is_dir():
             raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
@@ -567,6 +566,15 @@ def adapt(
         kept_pairs.write(unlabeled, truth_column=kept_pairs.with_truth > 0)
         pairs = build_dataset("pairs", str(unlabeled))
         run_config.data.batch_size = min(run_config.data.batch_size, len(pairs))
+    if resume_training and labelled and len(kept) != labelled:  # a pair repaired, or one that fails now
+        change = f"{len(kept)} pairs are labelled now, where the run trained on {labelled}"
+        if not allow_changes:  # kept.json still holds what it trained on: the next --resume compares again
+            raise ConfigError(
+                f"--resume {out}: {change}; --allow-changes to go on with them from its checkpoint (only the "
+                "steps still to run see them), or --force to start over"
+            )
+        log(f"  changed since the run began: {change}")
+    write_json(out / "kept.json", kept)
     trainer = Trainer(run_config, distill=False, resume=resume_training, allow_changes=allow_changes, inputs=INPUTS)
     check = label_check(before, pairs, labels_csv, dev)
     if not check["pixels"]:
