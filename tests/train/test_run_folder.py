@@ -144,6 +144,14 @@ def _add(name, tensor):
     return damage
 
 
+def _as_integers(name):
+    def damage(files):
+        tensors = load_file(files["state"])
+        save_file({**tensors, name: tensors[name].long()}, files["state"])
+
+    return damage
+
+
 def _swap_first_ids(training):
     ids = training["optimizer"]["param_groups"][0]["params"]
     ids[0], ids[1] = ids[1], ids[0]
@@ -191,6 +199,7 @@ def _edit_json(change):
         (_edit_json(lambda t: t.update(step=-5)), "json", "training.step must be an integer ≥ 0, got -5"),
         (_edit_json(_swap_first_ids), "json", "param_groups list parameter ids [1, 0, 2"),
         (_drop_everywhere(".exp_avg_sq"), "state", "does not fit this run's optimiser (no optim.0.exp_avg_sq"),
+        (_as_integers("optim.0.exp_avg"), "state", "'optim.0.exp_avg' holds torch.int64, where the optimiser"),
         (_edit_json(lambda t: t["optimizer"]["scalars"].update({"0": {"step": 5}})), "json", "scalars.0 holds step"),
         (_edit_json(lambda t: t["optimizer"]["scalars"].update({"-1": {"junk": 1}})), "json", "scalars.-1 holds junk"),
         (_edit_json(lambda t: t["rng"]["numpy"].__setitem__(2, 9999)), "json", "rng.numpy is not an MT19937 state"),

@@ -74,6 +74,8 @@ def _moments(tensors: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
             index, _, key = name.removeprefix("optim.").partition(".")
             if not (_INDEX.fullmatch(index) and key and int(index) < count):
                 raise DataError(where, f"{name!r} names no parameter of this run's network ({count} of them)")
+            if not value.is_floating_point():  # torch would cast it to the parameter's type, truncated
+                raise DataError(where, f"{name!r} holds {value.dtype}, where the optimiser keeps floating point")
             moments.setdefault(int(index), {})[key] = value
     expected = _expected_moments(optimizer) or {key for entries in moments.values() for key in entries}
     for index, entries in sorted(moments.items()):
