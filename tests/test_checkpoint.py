@@ -195,6 +195,7 @@ def test_numpy_scalars_beside_the_weights_load_and_other_objects_are_named_never
     [
         ({"arch": "nope"}, "unknown architecture 'nope'"),
         ({"config": {"max_disp": -4}}, "max_disp must be a positive multiple of 4, got -4"),
+        ({"config": {"max_disp": 10**20}}, "max_disp must be at most 2048 px (its cost volume grows with it), got 1"),
         ({"config": {"max_disp": "16"}}, "option max_disp must be an integer, got '16'"),
         ({"config": {"max_disp": 16, "width": 1e9}}, "width must be a positive number up to 4"),
         ({"config": {"max_disp": 16, "depth": 3}}, "option depth must be a list of integers, got 3"),

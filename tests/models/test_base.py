@@ -120,3 +120,11 @@ def test_fast_conv3d_matches_torch_in_inference_and_training():
     ref_dw.load_state_dict(depthwise.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(depthwise(x[:, :6]), ref_dw(x[:, :6]), rtol=1e-5, atol=1e-5)
+
+
+def test_a_range_far_beyond_any_benchmark_is_one_clear_error(capsys):
+    from stereodistill.cli.main import main
+
+    assert main(["bench", "--models", "lean-xs", "--size", "32x64", "--max-disp", str(10**20), "--threads", "1"]) == 2
+    err = capsys.readouterr().err.splitlines()  # its progress line, then the error in one line
+    assert len(err) == 2 and "max_disp must be at most 2048 px" in err[1]

@@ -42,6 +42,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: Twice the largest disparity of any benchmark at full resolution (Middlebury 2014's ~800 px):
+#: a range far beyond it is a typo, and would ask the allocator for terabytes.
+MAX_DISP_LIMIT = 2048
+
+
 class StereoModel(nn.Module):
     """Base class: subclasses implement :meth:`predict` and :meth:`offered_taps`."""
 
@@ -66,6 +71,11 @@ class StereoModel(nn.Module):
         super().__init__()
         if max_disp < 4 or max_disp % 4:
             raise ConfigError(f"{self.arch}: max_disp must be a positive multiple of 4, got {max_disp}")
+        if max_disp > MAX_DISP_LIMIT:  # found here, not as an allocator's overflow or the OOM killer
+            raise ConfigError(
+                f"{self.arch}: max_disp must be at most {MAX_DISP_LIMIT} px (its cost volume grows with it), "
+                f"got {max_disp}"
+            )
         self.max_disp = max_disp
         #: The constructor options; a checkpoint stores them so that the network can be rebuilt.
         self.config: dict[str, Any] = {"max_disp": max_disp, **config}
