@@ -92,3 +92,17 @@ def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
         os._exit(3)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def describe_exit(code: int | None) -> str:
+    """How a child process ended, in words: a signal by name (SIGKILL most often being the kernel's
+    out-of-memory killer, which leaves no message of its own), else its exit code."""
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (", most likely for lack of memory" if -code == signal.SIGKILL else "")
+    return f"exit code {code}"

@@ -1,5 +1,7 @@
 import json
 import os
+import signal
+import time
 
 import pytest
 import torch
@@ -106,6 +108,12 @@ def test_a_child_that_dies_without_a_result_is_an_error_not_a_hang():
     status, message = _result(queue, process)
     process.join()
     assert status == "error" and "exit code 3" in message
+    process = ctx.Process(target=time.sleep, args=(60,))
+    process.start()
+    os.kill(process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer ends a process
+    status, message = _result(queue, process)
+    process.join()
+    assert message == "the benchmark process died without a result (killed by SIGKILL, most likely for lack of memory)"
 
 
 def test_bench_runs_on_the_default_device_and_threads_and_warns_when_busy(capsys, monkeypatch):

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from stereodistill.runtime import describe_exit
+
 
 @dataclass
 class BenchResult:
@@ -109,8 +111,9 @@ def _child(queue: mp.Queue, parent: int, args: tuple) -> None:
     configure_cpu_math()  # as the CLI runs networks (a spawned process starts without it)
     try:
         queue.put(("ok", measure(*args)))
-    except Exception as exc:  # reported by the parent with the network's name
-        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:  # reported by the parent with the network's name, in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        queue.put(("error", f"{type(exc).__name__}: {first}"))
 
 
 def _result(queue: Any, process: Any) -> tuple[str, Any]:
@@ -125,7 +128,7 @@ def _result(queue: Any, process: Any) -> tuple[str, Any]:
                 try:
                     return queue.get(timeout=0.5)
                 except queues.Empty:
-                    return "error", f"the benchmark process died without a result (exit code {process.exitcode})"
+                    return "error", f"the benchmark process died without a result ({describe_exit(process.exitcode)})"
 
 
 def benchmark(

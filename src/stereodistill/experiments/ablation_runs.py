@@ -26,7 +26,7 @@ from typing import Any
 
 from stereodistill.config import from_dict
 from stereodistill.fileio import read_record, write_text_atomic
-from stereodistill.runtime import available_cpus, exit_with_parent
+from stereodistill.runtime import available_cpus, describe_exit, exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
 
 
@@ -312,7 +312,7 @@ def run_cells(
                 log(f"  done   {cell.name} seed {seed}")
                 continue
             if not (folder / "error.json").is_file():
-                message = f"process died (exit code {process.exitcode})"
+                message = f"process died ({describe_exit(process.exitcode)})"
                 _write_error(folder, cell.name, seed, prints[cell.name, seed], message)
             reason = read_record(folder / "error.json", "delete it to run that cell again").get("error")
             log(f"  FAILED {cell.name} seed {seed}: {reason}")
