@@ -92,11 +92,11 @@ def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
     write_text_atomic(path, text + "\n")
 
 
-def read_record(path: str | Path, remedy: str) -> dict[str, Any]:
-    """A JSON or YAML (``.yaml``) mapping that this tool wrote beside an output (a run's config, an
-    output folder's record of its inputs), read back. One that was cut short, edited or replaced is a
-    DataError naming it and ``remedy`` (what the user can do: delete it, ``--force``, …), not a
-    traceback from the parser or from the first key looked up in a list."""
+def read_record(path: str | Path, remedy: str, holds: type = dict) -> Any:
+    """A JSON or YAML (``.yaml``) mapping (or what ``holds`` names) that this tool wrote beside an
+    output (a run's config, an output folder's record of its inputs), read back. One that was cut
+    short, edited or replaced is a DataError naming it and ``remedy`` (what the user can do: delete
+    it, ``--force``, …), not a traceback from the parser or from the first key looked up in a list."""
     import yaml
 
     from stereodistill.errors import DataError
@@ -118,7 +118,8 @@ def read_record(path: str | Path, remedy: str) -> dict[str, Any]:
             else " ".join(str(exc).split())
         )
         raise DataError(path, f"is damaged: not valid {'YAML' if is_yaml else 'JSON'} ({problem}); {remedy}") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, holds):
         held = "nothing" if data is None else f"a {type(data).__name__}"
-        raise DataError(path, f"is damaged: it holds {held}, not a mapping; {remedy}")
+        wanted = "a mapping" if holds is dict else f"a {holds.__name__}"
+        raise DataError(path, f"is damaged: it holds {held}, not {wanted}; {remedy}")
     return data

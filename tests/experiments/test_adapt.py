@@ -446,10 +446,22 @@ def test_an_image_that_fails_only_when_decoded_stops_labelling_resumably_or_is_l
     broken.write_bytes(whole)  # mended after the run trained on the other pair alone
     resuming = [*command[:-6], "--out", str(tmp_path / "b"), "--steps", "1", "--crop", "32x64", "--resume"]
     assert main(resuming) == 2
-    assert "2 pairs are labelled now, where the run trained on 1; --allow-changes" in capsys.readouterr().err
+    assert "the run trained on other pairs (0001-0002 labelled now); --allow-changes" in capsys.readouterr().err
     assert main(resuming) == 2  # asked again: the record of what it trained on stays
+    first = tmp_path / "cam" / "left" / "0001.png"
+    kept_first = first.read_bytes()
+    first.write_bytes(kept_first[: len(kept_first) // 2])  # as many pairs as before, but not the same one
+    assert main([*resuming, "--skip-bad"]) == 2
+    assert "(0001-0002 labelled now, 0000-0001 no more)" in capsys.readouterr().err
+    first.write_bytes(kept_first)
+    kept = tmp_path / "b" / "kept.json"
+    record = kept.read_text()
+    kept.write_text("{}")
+    assert main(resuming) == 2
+    assert f"{kept}: is damaged: it holds a dict, not a list; --force" in capsys.readouterr().err
+    kept.write_text(record)
     assert main([*resuming, "--allow-changes"]) == 0
-    assert "changed since the run began: 2 pairs are labelled now" in capsys.readouterr().out
+    assert "changed since the run began: the run trained on other pairs" in capsys.readouterr().out
 
 
 def test_a_damaged_labelling_record_is_named_on_resume(tmp_path):

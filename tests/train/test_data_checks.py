@@ -44,6 +44,14 @@ def test_training_pairs_without_ground_truth_are_refused_before_any_step(tmp_pat
     # With nothing that reads it (no supervised loss, no ground-truth mask), the same pairs are fine.
     quiet = {"weight": 0}
     Trainer(config(out, data={**TINY["data"], "train": pairs(listed)}, supervised=quiet), distill=False)
+    unsupervised = [{"name": "a", "steps": 3, "supervised": False}]  # only the photometric loss
+    photometric = {"weight": 1.0}
+    Trainer(
+        config(
+            tmp_path / "r2", data={**TINY["data"], "train": pairs(listed)}, stages=unsupervised, photometric=photometric
+        ),
+        distill=False,
+    )
 
 
 def test_a_validation_set_without_ground_truth_or_of_mismatched_views_is_refused_before_training(tmp_path, capsys):

@@ -38,7 +38,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -368,12 +367,17 @@ def without(source: Path, files: list[Any], left_out: list[int]) -> Any:
     return FolderPairs(source, rows, (), sum(pair.disp is not None for pair in kept), tuple(p.mask for p in kept))
 
 
-def labelled_count(kept: Path) -> int:
-    """How many pairs an earlier labelling of this run labelled (``kept.json``); 0 when unknown."""
+def labelled_pairs(kept: Path) -> dict[str, str] | None:
+    """The pairs an earlier labelling of this run labelled (``kept.json``), which its training saw, by
+    left image (an id changes when a pair before it is left out), with their ids; None when it kept no
+    record (stopped before labelling ended)."""
+    if not kept.is_file():
+        return None
+    entries = read_record(kept, "--force to start the run over, or give another --out", holds=list)
     try:
-        return len(json.loads(kept.read_text()))
-    except (OSError, ValueError, TypeError):
-        return 0
+        return {str(entry["left"]): str(entry["pair"]) for entry in entries}
+    except (TypeError, KeyError) as exc:
+        raise DataError(kept, f"is damaged ({exc!r} in an entry); --force to start the run over") from None
 
 
 def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> None:
@@ -515,14 +519,14 @@ def adapt(
         "pairs": footage.count,
         **{f"filter.{k}": v if math.isfinite(v) else None for k, v in asdict(settings).items()},  # as JSON has it
     }
-    resume_training, labelled = False, 0
+    resume_training, labelled = False, None
     if resume:
         if not (out / "pseudo").is_dir():
             raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
         check_labelling(out / "labelling.json", labelling, allow_changes, log)
-        labelled = labelled_count(out / "kept.json")
+        labelled = labelled_pairs(out / "kept.json")
         if labelled:  # pairs the first labelling left out (undecodable, --skip-bad) did not count toward a batch
-            run_config.data.batch_size = min(run_config.data.batch_size, labelled)
+            run_config.data.batch_size = min(run_config.data.batch_size, len(labelled))
         run_folder.check_resume(out, to_dict(run_config), allow_changes=allow_changes)
         resume_training = bool(complete_checkpoints(out / "checkpoints"))
         if not resume_training:  # stopped before its first checkpoint: training starts over on the labels
@@ -566,8 +570,12 @@ def adapt(
         kept_pairs.write(unlabeled, truth_column=kept_pairs.with_truth > 0)
         pairs = build_dataset("pairs", str(unlabeled))
         run_config.data.batch_size = min(run_config.data.batch_size, len(pairs))
-    if resume_training and labelled and len(kept) != labelled:  # a pair repaired, or one that fails now
-        change = f"{len(kept)} pairs are labelled now, where the run trained on {labelled}"
+    now = {entry["left"]: entry["pair"] for entry in kept}
+    if resume_training and labelled is not None and now.keys() != labelled.keys():  # one mended, or failing now
+        gained, lost = sorted(now.keys() - labelled.keys()), sorted(labelled.keys() - now.keys())
+        listed = [f"{now[left]} labelled now" for left in gained[:3]]
+        listed += [f"{labelled[left]} no more" for left in lost[:3]]
+        change = f"the run trained on other pairs ({', '.join(listed)})"
         if not allow_changes:  # kept.json still holds what it trained on: the next --resume compares again
             raise ConfigError(
                 f"--resume {out}: {change}; --allow-changes to go on with them from its checkpoint (only the "

@@ -363,12 +363,14 @@ class RunConfig:
     @property
     def reads_ground_truth(self) -> bool:
         """Whether a labelled batch's ground truth is read: by the supervised loss (unless its weight is
-        0), a term's mask, or the photometric loss kept to pixels with ground truth."""
+        0 or no stage includes it), a term's mask, or the photometric loss kept to pixels with ground
+        truth."""
         from stereodistill.distill.masks import GROUND_TRUTH_MASKS
 
         weight = self.supervised.weight
+        supervised = any(stage.supervised for stage in self.stages) if self.stages else True
         return (
-            not (isinstance(weight, (int, float)) and weight == 0)
+            (supervised and not (isinstance(weight, (int, float)) and weight == 0))
             or any(term.mask in GROUND_TRUTH_MASKS for term in self.distill.terms)
             or (self.photometric.enabled and self.photometric.mask == "valid")
         )

@@ -75,7 +75,11 @@ def check_before_training(dataset: Dataset, what: str, *, truth: bool, headers: 
         if problems:
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             found = "; ".join(problems[:3])
-            raise DataError(root, f"{what}: {len(problems)} bad pair(s), found before training: {found}{more}")
+            raise DataError(
+                root,
+                f"{what}: {len(problems)} bad pair(s), found before training: {found}{more}; mend or unlist them "
+                "(`stereodistill data check` lists them all)",
+            )
 
 
 def _in_memory(config: DatasetConfig, valid_below: float | None = None) -> Dataset:

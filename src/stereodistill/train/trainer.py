@@ -297,14 +297,14 @@ class Trainer:
         if self.step > self.config.total_steps:  # it would train nothing and call the checkpoint the final model
             raise ConfigError(
                 f"--resume: the newest checkpoint, {found[-1].with_suffix('.json')}, is at step {self.step}, "
-                f"beyond this run's {self.config.total_steps} steps; resume with steps={self.step} or more"
+                f"beyond this run's {self.config.total_steps} steps; resume with {self.step} steps or more"
             )
         info = found[-1].with_suffix(".json")
         best, sums = meta.get("best_epe"), meta.get("epoch_sums", {})  # null: not finite (JSON holds neither)
         if not (best is None or _is_number(best)):
-            raise DataError(info, f"best_epe must be a number or null, got {best!r}")
+            raise DataError(info, f"best_epe must be a number or null, got {best!r}; --force to start the run over")
         if not (isinstance(sums, dict) and all(v is None or _is_number(v) for v in sums.values())):
-            raise DataError(info, f"epoch_sums must map names to numbers, got {sums!r}")
+            raise DataError(info, f"epoch_sums must map names to numbers, got {sums!r}; --force to start the run over")
         self.best_epe = float("inf") if best is None else float(best)
         self._epoch_sums = {k: float("nan") if v is None else float(v) for k, v in sums.items()}  # DWA's sums
         return found[-1].name
