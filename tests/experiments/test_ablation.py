@@ -12,12 +12,13 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from stereodistill.checkpoint import save_model
 from stereodistill.config import to_dict
-from stereodistill.errors import ConfigError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.experiments.ablation import expand, load_ablation, output_folder, run_ablation
 from stereodistill.experiments.ablation_report import ci95, summarise, write_reports
 from stereodistill.experiments.ablation_runs import slot_devices
@@ -552,3 +553,28 @@ def test_a_damaged_cell_result_is_named(tmp_path):
         DataError, match=r"result.json: is damaged: not valid JSON .*; delete it to run that cell again"
     ):
         is_finished(tmp_path, "abc")
+
+
+def test_an_evaluation_set_the_cells_cannot_use_is_refused_before_any_cell_trains(ablation_file, tmp_path):
+    from stereodistill.data.formats import write_image
+
+    rng = np.random.default_rng(0)
+    for name, width in (("l.png", 64), ("r.png", 60)):
+        write_image(tmp_path / "mine" / name, rng.random((32, width, 3)))
+    (tmp_path / "mine" / "pairs.csv").write_text("left,right\nl.png,r.png\n")
+    data = yaml.safe_load(ablation_file.read_text())
+    data["eval"]["mine"] = {"dataset": "pairs", "root": "mine/pairs.csv"}  # relative to the ablation file
+    ablation_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(DataError, match=r"none of the 1 pair of eval.mine has ground truth"):
+        run_ablation(ablation_file, tmp_path / "out", log=lambda line: None)
+    assert not (tmp_path / "out").exists()  # no cell trained
+
+
+def test_a_baseline_result_without_metrics_is_named(tmp_path):
+    from stereodistill.experiments.ablation_runs import baseline_file, collect_baselines
+
+    path = baseline_file(tmp_path, "sgbm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"baseline": "sgbm", "max_disp": 16, "eval": {}}))
+    with pytest.raises(DataError, match=r"is damaged: it holds no metrics; delete it to evaluate the baseline again"):
+        collect_baselines(["sgbm"], 16, {}, tmp_path)

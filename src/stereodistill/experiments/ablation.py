@@ -335,6 +335,22 @@ def collect(
     return results, failures, stale
 
 
+#: What the report reads of bench.json.
+BENCH_KEYS = ("size", "device", "threads", "repeats", "warmup", "reference", "cells")
+
+
+def check_eval_sets(specs: Mapping[str, DatasetConfig], max_disp: int) -> None:
+    """Every evaluation set built and checked before any cell trains (each cell reads them only after
+    its training): a missing root, a set without ground truth or pairs whose views differ in size
+    would otherwise fail every cell, each after its whole run."""
+    from stereodistill.train.config import IN_MEMORY
+    from stereodistill.train.data import build, check_before_training
+
+    for name, spec in specs.items():
+        if spec.dataset not in IN_MEMORY:  # generated or shipped with ground truth, one size a pair
+            check_before_training(build(spec, max_disp=max_disp), f"eval.{name}", truth=True, headers=True)
+
+
 def run_ablation(
     path: str | Path,
     out: str | Path | None = None,
@@ -358,6 +374,7 @@ def run_ablation(
     baseline_disp = int(cells[0].config["model"]["max_disp"]) if cells else 192
     bench = None
     if not report_only:
+        check_eval_sets(config.eval, baseline_disp)
         run_cells(
             cells, config.seeds, eval_sets, folder, prints, parallel=config.parallel, device=config.device, log=log
         )
@@ -380,6 +397,9 @@ def run_ablation(
             )
     elif config.bench is not None and (folder / "bench.json").is_file():
         bench = read_record(folder / "bench.json", "delete it to benchmark the cells again")
+        missing = [key for key in BENCH_KEYS if key not in bench]
+        if missing:
+            raise DataError(folder / "bench.json", f"is damaged: no {', '.join(missing)}; delete it to benchmark again")
     results, failures, stale = collect(config, cells, folder, prints)
     # A classical network gives the same output on every seed: one evaluation stands for each.
     for name, metrics in collect_baselines(config.baselines, baseline_disp, eval_sets, folder).items():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from stereodistill.config import from_dict
+from stereodistill.errors import DataError
 from stereodistill.fileio import read_record, write_text_atomic
 from stereodistill.runtime import available_cpus, describe_exit, exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
@@ -417,5 +418,7 @@ def collect_baselines(
         if path.is_file():
             result = read_record(path, "delete it to evaluate the baseline again")
             if result.get("eval") == dict(eval_sets) and result.get("max_disp") == max_disp:
+                if not isinstance(result.get("metrics"), dict):
+                    raise DataError(path, "is damaged: it holds no metrics; delete it to evaluate the baseline again")
                 found[name] = result["metrics"]
     return found
