@@ -8,15 +8,17 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
-# What torch was asked for, rewritten only when TORCH_SPEC or TORCH_INDEX change: a new spec
-# reinstalls into an existing .venv.
+# What torch was asked for, rewritten only when TORCH_SPEC or TORCH_INDEX change: then the torch in
+# an existing .venv is removed first (a 2.13.0+cpu build satisfies "torch==2.13.0" from any index).
 TORCH_STAMP := $(VENV)/.torch-spec
 
 .PHONY: test quickstart lint format bench clean FORCE
 
 $(TORCH_STAMP): FORCE
 	@mkdir -p $(VENV)
-	@echo '$(TORCH_SPEC) $(TORCH_INDEX)' | cmp -s - $@ || echo '$(TORCH_SPEC) $(TORCH_INDEX)' > $@
+	@echo '$(TORCH_SPEC) $(TORCH_INDEX)' | cmp -s - $@ || { \
+		if [ -f $@ ] && [ -x $(PY) ]; then $(PY) -m pip uninstall --quiet -y torch; fi; \
+		echo '$(TORCH_SPEC) $(TORCH_INDEX)' > $@; }
 
 $(STAMP): pyproject.toml Makefile $(TORCH_STAMP)
 	$(PYTHON) -m venv $(VENV)

@@ -32,3 +32,30 @@ def test_a_sound_record_is_read(tmp_path):
     (tmp_path / "r.yaml").write_text("a: 1\n")
     (tmp_path / "r.json").write_text('{"a": 1}')
     assert read_record(tmp_path / "r.yaml", "") == read_record(tmp_path / "r.json", "") == {"a": 1}
+
+
+def test_a_write_that_fails_part_way_is_named_by_the_file_asked_for(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from stereodistill.fileio import write_text_atomic
+
+    def full(source, target):  # as a full disk or a refused rename reports it: by the temporary file
+        raise OSError(errno.ENOSPC, "No space left on device", str(source))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match=r"cannot be written \(No space left on device\)") as info:
+        write_text_atomic(tmp_path / "out.json", "{}")
+    assert info.value.filename == str(tmp_path / "out.json")
+    assert list(tmp_path.iterdir()) == []  # nor a temporary file left behind
+
+
+def test_an_output_below_a_broken_link_is_refused_before_the_work(tmp_path):
+    from stereodistill.fileio import check_writable
+
+    (tmp_path / "runs").symlink_to(tmp_path / "gone")
+    with pytest.raises(NotADirectoryError, match=r"runs is a broken link\)") as info:
+        check_writable(tmp_path / "runs" / "a" / "m.json")
+    assert info.value.filename == str(tmp_path / "runs" / "a" / "m.json")
+    check_writable(tmp_path / "new" / "m.json")  # a folder still to be made is fine, and is not made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -35,6 +35,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         # the usual permissions once written.
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+    except OSError as exc:  # a full disk, a quota, a folder that refuses the rename: named by the file asked for
+        if exc.filename not in (str(tmp_path), tmp) and exc.filename is not None:
+            raise  # about another file the block read or wrote
+        raise type(exc)(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -45,10 +49,11 @@ def check_writable(path: str | Path) -> None:
     left behind: folders that do not exist yet are not created, their nearest existing one is tried."""
     path = Path(path).absolute()
     folder = path.parent
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.lexists(folder) and folder != folder.parent:  # a dangling link is a file in the way
         folder = folder.parent
     if not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"cannot be written ({folder} is a file, not a folder)", str(path))
+        what = "a broken link" if folder.is_symlink() and not folder.exists() else "a file, not a folder"
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot be written ({folder} is {what})", str(path))
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
     except OSError as exc:

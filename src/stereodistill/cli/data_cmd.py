@@ -118,12 +118,14 @@ def run_pairs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stereodistill.data.pairing import folder_pairs, views_of
+    from stereodistill.fileio import check_writable
 
     left = Path(args.left_dir)
     right = Path(args.right_dir) if args.right_dir else None
     if right is None:
         left, right = views_of(left)
     disp = Path(args.disp) if args.disp else None
+    check_writable(args.out)  # before every header is read, not after
     found = folder_pairs(left, right, disp, args.skip_bad)
     found.write(Path(args.out), truth_column=disp is not None)
     for problem in found.skipped:
