@@ -56,6 +56,8 @@ def test_every_script_is_covered():
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_a_benchmark_runs_at_a_tiny_size(script):
     args, expected = RUNS[script]
+    if "sgbm" in args:
+        pytest.importorskip("cv2", reason="sgbm needs the sgbm extra (part of the dev install)")
     done = run(script, args)
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout

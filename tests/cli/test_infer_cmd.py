@@ -191,3 +191,11 @@ def test_a_video_that_ends_before_its_header_says_is_named_in_a_warning(tmp_path
     _video(tmp_path / "r.mp4", lefts[:3])
     assert main(["infer", ckpt, str(tmp_path / "l.mp4"), str(tmp_path / "r.mp4"), "--out", out]) == 0
     assert "announce different lengths" in capsys.readouterr().err
+    views = [rng.random((32, 64, 3)) for _ in range(40)]
+    _video(tmp_path / "left.mp4", views, faststart=True)
+    _video(tmp_path / "right.mp4", views, faststart=True)
+    data = (tmp_path / "right.mp4").read_bytes()
+    (tmp_path / "right.mp4").write_bytes(data[: len(data) // 2])  # only the right one cut: only it is named
+    assert main(["infer", ckpt, str(tmp_path / "left.mp4"), str(tmp_path / "right.mp4"), "--out", out]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {tmp_path / 'right.mp4'}: read ")

@@ -211,7 +211,7 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     import numpy as np
 
     from stereodistill.data.formats import write_png_disparity
-    from stereodistill.data.video import short_of_header, stereo_frames, video_writer
+    from stereodistill.data.video import stereo_frames, video_writer
     from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.train.logging import ProgressClock
 
@@ -225,11 +225,12 @@ def run_video(args: argparse.Namespace, model, device) -> int:
         check_source(record, target.name, wanted, target)
         print(f"{target} exists: nothing to do (--overwrite to redo)")
         return 0
-    frames, fps, announced = stereo_frames(args.left, args.right)
+    stream = stereo_frames(args.left, args.right)
+    fps = stream.fps
     vmax = float(model.max_disp) / args.scale
     count, clock = 0, ProgressClock()
     with video_writer(target, fps) as video:
-        for left, right in frames:
+        for left, right in stream.pairs:
             disparity = predict(model, left, right, args.scale, device)
             write_png_disparity(out / f"{name}_frames" / f"{count:06d}_disp16.png", np.clip(disparity, 0, 65535 / 256))
             video.append(with_colorbar(colorize(disparity, vmax=vmax), vmax))
@@ -238,7 +239,7 @@ def run_video(args: argparse.Namespace, model, device) -> int:
                 print(f"  frame {count}", file=sys.stderr, flush=True)
     if not count:
         raise InputError(f"{args.left}: the video has no frames")
-    for warning in short_of_header(announced, count):
+    for warning in stream.warnings(count):
         print(warning, file=sys.stderr)
     for stale in (out / f"{name}_frames").glob("*_disp16.png"):  # a longer video's, redone with --overwrite
         if stale.name[:6].isdigit() and int(stale.name[:6]) >= count:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,34 +49,43 @@ def _frames(path: Path) -> tuple[Iterator[np.ndarray], float, int | None]:
     return iter(reader), fps, None if count is None else round(count)
 
 
-def short_of_header(announced: dict[Path, int | None], made: int) -> list[str]:
-    """Warnings for a stream that ended before its files' headers said it would (``announced``, from
-    :func:`stereo_frames`; one frame fewer is the rounding of a duration): two videos of different
-    lengths, or a file cut short, whose outputs then hold only the frames before the end or the cut."""
-    known = {path: count for path, count in announced.items() if count is not None}
-    if len(known) == 2 and max(known.values()) - min(known.values()) > 1:
-        lengths = " and ".join(f"{path}: {count}" for path, count in known.items())
-        return [f"warning: the two videos announce different lengths ({lengths} frames); {made} pairs were made"]
-    return [
-        f"warning: {path}: read {made} of the {count} frames its header announces (cut short?)"
-        for path, count in known.items()
-        if made < count - 1
-    ]
+@dataclass
+class FrameStream:
+    """The (left, right) frames of a stereo video, one pair at a time (``pairs``), its frame rate,
+    the frame count each file's header announces (None where it does not say), and, once ``pairs``
+    is exhausted, the file whose frames ran out first."""
+
+    pairs: Iterator[tuple[np.ndarray, np.ndarray]]
+    fps: float
+    announced: dict[Path, int | None]
+    ended: Path | None = None
+
+    def warnings(self, made: int) -> list[str]:
+        """Warnings for a stream that ended before its headers said it would: two videos of different
+        lengths, or the file that ran out cut short (its outputs then hold the frames before the cut).
+        A header's count may come from its duration, which a longer audio track or a variable frame
+        rate stretches: 5 % and one frame of slack keep those quiet."""
+        known = {path: count for path, count in self.announced.items() if count is not None}
+        if len(known) == 2 and max(known.values()) - min(known.values()) > 1:
+            lengths = " and ".join(f"{path}: {count}" for path, count in known.items())
+            return [f"warning: the two videos announce different lengths ({lengths} frames); {made} pairs were made"]
+        count = known.get(self.ended) if self.ended is not None else None
+        if count is not None and made < 0.95 * count - 1:
+            return [f"warning: {self.ended}: read {made} of the {count} frames its header announces (cut short?)"]
+        return []
 
 
-def stereo_frames(
-    left: str | Path, right: str | Path | None = None
-) -> tuple[Iterator[tuple[np.ndarray, np.ndarray]], float, dict[Path, int | None]]:
-    """(left, right) frames as H×W×3 float32 in [0, 1], one pair at a time, the frame rate, and the
-    frame count each file's header announces (for :func:`short_by`): from two files, or (``right``
-    None) one side-by-side file whose left half is the left view. The two files must have the same
-    size; a file that ends first ends the stream."""
+def stereo_frames(left: str | Path, right: str | Path | None = None) -> FrameStream:
+    """(left, right) frames as H×W×3 float32 in [0, 1]: from two files, or (``right`` None) one
+    side-by-side file whose left half is the left view. The two files must have the same size; a
+    file that ends first ends the stream."""
     left = Path(left)
     left_frames, fps, announced = _frames(left)
     counts = {left: announced}
     right_frames = None
     if right is not None:
-        right_frames, _, counts[Path(right)] = _frames(Path(right))
+        right = Path(right)
+        right_frames, _, counts[right] = _frames(right)
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for index, frame in enumerate(left_frames):
@@ -87,6 +97,7 @@ def stereo_frames(
             else:
                 other = next(right_frames, None)
                 if other is None:
+                    stream.ended = right
                     return
                 if other.shape != frame.shape:
                     raise DataError(
@@ -96,8 +107,10 @@ def stereo_frames(
                     )
                 views = frame, other
             yield tuple(np.asarray(v, dtype=np.float32)[..., :3] / 255.0 for v in views)
+        stream.ended = left
 
-    return pairs(), fps, counts
+    stream = FrameStream(pairs(), fps, counts)
+    return stream
 
 
 @contextmanager
