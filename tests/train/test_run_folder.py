@@ -93,12 +93,29 @@ def test_the_cli_refuses_a_used_folder_and_contradictory_flags(tmp_path, capsys)
 
 def test_force_never_clears_a_folder_holding_what_the_run_reads(tmp_path, capsys):
     save_model(tmp_path / "out" / "start", build_model("dsnet", max_disp=16))  # the weights it starts from
-    (tmp_path / "out" / "old.txt").write_text("a previous run")
+    (tmp_path / "out" / "scalars.csv").write_text("step,stage,name,value\n")  # a previous run's
     model = {**TINY["model"], "init": str(tmp_path / "out" / "start")}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({**TINY, "model": model, "output": str(tmp_path / "out")}))
     assert main(["train", str(tmp_path / "run.yaml"), "--force"]) == 2
     assert "start.safetensors, which this run reads" in capsys.readouterr().err
-    assert (tmp_path / "out" / "start.safetensors").is_file() and (tmp_path / "out" / "old.txt").is_file()
+    assert (tmp_path / "out" / "start.safetensors").is_file() and (tmp_path / "out" / "scalars.csv").is_file()
+
+
+def test_force_clears_only_a_runs_folder_and_never_the_one_you_are_in(tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "notes.txt").write_text("a user's own files")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**TINY, "steps": 1, "output": str(mine)}))
+    for flags in ([], ["--force"]):
+        assert main(["train", str(tmp_path / "run.yaml"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert "holds files that are not a stereodistill run's (data, notes.txt): --force clears only" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["data", "notes.txt"]
+    assert main(["train", str(tmp_path / "run.yaml"), f"output={tmp_path / 'run'}"]) == 0
+    monkeypatch.chdir(tmp_path / "run")
+    assert main(["train", str(tmp_path / "run.yaml"), "output=.", "--force"]) == 2
+    assert "--force would delete the folder you are working in" in capsys.readouterr().err
+    assert (tmp_path / "run" / "model.safetensors").is_file() and not list(tmp_path.glob("*.old-*"))
 
 
 def test_model_init_that_does_not_fit_names_its_weights_file(tmp_path):

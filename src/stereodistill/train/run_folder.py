@@ -42,7 +42,8 @@ def prepare_new_run(
     reads: Iterable[str | Path] = (),
     clear: bool = True,
 ) -> bool:
-    """Refuse a folder that holds files (unless ``force``: then clear it). ``inputs``: names the
+    """Refuse a folder that holds files, unless ``force`` and it is a run's folder (:func:`holds_a_run`):
+    then clear it; a user's own folder, or the one the user works in, is never cleared. ``inputs``: names the
     caller has put there for this very run (``adapt``'s pseudo-labels), which do not make it used.
     ``reads``: the files the run reads (checkpoints, images, lists); ``force`` never deletes them.
     With ``clear`` False nothing is deleted yet: the result says whether the caller must clear the
@@ -52,16 +53,52 @@ def prepare_new_run(
         return False
     if not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder")
+    names = sorted(entry.name for entry in out.iterdir() if entry.name not in inputs)
+    shown = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+    foreign = ConfigError(
+        f"{out} holds files that are not a stereodistill run's ({shown}): --force clears only a run's folder; "
+        "give a new or empty output folder"
+    )
     if not force:
-        raise ConfigError(f"{out} holds a run already: {hint}")
+        raise ConfigError(f"{out} holds a run already: {hint}") if holds_a_run(out) else foreign
     folder = out.resolve()
     for path in reads:
         resolved = Path(path).resolve()
         if resolved == folder or folder in resolved.parents:
             raise ConfigError(f"{out}: --force would delete {path}, which this run reads; give another output folder")
+    if not holds_a_run(out):  # a user's own folder: --force must not empty it
+        raise foreign
+    if folder == Path.cwd().resolve() or folder in Path.cwd().resolve().parents:
+        raise ConfigError(f"{out}: --force would delete the folder you are working in; give another output folder")
     if clear:
         clear_folder(out)
     return not clear
+
+
+#: What a run of this tool leaves in its folder: train and distill (scalars, checkpoints, the model),
+#: adapt (its labels) and the quickstart (its recipe and report); and config.yaml, when it is a run's.
+RUN_MARKS = (
+    "scalars.csv",
+    "checkpoints",
+    "model.safetensors",
+    "model.json",
+    "labelling.json",
+    "pseudo",
+    "recipe.yaml",
+    "report.json",
+)
+
+
+def holds_a_run(folder: Path) -> bool:
+    """Whether ``folder`` is a run's, which ``--force`` may clear, rather than a user's own folder."""
+    if any((folder / name).exists() for name in RUN_MARKS):
+        return True
+    config = folder / "config.yaml"  # a run killed before its first log line leaves only this
+    try:
+        saved = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(saved, dict) and {"model", "output", "steps"} <= saved.keys()
 
 
 def clear_folder(folder: Path) -> None:
