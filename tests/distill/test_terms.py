@@ -131,11 +131,30 @@ def test_built_terms_compute_masked_losses_with_gradients():
         ({"loss": "kl", "params": {"tau": -2}}, "tau must be"),
         ({"loss": "cosine", "mask_threshold": 3}, "has no mask"),
         ({"loss": "cosine", "mask": "teacher_correct", "mask_threshold": -3}, "mask_threshold must be"),
+        ({"loss": "kl", "mask": "confidence", "mask_threshold": 1.5}, "its mask_threshold must be at most 1"),
+        ({"loss": "kl", "student": "disparity", "teacher": "disparity"}, "a disparity is one value a pixel"),
+        ({"loss": "cosine", "student": "disparity", "teacher": "disparity", "mask": "teacher_correct"}, "one value"),
+        ({"loss": "kl", "student": "feat.left.s4", "teacher": "feat.left.s4"}, "compares distributions over"),
+        ({"loss": "soft_ce", "student": "logits.0", "teacher": "feat.left.s4"}, "got logits.0 and feat.left.s4"),
     ],
 )
 def test_term_settings_that_cannot_work_are_refused(term, named):
+    taps = {"student": "logits.0", "teacher": "logits.0", **term}
     with pytest.raises(ConfigError, match=named):
-        TermConfig(name="t", student="logits.0", teacher="logits.0", **term)
+        TermConfig(name="t", **taps)
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        {"loss": "smooth_l1", "student": "disparity", "teacher": "disparity", "mask": "teacher_correct"},
+        {"loss": "kl", "student": "logits.0", "teacher": "prob", "mask": "confidence", "mask_threshold": 1.0},
+        {"loss": "dist", "student": "volume.cost", "teacher": "volume.cost"},
+        {"loss": "cosine", "student": "feat.left.s4", "teacher": "feat.left.s4"},
+    ],
+)
+def test_term_settings_that_fit_their_taps_are_taken(term):
+    TermConfig(name="t", **term)
 
 
 @pytest.mark.parametrize("spec", [{"type": "dwa", "temperature": 0}, {"type": "uncertainty", "clamp": -1}])

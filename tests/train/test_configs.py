@@ -47,6 +47,14 @@ def test_fraction_stages_scale_with_steps():
         load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["stages=[{name: a, fraction: 0.5}]"])
 
 
+def test_a_stage_without_any_loss_is_refused_when_the_config_loads():
+    stages = "stages=[{name: a, fraction: 0.5}, {name: b, fraction: 0.5, supervised: false, terms: []}]"
+    with pytest.raises(ConfigError, match=r"stage 'b' has neither supervision nor active terms: it has no loss"):
+        load_run_config(str(CONFIGS / "dsnet_plus.yaml"), [stages])
+    photometric = "photometric.weight=1.0"  # the photometric loss needs no ground truth and no term
+    assert load_run_config(str(CONFIGS / "dsnet_plus.yaml"), [stages, photometric]).stages[1].name == "b"
+
+
 def test_unknown_key_in_a_recipe_names_the_nearest(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'optim.learning_rate'.*"):
         load_run_config(str(CONFIGS / "dsnet_paper.yaml"), ["optim.learning_rate=1"])

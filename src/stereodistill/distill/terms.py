@@ -32,6 +32,10 @@ from stereodistill.errors import ConfigError
 DISPARITY = "disparity"
 #: Tap families whose channels (or depth) are disparity bins: a term on them needs one range on both sides.
 DISPARITY_AXIS_TAPS = ("logits", "prob", "volume")
+#: Losses that compare two maps value by value: the only ones that fit a disparity (one value a pixel).
+POINTWISE_LOSSES = ("smooth_l1", "l1", "log_l1", "mse")
+#: Losses that compare distributions over dim 1: meaningful along the disparity axis only.
+DISTRIBUTION_LOSSES = ("kl", "soft_ce", "dist")
 
 
 @dataclass
@@ -62,8 +66,25 @@ class TermConfig:
                 raise ConfigError(
                     f"term {self.name!r}: mask_threshold must be a number above 0, got {self.mask_threshold}"
                 )
+            if self.mask == "confidence" and self.mask_threshold > 1:  # it would keep no pixel
+                raise ConfigError(
+                    f"term {self.name!r}: confidence is the teacher's peak probability, so its mask_threshold "
+                    f"must be at most 1, got {self.mask_threshold}"
+                )
         build_schedule(self.weight, "weight")
         loss = LOSSES.get(self.loss)
+        taps = (self.student, self.teacher)
+        if DISPARITY in taps and self.loss not in POINTWISE_LOSSES:  # it would take image rows as channels
+            raise ConfigError(
+                f"term {self.name!r}: a disparity is one value a pixel, which loss {self.loss} cannot compare; "
+                f"use {', '.join(POINTWISE_LOSSES)}"
+            )
+        if self.loss in DISTRIBUTION_LOSSES and not all(tap.split(".")[0] in DISPARITY_AXIS_TAPS for tap in taps):
+            raise ConfigError(
+                f"term {self.name!r}: loss {self.loss} compares distributions over disparities: give two taps along "
+                f"the disparity axis ({', '.join(t + '.*' for t in DISPARITY_AXIS_TAPS)}), got {self.student} and "
+                f"{self.teacher}"
+            )
         positional = list(inspect.signature(loss).parameters)[:3]  # student, teacher or target, mask
         self.params = keyword_options(loss, self.params, f"params of loss {self.loss}", skip=positional)
         tau = self.params.get("tau")  # a softmax temperature: 0 divides by zero, below 0 inverts the distribution

@@ -355,6 +355,9 @@ class RunConfig:
             unknown = sorted(set(stage.terms or ()) - names)
             if unknown:
                 raise ConfigError(f"stage {stage.name!r} names unknown term(s) {', '.join(unknown)}")
+            active = names if stage.terms is None else set(stage.terms)
+            if not (stage.supervised or active or self.photometric.enabled):  # found now, not when it starts
+                raise ConfigError(f"stage {stage.name!r} has neither supervision nor active terms: it has no loss")
         if self.total_steps < 1:
             raise ConfigError("a run needs at least one step")
         if self.data.unlabeled is not None:
