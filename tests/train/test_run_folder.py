@@ -270,3 +270,21 @@ def test_resume_with_a_damaged_config_or_log_names_it(tmp_path):
     (out / "scalars.csv").write_bytes(b"\xff\xfe step\n")
     with pytest.raises(DataError, match=r"scalars.csv: is damaged .*; --force to start the run over"):
         Trainer(config(out, steps=4), distill=False, resume=True)
+
+
+def test_resume_takes_a_term_weight_schedule_or_mask_change_but_not_a_term_added_or_removed(tmp_path):
+    from stereodistill.train.run_folder import check_resume
+
+    term = {"name": "kl", "student": "logits.0", "teacher": "logits.0", "loss": "kl"}
+    saved = {"distill": {"terms": [{**term, "weight": {"type": "linear", "end": 1.0, "steps": 4}}]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    for change in ({"weight": 1.0}, {"mask": "confidence"}, {"mask": "confidence", "mask_threshold": 0.3}):
+        given = {"distill": {"terms": [{**term, **change}]}}
+        with pytest.raises(ConfigError, match=r"differs from the run's .*; add --allow-changes"):
+            check_resume(tmp_path, given, allow_changes=False)
+        assert check_resume(tmp_path, given, allow_changes=True)
+    other = {**term, "name": "kl2"}
+    with pytest.raises(
+        ConfigError, match=r"holds \(distill.terms.kl: 'a term' → None; distill.terms.kl2: None → 'a term'\); start"
+    ):
+        check_resume(tmp_path, {"distill": {"terms": [other]}}, allow_changes=True)

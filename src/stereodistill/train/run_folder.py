@@ -136,6 +136,14 @@ def is_structural(key: str) -> bool:
     return False
 
 
+def _term_names(config: Mapping[str, Any]) -> set[str]:
+    distill = config.get("distill")
+    terms = distill.get("terms") if isinstance(distill, Mapping) else None
+    if not isinstance(terms, list):
+        return set()
+    return {str(term.get("name", index)) for index, term in enumerate(terms) if isinstance(term, Mapping)}
+
+
 def _describe(changes: Mapping[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in changes.items())
 
@@ -148,10 +156,13 @@ def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) ->
     saved = read_record(path, "--force to start the run over, or another output")
     changes = config_changes(saved, given)
     structural = {key: change for key, change in changes.items() if is_structural(key)}
-    # A term added or removed changes the adapters: its keys all appear, with None on one side.
-    structural.update(
-        {k: c for k, c in changes.items() if k.startswith("distill.terms.") and None in c and k not in structural}
-    )
+    # A term added or removed changes the adapters and the weighting's state; a key set or unset
+    # within a term that stays (a weight schedule, a mask) is an ordinary change.
+    before, now = _term_names(saved), _term_names(given)
+    whole = {f"distill.terms.{name}": ("a term", None) for name in sorted(before - now)}
+    whole.update({f"distill.terms.{name}": (None, "a term") for name in sorted(now - before)})
+    structural = {k: c for k, c in structural.items() if not any(k.startswith(f"{term}.") for term in whole)}
+    structural.update(whole)
     if structural:
         raise ConfigError(
             f"--resume {out}: the config changes what the checkpoint holds ({_describe(structural)}); "
