@@ -70,6 +70,17 @@ def test_dwa_reweights_from_the_third_epoch_and_keeps_state():
     assert restored(losses)[1] == pytest.approx(weights)
 
 
+def test_dwa_goes_on_reweighting_when_a_stage_leaves_a_term_out_of_an_epoch():
+    dwa = DynamicWeightAverage(["fast", "slow", "late"], temperature=1.0)
+    dwa.end_epoch({"fast": 1.0, "slow": 1.0})  # "late" is not active yet
+    dwa.end_epoch({"fast": 0.5, "slow": 1.0})
+    losses = {name: torch.tensor(1.0) for name in ("fast", "slow", "late")}
+    weights = dwa(losses)[1]
+    assert weights["slow"] > 1.0 > weights["fast"]  # it used to stay at 1 for as long as "late" was absent
+    assert weights["late"] == pytest.approx(weights["slow"])  # no rate of its own: counted as level
+    assert sum(weights.values()) == pytest.approx(3.0)
+
+
 def test_build_weighting():
     assert isinstance(build_weighting({"type": "uncertainty"}, ["a"]), UncertaintyWeighting)
     total, _ = build_weighting(None, ["a"])({"a": torch.tensor(2.0), "b": torch.tensor(1.0)})

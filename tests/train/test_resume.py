@@ -112,3 +112,20 @@ def test_dwa_averages_the_raw_term_losses_not_the_scheduled_ones(tmp_path):
         row.split(",")[2]: float(row.split(",")[3]) for row in (tmp_path / "r" / "scalars.csv").read_text().split()[1:]
     }
     assert trainer._epoch_sums["feat"] == pytest.approx(logged["feat"] / 0.001, rel=1e-4)  # logged: weighted
+
+
+def test_a_terms_epoch_mean_is_over_the_steps_it_was_active():
+    from types import SimpleNamespace
+
+    from stereodistill.train.trainer import Trainer
+
+    seen = []
+    trainer = SimpleNamespace(_epoch_sums={}, unit=SimpleNamespace(weighting=SimpleNamespace(end_epoch=seen.append)))
+    for step in range(4):  # a stage runs "kl" on the last step only
+        parts = {"supervised": 2.0, **({"kl": 3.0} if step == 3 else {})}
+        Trainer._epoch_means_add(trainer, parts)
+    Trainer._end_epoch(trainer)
+    assert seen == [{"supervised": 2.0, "kl": 3.0}]  # kl's mean was 0.75: diluted by the steps it sat out
+    trainer._epoch_sums = {"supervised": 8.0, "_n": 4.0}  # a checkpoint written before per-term counts
+    Trainer._end_epoch(trainer)
+    assert seen[-1] == {"supervised": 2.0}

@@ -170,7 +170,9 @@ class DynamicWeightAverage(nn.Module):
         self.history[0] = self.history[1]
         self.history[1] = current.to(self.history.device)
         ratios = self.history[1] / self.history[0]
-        if torch.isfinite(ratios).all():
+        known = torch.isfinite(ratios)
+        if known.any():  # a term a stage left out of either epoch has no rate: it counts as level (1)
+            ratios = torch.where(known, ratios, torch.ones_like(ratios))
             self.weights.copy_(len(self.names) * torch.softmax(ratios / self.temperature, dim=0))
 
 

@@ -563,14 +563,20 @@ class Trainer:
 
     # -- epochs, validation, checkpoints -------------------------------------------------------------
     def _epoch_means_add(self, parts: dict[str, float]) -> None:
+        """Sum each term's raw loss and count the steps it was active (a stage may leave it out: its
+        mean is over those steps, not the epoch's)."""
         for name, value in parts.items():
             self._epoch_sums[name] = self._epoch_sums.get(name, 0.0) + value
-        self._epoch_sums["_n"] = self._epoch_sums.get("_n", 0.0) + 1
+            self._epoch_sums[f"_n.{name}"] = self._epoch_sums.get(f"_n.{name}", 0.0) + 1
 
     def _end_epoch(self) -> None:
-        n = self._epoch_sums.pop("_n", 0.0)
-        if n:
-            self.unit.weighting.end_epoch({k: v / n for k, v in self._epoch_sums.items()})
+        legacy = self._epoch_sums.pop("_n", 0.0)  # one count for all terms, in checkpoints before 2026-12-06
+        counts = {key[3:]: value for key, value in self._epoch_sums.items() if key.startswith("_n.")}
+        sums = {key: value for key, value in self._epoch_sums.items() if not key.startswith("_n.")}
+        steps = {name: counts.get(name) or legacy for name in sums}
+        means = {name: total / steps[name] for name, total in sums.items() if steps[name]}
+        if means:
+            self.unit.weighting.end_epoch(means)
         self._epoch_sums = {}
 
     def train_mode(self) -> None:
