@@ -41,12 +41,13 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 def available_cpus() -> int:
     """The CPUs this process may run on (``taskset``, container limits), not all the machine has:
-    threads sized to the machine would oversubscribe a pinned process."""
+    threads sized to the machine would oversubscribe a pinned process. ``OMP_NUM_THREADS``, where
+    set, caps it: a user who asks for one thread gets one in every command, child processes too."""
     import os
 
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    cpus = max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(cpus, int(asked)) if asked.isdigit() and int(asked) > 0 else cpus
 
 
 def resolve_device(name: str):

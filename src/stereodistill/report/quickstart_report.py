@@ -203,7 +203,7 @@ def motorcycle_note(report: Mapping[str, Any]) -> str:
         return ""
     height, width = moto["size"]
     factor = moto["reduced_by"]
-    where = "at full size" if factor == 1 else f"at 1/{factor} size ({width}×{height}, ground truth scaled alike)"
+    where = "at full size" if factor == 1 else f"at 1/{factor} size ({height}×{width} HxW, ground truth scaled alike)"
     return (
         f"Motorcycle (real, zero-shot) is evaluated {where}, where its disparities lie within the models' range of "
         f"{report['max_disp']:g} px: the metrics count {coverage['with_gt'] - coverage['left_out']:,} of its "

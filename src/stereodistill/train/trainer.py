@@ -291,7 +291,10 @@ class Trainer:
         """Load the newest complete checkpoint; its name."""
         found = ckpt.complete_checkpoints(self.ckpt_dir)
         if not found:
-            raise ConfigError(f"--resume: no complete checkpoint in {self.ckpt_dir}")
+            raise ConfigError(
+                f"--resume: no complete checkpoint in {self.ckpt_dir} (the run stopped before its first one); "
+                "--force to start it over"
+            )
         meta = ckpt.load_training_state(found[-1], self.unit.student, self.unit.extras(), self.optimizer, self.scaler)
         self.step = int(meta["training"]["step"])
         if self.step > self.config.total_steps:  # it would train nothing and call the checkpoint the final model
