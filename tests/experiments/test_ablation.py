@@ -229,6 +229,7 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     stale = run_ablation(chain_file, out, log=lines.append, report_only=True)  # reports none of them
     assert "left out 2 results or failures of another config" in lines[0]
     assert all(row["n"] == 0 for row in stale["tables"]["synthetic"])
+    assert all(not row.get("bench") for row in stale["tables"]["synthetic"])  # not the old networks' speed
     lines.clear()
     run_ablation(chain_file, out, log=lines.append)
     log = "\n".join(lines)

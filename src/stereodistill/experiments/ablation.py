@@ -406,6 +406,9 @@ def run_ablation(
         results[name] = dict.fromkeys(config.seeds, metrics)
     if stale:
         log(f"left out {stale} results or failures of another config; rerun without --report-only to redo them")
+    if bench is not None and isinstance(bench.get("cells"), dict):  # a stale cell's speed is its old network's
+        kept = {name: row for name, row in bench["cells"].items() if results.get(name) or name in config.baselines}
+        bench = {**bench, "cells": kept}
     steps = sorted({c.config.get("steps") for c in cells}, key=lambda v: (v is None, v or 0))
     steps_text = steps[0] if len(steps) == 1 else steps
     summary = summarise(
