@@ -9,7 +9,7 @@ import torch
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
 from stereodistill.errors import StereoDistillError
-from stereodistill.evaluate.benchmark import benchmark
+from stereodistill.evaluate.benchmark import benchmark, spread
 from stereodistill.models import build_model
 
 
@@ -117,7 +117,6 @@ def test_a_child_that_dies_without_a_result_is_an_error_not_a_hang():
 
 
 def test_bench_runs_on_the_default_device_and_threads_and_warns_when_busy(capsys, monkeypatch):
-    from stereodistill.cli import bench_cmd
 
     def fake(names, *args, **kwargs):  # a network whose forwards took 10, 20 and 40 ms
         return [
@@ -137,7 +136,7 @@ def test_bench_runs_on_the_default_device_and_threads_and_warns_when_busy(capsys
     assert main(["bench", "--models", "x"]) == 0  # --device auto, threads: this process's cores
     captured = capsys.readouterr()
     assert "CPU, " in captured.out and "warning: the latencies of x vary by more than 25%" in captured.err
-    assert bench_cmd.spread(fake([])[0]) == 1.5
+    assert spread(fake([])[0]) == 1.5
 
 
 def test_a_bad_device_is_a_usage_error(capsys):

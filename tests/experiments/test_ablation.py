@@ -579,3 +579,17 @@ def test_a_baseline_result_without_metrics_is_named(tmp_path):
     path.write_text(json.dumps({"baseline": "sgbm", "max_disp": 16, "eval": {}}))
     with pytest.raises(DataError, match=r"is damaged: it holds no metrics; delete it to evaluate the baseline again"):
         collect_baselines(["sgbm"], 16, {}, tmp_path)
+
+
+def test_a_latency_measured_on_a_busy_machine_is_marked_noisy(tmp_path):
+    metrics = {"synthetic": {"epe": 1.0, "d1": 0.1, "bad1": 0.2, "bad2": 0.15, "bad3": 0.1}}
+    bench = {"reference": "a", "size": [8, 8], "device": "cpu", "threads": 1, "repeats": 2, "warmup": 0}
+    speed = {"params": 1000, "gmacs": 1.0, "latency_min_ms": 25.0}
+    bench["cells"] = {
+        "a": {**speed, "latency_ms": 30.0, "latency_max_ms": 31.0, "noisy": False},
+        "b": {**speed, "latency_ms": 111.0, "latency_max_ms": 197.0, "noisy": True},
+    }
+    summary = summarise("t", [0], 5, ["synthetic"], {"a": {0: metrics}, "b": {0: metrics}}, [], bench)
+    write_reports(summary, tmp_path)
+    text = (tmp_path / "ablation.md").read_text()
+    assert "| 111 (noisy) |" in text and "| 30 |" in text and "the machine was probably busy" in text

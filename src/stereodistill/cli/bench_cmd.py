@@ -26,16 +26,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-#: A latency spread (max − min over the median) above this says the machine was busy.
-BUSY_SPREAD = 0.25
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from stereodistill.checkpoint import checkpoint_paths
     from stereodistill.errors import ConfigError
-    from stereodistill.evaluate.benchmark import benchmark
+    from stereodistill.evaluate.benchmark import BUSY_SPREAD, benchmark, spread
     from stereodistill.runtime import available_cpus, resolve_device
 
     device = str(resolve_device(args.device))
@@ -75,11 +71,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         write_json(args.json_out, {"device": where, "results": rows})
     return 0
-
-
-def spread(row: dict) -> float:
-    """(max − min) / median of a network's latencies."""
-    return (row["latency_max_ms"] - row["latency_min_ms"]) / row["latency_ms"]
 
 
 def relative_speed(row: dict, reference: dict) -> str:

@@ -21,6 +21,14 @@ from typing import Any
 
 from stereodistill.runtime import describe_exit
 
+#: A latency spread (max − min over the median) above this says the machine was busy.
+BUSY_SPREAD = 0.25
+
+
+def spread(row: dict) -> float:
+    """(max − min) / median of a network's latencies."""
+    return (row["latency_max_ms"] - row["latency_min_ms"]) / row["latency_ms"]
+
 
 @dataclass
 class BenchResult:

@@ -100,6 +100,9 @@ def summarise(
         summary["classical"] = list(classical)
     if bench:
         summary["bench"] = {k: v for k, v in bench.items() if k != "cells"}
+        rows = bench.get("cells", {}).items()
+        # Timed while the machine was busy: marked in the tables.
+        summary["bench"]["noisy"] = sorted(name for name, row in rows if isinstance(row, dict) and row.get("noisy"))
     return summary
 
 
@@ -161,7 +164,7 @@ def _bench_text(row: Mapping[str, Any]) -> list[str]:
     return [
         f"{bench['params'] / 1e6:.2f}",
         f"{bench['gmacs']:.1f}",
-        f"{bench['latency_ms']:.0f}",
+        f"{bench['latency_ms']:.0f}" + (" (noisy)" if bench.get("noisy") else ""),
         f"{speedup:.2f}×" if speedup is not None else "-",
     ]
 
@@ -204,6 +207,11 @@ def _bench_note(bench: Mapping[str, Any]) -> str:
     )
     if bench.get("reference"):
         note += f" Speed-up: how many times faster {bench['reference']} is than the row's network."
+    if bench.get("noisy"):
+        note += (
+            " (noisy): that network's forwards varied by more than a quarter of their median, so the machine "
+            "was probably busy while it was timed."
+        )
     return note
 
 

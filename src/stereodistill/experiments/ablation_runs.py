@@ -337,7 +337,7 @@ def bench_cells(
     network at a time with every thread, after training; written to ``bench.json``. ``baselines``:
     (names, max disparity) of classical networks timed beside them."""
     from stereodistill.errors import StereoDistillError
-    from stereodistill.evaluate.benchmark import benchmark
+    from stereodistill.evaluate.benchmark import BUSY_SPREAD, benchmark, spread
     from stereodistill.runtime import machine_info, resolve_device
 
     dev = resolve_device(device)
@@ -359,9 +359,18 @@ def bench_cells(
             results[row_name] = {"error": str(exc)}
             log(f"  bench  {row_name}: FAILED {exc}")
             continue
-        results[row_name] = {k: row[k] for k in ("arch", "params", "gmacs", "latency_ms", "latency_min_ms")}
+        keys = ("arch", "params", "gmacs", "latency_ms", "latency_min_ms", "latency_max_ms")
+        results[row_name] = {k: row[k] for k in keys}
         results[row_name]["seed"] = seed
+        noisy = spread(row) > BUSY_SPREAD
+        results[row_name]["noisy"] = noisy
         log(f"  bench  {row_name} ({row['arch']}): {row['latency_ms']:.0f} ms")
+        if noisy:
+            log(
+                f"  warning: {row_name}'s latencies vary by more than {BUSY_SPREAD:.0%} of their median "
+                f"({row['latency_min_ms']:.0f}–{row['latency_max_ms']:.0f} ms): the machine was probably busy; "
+                "raise bench.repeats, or rerun on an idle machine"
+            )
     bench = {
         "size": [height, width],
         "device": dev.type,
