@@ -593,3 +593,18 @@ def test_a_latency_measured_on_a_busy_machine_is_marked_noisy(tmp_path):
     write_reports(summary, tmp_path)
     text = (tmp_path / "ablation.md").read_text()
     assert "| 111 (noisy) |" in text and "| 30 |" in text and "the machine was probably busy" in text
+
+
+def test_a_cell_the_user_interrupts_is_not_recorded_as_failed(tmp_path, monkeypatch):
+    from stereodistill.experiments import ablation_runs
+    from stereodistill.experiments.ablation_runs import Cell
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the cell sets up its run
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ablation_runs, "from_dict", interrupted)
+    cell = Cell(name="a", config={}, distill=False)
+    with pytest.raises(SystemExit) as info:
+        ablation_runs._run_one(os.getppid(), cell, 0, {}, str(tmp_path / "a"), {}, 1, "cpu", ("f", "t"))
+    assert info.value.code == ablation_runs.INTERRUPTED
+    assert not (tmp_path / "a" / "error.json").exists()  # not run: the next ablation redoes it

@@ -17,6 +17,8 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -40,6 +42,10 @@ class Cell:
     config: dict[str, Any]
     distill: bool
     teacher_cell: str | None = None
+
+
+#: A cell's exit status when the user interrupted it (as a shell reports Ctrl-C): no error.json.
+INTERRUPTED = 130
 
 
 def safe_name(text: str, keep: str = "-_=.,") -> str:
@@ -204,6 +210,8 @@ def _run_one(
             "seconds": time.perf_counter() - started,
         }
         write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
+    except KeyboardInterrupt:  # the user stopped the ablation: not a failure of this cell, which reruns
+        sys.exit(INTERRUPTED)
     except BaseException as exc:  # recorded, the ablation goes on
         message = f"{type(exc).__name__}: {exc}"
         _write_error(out, cell.name, seed, fingerprints[0], message, traceback.format_exc()[-4000:])
@@ -311,6 +319,9 @@ def run_cells(
             running.remove(item)
             if is_finished(folder, prints[cell.name, seed]):
                 log(f"  done   {cell.name} seed {seed}")
+                continue
+            if process.exitcode in (INTERRUPTED, -signal.SIGINT) and not (folder / "error.json").is_file():
+                log(f"  stopped {cell.name} seed {seed}: interrupted, not recorded (a rerun redoes it)")
                 continue
             if not (folder / "error.json").is_file():
                 message = f"process died ({describe_exit(process.exitcode)})"
