@@ -23,3 +23,16 @@ def test_a_child_process_end_is_told_in_words():
     assert describe_exit(3) == "exit code 3"
     assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL, most likely for lack of memory"
     assert describe_exit(-signal.SIGTERM) == "killed by SIGTERM"
+
+
+def test_reports_name_the_cpu_model_where_the_system_says_it():
+    from pathlib import Path
+
+    from stereodistill.runtime import cpu_model, machine_info
+
+    if not Path("/proc/cpuinfo").is_file():
+        return
+    lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    if names:
+        assert cpu_model() == " ".join(names[0].split()) == machine_info()["processor"]

@@ -226,7 +226,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"Wall time: {timing['total']:.0f} s ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in timing.items() if k != "total")
         + ").",
-        f"Machine: {report['machine']['platform']}, torch {report['machine']['torch']}.",
+        f"Machine: {report['machine'].get('processor', 'CPU')} ({report['machine'].get('cpu_threads', '?')} threads), "
+        f"{report['machine']['platform']}, torch {report['machine']['torch']}.",
         "",
         "Figures: report.html (training curves, disparity and error maps).",
         "",
