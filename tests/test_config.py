@@ -96,7 +96,7 @@ def test_overrides_reach_a_distillation_term_by_its_name():
         ("distill.weighting={type: fixed, clamp: 2}", "the fixed weighting takes no options"),
         ("data.train.options={low_textur_prob: 0.1}", r"options of synthetic: unknown option 'low_textur_prob'"),
         ("distill.terms.kl.params.taux=2", r"params of loss kl: unknown option 'taux' \(did you mean 'tau'\?\)"),
-        ("distill.terms.kl.weight={type: linear, end: 1, step: 10}", r"'weight.step'; did you mean 'steps'"),
+        ("distill.terms.kl.weight={type: linear, end: 1, step: 10}", r"'step' of a linear schedule; did you mean"),
         ("supervised.weight={type: step, value: 1}", "epochs"),
         ("teacher={original: x.pth, arch: psmnet, options: {align_corner: true}}", r"did you mean 'align_corners'"),
     ],

@@ -161,7 +161,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
             return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
-        converted = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        # An item with a name (a distillation term, a stage) is named by it, as overrides address it.
+        converted = [
+            _convert(v, item, f"{where}.{v['name']}" if isinstance(v, Mapping) and v.get("name") else f"{where}[{i}]")
+            for i, v in enumerate(value)
+        ]
         return tuple(converted) if origin is tuple else converted
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):

@@ -9,6 +9,8 @@ continues where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +85,14 @@ def build_schedule(spec: float | int | Mapping[str, Any], where: str = "weight")
     if "shape" in fields:
         raise ConfigError(f"{where}: the ramp's shape is its type ({kind!r}); drop 'shape'")
     if SCHEDULES[kind] is Ramp:
+        valid = [f.name for f in dataclasses.fields(Ramp) if f.name != "shape"]  # set by the type, not given
+        unknown = sorted(set(fields) - set(valid))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r} of a {kind} schedule{hint} (valid: {', '.join(valid)})"
+            )
         fields["shape"] = kind
     schedule = from_dict(SCHEDULES[kind], fields, where)
     for name in ("value", "start", "end"):
