@@ -349,6 +349,10 @@ def test_budgets_scale_steps_or_apply_a_named_scale(chain_file):
         ({"overrides": {"steps": 5}}, "not in 'overrides'"),
         ({"step_scale": 3}, "step_scale"),
         ({"fixed": {"a b": {"terms": []}, "a_b": {"terms": []}}, "axes": {}}, "would share one folder"),
+        (
+            {"fixed": {"f": {"terms": ["feat"], "distill.terms.kl.params.tau": 3.0}}, "axes": {}},
+            r"distill.terms.kl.params.tau sets term 'kl', which its own 'terms' leaves out",
+        ),
     ],
 )
 def test_specs_that_cannot_run_as_written_are_refused(ablation_file, change, problem):

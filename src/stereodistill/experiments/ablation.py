@@ -204,6 +204,7 @@ def apply_choice(
     terms, has) does not apply to this cell and is skipped; any other unknown term is an error.
     """
     data = load_yaml(root / choice["base"]) if "base" in choice else copy.deepcopy(base)
+    before = _term_names(data)
     if "terms" in choice:
         _keep_terms(data, list(choice["terms"] or []), where)
     present = _term_names(data)
@@ -212,6 +213,8 @@ def apply_choice(
             continue
         parts = key.split(".")
         removed_here = parts[:2] == ["distill", "terms"] and len(parts) > 3 and parts[2] not in present
+        if removed_here and "terms" in choice and parts[2] in before:  # one choice both drops and sets it
+            raise ConfigError(f"{where}: {key} sets term {parts[2]!r}, which its own 'terms' leaves out")
         if removed_here and known is not None and parts[2] in known:
             continue
         set_dotted(data, key, value, where)
