@@ -59,3 +59,14 @@ def test_an_output_below_a_broken_link_is_refused_before_the_work(tmp_path):
     assert info.value.filename == str(tmp_path / "runs" / "a" / "m.json")
     check_writable(tmp_path / "new" / "m.json")  # a folder still to be made is fine, and is not made
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+def test_another_failure_inside_an_atomic_write_is_left_as_it_is(tmp_path):
+    from stereodistill.fileio import atomic_path
+
+    with pytest.raises(OSError, match=r"^cannot write mode RGBA as JPEG$"), atomic_path(tmp_path / "x.jpg"):
+        raise OSError("cannot write mode RGBA as JPEG")  # an encoder's error: no errno, not about a file
+    with pytest.raises(FileNotFoundError) as info, atomic_path(tmp_path / "out.png"):
+        (tmp_path / "missing-input.png").read_bytes()  # an input the block reads
+    assert info.value.filename == str(tmp_path / "missing-input.png")
+    assert list(tmp_path.iterdir()) == []

@@ -24,7 +24,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     except OSError as exc:  # named by the file asked for, not by the hidden temporary one
-        raise type(exc)(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
+        raise OSError(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -36,9 +36,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except OSError as exc:  # a full disk, a quota, a folder that refuses the rename: named by the file asked for
-        if exc.filename not in (str(tmp_path), tmp) and exc.filename is not None:
-            raise  # about another file the block read or wrote
-        raise type(exc)(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
+        if exc.errno is None or exc.filename not in (None, str(tmp_path), tmp):
+            raise  # another kind of failure (an encoder's, a library's), or about another file: as it is
+        raise OSError(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -57,7 +57,7 @@ def check_writable(path: str | Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
     except OSError as exc:
-        raise type(exc)(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
+        raise OSError(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
     os.close(fd)
     os.unlink(probe)
 

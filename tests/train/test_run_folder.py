@@ -111,7 +111,16 @@ def test_force_clears_only_a_runs_folder_and_never_the_one_you_are_in(tmp_path, 
         err = capsys.readouterr().err
         assert "holds files that are not a stereodistill run's (data, notes.txt): --force clears only" in err
     assert sorted(p.name for p in mine.iterdir()) == ["data", "notes.txt"]
+    # Names a user gives their own files too do not make a run's folder: their config, weights, checkpoints.
+    (mine / "config.yaml").write_text(yaml.safe_dump({**TINY, "output": str(mine)}))
+    (mine / "checkpoints").mkdir()
+    (mine / "model.safetensors").write_bytes(b"weights of another project")
+    assert main(["train", str(mine / "config.yaml"), "--force"]) == 2
+    assert "not a stereodistill run's (checkpoints, config.yaml, data …)" in capsys.readouterr().err
+    (tmp_path / "link").symlink_to(tmp_path / "run")
     assert main(["train", str(tmp_path / "run.yaml"), f"output={tmp_path / 'run'}"]) == 0
+    assert main(["train", str(tmp_path / "run.yaml"), f"output={tmp_path / 'link'}", "--force"]) == 2
+    assert f"is a link to {tmp_path / 'run'}: give that folder itself" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path / "run")
     assert main(["train", str(tmp_path / "run.yaml"), "output=.", "--force"]) == 2
     assert "--force would delete the folder you are working in" in capsys.readouterr().err

@@ -363,13 +363,13 @@ def test_force_clears_the_old_run_only_once_the_new_one_is_set_up(tmp_path, caps
 
     save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "model.json").write_text("{}")  # a previous run
+    (tmp_path / "out" / "scalars.csv").write_text("step,stage,name,value\n")  # a previous run
     terms = [{"name": "f", "student": "feat.left.s99", "teacher": "feat.left.s4", "loss": "cosine"}]
     run = {**TINY, "output": str(tmp_path / "out"), "teacher": {"checkpoint": str(tmp_path / "teacher")}}
     (tmp_path / "d.yaml").write_text(yaml.safe_dump({**run, "distill": {"terms": terms}}))
     assert main(["distill", str(tmp_path / "d.yaml"), "--force"]) == 2  # a tap the student lacks: found in set-up
     assert "does not offer tap 'feat.left.s99'" in capsys.readouterr().err
-    assert (tmp_path / "out" / "model.json").read_text() == "{}"  # the old run is still there
+    assert (tmp_path / "out" / "scalars.csv").is_file()  # the old run is still there
 
 
 def test_too_few_supervised_weights_are_a_config_error_in_set_up(tmp_path):

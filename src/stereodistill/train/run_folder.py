@@ -61,6 +61,8 @@ def prepare_new_run(
     )
     if not force:
         raise ConfigError(f"{out} holds a run already: {hint}") if holds_a_run(out) else foreign
+    if out.is_symlink():  # clearing would replace the link, and leave the run it points to as it was
+        raise ConfigError(f"{out} is a link to {os.path.realpath(out)}: give that folder itself with --force")
     folder = out.resolve()
     for path in reads:
         resolved = Path(path).resolve()
@@ -75,30 +77,36 @@ def prepare_new_run(
     return not clear
 
 
-#: What a run of this tool leaves in its folder: train and distill (scalars, checkpoints, the model),
-#: adapt (its labels) and the quickstart (its recipe and report); and config.yaml, when it is a run's.
-RUN_MARKS = (
-    "scalars.csv",
-    "checkpoints",
-    "model.safetensors",
-    "model.json",
-    "labelling.json",
-    "pseudo",
-    "recipe.yaml",
-    "report.json",
-)
+#: The first line of a run's ``scalars.csv`` (train, distill, adapt), which ``RunLogger`` writes as
+#: the run starts: the signature by which ``--force`` knows a run's folder from a user's own.
+SCALARS_HEADER = "step,stage,name,value"
 
 
 def holds_a_run(folder: Path) -> bool:
-    """Whether ``folder`` is a run's, which ``--force`` may clear, rather than a user's own folder."""
-    if any((folder / name).exists() for name in RUN_MARKS):
-        return True
-    config = folder / "config.yaml"  # a run killed before its first log line leaves only this
+    """Whether ``folder`` is a run's, which ``--force`` may clear, rather than a user's own folder:
+    it holds a run's log (train, distill, adapt), adapt's record of its labels, or the quickstart's
+    recipe, each as this tool writes it. Names a user may also give their own files (``config.yaml``,
+    ``model.safetensors``, ``checkpoints``) do not count."""
     try:
-        saved = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+        with (folder / "scalars.csv").open(encoding="utf-8") as handle:
+            if handle.readline().strip() == SCALARS_HEADER:
+                return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    return _record_has(folder / "labelling.json", {"teacher_key", "unlabeled"}) or _record_has(
+        folder / "recipe.yaml", {"common", "teacher", "student"}
+    )
+
+
+def _record_has(path: Path, keys: set[str]) -> bool:
+    """Whether ``path`` is a JSON or YAML mapping holding ``keys`` (what this tool writes there)."""
+    if not path.is_file():
+        return False
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return isinstance(saved, dict) and {"model", "output", "steps"} <= saved.keys()
+    return isinstance(data, dict) and keys <= data.keys()
 
 
 def clear_folder(folder: Path) -> None:
