@@ -134,14 +134,17 @@ def test_built_terms_compute_masked_losses_with_gradients():
         ({"loss": "kl", "mask": "confidence", "mask_threshold": 1.5}, "its mask_threshold must be at most 1"),
         ({"loss": "kl", "student": "disparity", "teacher": "disparity"}, "a disparity is one value a pixel"),
         ({"loss": "cosine", "student": "disparity", "teacher": "disparity", "mask": "teacher_correct"}, "one value"),
+        ({"loss": "mse", "student": "disparity", "teacher": "disparity"}, "use smooth_l1, l1, log_l1"),
+        ({"loss": "kl", "name": "supervised"}, "term name 'supervised' is taken by the run itself"),
+        ({"loss": "kl", "name": "_n"}, "term name '_n' is taken by the run itself"),
         ({"loss": "kl", "student": "feat.left.s4", "teacher": "feat.left.s4"}, "compares distributions over"),
         ({"loss": "soft_ce", "student": "logits.0", "teacher": "feat.left.s4"}, "got logits.0 and feat.left.s4"),
     ],
 )
 def test_term_settings_that_cannot_work_are_refused(term, named):
-    taps = {"student": "logits.0", "teacher": "logits.0", **term}
+    taps = {"name": "t", "student": "logits.0", "teacher": "logits.0", **term}
     with pytest.raises(ConfigError, match=named):
-        TermConfig(name="t", **taps)
+        TermConfig(**taps)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +152,7 @@ def test_term_settings_that_cannot_work_are_refused(term, named):
     [
         {"loss": "smooth_l1", "student": "disparity", "teacher": "disparity", "mask": "teacher_correct"},
         {"loss": "kl", "student": "logits.0", "teacher": "prob", "mask": "confidence", "mask_threshold": 1.0},
-        {"loss": "dist", "student": "volume.cost", "teacher": "volume.cost"},
+        {"loss": "dist", "student": "logits.0", "teacher": "prob"},
         {"loss": "cosine", "student": "feat.left.s4", "teacher": "feat.left.s4"},
     ],
 )
@@ -174,6 +177,17 @@ def test_a_term_along_the_disparity_axis_needs_one_range_on_both_sides():
         build_terms([logits], student.train(), teacher.eval(), 32, 64)
     features = TermConfig(name="f", student="feat.left.s4", teacher="feat.left.s4", loss="cosine", adapter="conv")
     assert "f" in build_terms([features], student.train(), teacher.eval(), 32, 64)  # features have no such axis
+
+
+def test_a_distribution_loss_on_a_volume_of_groups_is_refused_when_built():
+    from stereodistill.models import build_model
+
+    student, teacher = build_model("lean-xs", max_disp=16), build_model("lean", max_disp=16)
+    volume = TermConfig(name="v", student="volume.cost", teacher="volume.cost", loss="kl")
+    with pytest.raises(ConfigError, match=r"term 'v': volume.cost is 8×4×8×16 \(its first axis holds groups"):
+        build_terms([volume], student.train(), teacher.eval(), 32, 64)
+    logits = TermConfig(name="kl", student="logits.0", teacher="logits.0", loss="kl")
+    assert "kl" in build_terms([logits], student.train(), teacher.eval(), 32, 64)
 
 
 def test_teacher_max_disp_applies_to_an_original_release_only():

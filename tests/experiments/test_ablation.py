@@ -570,7 +570,7 @@ def test_an_evaluation_set_the_cells_cannot_use_is_refused_before_any_cell_train
     data = yaml.safe_load(ablation_file.read_text())
     data["eval"]["mine"] = {"dataset": "pairs", "root": "mine/pairs.csv"}  # relative to the ablation file
     ablation_file.write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.raises(DataError, match=r"none of the 1 pair of eval.mine has ground truth"):
+    with pytest.raises(DataError, match=r"none of the 1 pair of eval.mine has ground truth; every cell is scored"):
         run_ablation(ablation_file, tmp_path / "out", log=lambda line: None)
     assert not (tmp_path / "out").exists()  # no cell trained
 

@@ -129,3 +129,8 @@ def test_a_terms_epoch_mean_is_over_the_steps_it_was_active():
     trainer._epoch_sums = {"supervised": 8.0, "_n": 4.0}  # a checkpoint written before per-term counts
     Trainer._end_epoch(trainer)
     assert seen[-1] == {"supervised": 2.0}
+    trainer._epoch_sums = {"supervised": 8.0, "_n": 2.0}  # resumed from one mid-epoch: 2 steps before, 2 after
+    Trainer._epoch_means_add(trainer, {"supervised": 2.0})
+    Trainer._epoch_means_add(trainer, {"supervised": 2.0})
+    Trainer._end_epoch(trainer)
+    assert seen[-1] == {"supervised": 3.0}  # 12 over 4 steps

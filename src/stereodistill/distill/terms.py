@@ -32,8 +32,10 @@ from stereodistill.errors import ConfigError
 DISPARITY = "disparity"
 #: Tap families whose channels (or depth) are disparity bins: a term on them needs one range on both sides.
 DISPARITY_AXIS_TAPS = ("logits", "prob", "volume")
+#: Names the run's own losses and logs use: a term of one of them would be summed or weighted with it.
+RESERVED_NAMES = ("supervised", "photometric", "total")
 #: Losses that compare two maps value by value: the only ones that fit a disparity (one value a pixel).
-POINTWISE_LOSSES = ("smooth_l1", "l1", "log_l1", "mse")
+POINTWISE_LOSSES = ("smooth_l1", "l1", "log_l1")
 #: Losses that compare distributions over dim 1: meaningful along the disparity axis only.
 DISTRIBUTION_LOSSES = ("kl", "soft_ce", "dist")
 
@@ -56,6 +58,11 @@ class TermConfig:
         if not self.name or "." in self.name:
             raise ConfigError(
                 f"term name {self.name!r}: give a non-empty name without dots (it keys the term's modules)"
+            )
+        if self.name in RESERVED_NAMES or self.name.startswith("_"):  # the logs and the weighting use these
+            raise ConfigError(
+                f"term name {self.name!r} is taken by the run itself ({', '.join(RESERVED_NAMES)}, or a leading "
+                "underscore); give the term another name"
             )
         if self.mask is not None and self.mask not in MASKS:
             raise ConfigError(f"term {self.name!r}: unknown mask {self.mask!r} (expected one of {', '.join(MASKS)})")
@@ -180,6 +187,14 @@ def build_terms(
     for c in configs:
         s_shape = disparity_shape if c.student == DISPARITY else student_shapes[c.student]
         t_shape = disparity_shape if c.teacher == DISPARITY else teacher_shapes[c.teacher]
+        checked = [(c.teacher, t_shape)] + ([(c.student, s_shape)] if c.adapter is None else [])
+        for tap, shape in checked:  # a volume of groups or channels: dim 1 is not its disparities
+            if c.loss in DISTRIBUTION_LOSSES and len(shape) == 5 and shape[1] != 1:
+                raise ConfigError(
+                    f"term {c.name!r}: {tap} is {'×'.join(map(str, shape[1:]))} (its first axis holds groups or "
+                    f"channels, not disparities), so loss {c.loss} would take its distribution over them; "
+                    "use cosine or mse on it, or a logits or prob tap"
+                )
         terms[c.name] = DistillTerm(
             c,
             s_shape,

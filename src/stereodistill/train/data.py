@@ -59,12 +59,15 @@ def check_before_training(dataset: Dataset, what: str, *, truth: bool, headers: 
     files = files[:limit]
     root = getattr(dataset, "root", None)
     if truth and not any(f.disp is not None for f in files):
-        use = (
-            "validation scores against it: give pairs with ground truth, or data.val: null"
-            if what == "data.val"
-            else "the supervised loss reads it: add a disp column (`stereodistill data pairs ... --disp DIR`), "
-            "or give the pairs as data.unlabeled to learn from a teacher alone"
-        )
+        if what == "data.val":
+            use = "validation scores against it: give pairs with ground truth, or data.val: null"
+        elif what.startswith("eval."):
+            use = f"every cell is scored against it: give pairs with ground truth, or leave {what} out"
+        else:
+            use = (
+                "the supervised loss reads it: add a disp column (`stereodistill data pairs ... --disp DIR`), "
+                "or give the pairs as data.unlabeled to learn from a teacher alone"
+            )
         count = f"{len(files)} pair{'s' * (len(files) != 1)}"
         raise DataError(root, f"none of the {count} of {what} has ground truth; {use}")
     if headers:

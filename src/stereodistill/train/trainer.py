@@ -576,7 +576,7 @@ class Trainer:
         legacy = self._epoch_sums.pop("_n", 0.0)  # one count for all terms, in checkpoints before 2026-12-06
         counts = {key[3:]: value for key, value in self._epoch_sums.items() if key.startswith("_n.")}
         sums = {key: value for key, value in self._epoch_sums.items() if not key.startswith("_n.")}
-        steps = {name: counts.get(name) or legacy for name in sums}
+        steps = {name: counts.get(name, 0.0) + legacy for name in sums}  # legacy: the steps before a resume
         means = {name: total / steps[name] for name, total in sums.items() if steps[name]}
         if means:
             self.unit.weighting.end_epoch(means)
