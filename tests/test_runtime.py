@@ -14,9 +14,11 @@ def test_omp_num_threads_caps_the_threads_a_command_takes(monkeypatch):
     assert available_cpus() == 1  # ablate's cells and bench's children took every core before
     monkeypatch.setenv("OMP_NUM_THREADS", str(cpus + 8))
     assert available_cpus() == cpus  # never more than the process may run on
-    for junk in ("0", "", "two"):
+    for junk in ("0", "", "two", "²"):
         monkeypatch.setenv("OMP_NUM_THREADS", junk)
         assert available_cpus() == cpus
+    monkeypatch.setenv("OMP_NUM_THREADS", "1,2")  # OpenMP's nested list: the outer level counts
+    assert available_cpus() == 1
 
 
 def test_a_child_process_end_is_told_in_words():
@@ -25,14 +27,12 @@ def test_a_child_process_end_is_told_in_words():
     assert describe_exit(-signal.SIGTERM) == "killed by SIGTERM"
 
 
-def test_reports_name_the_cpu_model_where_the_system_says_it():
-    from pathlib import Path
+def test_reports_name_the_cpu_model_where_the_system_says_it(tmp_path):
+    from stereodistill.runtime import cpu_model
 
-    from stereodistill.runtime import cpu_model, machine_info
-
-    if not Path("/proc/cpuinfo").is_file():
-        return
-    lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    if names:
-        assert cpu_model() == " ".join(names[0].split()) == machine_info()["processor"]
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD  EPYC 7B13 64-Core\n")
+    assert cpu_model(str(info)) == "AMD EPYC 7B13 64-Core"
+    info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # some ARM kernels name no model
+    assert cpu_model(str(info)) is None
+    assert cpu_model(str(tmp_path / "absent")) is None

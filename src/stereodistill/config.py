@@ -57,6 +57,13 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def _item_where(where: str, index: int, item: Any) -> str:
+    """How a message names a list item: by its name where it has one that is a word (a distillation
+    term, a stage: as overrides address it), else by its position."""
+    name = item.get("name") if isinstance(item, Mapping) else None
+    return f"{where}.{name}" if isinstance(name, str) and name and not name.isdigit() else f"{where}[{index}]"
+
+
 def merge_mappings(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """Recursive merge of nested mappings (copies); ``extra`` wins."""
     import copy
@@ -162,10 +169,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
         # An item with a name (a distillation term, a stage) is named by it, as overrides address it.
-        converted = [
-            _convert(v, item, f"{where}.{v['name']}" if isinstance(v, Mapping) and v.get("name") else f"{where}[{i}]")
-            for i, v in enumerate(value)
-        ]
+        converted = [_convert(v, item, _item_where(where, i, v)) for i, v in enumerate(value)]
         return tuple(converted) if origin is tuple else converted
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):

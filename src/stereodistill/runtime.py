@@ -46,8 +46,8 @@ def available_cpus() -> int:
     import os
 
     cpus = max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return min(cpus, int(asked)) if asked.isdigit() and int(asked) > 0 else cpus
+    asked = re.match(r"\s*([0-9]+)", os.environ.get("OMP_NUM_THREADS", ""), re.ASCII)  # "4" or a list "4,2"
+    return min(cpus, int(asked[1])) if asked and int(asked[1]) > 0 else cpus
 
 
 def resolve_device(name: str):
@@ -80,11 +80,11 @@ def machine_info() -> dict[str, str | int | None]:
     }
 
 
-def cpu_model() -> str | None:
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     """The CPU's model name (``AMD EPYC 7B13``), which latencies are comparable by; on Linux from
     /proc/cpuinfo (``platform.processor()`` there gives only ``x86_64``), else None."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
                 if key.strip() in ("model name", "Model", "cpu model") and value.strip():

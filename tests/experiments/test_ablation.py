@@ -607,8 +607,11 @@ def test_a_cell_the_user_interrupts_is_not_recorded_as_failed(tmp_path, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ablation_runs, "from_dict", interrupted)
+    monkeypatch.setattr(ablation_runs, "exit_with_parent", lambda parent: None)  # not on this test process
+    monkeypatch.setattr("stereodistill.runtime.configure_cpu_math", lambda: None)
+    monkeypatch.setattr("torch.set_num_threads", lambda threads: None)
     cell = Cell(name="a", config={}, distill=False)
     with pytest.raises(SystemExit) as info:
-        ablation_runs._run_one(os.getppid(), cell, 0, {}, str(tmp_path / "a"), {}, 1, "cpu", ("f", "t"))
+        ablation_runs._run_one(os.getpid(), cell, 0, {}, str(tmp_path / "a"), {}, 1, "cpu", ("f", "t"))
     assert info.value.code == ablation_runs.INTERRUPTED
     assert not (tmp_path / "a" / "error.json").exists()  # not run: the next ablation redoes it

@@ -292,6 +292,11 @@ def test_resume_takes_a_term_weight_schedule_or_mask_change_but_not_a_term_added
         with pytest.raises(ConfigError, match=r"differs from the run's .*; add --allow-changes"):
             check_resume(tmp_path, given, allow_changes=False)
         assert check_resume(tmp_path, given, allow_changes=True)
+    second = {**term, "name": "kl2"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"distill": {"terms": [term, second]}}))
+    with pytest.raises(ConfigError, match=r"distill.terms \(order\): \['kl', 'kl2'\] → \['kl2', 'kl'\]"):
+        check_resume(tmp_path, {"distill": {"terms": [second, term]}}, allow_changes=True)  # weighted by position
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     other = {**term, "name": "kl2"}
     with pytest.raises(
         ConfigError, match=r"holds \(distill.terms.kl: 'a term' → None; distill.terms.kl2: None → 'a term'\); start"

@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("student", help="the student: a stereodistill checkpoint, or an architecture (from scratch)")
     parser.add_argument("--unlabeled", required=True, help="a pairs CSV, or a folder holding left/ and right/")
-    parser.add_argument("--out", required=True, help="output run folder (new or empty; --force clears it)")
+    parser.add_argument("--out", required=True, help="output run folder (new or empty; --force clears a previous run)")
     parser.add_argument(
         "--config",
         help="a YAML of these settings (steps, lr, crop, batch_size, lr_threshold, confidence, gate, clamp, labels, "
@@ -82,7 +82,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "differ in size (default: an error listing them, before anything is written)",
     )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--force", action="store_true", help="clear OUT first")
+    group.add_argument("--force", action="store_true", help="start over: clear OUT if it holds a run")
     group.add_argument(
         "--resume",
         action="store_true",

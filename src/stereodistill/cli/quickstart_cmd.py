@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_device(parser)
     parser.add_argument("--bench-size", type=size, help="latency input HxW (default from the recipe: 256x512)")
-    parser.add_argument("--force", action="store_true", help="clear the output folder if it holds files")
+    parser.add_argument("--force", action="store_true", help="start over: clear the output folder if it holds a run")
     parser.set_defaults(handler=run)
 
 

@@ -66,7 +66,7 @@ class FrameStream:
         A header's count may come from its duration, which a longer audio track or a variable frame
         rate stretches: 5 % and one frame of slack keep those quiet."""
         known = {path: count for path, count in self.announced.items() if count is not None}
-        if len(known) == 2 and max(known.values()) - min(known.values()) > 1:
+        if len(known) == 2 and min(known.values()) < 0.95 * max(known.values()) - 1:
             lengths = " and ".join(f"{path}: {count}" for path, count in known.items())
             return [f"warning: the two videos announce different lengths ({lengths} frames); {made} pairs were made"]
         count = known.get(self.ended) if self.ended is not None else None

@@ -380,7 +380,7 @@ def bench_cells(
             log(
                 f"  warning: {row_name}'s latencies vary by more than {BUSY_SPREAD:.0%} of their median "
                 f"({row['latency_min_ms']:.0f}–{row['latency_max_ms']:.0f} ms): the machine was probably busy; "
-                "raise bench.repeats, or rerun on an idle machine"
+                "rerun on an idle machine (ablate --report-only keeps the results, a rerun benchmarks again)"
             )
     bench = {
         "size": [height, width],

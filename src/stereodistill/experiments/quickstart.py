@@ -315,8 +315,8 @@ def run_quickstart(
 ) -> dict[str, Any]:
     """Data → teacher → two students → evaluation → benchmark → report files; returns report.json's content.
 
-    ``out`` must be new or empty, unless ``force`` (then it is cleared first, unless it holds one
-    of the files in ``reads``: the recipe file)."""
+    ``out`` must be new or empty, unless ``force`` and it holds a previous run (then it is cleared
+    first, unless it holds one of the files in ``reads``: the recipe file)."""
     from stereodistill.checkpoint import load_model
     from stereodistill.data.motorcycle import NAME as MOTORCYCLE
     from stereodistill.data.motorcycle import fit_factor, load_motorcycle

@@ -356,8 +356,12 @@ class RunConfig:
             if unknown:
                 raise ConfigError(f"stage {stage.name!r} names unknown term(s) {', '.join(unknown)}")
             active = names if stage.terms is None else set(stage.terms)
-            if not (stage.supervised or active or self.photometric.enabled):  # found now, not when it starts
-                raise ConfigError(f"stage {stage.name!r} has neither supervision nor active terms: it has no loss")
+            runs = (stage.fraction or 0) > 0 or (stage.steps or 0) > 0  # a stage of no steps never starts
+            if runs and not (stage.supervised or active or self.photometric.enabled):  # found now, not when it starts
+                raise ConfigError(
+                    f"stage {stage.name!r} has neither supervision nor active terms: it has no loss; set supervised: "
+                    "true, list a term, or set photometric.weight"
+                )
         if self.total_steps < 1:
             raise ConfigError("a run needs at least one step")
         if self.data.unlabeled is not None:

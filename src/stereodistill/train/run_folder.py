@@ -144,12 +144,13 @@ def is_structural(key: str) -> bool:
     return False
 
 
-def _term_names(config: Mapping[str, Any]) -> set[str]:
+def _term_names(config: Mapping[str, Any]) -> list[str]:
+    """The distillation terms' names, in their order."""
     distill = config.get("distill")
     terms = distill.get("terms") if isinstance(distill, Mapping) else None
     if not isinstance(terms, list):
-        return set()
-    return {str(term.get("name", index)) for index, term in enumerate(terms) if isinstance(term, Mapping)}
+        return []
+    return [str(term.get("name", index)) for index, term in enumerate(terms) if isinstance(term, Mapping)]
 
 
 def _describe(changes: Mapping[str, tuple[Any, Any]]) -> str:
@@ -167,8 +168,11 @@ def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) ->
     # A term added or removed changes the adapters and the weighting's state; a key set or unset
     # within a term that stays (a weight schedule, a mask) is an ordinary change.
     before, now = _term_names(saved), _term_names(given)
-    whole = {f"distill.terms.{name}": ("a term", None) for name in sorted(before - now)}
-    whole.update({f"distill.terms.{name}": (None, "a term") for name in sorted(now - before)})
+    whole = {f"distill.terms.{name}": ("a term", None) for name in sorted(set(before) - set(now))}
+    whole.update({f"distill.terms.{name}": (None, "a term") for name in sorted(set(now) - set(before))})
+    kept_before, kept_now = [n for n in before if n in now], [n for n in now if n in before]
+    if kept_before != kept_now:  # the weighting's state (DWA's history, uncertainty's s) is kept in term order
+        whole["distill.terms (order)"] = (kept_before, kept_now)
     structural = {k: c for k, c in structural.items() if not any(k.startswith(f"{term}.") for term in whole)}
     structural.update(whole)
     if structural:

@@ -292,8 +292,8 @@ class Trainer:
         found = ckpt.complete_checkpoints(self.ckpt_dir)
         if not found:
             raise ConfigError(
-                f"--resume: no complete checkpoint in {self.ckpt_dir} (the run stopped before its first one); "
-                "--force to start it over"
+                f"--resume: no complete checkpoint in {self.ckpt_dir}: no run there reached its first one; start the "
+                "run without --resume (with --force where a stopped run's folder is in the way)"
             )
         meta = ckpt.load_training_state(found[-1], self.unit.student, self.unit.extras(), self.optimizer, self.scaler)
         self.step = int(meta["training"]["step"])
