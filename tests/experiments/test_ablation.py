@@ -208,6 +208,13 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     html = (out / "ablation.html").read_text()
     assert "after all training" in html and "Speed and accuracy on synthetic" in html
     assert json.loads((out / "ablation.json").read_text())["bench"]["reference"] == "student"
+    # A cell retrained after the benchmark ran (stopped before its bench phase): its old speed is left out.
+    timed = json.loads((out / "bench.json").read_text())
+    timed["cells"]["student"]["fingerprint"] = "an-older-config"
+    (out / "bench.json").write_text(json.dumps(timed))
+    reported = run_ablation(chain_file, out, log=lines.append, report_only=True)
+    rows = {r["cell"]: r for r in reported["tables"]["synthetic"]}
+    assert "bench" not in rows["student"] and rows["teacher"]["bench"]["params"] > 0
 
     # Only the evaluation changed: both runs are evaluated again, neither is retrained.
     weights = out / "cells" / "student" / "seed0" / "run" / "model.safetensors"

@@ -404,14 +404,21 @@ def run_ablation(
         if missing:
             raise DataError(folder / "bench.json", f"is damaged: no {', '.join(missing)}; delete it to benchmark again")
     results, failures, stale = collect(config, cells, folder, prints)
+
+    def _timed_now(name: str, row: Any) -> bool:
+        """A bench row of a baseline, or of the network this config trained for the cell."""
+        if name in config.baselines:
+            return True
+        timed = row.get("fingerprint") if isinstance(row, dict) else None
+        return bool(results.get(name)) and (timed is None or timed == prints.get((name, row.get("seed"))))
+
     # A classical network gives the same output on every seed: one evaluation stands for each.
     for name, metrics in collect_baselines(config.baselines, baseline_disp, eval_sets, folder).items():
         results[name] = dict.fromkeys(config.seeds, metrics)
     if stale:
         log(f"left out {stale} results or failures of another config; rerun without --report-only to redo them")
     if bench is not None and isinstance(bench.get("cells"), dict):  # a stale cell's speed is its old network's
-        kept = {name: row for name, row in bench["cells"].items() if results.get(name) or name in config.baselines}
-        bench = {**bench, "cells": kept}
+        bench = {**bench, "cells": {name: row for name, row in bench["cells"].items() if _timed_now(name, row)}}
     steps = sorted({c.config.get("steps") for c in cells}, key=lambda v: (v is None, v or 0))
     steps_text = steps[0] if len(steps) == 1 else steps
     summary = summarise(

@@ -373,6 +373,9 @@ def bench_cells(
         keys = ("arch", "params", "gmacs", "latency_ms", "latency_min_ms", "latency_max_ms")
         results[row_name] = {k: row[k] for k in keys}
         results[row_name]["seed"] = seed
+        if seed is not None:  # which network was timed: a later config's report leaves it out
+            result = read_record(cell_dir(out, row_name, seed) / "result.json", "delete it to run that cell again")
+            results[row_name]["fingerprint"] = result.get("fingerprint")
         noisy = spread(row) > BUSY_SPREAD
         results[row_name]["noisy"] = noisy
         log(f"  bench  {row_name} ({row['arch']}): {row['latency_ms']:.0f} ms")
