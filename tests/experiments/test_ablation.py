@@ -215,6 +215,12 @@ def test_teacher_cells_benchmarks_and_changed_configs(chain_file, tmp_path):
     reported = run_ablation(chain_file, out, log=lines.append, report_only=True)
     rows = {r["cell"]: r for r in reported["tables"]["synthetic"]}
     assert "bench" not in rows["student"] and rows["teacher"]["bench"]["params"] > 0
+    del timed["cells"]["teacher"]["gmacs"]
+    (out / "bench.json").write_text(json.dumps(timed))
+    with pytest.raises(DataError, match=r"bench.json: is damaged: no cells.teacher.gmacs; delete it"):
+        run_ablation(chain_file, out, log=lines.append, report_only=True)
+    del timed["cells"]["teacher"]
+    (out / "bench.json").write_text(json.dumps(timed))
 
     # Only the evaluation changed: both runs are evaluated again, neither is retrained.
     weights = out / "cells" / "student" / "seed0" / "run" / "model.safetensors"

@@ -340,6 +340,7 @@ def collect(
 
 #: What the report reads of bench.json.
 BENCH_KEYS = ("size", "device", "threads", "repeats", "warmup", "reference", "cells")
+BENCH_ROW_KEYS = ("params", "gmacs", "latency_ms")  # of each row that did not fail
 
 
 def check_eval_sets(specs: Mapping[str, DatasetConfig], max_disp: int) -> None:
@@ -401,6 +402,13 @@ def run_ablation(
     elif config.bench is not None and (folder / "bench.json").is_file():
         bench = read_record(folder / "bench.json", "delete it to benchmark the cells again")
         missing = [key for key in BENCH_KEYS if key not in bench]
+        rows = bench.get("cells") if isinstance(bench.get("cells"), dict) else {}
+        missing += [
+            f"cells.{name}.{key}"
+            for name, row in rows.items()
+            for key in BENCH_ROW_KEYS
+            if not (isinstance(row, dict) and ("error" in row or key in row))
+        ]
         if missing:
             raise DataError(folder / "bench.json", f"is damaged: no {', '.join(missing)}; delete it to benchmark again")
     results, failures, stale = collect(config, cells, folder, prints)
