@@ -187,3 +187,14 @@ def test_dist_leaves_an_image_with_under_two_kept_pixels_out_of_its_relation_ter
     torch.testing.assert_close(LOSSES.get("dist")(s, t, mask * 3.0, inter=0.0), only_first)
     light = LOSSES.get("dist")(s, t, torch.full((2, 4, 6), 0.05), inter=0.0)
     torch.testing.assert_close(light, LOSSES.get("dist")(s, t, torch.ones(2, 4, 6, dtype=torch.bool), inter=0.0))
+
+
+def test_mse_on_a_disparity_map_takes_its_mask():
+    from stereodistill.distill.losses import LOSSES
+
+    student, teacher = torch.zeros(2, 4, 6), torch.ones(2, 4, 6)
+    mask = torch.zeros(2, 4, 6, dtype=torch.bool)
+    mask[:, :2] = True
+    teacher[:, 2:] = 5.0  # outside the mask
+    assert float(LOSSES.get("mse")(student, teacher, mask)) == pytest.approx(1.0)
+    assert float(LOSSES.get("mse")(student, teacher)) == pytest.approx(13.0)  # (1 + 25) / 2

@@ -134,7 +134,8 @@ def test_built_terms_compute_masked_losses_with_gradients():
         ({"loss": "kl", "mask": "confidence", "mask_threshold": 1.5}, "its mask_threshold must be at most 1"),
         ({"loss": "kl", "student": "disparity", "teacher": "disparity"}, "a disparity is one value a pixel"),
         ({"loss": "cosine", "student": "disparity", "teacher": "disparity", "mask": "teacher_correct"}, "one value"),
-        ({"loss": "mse", "student": "disparity", "teacher": "disparity"}, "use smooth_l1, l1, log_l1"),
+        ({"loss": "pkd", "student": "disparity", "teacher": "disparity"}, "use smooth_l1, l1, log_l1, mse"),
+        ({"loss": "kl", "name": "lr"}, "term name 'lr' is taken by the run itself"),
         ({"loss": "kl", "name": "supervised"}, "term name 'supervised' is taken by the run itself"),
         ({"loss": "kl", "name": "_n"}, "term name '_n' is taken by the run itself"),
         ({"loss": "kl", "student": "feat.left.s4", "teacher": "feat.left.s4"}, "compares distributions over"),
@@ -151,6 +152,7 @@ def test_term_settings_that_cannot_work_are_refused(term, named):
     "term",
     [
         {"loss": "smooth_l1", "student": "disparity", "teacher": "disparity", "mask": "teacher_correct"},
+        {"loss": "mse", "student": "disparity", "teacher": "disparity", "mask": "teacher_correct"},
         {"loss": "kl", "student": "logits.0", "teacher": "prob", "mask": "confidence", "mask_threshold": 1.0},
         {"loss": "dist", "student": "logits.0", "teacher": "prob"},
         {"loss": "cosine", "student": "feat.left.s4", "teacher": "feat.left.s4"},
@@ -188,6 +190,10 @@ def test_a_distribution_loss_on_a_volume_of_groups_is_refused_when_built():
         build_terms([volume], student.train(), teacher.eval(), 32, 64)
     logits = TermConfig(name="kl", student="logits.0", teacher="logits.0", loss="kl")
     assert "kl" in build_terms([logits], student.train(), teacher.eval(), 32, 64)
+    # group_pool brings the teacher's groups down to a one-group student's: a distribution again.
+    one_group = build_model("lightstereo-s", max_disp=16)
+    pooled = TermConfig(name="v", student="volume.cost", teacher="volume.cost", loss="kl", adapter="group_pool")
+    assert "v" in build_terms([pooled], one_group.train(), teacher.eval(), 32, 64)
 
 
 def test_teacher_max_disp_applies_to_an_original_release_only():

@@ -117,7 +117,7 @@ def test_dwa_averages_the_raw_term_losses_not_the_scheduled_ones(tmp_path):
 def test_a_terms_epoch_mean_is_over_the_steps_it_was_active():
     from types import SimpleNamespace
 
-    from stereodistill.train.trainer import Trainer
+    from stereodistill.train.trainer import Trainer, epoch_sums_from
 
     seen = []
     trainer = SimpleNamespace(_epoch_sums={}, unit=SimpleNamespace(weighting=SimpleNamespace(end_epoch=seen.append)))
@@ -126,11 +126,11 @@ def test_a_terms_epoch_mean_is_over_the_steps_it_was_active():
         Trainer._epoch_means_add(trainer, parts)
     Trainer._end_epoch(trainer)
     assert seen == [{"supervised": 2.0, "kl": 3.0}]  # kl's mean was 0.75: diluted by the steps it sat out
-    trainer._epoch_sums = {"supervised": 8.0, "_n": 4.0}  # a checkpoint written before per-term counts
-    Trainer._end_epoch(trainer)
-    assert seen[-1] == {"supervised": 2.0}
-    trainer._epoch_sums = {"supervised": 8.0, "_n": 2.0}  # resumed from one mid-epoch: 2 steps before, 2 after
+    # Resumed mid-epoch from a checkpoint written before per-term counts: 2 steps before it, 2 after,
+    # and a term a stage starts after it.
+    trainer._epoch_sums = epoch_sums_from({"supervised": 8.0, "_n": 2.0})
     Trainer._epoch_means_add(trainer, {"supervised": 2.0})
-    Trainer._epoch_means_add(trainer, {"supervised": 2.0})
+    Trainer._epoch_means_add(trainer, {"supervised": 2.0, "kl": 1.0})
     Trainer._end_epoch(trainer)
-    assert seen[-1] == {"supervised": 3.0}  # 12 over 4 steps
+    assert seen[-1] == {"supervised": 3.0, "kl": 1.0}  # 12 over 4 steps; kl over its one step
+    assert epoch_sums_from({"kl": None})["kl"] != epoch_sums_from({"kl": None})["kl"]  # null: NaN

@@ -302,3 +302,18 @@ def test_resume_takes_a_term_weight_schedule_or_mask_change_but_not_a_term_added
         ConfigError, match=r"holds \(distill.terms.kl: 'a term' → None; distill.terms.kl2: None → 'a term'\); start"
     ):
         check_resume(tmp_path, {"distill": {"terms": [other]}}, allow_changes=True)
+
+
+def test_a_runs_folder_is_known_from_its_first_moment_and_a_copied_recipe_is_not_a_run(tmp_path):
+    from stereodistill.train.run_folder import RECIPE_MARK, holds_a_run
+
+    out = tmp_path / "run"
+    Trainer(config(out, steps=20), distill=False)  # killed before its first log row (SIGTERM, a time limit)
+    assert (out / "scalars.csv").read_text().startswith("step,stage,name,value")
+    assert holds_a_run(out)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "recipe.yaml").write_text(yaml.safe_dump({"common": {}, "teacher": {}, "student": {}}))
+    assert not holds_a_run(mine)  # the README tells users to copy the recipe: a copy is theirs
+    (mine / "recipe.yaml").write_text(RECIPE_MARK + "\n" + (mine / "recipe.yaml").read_text())
+    assert holds_a_run(mine)

@@ -62,9 +62,11 @@ def cosine(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | No
 
 @LOSSES.register("mse")
 def mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """FitNets hint: squared error averaged over channels and positions."""
+    """FitNets hint: squared error averaged over channels and positions (a B×H×W map, such as a
+    disparity, is one channel)."""
     _check(student, teacher)
-    return masked_mean((student - teacher.detach()).square().mean(1), mask)
+    error = (student - teacher.detach()).square()
+    return masked_mean(error.mean(1) if error.dim() > 3 else error, mask)
 
 
 def _standardise(x: torch.Tensor, weights: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:

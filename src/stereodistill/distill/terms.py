@@ -33,9 +33,9 @@ DISPARITY = "disparity"
 #: Tap families whose channels (or depth) are disparity bins: a term on them needs one range on both sides.
 DISPARITY_AXIS_TAPS = ("logits", "prob", "volume")
 #: Names the run's own losses and logs use: a term of one of them would be summed or weighted with it.
-RESERVED_NAMES = ("supervised", "photometric", "total")
+RESERVED_NAMES = ("supervised", "photometric", "total", "lr", "epoch")
 #: Losses that compare two maps value by value: the only ones that fit a disparity (one value a pixel).
-POINTWISE_LOSSES = ("smooth_l1", "l1", "log_l1")
+POINTWISE_LOSSES = ("smooth_l1", "l1", "log_l1", "mse")
 #: Losses that compare distributions over dim 1: meaningful along the disparity axis only.
 DISTRIBUTION_LOSSES = ("kl", "soft_ce", "dist")
 
@@ -187,7 +187,7 @@ def build_terms(
     for c in configs:
         s_shape = disparity_shape if c.student == DISPARITY else student_shapes[c.student]
         t_shape = disparity_shape if c.teacher == DISPARITY else teacher_shapes[c.teacher]
-        checked = [(c.teacher, t_shape)] + ([(c.student, s_shape)] if c.adapter is None else [])
+        checked = [(c.teacher, t_shape), (c.student, s_shape)] if c.adapter is None else []  # adapters reshape
         for tap, shape in checked:  # a volume of groups or channels: dim 1 is not its disparities
             if c.loss in DISTRIBUTION_LOSSES and len(shape) == 5 and shape[1] != 1:
                 raise ConfigError(

@@ -48,6 +48,7 @@ class RunLogger:
         self._writer = csv.writer(self._file)
         if self._file.tell() == 0:
             self._writer.writerow(["step", "stage", "name", "value"])
+            self._file.flush()  # on disk at once: it marks the folder as a run's, which --force may clear
         try:
             from torch.utils.tensorboard import SummaryWriter
 

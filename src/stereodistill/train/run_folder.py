@@ -80,6 +80,8 @@ def prepare_new_run(
 #: The first line of a run's ``scalars.csv`` (train, distill, adapt), which ``RunLogger`` writes as
 #: the run starts: the signature by which ``--force`` knows a run's folder from a user's own.
 SCALARS_HEADER = "step,stage,name,value"
+#: The first line of the recipe the quickstart copies into its folder.
+RECIPE_MARK = "# the recipe of this stereodistill quickstart run (--recipe FILE reruns it)"
 
 
 def holds_a_run(folder: Path) -> bool:
@@ -93,9 +95,17 @@ def holds_a_run(folder: Path) -> bool:
                 return True
     except (OSError, UnicodeDecodeError):
         pass
-    return _record_has(folder / "labelling.json", {"teacher_key", "unlabeled"}) or _record_has(
-        folder / "recipe.yaml", {"common", "teacher", "student"}
-    )
+    if _record_has(folder / "labelling.json", {"teacher_key", "unlabeled"}):
+        return True
+    recipe = folder / "recipe.yaml"  # a user's own copy of a recipe has the same name and keys, not the mark
+    try:
+        with recipe.open(encoding="utf-8") as handle:
+            if handle.readline().rstrip("\n") == RECIPE_MARK:
+                return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    # A quickstart written before the mark: its recipe beside the teacher's run.
+    return _record_has(recipe, {"common", "teacher", "student"}) and holds_a_run(folder / "runs" / "teacher")
 
 
 def _record_has(path: Path, keys: set[str]) -> bool:

@@ -131,6 +131,17 @@ def batchnorm_statistics_kept(module: nn.Module) -> Iterator[None]:
                 getattr(layer, name).copy_(value)
 
 
+def epoch_sums_from(saved: dict[str, Any]) -> dict[str, float]:
+    """A checkpoint's running epoch sums (each term's raw loss and, under ``_n.NAME``, its steps),
+    with JSON's null back to NaN. A checkpoint written before 2026-12-06 holds one count, ``_n``, for
+    every term: it becomes the count of each term summed so far, not of terms a later stage adds."""
+    sums = {key: float("nan") if value is None else float(value) for key, value in saved.items()}
+    legacy = sums.pop("_n", None)
+    if legacy is not None:
+        sums.update({f"_n.{name}": legacy for name in list(sums) if not name.startswith("_n.")})
+    return sums
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -309,7 +320,7 @@ class Trainer:
         if not (isinstance(sums, dict) and all(v is None or _is_number(v) for v in sums.values())):
             raise DataError(info, f"epoch_sums must map names to numbers, got {sums!r}; --force to start the run over")
         self.best_epe = float("inf") if best is None else float(best)
-        self._epoch_sums = {k: float("nan") if v is None else float(v) for k, v in sums.items()}  # DWA's sums
+        self._epoch_sums = epoch_sums_from(sums)  # DWA's running sums and counts
         return found[-1].name
 
     # -- schedule ----------------------------------------------------------------------------------------
@@ -573,11 +584,9 @@ class Trainer:
             self._epoch_sums[f"_n.{name}"] = self._epoch_sums.get(f"_n.{name}", 0.0) + 1
 
     def _end_epoch(self) -> None:
-        legacy = self._epoch_sums.pop("_n", 0.0)  # one count for all terms, in checkpoints before 2026-12-06
         counts = {key[3:]: value for key, value in self._epoch_sums.items() if key.startswith("_n.")}
         sums = {key: value for key, value in self._epoch_sums.items() if not key.startswith("_n.")}
-        steps = {name: counts.get(name, 0.0) + legacy for name in sums}  # legacy: the steps before a resume
-        means = {name: total / steps[name] for name, total in sums.items() if steps[name]}
+        means = {name: total / counts[name] for name, total in sums.items() if counts.get(name)}
         if means:
             self.unit.weighting.end_epoch(means)
         self._epoch_sums = {}
