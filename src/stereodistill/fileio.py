@@ -24,7 +24,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     except OSError as exc:  # named by the file asked for, not by the hidden temporary one
-        raise OSError(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
+        raise _unwritable(exc, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -38,7 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:  # a full disk, a quota, a folder that refuses the rename: named by the file asked for
         if exc.errno is None or exc.filename not in (None, str(tmp_path), tmp):
             raise  # another kind of failure (an encoder's, a library's), or about another file: as it is
-        raise OSError(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
+        raise _unwritable(exc, path) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -57,9 +57,15 @@ def check_writable(path: str | Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
+        raise _unwritable(exc, path) from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _unwritable(exc: OSError, path: Path) -> OSError:
+    """``exc`` told of ``path``, the file asked for, not of a temporary or probe file beside it (the
+    errno picks the subclass: PermissionError, FileNotFoundError, …)."""
+    return OSError(exc.errno, f"cannot be written ({exc.strerror})", str(path))
 
 
 def file_stamp(path: str | Path) -> str:

@@ -59,6 +59,7 @@ from stereodistill.experiments.ablation_runs import (
 )
 from stereodistill.fileio import read_record
 from stereodistill.train.config import DatasetConfig, RunConfig
+from stereodistill.train.run_folder import term_names
 
 #: Keys of a choice that are not dotted overrides.
 CHOICE_KEYS = ("base", "terms", "teacher_cell")
@@ -191,10 +192,6 @@ def _keep_terms(data: dict[str, Any], keep: list[str], where: str) -> None:
             stage["terms"] = [t for t in stage["terms"] if t in keep]
 
 
-def _term_names(data: Mapping[str, Any]) -> set[str]:
-    return {t.get("name") for t in data.get("distill", {}).get("terms", []) if isinstance(t, dict)}
-
-
 def apply_choice(
     base: dict[str, Any], choice: Mapping[str, Any], root: Path, where: str, known: set[str] | None = None
 ) -> dict[str, Any]:
@@ -204,10 +201,10 @@ def apply_choice(
     terms, has) does not apply to this cell and is skipped; any other unknown term is an error.
     """
     data = load_yaml(root / choice["base"]) if "base" in choice else copy.deepcopy(base)
-    before = _term_names(data)
+    before = set(term_names(data))
     if "terms" in choice:
         _keep_terms(data, list(choice["terms"] or []), where)
-    present = _term_names(data)
+    present = set(term_names(data))
     for key, value in choice.items():
         if key in CHOICE_KEYS:
             continue
@@ -240,18 +237,19 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
         if other != name:
             raise ConfigError(f"ablation: cells {other!r} and {name!r} would share one folder; rename one")
     resolved = []
+    known = set(term_names(base))  # the base's terms: an override of one another axis removed is skipped
     for name, choices in cells:
         data = copy.deepcopy(base)
         teacher_cell = None
         for label, choice in choices:
             where = f"ablation cell {name!r} ({label})"
-            data = apply_choice(data, choice, root, where, _term_names(base))
+            data = apply_choice(data, choice, root, where, known)
             teacher_cell = choice.get("teacher_cell", teacher_cell)
         if config.overrides:
             varied = sorted(set(config.overrides) & {key for _, choice in choices for key in choice})
             if varied:
                 raise ConfigError(f"ablation cell {name!r}: 'overrides' (or the budget's) also set {', '.join(varied)}")
-            data = apply_choice(data, config.overrides, root, f"ablation cell {name!r} (overrides)", _term_names(base))
+            data = apply_choice(data, config.overrides, root, f"ablation cell {name!r} (overrides)", known)
         own_steps = any("steps" in choice for _, choice in choices)
         scale = config.step_scale
         if own_steps:  # the row's own budget, scaled as the file's is by a named budget

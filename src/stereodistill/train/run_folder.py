@@ -59,8 +59,9 @@ def prepare_new_run(
         f"{out} holds files that are not a stereodistill run's ({shown}): --force clears only a run's folder; "
         "give a new or empty output folder"
     )
+    is_run = holds_a_run(out)
     if not force:
-        raise ConfigError(f"{out} holds a run already: {hint}") if holds_a_run(out) else foreign
+        raise ConfigError(f"{out} holds a run already: {hint}") if is_run else foreign
     if out.is_symlink():  # clearing would replace the link, and leave the run it points to as it was
         raise ConfigError(f"{out} is a link to {os.path.realpath(out)}: give that folder itself with --force")
     folder = out.resolve()
@@ -68,7 +69,7 @@ def prepare_new_run(
         resolved = Path(path).resolve()
         if resolved == folder or folder in resolved.parents:
             raise ConfigError(f"{out}: --force would delete {path}, which this run reads; give another output folder")
-    if not holds_a_run(out):  # a user's own folder: --force must not empty it
+    if not is_run:  # a user's own folder: --force must not empty it
         raise foreign
     if folder == Path.cwd().resolve() or folder in Path.cwd().resolve().parents:
         raise ConfigError(f"{out}: --force would delete the folder you are working in; give another output folder")
@@ -89,34 +90,33 @@ def holds_a_run(folder: Path) -> bool:
     it holds a run's log (train, distill, adapt), adapt's record of its labels, or the quickstart's
     recipe, each as this tool writes it. Names a user may also give their own files (``config.yaml``,
     ``model.safetensors``, ``checkpoints``) do not count."""
-    try:
-        with (folder / "scalars.csv").open(encoding="utf-8") as handle:
-            if handle.readline().strip() == SCALARS_HEADER:
-                return True
-    except (OSError, UnicodeDecodeError):
-        pass
-    if _record_has(folder / "labelling.json", {"teacher_key", "unlabeled"}):
+    if _first_line(folder / "scalars.csv") == SCALARS_HEADER or _record_has(
+        folder / "labelling.json", {"teacher_key", "unlabeled"}
+    ):
         return True
     recipe = folder / "recipe.yaml"  # a user's own copy of a recipe has the same name and keys, not the mark
-    try:
-        with recipe.open(encoding="utf-8") as handle:
-            if handle.readline().rstrip("\n") == RECIPE_MARK:
-                return True
-    except (OSError, UnicodeDecodeError):
-        return False
+    if _first_line(recipe) == RECIPE_MARK:
+        return True
     # A quickstart written before the mark: its recipe beside the teacher's run.
     return _record_has(recipe, {"common", "teacher", "student"}) and holds_a_run(folder / "runs" / "teacher")
 
 
+def _first_line(path: Path) -> str | None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return handle.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _record_has(path: Path, keys: set[str]) -> bool:
-    """Whether ``path`` is a JSON or YAML mapping holding ``keys`` (what this tool writes there)."""
+    """Whether ``path`` is a record this tool wrote that holds ``keys``."""
     if not path.is_file():
         return False
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return keys <= read_record(path, "").keys()
+    except DataError:
         return False
-    return isinstance(data, dict) and keys <= data.keys()
 
 
 def clear_folder(folder: Path) -> None:
@@ -154,7 +154,7 @@ def is_structural(key: str) -> bool:
     return False
 
 
-def _term_names(config: Mapping[str, Any]) -> list[str]:
+def term_names(config: Mapping[str, Any]) -> list[str]:
     """The distillation terms' names, in their order."""
     distill = config.get("distill")
     terms = distill.get("terms") if isinstance(distill, Mapping) else None
@@ -177,7 +177,7 @@ def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) ->
     structural = {key: change for key, change in changes.items() if is_structural(key)}
     # A term added or removed changes the adapters and the weighting's state; a key set or unset
     # within a term that stays (a weight schedule, a mask) is an ordinary change.
-    before, now = _term_names(saved), _term_names(given)
+    before, now = term_names(saved), term_names(given)
     whole = {f"distill.terms.{name}": ("a term", None) for name in sorted(set(before) - set(now))}
     whole.update({f"distill.terms.{name}": (None, "a term") for name in sorted(set(now) - set(before))})
     kept_before, kept_now = [n for n in before if n in now], [n for n in now if n in before]
