@@ -1,3 +1,5 @@
+import subprocess
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -199,3 +201,15 @@ def test_a_video_that_ends_before_its_header_says_is_named_in_a_warning(tmp_path
     assert main(["infer", ckpt, str(tmp_path / "left.mp4"), str(tmp_path / "right.mp4"), "--out", out]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {tmp_path / 'right.mp4'}: read ")
+
+
+def test_a_video_whose_audio_track_outlasts_its_frames_is_not_called_cut_short(tmp_path, ckpt, capsys):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    rng = np.random.default_rng(7)
+    _video(tmp_path / "silent.mp4", [rng.random((32, 128, 3)) for _ in range(5)])
+    sound = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "silent.mp4")]
+    sound += ["-f", "lavfi", "-i", "sine=duration=10", "-c:v", "copy", "-c:a", "aac", str(tmp_path / "sound.mp4")]
+    subprocess.run(sound, check=True)  # 0.5 s of frames beside 10 s of sound: the file lasts 10 s
+    assert main(["infer", ckpt, str(tmp_path / "sound.mp4"), "--side-by-side", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "5 frames (10 fps" in captured.out and "warning" not in captured.err

@@ -34,7 +34,7 @@ def _imageio() -> Any:
 
 def _frames(path: Path) -> tuple[Iterator[np.ndarray], float, int | None]:
     """The frames of one file (H×W×3 uint8, lazily), its frame rate, and how many frames its header
-    announces (None where it does not say)."""
+    announces (None where it does not say, or says only a duration that a sound track may set)."""
     if not path.is_file():
         raise DataError(path, "video file does not exist")
     try:
@@ -44,6 +44,8 @@ def _frames(path: Path) -> tuple[Iterator[np.ndarray], float, int | None]:
     except (OSError, RuntimeError, ValueError) as exc:
         raise DataError(path, f"not a readable video ({str(exc).splitlines()[0] if str(exc) else exc})") from None
     count, duration = meta.get("nframes"), meta.get("duration")
+    if meta.get("audio_codec"):  # the file's duration is its longest track's, perhaps the sound's
+        duration = None
     if not (isinstance(count, (int, float)) and math.isfinite(count)):
         count = duration * fps if isinstance(duration, (int, float)) and math.isfinite(duration) else None
     return iter(reader), fps, None if count is None else round(count)
@@ -63,8 +65,9 @@ class FrameStream:
     def warnings(self, made: int) -> list[str]:
         """Warnings for a stream that ended before its headers said it would: two videos of different
         lengths, or the file that ran out cut short (its outputs then hold the frames before the cut).
-        A header's count may come from its duration, which a longer audio track or a variable frame
-        rate stretches: 5 % and one frame of slack keep those quiet."""
+        A header's count may come from its duration (only in a file without sound, whose duration can
+        be the sound's), which a variable frame rate stretches: 5 % and one frame of slack keep that
+        quiet."""
         known = {path: count for path, count in self.announced.items() if count is not None}
         if len(known) == 2 and min(known.values()) < 0.95 * max(known.values()) - 1:
             lengths = " and ".join(f"{path}: {count}" for path, count in known.items())
