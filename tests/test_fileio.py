@@ -62,6 +62,8 @@ def test_an_output_below_a_broken_link_is_refused_before_the_work(tmp_path):
 
 
 def test_another_failure_inside_an_atomic_write_is_left_as_it_is(tmp_path):
+    import errno
+
     from stereodistill.fileio import atomic_path
 
     with pytest.raises(OSError, match=r"^cannot write mode RGBA as JPEG$"), atomic_path(tmp_path / "x.jpg"):
@@ -69,4 +71,11 @@ def test_another_failure_inside_an_atomic_write_is_left_as_it_is(tmp_path):
     with pytest.raises(FileNotFoundError) as info, atomic_path(tmp_path / "out.png"):
         (tmp_path / "missing-input.png").read_bytes()  # an input the block reads
     assert info.value.filename == str(tmp_path / "missing-input.png")
+    with pytest.raises(OSError, match=r"^\[Errno 5\] Input/output error$"), atomic_path(tmp_path / "out.png"):
+        raise OSError(errno.EIO, "Input/output error")  # reading an input failed: it names no file, nor the output
+    full = pytest.raises(OSError, match=r"cannot be written \(No space left on device\)")
+    with full as info, atomic_path(tmp_path / "out.png") as tmp:
+        tmp.write_bytes(b"x")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a library's write reports it: no file
+    assert info.value.filename == str(tmp_path / "out.png")
     assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+#: What a write that names no file can only mean about the file being written (a read of an input
+#: inside the block can fail with EIO or EACCES too, and is left as it is).
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -36,8 +40,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except OSError as exc:  # a full disk, a quota, a folder that refuses the rename: named by the file asked for
-        if exc.errno is None or exc.filename not in (None, str(tmp_path), tmp):
-            raise  # another kind of failure (an encoder's, a library's), or about another file: as it is
+        about_output = exc.filename in (str(tmp_path), tmp) or (exc.filename is None and exc.errno in _WRITE_ERRNOS)
+        if exc.errno is None or not about_output:
+            raise  # another kind of failure (an encoder's, a library's, an input's), or about another file: as it is
         raise _unwritable(exc, path) from None
     finally:
         tmp_path.unlink(missing_ok=True)
