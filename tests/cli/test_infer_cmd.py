@@ -213,3 +213,34 @@ def test_a_video_whose_audio_track_outlasts_its_frames_is_not_called_cut_short(t
     assert main(["infer", ckpt, str(tmp_path / "sound.mp4"), "--side-by-side", "--out", str(tmp_path / "o")]) == 0
     captured = capsys.readouterr()
     assert "5 frames (10 fps" in captured.out and "warning" not in captured.err
+
+
+def test_disparities_a_16_bit_png_cannot_hold_are_written_as_no_data_with_a_warning(tmp_path, capsys):
+    pytest.importorskip("cv2")
+    from scipy.ndimage import gaussian_filter
+
+    texture = gaussian_filter(np.random.default_rng(8).random((48, 1000)), 1.0)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    write_image(tmp_path / "l.png", np.repeat(texture[:, :700, None], 3, axis=2))  # the scene 300 px to the right
+    write_image(tmp_path / "r.png", np.repeat(texture[:, 300:, None], 3, axis=2))
+    out = tmp_path / "o"
+    args = ["infer", "sgbm", str(tmp_path / "l.png"), str(tmp_path / "r.png"), "--out", str(out)]
+    assert main([*args, "--max-disp", "320"]) == 0
+    pfm, png = read_pfm(out / "l.pfm"), read_png_disparity(out / "l_disp16.png")
+    far = pfm >= 256
+    assert np.median(pfm[:, 400:]) == pytest.approx(300, abs=1) and far.sum() > 1000
+    assert (png[far] == 0).all()  # "no data", not 255.996 px read as a measurement
+    near = (pfm > 0) & ~far
+    np.testing.assert_allclose(png[near], pfm[near], atol=1 / 256)
+    err = capsys.readouterr().err
+    assert f"warning: {out / 'l_disp16.png'}: {int(far.sum())} pixels have a disparity of 256 px or more" in err
+    assert f"{out / 'l.pfm'} holds them" in err
+    frame = np.concatenate(
+        [np.repeat(texture[:, :700, None], 3, axis=2), np.repeat(texture[:, 300:, None], 3, axis=2)], 1
+    )
+    _video(tmp_path / "far.mp4", [frame, frame])
+    video = ["infer", "sgbm", str(tmp_path / "far.mp4"), "--side-by-side", "--out", str(out), "--max-disp", "320"]
+    assert main(video) == 0
+    frames = [read_png_disparity(out / "far_frames" / f"00000{i}_disp16.png") for i in (0, 1)]
+    assert all((f[:, 400:] == 0).mean() > 0.5 for f in frames)
+    assert f"warning: {out / 'far_frames'}: " in capsys.readouterr().err

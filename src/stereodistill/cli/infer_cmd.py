@@ -18,7 +18,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "by name, or two quoted glob patterns (e.g. 'mb/*/im0.png' 'mb/*/im1.png': outputs named by scene). Any "
         "size: the model pads and crops back exactly. Pairs are read, predicted and written one at a time; a pair "
         "whose outputs exist is skipped (rerun to resume). Writes NAME.pfm, NAME_disp16.png (KITTI style, "
-        "disparity x 256) and NAME_color.png (with a colour bar) for each pair.",
+        "disparity x 256; 256 px and more, which it cannot hold, as 0) and NAME_color.png (with a colour bar) "
+        "for each pair.",
     )
     parser.add_argument("checkpoint", help="a stereodistill checkpoint, or sgbm (the classical baseline)")
     parser.add_argument("left", help="left image, a folder of left images, or a quoted glob pattern")
@@ -139,13 +140,22 @@ def check_sizes(pairs) -> None:
             raise InputError(f"{pair.left} is {left[0]}x{left[1]} (HxW) but {pair.right} is {right[0]}x{right[1]}")
 
 
+def beyond_warning(png: Path, pixels: int, pfm: Path | None) -> str:
+    """The warning for disparities a KITTI 16-bit PNG cannot hold, written there as 0 ("no data")."""
+    kept = f"; {pfm} holds them" if pfm is not None else ""
+    return (
+        f"warning: {png}: {pixels} pixels have a disparity of 256 px or more, beyond what a 16-bit PNG "
+        f"holds at x256; written as 0 (no data) there{kept}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     import numpy as np
 
     from stereodistill.checkpoint import classical_network, load_network
-    from stereodistill.data.formats import read_image, write_image, write_pfm, write_png_disparity
+    from stereodistill.data.formats import beyond_png_range, read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.data.pairing import find_pairs
     from stereodistill.data.video import is_video
     from stereodistill.report.colormap import colorize, with_colorbar
@@ -188,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{pair.left} and {pair.right} differ in size")
         disparity = predict(model, left, right, args.scale, device)
         write_pfm(out / f"{pair.name}.pfm", disparity)
-        write_png_disparity(out / f"{pair.name}_disp16.png", np.clip(disparity, 0, 65535 / 256))
+        beyond = beyond_png_range(disparity)
+        write_png_disparity(out / f"{pair.name}_disp16.png", np.where(beyond, 0, disparity))
         write_image(out / f"{pair.name}_color.png", with_colorbar(colorize(disparity, vmax=vmax), vmax))
         record[pair.name] = source(pair.left, pair.right, network, args.scale)
         write_record(out, record)
@@ -198,6 +209,11 @@ def run(args: argparse.Namespace) -> int:
             f"{out / pair.name}.pfm, _disp16.png, _color.png",
             flush=True,
         )
+        if beyond.any():
+            print(
+                beyond_warning(out / f"{pair.name}_disp16.png", int(beyond.sum()), out / f"{pair.name}.pfm"),
+                file=sys.stderr,
+            )
     if not todo:
         print("nothing to do", file=sys.stderr)
     return 0
@@ -210,7 +226,7 @@ def run_video(args: argparse.Namespace, model, device) -> int:
 
     import numpy as np
 
-    from stereodistill.data.formats import write_png_disparity
+    from stereodistill.data.formats import beyond_png_range, write_png_disparity
     from stereodistill.data.video import stereo_frames, video_writer
     from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.train.logging import ProgressClock
@@ -228,18 +244,23 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     stream = stereo_frames(args.left, args.right)
     fps = stream.fps
     vmax = float(model.max_disp) / args.scale
-    count, clock = 0, ProgressClock()
+    count, cut, clock = 0, 0, ProgressClock()
     with video_writer(target, fps) as video:
         for left, right in stream.pairs:
             disparity = predict(model, left, right, args.scale, device)
-            write_png_disparity(out / f"{name}_frames" / f"{count:06d}_disp16.png", np.clip(disparity, 0, 65535 / 256))
+            beyond = beyond_png_range(disparity)
+            write_png_disparity(out / f"{name}_frames" / f"{count:06d}_disp16.png", np.where(beyond, 0, disparity))
+            cut += int(beyond.sum())
             video.append(with_colorbar(colorize(disparity, vmax=vmax), vmax))
             count += 1
             if sys.stderr.isatty() or clock.due():
                 print(f"  frame {count}", file=sys.stderr, flush=True)
     if not count:
         raise InputError(f"{args.left}: the video has no frames")
-    for warning in stream.warnings(count):
+    warnings = stream.warnings(count)
+    if cut:
+        warnings.append(beyond_warning(out / f"{name}_frames", cut, None))
+    for warning in warnings:
         print(warning, file=sys.stderr)
     for stale in (out / f"{name}_frames").glob("*_disp16.png"):  # a longer video's, redone with --overwrite
         if stale.name[:6].isdigit() and int(stale.name[:6]) >= count:

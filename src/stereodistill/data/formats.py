@@ -166,6 +166,12 @@ def read_png_disparity(path: str | Path, scale: float = KITTI_SCALE) -> np.ndarr
     return (raw.astype(np.float32) / np.float32(scale)).astype(np.float32)
 
 
+def beyond_png_range(disp: np.ndarray, scale: float = KITTI_SCALE) -> np.ndarray:
+    """Where a 16-bit PNG at ``scale`` cannot hold ``disp`` (at KITTI's ×256: 256 px and more)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.isfinite(disp) & (np.round(np.asarray(disp, dtype=np.float64) * scale) > 65535)
+
+
 def write_png_disparity(path: str | Path, disp: np.ndarray, scale: float = KITTI_SCALE) -> None:
     """Write disparity as 16-bit PNG (value × scale, rounded); unknown or ≤ 0 becomes 0."""
     disp = np.asarray(disp, dtype=np.float64)
