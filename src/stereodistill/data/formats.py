@@ -225,8 +225,9 @@ def write_image(path: str | Path, image: np.ndarray, *, compress_level: int = 6)
 def read_mask(path: str | Path) -> np.ndarray:
     """Read an evaluation mask: True where the pixel is evaluated.
 
-    Middlebury/ETH3D convention: 255 = evaluated (non-occluded), 128 = occluded, 0 = unknown. A mask
-    whose values are only 0 and 1 (a binary PNG or a bool ``.npy``) marks evaluated pixels with 1.
+    Middlebury/ETH3D convention: 255 = evaluated (non-occluded), 128 = occluded, 0 = unknown (in a
+    16-bit PNG, the same values × 257, or as they are). A mask whose values are only 0 and 1 (a
+    binary PNG or a bool ``.npy``) marks evaluated pixels with 1.
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
@@ -235,7 +236,12 @@ def read_mask(path: str | Path) -> np.ndarray:
             raise DataError(path, f"mask must be 2-D, got shape {array.shape}")
         return array.astype(bool) if array.max(initial=0) <= 1 else array >= 255
     image = _open_image(path)
-    array = np.asarray(image.convert("L") if image.mode not in ("1", "L") else image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # convert("L") would saturate 128 × 257 to 255
+        array = np.asarray(image)
+        if array.max(initial=0) > 255:  # the 8-bit values scaled to 16 bits (× 257)
+            return array >= 65535
+    else:
+        array = np.asarray(image.convert("L") if image.mode not in ("1", "L") else image)
     if array.dtype == bool or array.max(initial=0) <= 1:
         return array.astype(bool)
     return array == 255
