@@ -43,6 +43,14 @@ def test_pfm_header_on_one_line_is_accepted(tmp_path):
     np.testing.assert_array_equal(formats.read_pfm(path), [[7.0, 8.0]])
 
 
+@pytest.mark.parametrize("header", [b"Pf\r\n2 1\r\n-1.0\r\n", b"Pf\n2 1\n-1.0  \n", b"Pf\n2 1 \n-1.0 \r\n"])
+def test_pfm_header_lines_ended_by_crlf_or_trailing_spaces_are_read_as_line_readers_do(tmp_path, header):
+    path = tmp_path / "x.pfm"
+    path.write_bytes(header + np.array([7.0, 8.0], "<f4").tobytes())
+    np.testing.assert_array_equal(formats.read_pfm(path), [[7.0, 8.0]])
+    assert formats.disparity_size(path) == (1, 2)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -58,7 +58,8 @@ def read_pfm(path: str | Path) -> np.ndarray:
     """Read a PFM file: ``Pf`` gives H×W, ``PF`` gives H×W×3; rows are stored bottom-up.
 
     The sign of the scale gives the byte order (negative = little-endian); its magnitude is ignored,
-    as every stereo dataset writes 1.0.
+    as every stereo dataset writes 1.0. Header lines ended by "\r\n" or with trailing spaces are read as
+    line-based readers read them, when the data's length leaves no doubt.
     """
     path = Path(path)
     _require_file(path)
@@ -78,6 +79,9 @@ def read_pfm(path: str | Path) -> np.ndarray:
         raise DataError(path, f"malformed PFM header: scale {scale_txt.decode(errors='replace')} (must be non-zero)")
     payload = data[match.end() :]
     expected = width * height * channels * 4
+    extra = len(payload) - expected
+    if 0 < extra <= 8 and not payload[:extra].strip():  # a header line ended by "\r\n" or trailing spaces
+        payload = payload[extra:]
     if len(payload) != expected:
         raise DataError(
             path,
