@@ -39,13 +39,20 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (``taskset``, container limits), not all the machine has:
-    threads sized to the machine would oversubscribe a pinned process. ``OMP_NUM_THREADS``, where
-    set, caps it: a user who asks for one thread gets one in every command, child processes too."""
+def process_cpus() -> int:
+    """The CPUs this process may run on (``taskset``, container limits), not all the machine has."""
     import os
 
-    cpus = max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def available_cpus() -> int:
+    """The threads a command uses by default: the CPUs this process may run on (threads sized to the
+    machine would oversubscribe a pinned process), capped by ``OMP_NUM_THREADS`` where set: a user
+    who asks for one thread gets one in every command, child processes too."""
+    import os
+
+    cpus = process_cpus()
     asked = re.match(r"\s*([0-9]+)", os.environ.get("OMP_NUM_THREADS", ""), re.ASCII)  # "4" or a list "4,2"
     return min(cpus, int(asked[1])) if asked and int(asked[1]) > 0 else cpus
 

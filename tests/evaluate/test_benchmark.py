@@ -75,6 +75,7 @@ def test_bench_command_runs_each_model_in_its_own_process(tmp_path, capsys):
     assert "min ms" in printed and "median ms" in printed and "max ms" in printed
     results = json.loads(out.read_text())["results"]
     assert [r["name"] for r in results] == ["dsnet-noatt", "dsnet"] and results[0]["peak_memory_mb"] >= 0
+    assert [r["max_disp"] for r in results] == [16, 16]
     assert all(r["latency_min_ms"] <= r["latency_ms"] <= r["latency_max_ms"] for r in results)
     ratio = results[0]["latency_ms"] / results[1]["latency_ms"]
     direction = f"{ratio:.2f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
@@ -122,6 +123,7 @@ def test_bench_runs_on_the_default_device_and_threads_and_warns_when_busy(capsys
         return [
             {
                 "name": "x",
+                "max_disp": 192,
                 "params": 1,
                 "gmacs": 0.1,
                 "latency_min_ms": 10.0,
@@ -136,7 +138,27 @@ def test_bench_runs_on_the_default_device_and_threads_and_warns_when_busy(capsys
     assert main(["bench", "--models", "x"]) == 0  # --device auto, threads: this process's cores
     captured = capsys.readouterr()
     assert "CPU, " in captured.out and "warning: the latencies of x vary by more than 25%" in captured.err
+    assert "--threads" not in captured.err and "ranges" not in captured.err
     assert spread(fake([])[0]) == 1.5
+
+
+def test_bench_names_rows_of_different_ranges_and_more_threads_than_cpus(capsys, monkeypatch):
+    from stereodistill.runtime import process_cpus
+
+    def fake(names, *args, **kwargs):
+        row = {"params": 1, "gmacs": 0.1, "latency_min_ms": 10.0, "latency_ms": 10.0, "latency_max_ms": 10.0}
+        return [
+            {**row, "name": n, "max_disp": d, "peak_memory_mb": 1.0, "speedup": 1.0}
+            for n, d in zip(names, (192, 32), strict=True)
+        ]
+
+    monkeypatch.setattr("stereodistill.evaluate.benchmark.benchmark", fake)
+    many = str(process_cpus() + 1)
+    assert main(["bench", "--models", "lean,runs/x/model", "--device", "cpu", "--threads", many]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: --threads {many} is more than the {process_cpus()} CPUs this process may use" in captured.err
+    assert "note: the networks search different disparity ranges (lean 192, runs/x/model 32 px)" in captured.err
+    assert "max disp" in captured.out.splitlines()[1]
 
 
 def test_a_bad_device_is_a_usage_error(capsys):

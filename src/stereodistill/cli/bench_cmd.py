@@ -18,7 +18,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", required=True, help="comma-separated architectures or checkpoint paths")
     parser.add_argument("--size", type=size, default=(256, 512), help="input HxW (default 256x512)")
     add_device(parser)
-    parser.add_argument("--max-disp", type=max_disp, default=192, help="for architectures given by name")
+    parser.add_argument(
+        "--max-disp",
+        type=max_disp,
+        default=192,
+        help="the range of architectures given by name (default 192); a checkpoint has its own",
+    )
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--warmup", type=non_negative_int, default=1)
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: the cores this process may use)")
@@ -32,10 +37,16 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.checkpoint import checkpoint_paths
     from stereodistill.errors import ConfigError
     from stereodistill.evaluate.benchmark import BUSY_SPREAD, benchmark, spread
-    from stereodistill.runtime import available_cpus, resolve_device
+    from stereodistill.runtime import available_cpus, process_cpus, resolve_device
 
     device = str(resolve_device(args.device))
     threads = args.threads or available_cpus()
+    if device == "cpu" and threads > process_cpus():
+        print(
+            f"warning: --threads {threads} is more than the {process_cpus()} CPUs this process may use: the threads "
+            "take turns on them and the latencies measure that",
+            file=sys.stderr,
+        )
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if not names:
         raise ConfigError(f"--models {args.models!r}: no network named")
@@ -50,17 +61,26 @@ def run(args: argparse.Namespace) -> int:
 
     where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU, {threads} threads"
     print(f"{height}x{width}, batch 1, {where}, median of {args.repeats} after {args.warmup} warm-up")
-    header = f"{'model':<24}{'params':>12}{'GMACs':>9}{'min ms':>9}{'median ms':>11}{'max ms':>9}{'peak MB':>9}"
+    header = f"{'model':<24}{'max disp':>9}{'params':>12}{'GMACs':>9}{'min ms':>9}{'median ms':>11}{'max ms':>9}"
+    header += f"{'peak MB':>9}"
     print(header + f"{'speed-up':>10}")
     for row in rows:
         print(
-            f"{row['name']:<24}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_min_ms']:>9.1f}"
+            f"{row['name']:<24}{row['max_disp']:>9}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_min_ms']:>9.1f}"
             f"{row['latency_ms']:>11.1f}{row['latency_max_ms']:>9.1f}{row['peak_memory_mb']:>9.0f}"
             f"{row['speedup']:>9.2f}×"
         )
     if len(rows) > 1:
         first = rows[0]
         print(f"against {first['name']}: " + ", ".join(relative_speed(row, first) for row in rows[1:]))
+    ranges = {row["max_disp"] for row in rows}
+    if len(ranges) > 1:  # a network's cost grows with its range: a speed-up across ranges is not like for like
+        print(
+            "note: the networks search different disparity ranges ("
+            + ", ".join(f"{row['name']} {row['max_disp']}" for row in rows)
+            + " px); --max-disp sets the range of those given by name",
+            file=sys.stderr,
+        )
     busy = [row["name"] for row in rows if spread(row) > BUSY_SPREAD]
     if busy:
         print(

@@ -34,6 +34,7 @@ def spread(row: dict) -> float:
 class BenchResult:
     name: str  # architecture or checkpoint path as given
     arch: str
+    max_disp: int  # the range it searches: --max-disp for a name, its own for a checkpoint
     height: int
     width: int
     device: str
@@ -99,6 +100,7 @@ def measure(
     return BenchResult(
         name=name,
         arch=model.arch,
+        max_disp=int(model.max_disp),
         height=height,
         width=width,
         device=str(dev),
