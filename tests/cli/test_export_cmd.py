@@ -44,6 +44,13 @@ def test_export_int8_writes_both_graphs_and_reports_speed_and_epe(tmp_path, caps
         assert int8[key] >= 0
     assert int8["epe_change_px"] == pytest.approx(int8["int8_epe_px"] - int8["float_epe_px"])
     assert f"int8 EPE change: {int8['epe_change_px']:+.3f} px" in printed
+    float_only = ["export", str(ckpt), "--onnx", str(out), "--size", "32x48", "--repeats", "1", "--threads", "1"]
+    assert main([*float_only, "--calib-pairs", "2"]) == 2  # settings of a graph it would not make
+    captured = capsys.readouterr()
+    assert captured.err == "stereodistill: error: --calib-pairs: for the int8 graph, which only --int8 makes\n"
+    assert main(float_only) == 0  # the float graph replaced; the int8 one beside it is now another graph's
+    warning = f"warning: {out.parent / 'student.int8.onnx'} beside it is from an earlier export, not from this graph"
+    assert warning in capsys.readouterr().err
 
 
 def test_export_of_a_missing_checkpoint_is_one_clear_line(tmp_path, capsys):

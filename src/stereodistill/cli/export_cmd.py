@@ -35,12 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write an int8 graph beside the float one (ONNX -> NAME.int8.onnx) and report its speed and EPE",
     )
-    parser.add_argument(
-        "--calib-pairs", type=positive_int, default=8, help="synthetic pairs calibrating --int8 (default 8)"
-    )
-    parser.add_argument(
-        "--eval-pairs", type=positive_int, default=4, help="held-out synthetic pairs scoring --int8 (default 4)"
-    )
+    parser.add_argument("--calib-pairs", type=positive_int, help="synthetic pairs calibrating --int8 (default 8)")
+    parser.add_argument("--eval-pairs", type=positive_int, help="held-out synthetic pairs scoring --int8 (default 4)")
     parser.add_argument("--json", dest="json_out", help="also write the check and latencies here")
     parser.set_defaults(handler=run)
 
@@ -93,11 +89,21 @@ def quantize(args: argparse.Namespace, model):
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from stereodistill.checkpoint import checkpoint_paths, load_model
     from stereodistill.deploy.onnx_export import export_onnx, int8_path, require_runtime
     from stereodistill.runtime import available_cpus
 
     args.threads = args.threads or available_cpus()
+    if not args.int8:
+        given = [
+            flag for flag, value in (("--calib-pairs", args.calib_pairs), ("--eval-pairs", args.eval_pairs)) if value
+        ]
+        if given:
+            raise ConfigError(f"{' and '.join(given)}: for the int8 graph, which only --int8 makes")
+    args.calib_pairs = args.calib_pairs or 8
+    args.eval_pairs = args.eval_pairs or 4
     if min(args.size) < 8:  # the graph is checked on a rendered pair, which needs room for a scene
         raise ConfigError(f"--size {args.size[0]}x{args.size[1]}: export checks its graph on an 8x8 pair at least")
     require_runtime()
@@ -127,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
         f"ONNX Runtime {check.onnxruntime_ms:.1f} ms"
     )
     int8 = quantize(args, model) if args.int8 else None
+    if int8 is None and int8_path(args.onnx).is_file():  # made from the graph just replaced, or another
+        print(
+            f"warning: {int8_path(args.onnx)} beside it is from an earlier export, not from this graph; "
+            "delete it, or export with --int8 to replace it",
+            file=sys.stderr,
+        )
     if args.json_out:
         record = {"checkpoint": args.checkpoint, "arch": model.arch, "onnx": args.onnx, "size": [height, width]}
         record.update(check.to_dict())
