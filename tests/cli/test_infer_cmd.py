@@ -244,3 +244,18 @@ def test_disparities_a_16_bit_png_cannot_hold_are_written_as_no_data_with_a_warn
     frames = [read_png_disparity(out / "far_frames" / f"00000{i}_disp16.png") for i in (0, 1)]
     assert all((f[:, 400:] == 0).mean() > 0.5 for f in frames)
     assert f"warning: {out / 'far_frames'}: " in capsys.readouterr().err
+
+
+def test_an_output_folder_that_is_a_file_or_a_broken_link_is_named_before_any_work(tmp_path, ckpt, capsys):
+    rng = np.random.default_rng(9)
+    write_image(tmp_path / "l.png", rng.random((32, 64, 3)))
+    write_image(tmp_path / "r.png", rng.random((32, 64, 3)))
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "dead").symlink_to(tmp_path / "gone")
+    for out, problem in (("afile", "is a file, not a folder"), ("dead", "is a broken link")):
+        out = tmp_path / out
+        assert main(["infer", ckpt, str(tmp_path / "l.png"), str(tmp_path / "r.png"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"stereodistill: error: {out / 'infer.json'}: cannot be written ({out} {problem})\n"
+    assert (tmp_path / "afile").read_text() == "mine"
+    assert not (tmp_path / "gone").exists() and not list(tmp_path.glob("*infer*"))

@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.data.formats import beyond_png_range, read_image, write_image, write_pfm, write_png_disparity
     from stereodistill.data.pairing import find_pairs
     from stereodistill.data.video import is_video
+    from stereodistill.fileio import check_writable
     from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.runtime import resolve_device
 
@@ -170,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give LEFT and RIGHT (--side-by-side is for a video)")
     if args.max_disp is not None and not classical_network(args.checkpoint):
         raise InputError(f"--max-disp is the range of a classical method; {args.checkpoint} has its own")
+    if not Path(args.out).is_dir():  # a file or a broken link in its place, or no folder to make it in: before any work
+        check_writable(Path(args.out) / RECORD)
     device = resolve_device(args.device)
     model = load_network(args.checkpoint, map_location=device, max_disp=args.max_disp)
     if is_video(args.left):
