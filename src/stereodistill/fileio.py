@@ -101,6 +101,18 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def nan_for_null(value: Any) -> Any:
+    """Numbers read back from strict JSON: every ``null`` in ``value`` (a mapping or list of numbers,
+    such as a metrics table) becomes NaN again, the non-finite value :func:`write_json` wrote as null."""
+    if value is None:
+        return math.nan
+    if isinstance(value, dict):
+        return {key: nan_for_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [nan_for_null(item) for item in value]
+    return value
+
+
 def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
     """Write ``data`` as strict JSON (atomically): NaN and infinities, which JSON cannot hold and
     most parsers reject, become ``null``."""

@@ -628,3 +628,29 @@ def test_a_cell_the_user_interrupts_is_not_recorded_as_failed(tmp_path, monkeypa
         ablation_runs._run_one(os.getpid(), cell, 0, {}, str(tmp_path / "a"), {}, 1, "cpu", ("f", "t"))
     assert info.value.code == ablation_runs.INTERRUPTED
     assert not (tmp_path / "a" / "error.json").exists()  # not run: the next ablation redoes it
+
+
+def test_a_non_finite_metric_is_written_as_strict_json_and_read_back_as_non_finite(tmp_path, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    from stereodistill.checkpoint import save_model
+    from stereodistill.experiments.ablation import collect
+    from stereodistill.experiments.ablation_runs import Cell, _run_one
+    from stereodistill.models import build_model
+    from stereodistill.runtime import torch_threads
+
+    folder = tmp_path / "cells" / "c" / "seed0"
+    save_model(folder / "run" / "model", build_model("lean-xs", max_disp=16))
+    diverged = {"synthetic": {"epe": math.inf, "d1": math.nan, "bad3": 0.5}}
+    monkeypatch.setattr("stereodistill.evaluate.evaluator.evaluate_model", lambda *args, **kwargs: diverged)
+    with torch_threads(1):  # the cell's evaluation only, in this process
+        _run_one(os.getppid(), Cell("c", {}, distill=False), 0, {}, str(folder), {}, 1, "cpu", ("fp", "t"), train=False)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    json.loads((folder / "result.json").read_text(), parse_constant=refuse)  # what every JSON reader can read
+    results, _, _ = collect(SimpleNamespace(seeds=[0]), [Cell("c", {}, distill=False)], tmp_path, {("c", 0): "fp"})
+    metrics = results["c"][0]["synthetic"]
+    assert math.isnan(metrics["epe"]) and math.isnan(metrics["d1"]) and metrics["bad3"] == 0.5

@@ -57,7 +57,7 @@ from stereodistill.experiments.ablation_runs import (
     run_cells,
     safe_name,
 )
-from stereodistill.fileio import read_record
+from stereodistill.fileio import nan_for_null, read_record
 from stereodistill.train.config import DatasetConfig, RunConfig
 from stereodistill.train.run_folder import term_names
 
@@ -324,7 +324,7 @@ def collect(
                 metrics = read_record(path, "delete it to run that cell again").get("metrics")
                 if not isinstance(metrics, dict):
                     raise DataError(path, "is damaged: it holds no metrics; delete it to run that cell again")
-                results[cell.name][seed] = metrics
+                results[cell.name][seed] = nan_for_null(metrics)  # a diverged run's EPE was written as null
             elif (folder / "result.json").is_file():
                 stale += 1
             elif (folder / "error.json").is_file():

@@ -28,7 +28,7 @@ from typing import Any
 
 from stereodistill.config import from_dict
 from stereodistill.errors import DataError
-from stereodistill.fileio import read_record, write_text_atomic
+from stereodistill.fileio import nan_for_null, read_record, write_json
 from stereodistill.runtime import available_cpus, describe_exit, exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
 
@@ -209,7 +209,7 @@ def _run_one(
             "metrics": metrics,
             "seconds": time.perf_counter() - started,
         }
-        write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
+        write_json(out / "result.json", result)
     except KeyboardInterrupt:  # the user stopped the ablation: not a failure of this cell, which reruns
         sys.exit(INTERRUPTED)
     except BaseException as exc:  # recorded, the ablation goes on
@@ -233,7 +233,7 @@ def _write_error(folder: Path, cell: str, seed: int, fingerprint: str, message: 
     error = {"cell": cell, "seed": seed, "fingerprint": fingerprint, "error": message}
     if trace:
         error["traceback"] = trace
-    write_text_atomic(folder / "error.json", json.dumps(error, indent=2) + "\n")
+    write_json(folder / "error.json", error)
 
 
 def run_cells(
@@ -395,7 +395,7 @@ def bench_cells(
         "machine": machine_info(),
         "cells": results,
     }
-    write_text_atomic(out / "bench.json", json.dumps(bench, indent=2) + "\n")
+    write_json(out / "bench.json", bench)
     return bench
 
 
@@ -427,7 +427,7 @@ def run_baselines(
         started = time.perf_counter()
         metrics = evaluate_model(load_network(name, dev, max_disp=max_disp), datasets, dev)
         result = {"baseline": name, "max_disp": max_disp, "eval": dict(eval_sets), "metrics": metrics}
-        write_text_atomic(baseline_file(out, name), json.dumps(result, indent=2) + "\n")
+        write_json(baseline_file(out, name), result)
         log(f"  baseline {name}: evaluated in {time.perf_counter() - started:.0f} s")
 
 
@@ -443,5 +443,5 @@ def collect_baselines(
             if result.get("eval") == dict(eval_sets) and result.get("max_disp") == max_disp:
                 if not isinstance(result.get("metrics"), dict):
                     raise DataError(path, "is damaged: it holds no metrics; delete it to evaluate the baseline again")
-                found[name] = result["metrics"]
+                found[name] = nan_for_null(result["metrics"])
     return found
