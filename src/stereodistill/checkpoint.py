@@ -84,6 +84,49 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return record
 
 
+def _effective(arch: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A network's configuration with the constructor's defaults filled in: ``{}`` and
+    ``{"align_corners": False}`` build the same PSMNet."""
+    from stereodistill.config import keyword_parameters
+    from stereodistill.models.zoo import model_class
+
+    found = keyword_parameters(model_class(arch))
+    defaults = {
+        name: param.default for name, param in (found[0] if found else {}).items() if param.default is not param.empty
+    }
+    return {**defaults, **config}
+
+
+def check_init(path: str | Path, model: torch.nn.Module) -> str | None:
+    """A run's ``model.init`` checked against the network it initialises, before its weights are loaded:
+    another architecture or other options are a ConfigError (the weights may fit and then train as
+    a network they were not made for); another range is allowed, and returned as a note to log."""
+    record = read_metadata(path)
+    _, info = checkpoint_paths(path)
+    if record["arch"] != model.arch:
+        raise ConfigError(f"model.init {path}: a {record['arch']} checkpoint, but model.arch is {model.arch}")
+    from stereodistill.models.zoo import build_model
+
+    try:  # the saved network's own account of itself (a preset's knobs resolved), with no weights made
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            saved_config = build_model(record["arch"], **record.get("config", {})).config
+    except (TypeError, ConfigError) as exc:
+        raise DataError(info, f"config does not fit architecture {record['arch']!r} ({exc})") from None
+    saved, built = _effective(model.arch, saved_config), _effective(model.arch, model.config)
+    saved_disp, built_disp = saved.pop("max_disp", None), built.pop("max_disp", None)
+    differ = sorted(key for key in saved.keys() | built.keys() if saved.get(key) != built.get(key))
+    if differ:
+        said = ", ".join(f"{key}: {saved.get(key)!r}" for key in differ)
+        set_to = " ".join(f"model.options.{key}={json.dumps(saved.get(key))}" for key in differ)
+        raise ConfigError(
+            f"model.init {path}: {info.name} says its network was made with {said}, this run's has "
+            f"{', '.join(f'{key}: {built.get(key)!r}' for key in differ)}; set {set_to} to train the same network"
+        )
+    if saved_disp != built_disp:
+        return f"model.init {path}: weights of a network of range {saved_disp}, trained here at {built_disp}"
+    return None
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     weights, _ = checkpoint_paths(path)
     if not weights.is_file():

@@ -130,8 +130,12 @@ def test_force_clears_only_a_runs_folder_and_never_the_one_you_are_in(tmp_path, 
 def test_model_init_that_does_not_fit_names_its_weights_file(tmp_path):
     save_model(tmp_path / "start", build_model("lean-xs", max_disp=16))  # another network
     model = {**TINY["model"], "init": str(tmp_path / "start")}
-    with pytest.raises(DataError, match="weights do not fit architecture 'dsnet'") as info:
+    with pytest.raises(ConfigError, match=r"start: a lean-xs checkpoint, but model.arch is dsnet"):
         Trainer(config(tmp_path / "run", model=model), distill=False)
+    weights = load_file(tmp_path / "start.safetensors")
+    save_file({key: weights[key] for key in list(weights)[1:]}, tmp_path / "start.safetensors")  # one tensor lost
+    with pytest.raises(DataError, match="weights do not fit architecture 'lean-xs'") as info:
+        Trainer(config(tmp_path / "run", model={**model, "arch": "lean-xs"}), distill=False)
     assert info.value.path == tmp_path / "start.safetensors"
     save_model(tmp_path / "same", build_model("dsnet", max_disp=16))
     trainer = Trainer(config(tmp_path / "run2", model={**model, "init": str(tmp_path / "same")}), distill=False)
@@ -317,3 +321,22 @@ def test_a_runs_folder_is_known_from_its_first_moment_and_a_copied_recipe_is_not
     assert not holds_a_run(mine)  # the README tells users to copy the recipe: a copy is theirs
     (mine / "recipe.yaml").write_text(RECIPE_MARK + "\n" + (mine / "recipe.yaml").read_text())
     assert holds_a_run(mine)
+
+
+def test_model_init_made_with_other_options_is_refused_and_another_range_is_noted(tmp_path, capsys):
+    save_model(tmp_path / "start", build_model("dsnet", max_disp=16, attention=False))
+    model = {**TINY["model"], "init": str(tmp_path / "start")}
+    with pytest.raises(ConfigError) as info:  # the weights fit, and would train as another network
+        Trainer(config(tmp_path / "run", model=model), distill=False)
+    assert str(info.value) == (
+        f"model.init {tmp_path / 'start'}: start.json says its network was made with attention: False, this run's "
+        "has attention: True; set model.options.attention=false to train the same network"
+    )
+    options = {"attention": False, "hourglass_channels": 16}  # the second is the default: the same network
+    Trainer(config(tmp_path / "run", model={**model, "options": options}), distill=False)
+    save_model(tmp_path / "narrow", build_model("dsnet", max_disp=16))
+    Trainer(config(tmp_path / "wide", model={**model, "max_disp": 32, "init": str(tmp_path / "narrow")}), distill=False)
+    assert (
+        f"model.init {tmp_path / 'narrow'}: weights of a network of range 16, trained here at 32"
+        in capsys.readouterr().err
+    )

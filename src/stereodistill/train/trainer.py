@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stereodistill.checkpoint import checkpoint_paths, load_model, read_metadata, read_weights, save_model
+from stereodistill.checkpoint import check_init, checkpoint_paths, load_model, read_weights, save_model
 from stereodistill.config import to_dict
 from stereodistill.distill.losses import multi_output_loss
 from stereodistill.distill.masks import full_resolution_mask, left_right_consistent, right_view_disparity
@@ -196,8 +196,9 @@ class Trainer:
 
         # Networks ---------------------------------------------------------------------------
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
+        init_note = None
         if config.model.init:  # weights only: they must fit the configured network exactly
-            read_metadata(config.model.init)  # a folder or a foreign file is named as such
+            init_note = check_init(config.model.init, self.student)  # a folder or a foreign file is named as such
             load_state_strict(self.student, read_weights(config.model.init), checkpoint_paths(config.model.init)[0])
         self.teacher = self._load_teacher() if distill else None
         height, width = config.data.crop
@@ -281,6 +282,8 @@ class Trainer:
         if resumed_from is not None and self.dist.main:
             run_folder.truncate_scalars(self.out, self.step)
         self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
+        if init_note is not None:
+            self.logger.note(init_note)
         if resumed_from is not None:
             self.logger.note(f"resumed from {resumed_from} at step {self.step}")
 
