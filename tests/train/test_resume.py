@@ -55,15 +55,20 @@ def assert_same_run(a, b):
     assert rows_b == rows_a  # no repeated rows, and the same losses (DWA factors included)
 
 
-@pytest.mark.parametrize("weighting", [{"type": "dwa", "temperature": 2.0}, {"type": "uncertainty"}])
-def test_stop_and_resume_is_the_uninterrupted_run(tmp_path, weighting):
+@pytest.mark.parametrize(
+    ("weighting", "stop_at"),
+    [({"type": "dwa", "temperature": 2.0}, 6), ({"type": "dwa", "temperature": 2.0}, 8), ({"type": "uncertainty"}, 6)],
+)
+def test_stop_and_resume_is_the_uninterrupted_run(tmp_path, weighting, stop_at):
     config = write_config(tmp_path, weighting)
     assert main(["distill", str(config), f"output={tmp_path / 'full'}"]) == 0
     from stereodistill.cli.train_cmd import load_run_config
     from stereodistill.train.trainer import Trainer
 
     cut = load_run_config(str(config), [f"output={tmp_path / 'cut'}"])
-    Trainer(cut, distill=True).run(stop_at=6)  # mid-epoch 2: DWA's running sums are half full
+    # Step 6: mid-epoch 2, DWA's running sums half full; step 8: epoch 2's last, its end (DWA's new
+    # weights) still to come when the run goes on.
+    Trainer(cut, distill=True).run(stop_at=stop_at)
     assert main(["distill", str(config), f"output={tmp_path / 'cut'}", "--resume"]) == 0
     assert_same_run(tmp_path / "full", tmp_path / "cut")
 

@@ -192,14 +192,22 @@ class BatchStream:
         self.on_epoch_end = on_epoch_end
         self.epoch = 0
         self._batches: Iterator[dict[str, Any]] | None = None
+        self._epoch_ended = False  # an epoch used up whose end is still to be run
 
     def seek(self, drawn: int) -> None:
-        """Continue after the first ``drawn`` batches."""
+        """Continue after the first ``drawn`` batches. At an epoch's last batch, its end is still to
+        run, before the next batch is drawn, as it runs in a run that was never stopped (DWA's
+        weights are updated there)."""
         self.epoch, start = divmod(drawn, self.sampler.batches_per_epoch)
         self.sampler.set_position(self.epoch, start)
         self._batches = None
+        self._epoch_ended = drawn > 0 and start == 0
 
     def next(self) -> dict[str, Any]:
+        if self._epoch_ended:
+            self._epoch_ended = False
+            if self.on_epoch_end is not None:
+                self.on_epoch_end()
         if self._batches is None:
             self._batches = iter(self.loader)
         try:
