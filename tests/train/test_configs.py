@@ -58,3 +58,9 @@ def test_a_stage_without_any_loss_is_refused_when_the_config_loads():
 def test_unknown_key_in_a_recipe_names_the_nearest(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'optim.learning_rate'.*"):
         load_run_config(str(CONFIGS / "dsnet_paper.yaml"), ["optim.learning_rate=1"])
+
+
+@pytest.mark.parametrize("value", ["0", "-3", ".nan", ".inf"])
+def test_a_dataset_range_that_leaves_no_valid_pixel_is_refused_when_the_config_loads(value):
+    with pytest.raises(ConfigError, match=r"^data.train: max_disp must be a number of pixels above 0"):
+        load_run_config(str(CONFIGS / "teacher.yaml"), [f"data.train.max_disp={value}"])

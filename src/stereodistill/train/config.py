@@ -82,6 +82,9 @@ class DatasetConfig:
     seed: int = 0  # synthetic: seed of the pairs (test pairs never repeat train pairs)
 
     def __post_init__(self) -> None:
+        if self.max_disp is not None and not (math.isfinite(self.max_disp) and self.max_disp > 0):
+            # 0 or less leaves no valid ground-truth pixel: a run would train at a loss of 0
+            raise ConfigError(f"max_disp must be a number of pixels above 0 (null: the network's), got {self.max_disp}")
         if self.dataset == "synthetic" and self.split not in ("train", "test"):  # it picks the pairs' seed
             raise ConfigError(f"synthetic data has a train and a test split, got split {self.split!r}")
         if self.dataset not in IN_MEMORY and self.root is None:
