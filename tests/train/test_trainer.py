@@ -394,3 +394,20 @@ def test_data_without_a_range_is_valid_only_below_the_models(tmp_path):
         samples = [dataset[i] for i in range(min(4, len(dataset)))]
         assert all(float(s["disp"][s["valid"]].max()) < 16 for s in samples)  # the model's max_disp
         assert any(float(s["disp"].max()) >= 16 for s in samples)  # there was ground truth beyond it
+
+
+def test_a_validation_set_without_a_split_is_scored_on_the_evaluation_split_and_the_training_set_is_named(
+    tmp_path, capsys
+):
+    val = {"dataset": "synthetic", "pairs": 1, "size": [32, 64], "max_disp": 16}
+    cfg = config(tmp_path / "a", steps=1, data={**TINY["data"], "val": val})
+    assert (cfg.data.train.split, cfg.data.val.split) == ("train", "test")  # never the pairs it trains on
+    scene_flow = {"dataset": "sceneflow", "root": str(tmp_path)}
+    assert config(tmp_path / "b", data={**TINY["data"], "val": scene_flow}).data.val.split == "test"  # its TEST
+    kitti = config(tmp_path / "b", data={**TINY["data"], "val": {"dataset": "kitti2015", "root": str(tmp_path)}})
+    assert kitti.data.val.split == "train"  # KITTI's test split has no ground truth
+    Trainer(cfg, distill=False).run()
+    assert "warning" not in capsys.readouterr().err
+    same = config(tmp_path / "c", steps=1, data={**TINY["data"], "val": {**val, "split": "train"}})
+    Trainer(same, distill=False).run()
+    assert "warning: data.val is the training set itself (synthetic, split train)" in capsys.readouterr().err

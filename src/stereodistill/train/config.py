@@ -72,7 +72,7 @@ class DatasetConfig:
 
     dataset: str  # a reader (sceneflow, kitti2012/2015, middlebury, eth3d, pairs), synthetic or middlebury-motorcycle
     root: str | None = None  # dataset root folder (a CSV for pairs)
-    split: str = "train"  # train, test or all
+    split: str | None = None  # train, test or all (null: train to train on; to score, each reader's evaluation split)
     list_file: str | None = None  # restrict to the samples listed (ids or image paths, one per line)
     max_disp: float | None = None  # ground truth at or beyond this is not valid (null: the network's max_disp)
     options: dict[str, Any] = field(default_factory=dict)  # reader options (see "Dataset options")
@@ -85,12 +85,20 @@ class DatasetConfig:
         if self.max_disp is not None and not (math.isfinite(self.max_disp) and self.max_disp > 0):
             # 0 or less leaves no valid ground-truth pixel: a run would train at a loss of 0
             raise ConfigError(f"max_disp must be a number of pixels above 0 (null: the network's), got {self.max_disp}")
-        if self.dataset == "synthetic" and self.split not in ("train", "test"):  # it picks the pairs' seed
+        if self.dataset == "synthetic" and self.split not in (None, "train", "test"):  # it picks the pairs' seed
             raise ConfigError(f"synthetic data has a train and a test split, got split {self.split!r}")
         if self.dataset not in IN_MEMORY and self.root is None:
             raise ConfigError(f"dataset {self.dataset!r} needs 'root'")
         reader, fixed = reader_of(self.dataset)
         self.options = keyword_options(reader, self.options, f"options of {self.dataset}", skip=fixed)
+
+    @property
+    def evaluation_split(self) -> str:
+        """The split scored when none is given: the one a benchmark evaluates on, never the one a
+        run trains on by default where the dataset has another (SceneFlow's TEST, synthetic test)."""
+        if self.dataset in IN_MEMORY:
+            return "test"
+        return getattr(reader_of(self.dataset)[0], "evaluation_split", "train")
 
 
 #: Reader parameters a dataset config sets through its own keys, not through ``options``.
@@ -126,6 +134,11 @@ class DataConfig:
     vertical_flip: float = 0.0  # probability of flipping both views upside down
 
     def __post_init__(self) -> None:
+        for dataset in (self.train, self.unlabeled):
+            if dataset is not None and dataset.split is None:
+                dataset.split = "train"
+        if self.val is not None and self.val.split is None:
+            self.val.split = self.val.evaluation_split
         if not 0 < self.unlabeled_ratio <= 1:
             raise ConfigError(f"data.unlabeled_ratio must be in (0, 1], got {self.unlabeled_ratio}")
         if len(self.crop) != 2 or not all(isinstance(v, int) and v >= 8 for v in self.crop):

@@ -32,6 +32,8 @@ def build(config: DatasetConfig, transform: Any = None, max_disp: float | None =
     trained on or scored); synthetic scenes are still drawn up to their own default range."""
     if config.dataset != "synthetic" and config.max_disp is None and max_disp is not None:
         config = dataclasses.replace(config, max_disp=max_disp)
+    if config.split is None:  # a set to score (a run's sets have theirs from DataConfig)
+        config = dataclasses.replace(config, split=config.evaluation_split)
     if config.dataset not in IN_MEMORY:
         dataset = build_dataset(
             config.dataset,
@@ -46,6 +48,16 @@ def build(config: DatasetConfig, transform: Any = None, max_disp: float | None =
         return dataset
     dataset = _in_memory(config, max_disp)
     return _Transformed(dataset, transform) if transform is not None else dataset
+
+
+def same_pairs(a: DatasetConfig, b: DatasetConfig) -> bool:
+    """Whether two dataset configs read the same pairs (a ground-truth range aside): the same files,
+    or synthetic pairs drawn from the same seed and split, which share their first pairs."""
+    if a.dataset != b.dataset or a.options != b.options:
+        return False
+    if a.dataset == "synthetic":
+        return (a.split, a.seed) == (b.split, b.seed)
+    return (a.root, a.split, a.list_file) == (b.root, b.split, b.list_file)
 
 
 def check_before_training(dataset: Dataset, what: str, *, truth: bool, headers: bool, limit: int | None = None) -> None:

@@ -196,9 +196,10 @@ class Trainer:
 
         # Networks ---------------------------------------------------------------------------
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
-        init_note = None
+        notes: list[str] = []  # said once the run's log is open
         if config.model.init:  # weights only: they must fit the configured network exactly
             init_note = check_init(config.model.init, self.student)  # a folder or a foreign file is named as such
+            notes += [init_note] if init_note else []
             load_state_strict(self.student, read_weights(config.model.init), checkpoint_paths(config.model.init)[0])
         self.teacher = self._load_teacher() if distill else None
         height, width = config.data.crop
@@ -265,6 +266,11 @@ class Trainer:
             train_data.check_before_training(
                 self.val_set, "data.val", truth=True, headers=True, limit=config.val_samples
             )
+            if train_data.same_pairs(val, config.data.train):
+                notes.append(
+                    f"warning: data.val is the training set itself ({val.dataset}, split {val.split}): its scores say "
+                    "how well the run fits what it trains on; give data.val another split or list_file to measure more"
+                )
 
         # Optimisation ---------------------------------------------------------------------------
         self.optimizer = build_optimizer(self.unit.parameters(), config.optim)
@@ -282,8 +288,8 @@ class Trainer:
         if resumed_from is not None and self.dist.main:
             run_folder.truncate_scalars(self.out, self.step)
         self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
-        if init_note is not None:
-            self.logger.note(init_note)
+        for note in notes:
+            self.logger.note(note)
         if resumed_from is not None:
             self.logger.note(f"resumed from {resumed_from} at step {self.step}")
 
