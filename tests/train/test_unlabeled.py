@@ -132,3 +132,28 @@ def test_the_mirrored_pass_of_a_mask_leaves_batchnorm_statistics_alone():
     with torch.no_grad():
         right_view_disparity(student, image, image.flip(-1))
     assert not all(torch.equal(value, student.state_dict()[key]) for key, value in before.items())
+
+
+def test_unlabeled_pairs_are_read_as_views_alone_and_checked_before_any_step(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.data.formats import write_image
+
+    rng = np.random.default_rng(0)
+    rows = ["left,right,disp"]
+    for i in range(4):
+        write_image(tmp_path / f"l{i}.png", rng.random((32, 64, 3)))
+        write_image(tmp_path / f"r{i}.png", rng.random((32, 64, 3)))
+        (tmp_path / f"d{i}.png").write_bytes(b"cut short")  # ground truth the run ignores, broken
+        rows.append(f"l{i}.png,r{i}.png,d{i}.png")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    config = mixed(tmp_path, steps=4)
+    config["data"]["unlabeled"] = {"dataset": "pairs", "root": str(tmp_path / "pairs.csv")}
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["distill", str(path), f"output={tmp_path / 'run'}"]) == 0
+    write_image(tmp_path / "r3.png", rng.random((32, 60, 3)))  # views of different sizes: refused before training
+    assert main(["distill", str(path), f"output={tmp_path / 'run2'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"data.unlabeled ({tmp_path / 'pairs.csv'}): 1 bad pair(s), found before training" in err
+    assert not (tmp_path / "run2" / "checkpoints").exists()

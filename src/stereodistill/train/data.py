@@ -123,6 +123,26 @@ class _Transformed(Dataset):
         return self.transform(self.dataset[index])
 
 
+class ViewsOnly(Dataset):
+    """A reader's pairs without their ground truth, which ``data.unlabeled`` ignores: none of it is
+    read, so a broken or missing disparity file does not stop the run (pairs made in memory come
+    whole; their ground truth goes unused)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.root = getattr(dataset, "root", None)
+        files = getattr(dataset, "files", None)
+        if files is not None:  # what check_before_training reads: the views alone
+            self.files = [dataclasses.replace(f, disp=None, mask=None) for f in files]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        load_views = getattr(self.dataset, "load_views", None)
+        return load_views(index) if load_views is not None else self.dataset[index]
+
+
 class SeededAugment(Dataset):
     """Key ``epoch · N + i`` → sample i, augmented with randomness seeded by (seed, key)."""
 

@@ -247,8 +247,9 @@ class Trainer:
         self.loader = train_data.train_loader(augmented, self.sampler, config.data.workers, config.seed)
         self.unlabeled: train_data.BatchStream | None = None
         if config.data.unlabeled is not None:  # pairs without ground truth: the terms or the photometric loss
-            pairs = train_data.build(config.data.unlabeled, max_disp=config.model.max_disp)
+            pairs = train_data.ViewsOnly(train_data.build(config.data.unlabeled, max_disp=config.model.max_disp))
             where = config.data.unlabeled.root or config.data.unlabeled.dataset
+            train_data.check_before_training(pairs, f"data.unlabeled ({where})", truth=False, headers=True)
             sampler = train_data.EpochSampler(
                 len(pairs),
                 config.data.batch_size,
