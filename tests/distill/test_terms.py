@@ -181,6 +181,19 @@ def test_a_term_along_the_disparity_axis_needs_one_range_on_both_sides():
     assert "f" in build_terms([features], student.train(), teacher.eval(), 32, 64)  # features have no such axis
 
 
+def test_a_teacher_disparity_below_the_students_range_is_refused_as_labels():
+    from stereodistill.models import build_model
+
+    student, teacher = build_model("lean-xs", max_disp=32), build_model("dsnet", max_disp=16)
+    pseudo = TermConfig(name="pseudo", student="disparity", teacher="disparity", loss="smooth_l1")
+    with pytest.raises(ConfigError, match=r"term 'pseudo': the teacher's disparity stops below 16 px, the student's"):
+        build_terms([pseudo], student.train(), teacher.eval(), 32, 64)
+    features = TermConfig(name="f", student="feat.left.s4", teacher="feat.left.s4", loss="cosine", adapter="conv")
+    assert "f" in build_terms([features], student.train(), teacher.eval(), 32, 64)  # features know no range
+    wider = build_model("dsnet", max_disp=48)
+    assert "pseudo" in build_terms([pseudo], student.train(), wider.eval(), 32, 64)
+
+
 def test_a_distribution_loss_on_a_volume_of_groups_is_refused_when_built():
     from stereodistill.models import build_model
 
