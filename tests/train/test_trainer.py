@@ -1,13 +1,14 @@
 import os
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from stereodistill.checkpoint import load_model
 from stereodistill.config import from_dict
-from stereodistill.errors import ConfigError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.runtime import torch_threads
 from stereodistill.train.config import RunConfig
 from stereodistill.train.trainer import Trainer, TrainingError
@@ -411,3 +412,19 @@ def test_a_validation_set_without_a_split_is_scored_on_the_evaluation_split_and_
     same = config(tmp_path / "c", steps=1, data={**TINY["data"], "val": {**val, "split": "train"}})
     Trainer(same, distill=False).run()
     assert "warning: data.val is the training set itself (synthetic, split train)" in capsys.readouterr().err
+
+
+def test_a_validation_set_with_no_pixel_to_score_is_refused_before_the_first_step(tmp_path):
+    from stereodistill.data.formats import write_image, write_pfm
+
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "l.png", rng.random((32, 64, 3)))
+    write_image(tmp_path / "r.png", rng.random((32, 64, 3)))
+    write_pfm(tmp_path / "d.pfm", np.full((32, 64), 20.0, np.float32))  # all beyond the network's 16 px
+    (tmp_path / "pairs.csv").write_text("left,right,disp\nl.png,r.png,d.pfm\n")
+    val = {"dataset": "pairs", "root": str(tmp_path / "pairs.csv")}
+    with pytest.raises(DataError, match=r"data.val: no pair has a valid ground-truth pixel below 16 px"):
+        Trainer(config(tmp_path / "run", data={**TINY["data"], "val": val}), distill=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    within = {**val, "max_disp": 24}  # its own range: the pixels count
+    Trainer(config(tmp_path / "run2", steps=1, data={**TINY["data"], "val": within}), distill=False)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from stereodistill.data.datasets import build_dataset
 from stereodistill.data.motorcycle import NAME as MOTORCYCLE
 from stereodistill.data.motorcycle import MotorcycleStereo
+from stereodistill.data.sample import valid_mask
 from stereodistill.data.synthetic import SynthConfig, SyntheticStereo
 from stereodistill.data.transforms import ColorJitter, Compose, RandomCrop, VerticalFlip
 from stereodistill.errors import ConfigError, DataError
@@ -95,6 +96,26 @@ def check_before_training(dataset: Dataset, what: str, *, truth: bool, headers: 
                 f"{what}: {len(problems)} bad pair(s), found before training: {found}{more}; mend or unlist them "
                 "(`stereodistill data check` lists them all)",
             )
+
+
+def check_scorable(dataset: Dataset, what: str, limit: int | None = None) -> None:
+    """Refuse, before any step, a validation set with no ground-truth pixel below its range (all of
+    it beyond, occluded, or unknown): it would score nothing, and say so only after the training.
+    Ground truth alone is read, until the first pair with a pixel to score (at once, in a sound set)."""
+    files, read_disp = getattr(dataset, "files", None), getattr(dataset, "read_disp", None)
+    if files is None or read_disp is None:  # pairs made in memory: always scorable
+        return
+    max_disp = getattr(dataset, "max_disp", None)
+    for pair in files[:limit]:
+        disp = read_disp(pair)
+        if disp is not None and valid_mask(disp, max_disp, dataset.read_nonoccluded(pair)).any():
+            return
+    below = f" below {max_disp:g} px" if max_disp is not None else ""
+    raise DataError(
+        getattr(dataset, "root", None),
+        f"{what}: no pair has a valid ground-truth pixel{below}, so validation would score nothing; "
+        "check its max_disp and its split",
+    )
 
 
 def _in_memory(config: DatasetConfig, valid_below: float | None = None) -> Dataset:

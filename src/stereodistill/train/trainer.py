@@ -267,6 +267,7 @@ class Trainer:
             train_data.check_before_training(
                 self.val_set, "data.val", truth=True, headers=True, limit=config.val_samples
             )
+            train_data.check_scorable(self.val_set, "data.val", limit=config.val_samples)
             if train_data.same_pairs(val, config.data.train):
                 notes.append(
                     f"warning: data.val is the training set itself ({val.dataset}, split {val.split}): its scores say "
