@@ -428,3 +428,12 @@ def test_a_validation_set_with_no_pixel_to_score_is_refused_before_the_first_ste
     assert not (tmp_path / "run" / "checkpoints").exists()
     within = {**val, "max_disp": 24}  # its own range: the pixels count
     Trainer(config(tmp_path / "run2", steps=1, data={**TINY["data"], "val": within}), distill=False)
+
+
+def test_a_network_that_cannot_train_on_one_pair_at_this_crop_is_refused_before_any_step(tmp_path):
+    one = {**TINY["data"], "batch_size": 1}
+    with pytest.raises(ConfigError, match=r"^psmnet cannot train on one pair at a time at a crop of 32x64"):
+        Trainer(config(tmp_path / "a", model={"arch": "psmnet", "max_disp": 16}, data=one), distill=False)
+    assert not (tmp_path / "a").exists()
+    Trainer(config(tmp_path / "b", data=one), distill=False)  # dsnet can
+    Trainer(config(tmp_path / "c", model={"arch": "psmnet", "max_disp": 16}, data=one, freeze_bn=True), distill=False)

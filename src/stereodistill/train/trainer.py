@@ -96,6 +96,26 @@ class Distributed:
         return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def check_batch_of_one(config: RunConfig) -> None:
+    """Refuse, before any step, a network whose batch norm sees a single value per channel at a batch
+    of one pair and this crop (PSMNet's and CFNet's pyramid pooling on small crops), which fails in
+    its first step; a forward on the meta device finds it (shapes only: no memory, no arithmetic)."""
+    height, width = config.data.crop
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        model = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options).train()
+        try:
+            model(torch.empty(1, 3, height, width), torch.empty(1, 3, height, width))
+            return
+        except Exception as exc:  # anything else (an operation meta tensors lack): the first step will tell
+            if not (isinstance(exc, ValueError) and "more than 1 value per channel" in str(exc)):
+                return
+    raise ConfigError(
+        f"{config.model.arch} cannot train on one pair at a time at a crop of {height}x{width}: a batch norm of it "
+        "would see a single value per channel; use data.batch_size 2 or more (per process), a larger data.crop, "
+        "or freeze_bn: true"
+    )
+
+
 class StudentWithExtras(nn.Module):
     """What trains: the student, the terms' adapters and the weighting's parameters (one DDP unit)."""
 
@@ -195,6 +215,8 @@ class Trainer:
             dist.barrier()  # no process writes into the folder before it has been checked
 
         # Networks ---------------------------------------------------------------------------
+        if config.data.batch_size // self.dist.world == 1 and not config.freeze_bn:
+            check_batch_of_one(config)
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
         notes: list[str] = []  # said once the run's log is open
         if config.model.init:  # weights only: they must fit the configured network exactly
