@@ -211,3 +211,40 @@ def test_an_edited_checkpoint_config_is_refused_naming_the_json(tmp_path, edit, 
     with pytest.raises(DataError, match="config does not fit architecture") as info:
         load_model(tmp_path / "m")
     assert info.value.path == tmp_path / "m.json" and expected in str(info.value)
+
+
+def test_a_release_checkpoint_and_ours_given_in_each_others_place_say_which_they_are(tmp_path, tiny_registered):
+    torch.save({"state_dict": TinyNet().state_dict()}, tmp_path / "release.tar")
+    with pytest.raises(DataError, match=r"release.tar: is not a stereodistill checkpoint .* `stereodistill convert"):
+        load_model(tmp_path / "release.tar")
+    save_model(tmp_path / "ours", TinyNet())
+    for given in (tmp_path / "ours", tmp_path / "ours.safetensors"):
+        with pytest.raises(DataError, match=r"is a (stereodistill checkpoint \(ours.json\)|safetensors file).*as ours"):
+            read_original(given)
+
+
+@pytest.mark.parametrize(
+    ("saved", "expected"),
+    [
+        ({"weights": {"a": torch.zeros(1)}, "epoch": 3}, r"no state dict found: it holds 'weights', 'epoch' \(a state"),
+        ({"epoch": 1, "optimizer": {}}, r"no state dict found: it holds 'epoch', 'optimizer'"),
+        ({"state_dict": {}}, r"its state dict \('state_dict'\) is empty"),
+        ([torch.zeros(1)], r"no state dict found: it holds a list, not a mapping of tensors"),
+    ],
+)
+def test_a_release_file_without_a_state_dict_says_what_it_holds(tmp_path, saved, expected):
+    torch.save(saved, tmp_path / "r.pth")
+    with pytest.raises(DataError, match=expected):
+        read_original(tmp_path / "r.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty.pth: is empty \(0 bytes\)"):
+        read_original(tmp_path / "empty.pth")
+
+
+def test_checkpoint_metadata_without_its_network_config_is_named(tmp_path, tiny_registered):
+    save_model(tmp_path / "m", TinyNet())
+    record = json.loads((tmp_path / "m.json").read_text())
+    del record["config"]
+    (tmp_path / "m.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match=r"m.json: checkpoint metadata lacks a valid 'arch' and 'config'"):
+        load_model(tmp_path / "m")

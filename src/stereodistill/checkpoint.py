@@ -69,6 +69,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise DataError(folder, "is a folder, not a checkpoint (NAME, NAME.safetensors or NAME.json)")
     weights, info = checkpoint_paths(path)
     if not info.is_file() and not weights.is_file():
+        if folder.is_file():  # a release's .pth or .tar, most likely
+            raise DataError(
+                folder,
+                "is not a stereodistill checkpoint (NAME.safetensors + NAME.json); a release's checkpoint is "
+                "imported with `stereodistill convert --arch ARCH FILE OUT`, or read as teacher.original with "
+                "teacher.arch (adapt: --teacher-arch ARCH)",
+            )
         raise DataError(path, f"checkpoint does not exist (no {weights.name} or {info.name})")
     if not info.is_file():
         hint = "" if weights.is_file() else f" (and no {weights.name})"
@@ -79,8 +86,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise DataError(info, f"checkpoint metadata is not valid JSON ({exc})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise DataError(info, "not a stereodistill checkpoint (no 'format': 'stereodistill-checkpoint')")
-    if not isinstance(record.get("arch"), str) or not isinstance(record.get("config", {}), dict):
-        raise DataError(info, "checkpoint metadata lacks a valid 'arch' and 'config'")
+    if not isinstance(record.get("arch"), str) or not isinstance(record.get("config"), dict):
+        raise DataError(info, "checkpoint metadata lacks a valid 'arch' and 'config' (the network it was saved from)")
     return record
 
 

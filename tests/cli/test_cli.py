@@ -174,6 +174,9 @@ def test_convert_imports_an_original_checkpoint(tmp_path, capsys):
     (tmp_path / "half.json").mkdir()  # the metadata's name taken by a folder: nothing written at all
     assert main([*command, str(tmp_path / "half")]) == 2
     assert not (tmp_path / "half.safetensors").exists()
+    capsys.readouterr()
+    assert main([*command, str(tmp_path / "y"), "--option", "max_disp=16"]) == 2  # adapt's spelling
+    assert capsys.readouterr().err == "stereodistill: error: --option max_disp: the range is --max-disp\n"
 
 
 def test_quickstart_force_never_deletes_its_recipe(tmp_path, capsys):

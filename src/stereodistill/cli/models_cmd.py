@@ -77,8 +77,11 @@ def run_convert(args: argparse.Namespace) -> int:
     existing = [str(path) for path in check_writable(args.output) if path.exists()]  # before the import
     if existing and not args.force:
         raise ConfigError(f"{existing[0]} exists: --force to replace it, or name another output")
+    options = parse_options(args.option)
+    if "max_disp" in options:
+        raise ConfigError("--option max_disp: the range is --max-disp")
     try:
-        model = import_checkpoint(args.input, arch=args.arch, max_disp=args.max_disp, **parse_options(args.option))
+        model = import_checkpoint(args.input, arch=args.arch, max_disp=args.max_disp, **options)
     except TypeError as exc:
         raise ConfigError(f"bad --option for {args.arch}: {exc}") from None
     weights = save_model(args.output, model, source={"original_checkpoint": str(args.input)})

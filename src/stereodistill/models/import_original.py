@@ -57,6 +57,14 @@ def _load_weights_only(path: Path) -> Any:
     :class:`DataError` that never suggests a load that could run the file's code."""
     with path.open("rb") as handle:
         head = handle.read(16)
+    if not head:
+        raise DataError(path, "is empty (0 bytes): not a checkpoint")
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:  # a safetensors header
+        raise DataError(
+            path,
+            "is a safetensors file, a stereodistill checkpoint rather than a release's: load it as ours "
+            "(teacher.checkpoint, or adapt without --teacher-arch)",
+        )
     if not head.startswith(_CHECKPOINT_MAGIC):
         printable = all(32 <= byte < 127 or byte in b"\t\n\r" for byte in head)
         shown = head.decode("ascii") if printable else head.hex(" ")
@@ -71,10 +79,12 @@ def _load_weights_only(path: Path) -> Any:
         text = str(exc)
         blocked = re.search(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text)
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        protocol = " (it was pickled with protocol 4 or above, which PyTorch's weights-only reader lacks)"
         what = (
             f"it holds a {blocked.group(1) or blocked.group(2)} object"
             if blocked
             else f"a weights-only load cannot read it ({detail.group(1).strip() if detail else 'malformed pickle'})"
+            + (protocol if "Unsupported operand 149" in text else "")
         )
         raise DataError(
             path,
@@ -91,6 +101,15 @@ def read_original(path: str | Path) -> dict[str, torch.Tensor]:
     if path.is_dir():
         raise DataError(path, "is a folder; give the release's checkpoint file (e.g. its .pth or .tar)")
     if not path.is_file():
+        ours = [
+            p for p in (path.with_name(path.name + ".json"), path.with_name(path.name + ".safetensors")) if p.is_file()
+        ]
+        if ours:
+            raise DataError(
+                path,
+                f"is a stereodistill checkpoint ({ours[0].name}), not a release's: load it as ours "
+                "(teacher.checkpoint, or adapt without --teacher-arch)",
+            )
         raise DataError(path, "checkpoint file does not exist")
     raw: Any = _load_weights_only(path)
     state = raw
@@ -98,9 +117,19 @@ def read_original(path: str | Path) -> dict[str, torch.Tensor]:
         for key in STATE_KEYS:
             if isinstance(raw.get(key), Mapping):
                 state = raw[key]
+                if not state:
+                    raise DataError(path, f"its state dict ({key!r}) is empty")
                 break
+        else:  # no known wrapper: the top level must be the state dict itself
+            if not raw or not all(isinstance(value, torch.Tensor) for value in raw.values()):
+                keys = ", ".join(repr(key) for key in list(raw)[:8]) + (", …" if len(raw) > 8 else "")
+                raise DataError(
+                    path,
+                    f"no state dict found: it holds {keys or 'nothing'} (a state dict is looked for under "
+                    f"{', '.join(map(repr, STATE_KEYS))}, or as the whole file)",
+                )
     if not isinstance(state, Mapping) or not state:
-        raise DataError(path, "no state dict found (looked for 'state_dict', 'model' and a top-level mapping)")
+        raise DataError(path, f"no state dict found: it holds a {type(raw).__name__}, not a mapping of tensors")
     tensors = {}
     for key, value in state.items():
         if not isinstance(key, str):
