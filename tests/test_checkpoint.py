@@ -248,3 +248,13 @@ def test_checkpoint_metadata_without_its_network_config_is_named(tmp_path, tiny_
     (tmp_path / "m.json").write_text(json.dumps(record))
     with pytest.raises(DataError, match=r"m.json: checkpoint metadata lacks a valid 'arch' and 'config'"):
         load_model(tmp_path / "m")
+
+
+def test_a_release_with_weights_that_are_not_finite_is_refused_naming_them(tmp_path, tiny_registered):
+    state = TinyNet().state_dict()
+    state["bn.running_var"][0] = float("nan")
+    torch.save({"state_dict": state}, tmp_path / "r.pth")
+    with pytest.raises(
+        DataError, match=r"r.pth: holds weights that are not finite \(NaN or infinite\): bn.running_var"
+    ):
+        read_original(tmp_path / "r.pth")

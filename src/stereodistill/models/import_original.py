@@ -139,6 +139,10 @@ def read_original(path: str | Path) -> dict[str, torch.Tensor]:
         while key.startswith("module."):
             key = key[len("module.") :]
         tensors[key] = value
+    broken = [key for key, value in tensors.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:  # a network made of them predicts NaN, and the run it teaches blames its own loss
+        more = f" (and {len(broken) - 3} more)" if len(broken) > 3 else ""
+        raise DataError(path, f"holds weights that are not finite (NaN or infinite): {', '.join(broken[:3])}{more}")
     return tensors
 
 
