@@ -75,6 +75,16 @@ def test_load_yaml_errors(tmp_path):
         load_yaml(tmp_path / "list.yaml")
 
 
+def test_a_key_given_twice_is_refused_and_a_merge_may_give_its_keys_again(tmp_path):
+    (tmp_path / "twice.yaml").write_text("steps: 5\ndata:\n  batch_size: 2\n  crop: [8, 8]\n  batch_size: 4\n")
+    with pytest.raises(ConfigError) as info:  # YAML itself keeps the last, silently
+        load_yaml(tmp_path / "twice.yaml")
+    problem = "key 'batch_size' given twice (first at line 3) at line 5, column 3"
+    assert str(info.value) == f"{tmp_path / 'twice.yaml'}: not valid YAML ({problem})"
+    (tmp_path / "merge.yaml").write_text("base: &b {lr: 1, steps: 2}\nrun:\n  <<: *b\n  lr: 3\n")
+    assert load_yaml(tmp_path / "merge.yaml")["run"] == {"lr": 3, "steps": 2}
+
+
 def test_overrides_reach_a_distillation_term_by_its_name():
     data = {"distill": {"terms": [{"name": "kl", "weight": 1.0}, {"name": "feat", "weight": 1.0}]}}
     out = apply_overrides(data, ["distill.terms.feat.weight=0.5", "distill.terms.kl.params.tau=2"])
