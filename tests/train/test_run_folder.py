@@ -45,7 +45,7 @@ def test_resume_refuses_a_changed_network_and_lists_other_changes_until_allowed(
     with pytest.raises(ConfigError, match=r"differs from the run's \(optim.lr: 0.001 → 0.0005\); add --allow-changes"):
         Trainer(config(out, steps=4, optim=changed), distill=False, resume=True)
     resumed = Trainer(config(out, steps=4, optim=changed), distill=False, resume=True, allow_changes=True)
-    resumed.run()
+    resumed.run(stop_at=3)
     text = (out / "config.yaml").read_text()
     assert text.startswith("# history: resumed at step 2 with optim.lr: 0.001 → 0.0005\n")
     assert yaml.safe_load(text)["optim"]["lr"] == 5e-4
@@ -340,3 +340,27 @@ def test_model_init_made_with_other_options_is_refused_and_another_range_is_note
         f"model.init {tmp_path / 'narrow'}: weights of a network of range 16, trained here at 32"
         in capsys.readouterr().err
     )
+
+
+def test_resuming_a_finished_run_does_nothing_and_one_stopped_before_its_model_validates_once(tmp_path, capsys):
+    val = {"dataset": "synthetic", "pairs": 1, "size": [32, 64], "max_disp": 16, "split": "test"}
+    out = tmp_path / "run"
+    Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False).run()
+    finished, model = rows(out), (out / "model.safetensors").read_bytes()
+    again = Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False, resume=True).run()
+    assert again["step"] == 2 and again["metrics"]["epe"] > 0  # the run's own result, nothing redone
+    assert rows(out) == finished and (out / "model.safetensors").read_bytes() == model
+    assert "the run is finished (step 2 of 2, its model written): nothing to resume" in capsys.readouterr().err
+    for name in ("model.json", "model.safetensors"):  # as if killed between its last checkpoint and its model
+        (out / name).unlink()
+    Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False, resume=True).run()
+    assert rows(out) == finished and (out / "model.json").is_file()  # the final validation's rows once
+
+
+def test_a_run_stopped_before_its_first_checkpoint_points_to_force_not_resume(tmp_path):
+    out = tmp_path / "run"
+    Trainer(config(out, steps=1), distill=False)  # its scalars.csv is on disk: a run's folder, with no checkpoint
+    with pytest.raises(
+        ConfigError, match=r"it stopped before its first checkpoint, so there is nothing to resume: --force"
+    ):
+        Trainer(config(out, steps=1), distill=False)

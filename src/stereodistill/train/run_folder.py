@@ -208,8 +208,9 @@ def write_config(out: Path, config: Mapping[str, Any], step: int, changes: Mappi
     write_text_atomic(path, "".join(line + "\n" for line in history) + body)
 
 
-def truncate_scalars(out: Path, step: int) -> None:
-    """Drop the rows of ``scalars.csv`` logged after ``step`` (by a run killed after its checkpoint)."""
+def truncate_scalars(out: Path, step: int, validated: bool = True) -> None:
+    """Drop the rows of ``scalars.csv`` logged after ``step`` (by a run killed after its checkpoint),
+    and with ``validated`` False its validation rows at ``step`` too (the run validates there again)."""
     path = out / "scalars.csv"
     if not path.is_file():
         return
@@ -217,7 +218,15 @@ def truncate_scalars(out: Path, step: int) -> None:
         rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"is damaged ({exc}); --force to start the run over, or another output") from None
-    kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]
+    kept = rows[:1] + [
+        row
+        for row in rows[1:]
+        if row
+        and row[0].isdigit()
+        and (
+            int(row[0]) < step or (int(row[0]) == step and (validated or len(row) < 3 or not row[2].startswith("val/")))
+        )
+    ]
     if len(kept) == len(rows):
         return
     text = io.StringIO()

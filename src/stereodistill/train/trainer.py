@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stereodistill.checkpoint import check_init, checkpoint_paths, load_model, read_weights, save_model
+from stereodistill.checkpoint import check_init, checkpoint_paths, load_model, read_metadata, read_weights, save_model
 from stereodistill.config import to_dict
 from stereodistill.distill.losses import multi_output_loss
 from stereodistill.distill.masks import full_resolution_mask, left_right_consistent, right_view_disparity
@@ -208,8 +208,16 @@ class Trainer:
             if resume:
                 self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
             else:
+                stopped_early = not ckpt.complete_checkpoints(self.out / "checkpoints")  # nothing to resume
                 clear_old_run = run_folder.prepare_new_run(
-                    self.out, force=force, inputs=inputs, reads=run_reads(config), clear=False
+                    self.out,
+                    force=force,
+                    inputs=inputs,
+                    reads=run_reads(config),
+                    clear=False,
+                    hint="it stopped before its first checkpoint, so there is nothing to resume: --force to start over"
+                    if stopped_early and not (self.out / "model.json").is_file()
+                    else "--resume to continue it, or --force to start over",
                 )
         if self.dist.world > 1:
             dist.barrier()  # no process writes into the folder before it has been checked
@@ -309,8 +317,11 @@ class Trainer:
         if clear_old_run:
             run_folder.clear_folder(self.out)
         resumed_from = self._resume() if resume else None
-        if resumed_from is not None and self.dist.main:
-            run_folder.truncate_scalars(self.out, self.step)
+        finishing = resumed_from is not None and self.step == config.total_steps
+        self._finished = finishing and (self.out / "model.json").is_file()  # run() has nothing to do
+        if resumed_from is not None and self.dist.main and not self._finished:
+            # stopped between its last checkpoint and its model: the final validation runs again, its rows go
+            run_folder.truncate_scalars(self.out, self.step, validated=not finishing)
         self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
         for note in notes:
             self.logger.note(note)
@@ -500,6 +511,18 @@ class Trainer:
         """Train to the end, or until step ``stop_at`` (then checkpoint and return: resume later)."""
         config = self.config
         total_steps = config.total_steps
+        if self._finished:  # resumed when there was nothing left: the run and its rows stay as they are
+            self.logger.note(
+                f"the run is finished (step {self.step} of {total_steps}, its model written): nothing to resume; "
+                "more steps (with --allow-changes) train it on"
+            )
+            self.logger.close()
+            record = read_metadata(self.out / "model")
+            return {
+                "step": self.step,
+                "metrics": record.get("metrics") or {},
+                "model": str(self.out / "model.safetensors"),
+            }
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
             run_folder.write_config(self.out, to_dict(config), self.step, self._changes)
