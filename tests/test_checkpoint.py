@@ -258,3 +258,20 @@ def test_a_release_with_weights_that_are_not_finite_is_refused_naming_them(tmp_p
         DataError, match=r"r.pth: holds weights that are not finite \(NaN or infinite\): bn.running_var"
     ):
         read_original(tmp_path / "r.pth")
+
+
+def test_a_release_made_for_another_range_says_which_range_its_weights_fit(tmp_path):
+    from stereodistill.models import build_model
+
+    torch.save({"model_state": build_model("lean-xs", max_disp=64).state_dict()}, tmp_path / "r.pth")
+    with pytest.raises(DataError, match=r"its weights fit a range of 64, not 32: give max disparity 64"):
+        import_checkpoint(tmp_path / "r.pth", arch="lean-xs", max_disp=32)
+    assert import_checkpoint(tmp_path / "r.pth", arch="lean-xs", max_disp=64).max_disp == 64
+
+
+def test_a_classical_method_has_no_weights_to_import(tmp_path):
+    from stereodistill.errors import ConfigError
+
+    torch.save({"state_dict": {"a": torch.zeros(1)}}, tmp_path / "r.pth")
+    with pytest.raises(ConfigError, match=r"^sgbm is a classical method: it has no weights to import$"):
+        import_checkpoint(tmp_path / "r.pth", arch="sgbm")

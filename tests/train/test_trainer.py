@@ -437,3 +437,11 @@ def test_a_network_that_cannot_train_on_one_pair_at_this_crop_is_refused_before_
     assert not (tmp_path / "a").exists()
     Trainer(config(tmp_path / "b", data=one), distill=False)  # dsnet can
     Trainer(config(tmp_path / "c", model={"arch": "psmnet", "max_disp": 16}, data=one, freeze_bn=True), distill=False)
+
+
+def test_a_teacher_setting_its_architecture_cannot_take_is_named_as_the_teachers(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "release.pth")
+    teacher = {"original": str(tmp_path / "release.pth"), "arch": "fast-acvnet-plus", "max_disp": 48}
+    distill = {"terms": [{"name": "pseudo", "student": "disparity", "teacher": "disparity", "loss": "smooth_l1"}]}
+    with pytest.raises(ConfigError, match=r"^teacher: fast-acvnet-plus: max_disp must be a multiple of 32"):
+        Trainer(config(tmp_path / "run", teacher=teacher, distill=distill), distill=True)

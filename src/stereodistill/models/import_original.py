@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from stereodistill.errors import DataError
+from stereodistill.errors import ConfigError, DataError
 from stereodistill.models.base import StereoModel
 from stereodistill.models.state_dict import load_state_strict
-from stereodistill.models.zoo import build_model
+from stereodistill.models.zoo import build_model, model_class
 
 STATE_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "net")
 
@@ -148,6 +148,8 @@ def read_original(path: str | Path) -> dict[str, torch.Tensor]:
 
 def import_checkpoint(path: str | Path, arch: str, **config: Any) -> StereoModel:
     """Our ``arch`` network, in eval mode, holding the weights of an original-repository checkpoint."""
+    if not model_class(arch).trainable:
+        raise ConfigError(f"{arch} is a classical method: it has no weights to import")
     model = build_model(arch, **config)
     state = model.map_original_state(read_original(path))
     # Releases saved before PyTorch 0.4.1 (PSMNet's, for one) lack BatchNorm's batch counter; it only
@@ -155,5 +157,35 @@ def import_checkpoint(path: str | Path, arch: str, **config: Any) -> StereoModel
     for key, value in model.state_dict().items():
         if key.endswith(".num_batches_tracked") and key not in state:
             state[key] = torch.zeros_like(value)
-    load_state_strict(model, state, path)
+    try:
+        load_state_strict(model, state, path)
+    except DataError as exc:
+        same_keys = set(state) == set(model.state_dict())  # only shapes differ: perhaps only the range
+        fits = _range_that_fits(arch, config, state) if same_keys else None
+        if fits is None or fits == model.max_disp:
+            raise
+        raise DataError(
+            path,
+            f"{exc.problem}; its weights fit a range of {fits}, not {model.max_disp}: give max disparity {fits} "
+            f"(convert --max-disp, teacher.max_disp, adapt --teacher-option max_disp={fits})",
+        ) from None
     return model.eval()
+
+
+#: Ranges a release's weights may have been made for, tried when their shapes follow the range.
+_RANGES = (192, 96, 48, 64, 128, 160, 256, 288, 320, 384, 400, 32, 24, 16)
+
+
+def _range_that_fits(arch: str, config: dict[str, Any], state: dict[str, torch.Tensor]) -> int | None:
+    """The max disparity at which ``arch`` has the shapes of ``state`` (networks whose layers count
+    disparities, such as LightStereo's and lean's), found on the meta device; None if none does."""
+    shapes = {key: tuple(value.shape) for key, value in state.items()}
+    for candidate in _RANGES:
+        try:
+            with torch.device("meta"), torch.random.fork_rng(devices=[]):
+                net = build_model(arch, **{**config, "max_disp": candidate})
+        except (ConfigError, TypeError, ValueError):
+            continue
+        if all(shapes.get(key) == tuple(value.shape) for key, value in net.state_dict().items() if key in shapes):
+            return candidate
+    return None

@@ -332,11 +332,14 @@ class Trainer:
     def _load_teacher(self) -> nn.Module:
         t = self.config.teacher
         assert t is not None
-        teacher = (
-            load_model(t.checkpoint)
-            if t.checkpoint
-            else import_checkpoint(t.original, arch=t.arch, max_disp=t.max_disp, **t.options)
-        )
+        try:
+            teacher = (
+                load_model(t.checkpoint)
+                if t.checkpoint
+                else import_checkpoint(t.original, arch=t.arch, max_disp=t.max_disp, **t.options)
+            )
+        except ConfigError as exc:  # e.g. a range its architecture cannot take: said of the teacher
+            raise ConfigError(f"teacher: {exc}") from None
         teacher = teacher.to(self.device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
