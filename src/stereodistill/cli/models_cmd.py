@@ -49,7 +49,8 @@ def run_models(args: argparse.Namespace) -> int:
     height, width = args.size
     print(
         f"{'architecture':<16}{'params':>12}{'release':>12}{'GMACs':>10}   "
-        f"at {height}x{width}, max disparity {args.max_disp}; release: as the original code counts them"
+        f"at {height}x{width}, max disparity {args.max_disp}; release: as the original code counts them, at "
+        "its own max disparity (192)"
     )
     for arch in list_models():  # eval mode: the shapes a deployed network has
         try:
