@@ -318,7 +318,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_or_restarts_training_on_
     capsys.readouterr()
     other = [*command[:1], "sgbm", *command[2:]]
     assert main([*other, "--steps", "4", "--resume"]) == 2
-    assert "teacher: " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "teacher: " in err and "teacher_network: '" in err and "-> 'sgbm(max_disp=" in err  # which network, readably
     assert main([*other, "--steps", "4", "--resume", "--allow-changes"]) == 0  # accepted, and said
     assert "changed since the run began: teacher" in capsys.readouterr().out
 

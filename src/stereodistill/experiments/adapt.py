@@ -386,7 +386,12 @@ def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: C
     if not path.is_file():  # a run from before this record: nothing to compare with
         return
     before = read_record(path, "--force to start the run over, or give another --out")
-    changed = [f"{key}: {before.get(key)!r} -> {value!r}" for key, value in now.items() if before.get(key) != value]
+    added = {"teacher_network"}  # recorded since 2026-12-07: a record without it is not a change
+    changed = [
+        f"{key}: {before.get(key)!r} -> {value!r}"
+        for key, value in now.items()
+        if before.get(key) != value and (key in before or key not in added)
+    ]
     if changed and not allow_changes:
         raise ConfigError(
             f"--resume {path.parent}: the labels would come from other inputs ({'; '.join(changed)}); "
@@ -515,6 +520,7 @@ def adapt(
         # The teacher by its files, however they are spelled (``t``, ``./t.safetensors``), and their stamps.
         "teacher": [str(path.resolve()) for path in teacher_files] if teacher_files else str(teacher_path),
         "teacher_key": network_key(teacher, teacher_files),
+        "teacher_network": f"{teacher.arch}({teacher.extra_repr()})",  # what the key holds, readable
         "unlabeled": str(Path(unlabeled).resolve()),
         "pairs": footage.count,
         **{f"filter.{k}": v if math.isfinite(v) else None for k, v in asdict(settings).items()},  # as JSON has it
