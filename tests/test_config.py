@@ -127,3 +127,13 @@ def test_a_release_teacher_takes_its_networks_options():
     assert teacher.options == {"align_corners": True}
     with pytest.raises(ConfigError, match="apply to an 'original' checkpoint"):
         from_dict(TeacherConfig, {"checkpoint": "runs/t/model", "options": {"align_corners": True}})
+
+
+def test_a_name_yaml_read_as_a_number_says_how_to_keep_it_text():
+    from stereodistill.cli.train_cmd import load_run_config
+
+    with pytest.raises(
+        ConfigError, match=r"^name: expected a string, got 123 \(quote it to keep it text: name: '123'\)$"
+    ):
+        load_run_config(str(CONFIGS / "teacher.yaml"), ["name=123"])
+    assert load_run_config(str(CONFIGS / "teacher.yaml"), ["name='123'"]).name == "123"

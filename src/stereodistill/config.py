@@ -219,7 +219,10 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            # YAML read 123, true or 1.5 as a number or a flag: quoted, it stays text ("'123'" on a command line)
+            text = str(value).lower() if isinstance(value, bool) else value
+            quoted = f" (quote it to keep it text: {where.rsplit('.', 1)[-1]}: '{text}')" if value is not None else ""
+            raise ConfigError(f"{where}: expected a string, got {value!r}{quoted}")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {where}")
 
