@@ -81,6 +81,8 @@ def test_a_key_given_twice_is_refused_and_a_merge_may_give_its_keys_again(tmp_pa
         load_yaml(tmp_path / "twice.yaml")
     problem = "key 'batch_size' given twice (first at line 3) at line 5, column 3"
     assert str(info.value) == f"{tmp_path / 'twice.yaml'}: not valid YAML ({problem})"
+    with pytest.raises(ConfigError, match=r"key 'a' given twice"):
+        apply_overrides({}, ["model.options={a: 1, a: 2}"])
     (tmp_path / "merge.yaml").write_text("base: &b {lr: 1, steps: 2}\nrun:\n  <<: *b\n  lr: 3\n")
     assert load_yaml(tmp_path / "merge.yaml")["run"] == {"lr": 3, "steps": 2}
 
@@ -133,7 +135,8 @@ def test_a_name_yaml_read_as_a_number_says_how_to_keep_it_text():
     from stereodistill.cli.train_cmd import load_run_config
 
     with pytest.raises(
-        ConfigError, match=r"^name: expected a string, got 123 \(quote it to keep it text: name: '123'\)$"
+        ConfigError,
+        match=r"^name: expected a string, got 123 \(YAML read it as a number or a flag: quote it to keep it text\)$",
     ):
         load_run_config(str(CONFIGS / "teacher.yaml"), ["name=123"])
     assert load_run_config(str(CONFIGS / "teacher.yaml"), ["name='123'"]).name == "123"

@@ -106,22 +106,19 @@ def _effective(arch: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def check_init(path: str | Path, model: torch.nn.Module) -> str | None:
     """A run's ``model.init`` checked against the network it initialises, before its weights are loaded:
-    another architecture or other options are a ConfigError (the weights may fit and then train as
-    a network they were not made for); another range is allowed, and returned as a note to log."""
+    another network (architecture or options: the weights may fit and then train as a network they
+    were not made for) is a ConfigError, and so is another range where the weights' shapes follow it;
+    another range otherwise is allowed, and returned as a note to log. A preset and its knobs spelled
+    out (``dsnet-noatt``, ``dsnet`` with ``attention: false``) are the same network."""
     record = read_metadata(path)
     _, info = checkpoint_paths(path)
-    if record["arch"] != model.arch:
-        raise ConfigError(f"model.init {path}: a {record['arch']} checkpoint, but model.arch is {model.arch}")
-    from stereodistill.models.zoo import build_model
-
-    try:  # the saved network's own account of itself (a preset's knobs resolved), with no weights made
-        with torch.device("meta"), torch.random.fork_rng(devices=[]):
-            saved_config = build_model(record["arch"], **record.get("config", {})).config
-    except (TypeError, ConfigError) as exc:
-        raise DataError(info, f"config does not fit architecture {record['arch']!r} ({exc})") from None
-    saved, built = _effective(model.arch, saved_config), _effective(model.arch, model.config)
+    with torch.device("meta"):  # the saved network's own account of itself (a preset's knobs resolved), no weights
+        saved_net = _build_recorded(record, info)
+    saved, built = _effective(record["arch"], saved_net.config), _effective(model.arch, model.config)
     saved_disp, built_disp = saved.pop("max_disp", None), built.pop("max_disp", None)
     differ = sorted(key for key in saved.keys() | built.keys() if saved.get(key) != built.get(key))
+    if differ and record["arch"] != model.arch:
+        raise ConfigError(f"model.init {path}: a {record['arch']} checkpoint, but model.arch is {model.arch}")
     if differ:
         said = ", ".join(f"{key}: {saved.get(key)!r}" for key in differ)
         set_to = " ".join(f"model.options.{key}={json.dumps(saved.get(key))}" for key in differ)
@@ -129,9 +126,27 @@ def check_init(path: str | Path, model: torch.nn.Module) -> str | None:
             f"model.init {path}: {info.name} says its network was made with {said}, this run's has "
             f"{', '.join(f'{key}: {built.get(key)!r}' for key in differ)}; set {set_to} to train the same network"
         )
-    if saved_disp != built_disp:
-        return f"model.init {path}: weights of a network of range {saved_disp}, trained here at {built_disp}"
-    return None
+    if saved_disp == built_disp:
+        return None
+    shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    if any(shapes.get(key) != tuple(value.shape) for key, value in saved_net.state_dict().items()):
+        raise ConfigError(
+            f"model.init {path}: made at max disparity {saved_disp}, and {model.arch}'s weights follow its range; "
+            f"set model.max_disp={saved_disp} to start from them"
+        )
+    return f"model.init {path}: weights of a network of range {saved_disp}, trained here at {built_disp}"
+
+
+def _build_recorded(record: dict[str, Any], info: Path) -> torch.nn.Module:
+    """The network a checkpoint's metadata names, with fresh weights (the caller's random state left
+    alone: they are replaced); a config that does not fit its architecture is named in ``info``."""
+    from stereodistill.models.zoo import build_model
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return build_model(record["arch"], **record.get("config", {}))
+    except (TypeError, ConfigError) as exc:
+        raise DataError(info, f"config does not fit architecture {record['arch']!r} ({exc})") from None
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -170,14 +185,8 @@ def load_network(
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild the network a checkpoint names and load its weights (eval mode)."""
-    from stereodistill.models.zoo import build_model
-
     record = read_metadata(path)
     weights_path, info = checkpoint_paths(path)
-    try:
-        with torch.random.fork_rng(devices=[]):  # the initial weights are replaced: leave the caller's RNG alone
-            model = build_model(record["arch"], **record.get("config", {}))
-    except (TypeError, ConfigError) as exc:
-        raise DataError(info, f"config does not fit architecture {record['arch']!r} ({exc})") from None
+    model = _build_recorded(record, info)
     load_state_strict(model, read_weights(path), weights_path)
     return model.to(map_location).eval()

@@ -73,7 +73,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not KEY=VALUE")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else None  # a safe loader
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
         set_dotted(data, key.strip(), value, f"override {item!r}")
@@ -219,9 +219,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is str:
         if not isinstance(value, str):
-            # YAML read 123, true or 1.5 as a number or a flag: quoted, it stays text ("'123'" on a command line)
-            text = str(value).lower() if isinstance(value, bool) else value
-            quoted = f" (quote it to keep it text: {where.rsplit('.', 1)[-1]}: '{text}')" if value is not None else ""
+            # YAML reads 123, yes or 1.50 as a number or a flag: quoted ("'123'" on a command line), it stays text
+            quoted = " (YAML read it as a number or a flag: quote it to keep it text)" if value is not None else ""
             raise ConfigError(f"{where}: expected a string, got {value!r}{quoted}")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {where}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 #: What a write that names no file can only mean about the file being written (a read of an input
-#: inside the block can fail with EIO or EACCES too, and is left as it is).
+#: inside the block can fail with EACCES too, and is left as it is; EIO, either's, is named neutrally).
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
@@ -40,6 +40,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except OSError as exc:  # a full disk, a quota, a folder that refuses the rename: named by the file asked for
+        if exc.filename is None and exc.errno == errno.EIO:  # the output's disk, or an input's: named, not blamed
+            raise OSError(
+                exc.errno, "an input/output error while it was written (its disk's, or an input's)", str(path)
+            ) from None
         about_output = exc.filename in (str(tmp_path), tmp) or (exc.filename is None and exc.errno in _WRITE_ERRNOS)
         if exc.errno is None or not about_output:
             raise  # another kind of failure (an encoder's, a library's, an input's), or about another file: as it is

@@ -217,7 +217,8 @@ def test_mask_conventions(tmp_path):
     np.testing.assert_array_equal(formats.read_mask(tmp_path / "b.png"), [[True, False, True]])
     np.save(tmp_path / "m.npy", np.array([[True, False]]))
     np.testing.assert_array_equal(formats.read_mask(tmp_path / "m.npy"), [[True, False]])
-    for name, values in (("scaled16.png", middlebury.astype(np.uint16) * 257), ("plain16.png", middlebury)):
+    scaled = (("x257.png", middlebury.astype(np.uint16) * 257), ("x256.png", middlebury.astype(np.uint16) * 256))
+    for name, values in (*scaled, ("plain16.png", middlebury)):
         Image.fromarray(values.astype(np.uint16)).save(tmp_path / name)  # 16-bit: occluded is not evaluated
         np.testing.assert_array_equal(formats.read_mask(tmp_path / name), [[True, False, False]], err_msg=name)
 

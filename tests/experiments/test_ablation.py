@@ -274,6 +274,20 @@ def test_a_classical_baseline_is_evaluated_and_benched_beside_the_cells(chain_fi
         load_ablation(chain_file)
 
 
+def test_a_baseline_that_cannot_run_is_refused_before_any_cell_trains(chain_file, tmp_path, monkeypatch):
+    import sys
+
+    from stereodistill.errors import InputError
+
+    data = yaml.safe_load(chain_file.read_text())
+    data["baselines"] = ["sgbm"]
+    chain_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as without OpenCV: importing it fails
+    with pytest.raises(InputError, match="sgbm needs OpenCV"):
+        run_ablation(chain_file, tmp_path / "out", log=lambda line: None)
+    assert not (tmp_path / "out" / "cells").exists()
+
+
 def test_a_failed_teacher_fails_its_students_without_running_them(chain_file, tmp_path):
     data = yaml.safe_load(chain_file.read_text())
     data["fixed"]["teacher"]["model.init"] = str(tmp_path / "no-such-init")  # fails inside the run
@@ -654,3 +668,21 @@ def test_a_non_finite_metric_is_written_as_strict_json_and_read_back_as_non_fini
     results, _, _ = collect(SimpleNamespace(seeds=[0]), [Cell("c", {}, distill=False)], tmp_path, {("c", 0): "fp"})
     metrics = results["c"][0]["synthetic"]
     assert math.isnan(metrics["epe"]) and math.isnan(metrics["d1"]) and metrics["bad3"] == 0.5
+
+
+def test_an_evaluation_set_without_a_split_is_recorded_at_its_evaluation_split(ablation_file, tmp_path):
+    data = yaml.safe_load(ablation_file.read_text())
+    data["eval"] = {
+        "synthetic": {"dataset": "synthetic", "pairs": 2, "size": [32, 64], "max_disp": 16},
+        "listed": {"dataset": "pairs", "root": str(tmp_path / "pairs.csv")},
+        "moto": {"dataset": "middlebury-motorcycle", "max_disp": 32},
+    }
+    ablation_file.write_text(yaml.safe_dump(data))
+    config, _ = load_ablation(ablation_file)
+    # What the cells' fingerprints hold: "train" as before where the same pairs are read (a pairs list,
+    # the one Motorcycle pair), so finished cells stay finished; synthetic reads its test pairs now.
+    assert {name: to_dict(spec)["split"] for name, spec in config.eval.items()} == {
+        "synthetic": "test",
+        "listed": "train",
+        "moto": "train",
+    }

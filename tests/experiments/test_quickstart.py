@@ -127,6 +127,8 @@ def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
 
     md = (tmp_path / "qs" / "report.md").read_text()
     assert verdict(report) in md and md == markdown(report)
+    assert "SGBM, the classical baseline, is missing" not in md
+    assert "SGBM, the classical baseline, is missing: OpenCV was not installed" in markdown({**report, "baselines": {}})
     coverage = on_disk["models"]["teacher"]["metrics"]["middlebury-motorcycle"]["ground_truth"]
     assert coverage["left_out"] == 0 and f"the metrics count {coverage['with_gt']:,} of its" in md
     page = (tmp_path / "qs" / "report.html").read_text()
@@ -180,3 +182,13 @@ def test_a_student_that_cannot_serve_the_terms_fails_before_the_teacher_trains(t
     with pytest.raises(ConfigError, match=r"student \(lean\) does not offer tap 'logits\.2'"):
         run_quickstart(tmp_path / "qs", recipe=recipe, student="lean", device="cpu", log=lambda _: None)
     assert not (tmp_path / "qs" / "runs" / "teacher").exists()
+
+
+def test_the_synthetic_split_is_scored_below_the_networks_range_as_eval_scores_it(tmp_path):
+    from stereodistill.experiments.quickstart import evaluation_sets, write_test_data
+
+    recipe = tiny_recipe()
+    recipe["test"]["max_disp"] = 24  # scenes that reach beyond the networks' 16 px
+    roots = write_test_data(recipe, tmp_path, seed=0, factor=4)
+    datasets = evaluation_sets(recipe, roots, max_disp=16)
+    assert datasets["synthetic"].max_disp == 16 and datasets[motorcycle.NAME].max_disp == 16

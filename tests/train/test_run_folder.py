@@ -348,7 +348,7 @@ def test_resuming_a_finished_run_does_nothing_and_one_stopped_before_its_model_v
     Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False).run()
     finished, model = rows(out), (out / "model.safetensors").read_bytes()
     again = Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False, resume=True).run()
-    assert again["step"] == 2 and again["metrics"]["epe"] > 0  # the run's own result, nothing redone
+    assert again["step"] == 2 and again["metrics"]["epe"] > 0 and again["finished"]  # its own result, nothing redone
     assert rows(out) == finished and (out / "model.safetensors").read_bytes() == model
     assert "the run is finished (step 2 of 2, its model written): nothing to resume" in capsys.readouterr().err
     for name in ("model.json", "model.safetensors"):  # as if killed between its last checkpoint and its model
@@ -364,3 +364,28 @@ def test_a_run_stopped_before_its_first_checkpoint_points_to_force_not_resume(tm
         ConfigError, match=r"it stopped before its first checkpoint, so there is nothing to resume: --force"
     ):
         Trainer(config(out, steps=1), distill=False)
+
+
+def test_a_run_recorded_before_the_validation_default_changed_resumes_on_its_own_split(tmp_path):
+    val = {"dataset": "synthetic", "pairs": 1, "size": [32, 64], "max_disp": 16}  # no split: now its test pairs
+    out = tmp_path / "run"
+    Trainer(config(out, steps=4, data={**TINY["data"], "val": val}), distill=False).run(stop_at=2)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["val"]["split"] == "test"
+    saved["data"]["val"]["split"] = "train"  # as a run written before this default recorded it
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    resumed = Trainer(config(out, steps=4, data={**TINY["data"], "val": val}), distill=False, resume=True)
+    assert resumed.config.data.val.split == "train"  # the pairs it validated on so far, not refused as a change
+    other = {**val, "split": "test"}  # given: a change like any other
+    with pytest.raises(ConfigError, match=r"data.val.split: 'train' → 'test'"):
+        Trainer(config(out, steps=4, data={**TINY["data"], "val": other}), distill=False, resume=True)
+
+
+def test_model_init_of_a_preset_spelled_out_is_the_same_network_and_a_range_its_weights_follow_is_named(tmp_path):
+    save_model(tmp_path / "noatt", build_model("dsnet-noatt", max_disp=16))
+    spelled = {**TINY["model"], "options": {"attention": False}, "init": str(tmp_path / "noatt")}
+    Trainer(config(tmp_path / "a", model=spelled), distill=False)  # dsnet-noatt is dsnet without attention
+    save_model(tmp_path / "lean16", build_model("lean-xs", max_disp=16))
+    wider = {"arch": "lean-xs", "max_disp": 32, "init": str(tmp_path / "lean16")}
+    with pytest.raises(ConfigError, match=r"made at max disparity 16, and lean-xs's weights follow its range; set mod"):
+        Trainer(config(tmp_path / "b", model=wider), distill=False)

@@ -405,6 +405,10 @@ def test_a_validation_set_without_a_split_is_scored_on_the_evaluation_split_and_
     assert (cfg.data.train.split, cfg.data.val.split) == ("train", "test")  # never the pairs it trains on
     scene_flow = {"dataset": "sceneflow", "root": str(tmp_path)}
     assert config(tmp_path / "b", data={**TINY["data"], "val": scene_flow}).data.val.split == "test"  # its TEST
+    monkaa = {**scene_flow, "options": {"subsets": ["monkaa"]}}  # no test frames: its own
+    assert config(tmp_path / "b", data={**TINY["data"], "val": monkaa}).data.val.split == "train"
+    listed = {**scene_flow, "list_file": str(tmp_path / "val.txt")}  # the list picks the frames, of either split
+    assert config(tmp_path / "b", data={**TINY["data"], "val": listed}).data.val.split == "all"
     kitti = config(tmp_path / "b", data={**TINY["data"], "val": {"dataset": "kitti2015", "root": str(tmp_path)}})
     assert kitti.data.val.split == "train"  # KITTI's test split has no ground truth
     Trainer(cfg, distill=False).run()
@@ -432,7 +436,8 @@ def test_a_validation_set_with_no_pixel_to_score_is_refused_before_the_first_ste
 
 def test_a_network_that_cannot_train_on_one_pair_at_this_crop_is_refused_before_any_step(tmp_path):
     one = {**TINY["data"], "batch_size": 1}
-    with pytest.raises(ConfigError, match=r"^psmnet cannot train on one pair at a time at a crop of 32x64"):
+    refused = r"^psmnet cannot train on one pair at a time at a crop of 32x64: .* data.batch_size 2 or more \(2 per"
+    with pytest.raises(ConfigError, match=refused):
         Trainer(config(tmp_path / "a", model={"arch": "psmnet", "max_disp": 16}, data=one), distill=False)
     assert not (tmp_path / "a").exists()
     Trainer(config(tmp_path / "b", data=one), distill=False)  # dsnet can

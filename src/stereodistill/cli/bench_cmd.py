@@ -61,12 +61,13 @@ def run(args: argparse.Namespace) -> int:
 
     where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU, {threads} threads"
     print(f"{height}x{width}, batch 1, {where}, median of {args.repeats} after {args.warmup} warm-up")
-    header = f"{'model':<24}{'max disp':>9}{'params':>12}{'GMACs':>9}{'min ms':>9}{'median ms':>11}{'max ms':>9}"
+    wide = max(24, *(len(row["name"]) + 2 for row in rows))  # a checkpoint's path keeps the columns in line
+    header = f"{'model':<{wide}}{'max disp':>9}{'params':>12}{'GMACs':>9}{'min ms':>9}{'median ms':>11}{'max ms':>9}"
     header += f"{'peak MB':>9}"
     print(header + f"{'speed-up':>10}")
     for row in rows:
         print(
-            f"{row['name']:<24}{row['max_disp']:>9}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_min_ms']:>9.1f}"
+            f"{row['name']:<{wide}}{row['max_disp']:>9}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_min_ms']:>9.1f}"
             f"{row['latency_ms']:>11.1f}{row['latency_max_ms']:>9.1f}{row['peak_memory_mb']:>9.0f}"
             f"{row['speedup']:>9.2f}×"
         )

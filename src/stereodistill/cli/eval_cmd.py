@@ -78,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
         )
     name, root = ("pairs", pairs_csv) if pairs_csv else (args.dataset, args.root)
     restrict = {"list_file": args.list_file} if args.dataset is not None and args.list_file else {}
-    split = args.split or DATASETS.get(name).evaluation_split
+    options = parse_options(args.option)
+    split = args.split or DATASETS.get(name).scoring_split(restrict.get("list_file"), options)
     try:
-        dataset = build_dataset(name, root, split=split, max_disp=max_disp, **restrict, **parse_options(args.option))
+        dataset = build_dataset(name, root, split=split, max_disp=max_disp, **restrict, **options)
     except TypeError as exc:
         raise ConfigError(f"bad --option for dataset {name!r}: {exc}") from None
     check_output(args.json_out, "--json", dataset_files(dataset))  # nor any file of the pairs it scores

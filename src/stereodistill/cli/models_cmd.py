@@ -50,7 +50,7 @@ def run_models(args: argparse.Namespace) -> int:
     print(
         f"{'architecture':<16}{'params':>12}{'release':>12}{'GMACs':>10}   "
         f"at {height}x{width}, max disparity {args.max_disp}; release: as the original code counts them, at "
-        "its own max disparity (192)"
+        "the release's own max disparity"
     )
     for arch in list_models():  # eval mode: the shapes a deployed network has
         try:

@@ -63,6 +63,8 @@ def summary_line(config, result: dict) -> str:
         return f"stopped at step {result['step']}; continue with --resume"
     epe = result.get("metrics", {}).get("epe")
     validation = f"; validation EPE {epe:.3f} px" if epe is not None else ""
+    if result.get("finished"):
+        return f"the run was already finished at step {result['step']}: {result['model']}{validation}"
     return (
         f"trained {config.model.arch} for {result['step']} steps in {result.get('seconds', 0):.0f} s: "
         f"{result['model']}{validation}"

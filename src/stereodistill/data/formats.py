@@ -230,7 +230,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     """Read an evaluation mask: True where the pixel is evaluated.
 
     Middlebury/ETH3D convention: 255 = evaluated (non-occluded), 128 = occluded, 0 = unknown (in a
-    16-bit PNG, the same values × 257, or as they are). A mask whose values are only 0 and 1 (a
+    16-bit PNG, the same values × 257 or × 256, or as they are). A mask whose values are only 0 and 1 (a
     binary PNG or a bool ``.npy``) marks evaluated pixels with 1.
     """
     path = Path(path)
@@ -242,8 +242,8 @@ def read_mask(path: str | Path) -> np.ndarray:
     image = _open_image(path)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # convert("L") would saturate 128 × 257 to 255
         array = np.asarray(image)
-        if array.max(initial=0) > 255:  # the 8-bit values scaled to 16 bits (× 257)
-            return array >= 65535
+        if array.max(initial=0) > 255:  # the 8-bit values scaled to 16 bits (× 257 or × 256): the high byte
+            return (array.astype(np.int64) >> 8) == 255
     else:
         array = np.asarray(image.convert("L") if image.mode not in ("1", "L") else image)
     if array.dtype == bool or array.max(initial=0) <= 1:

@@ -65,9 +65,8 @@ class FrameStream:
     def warnings(self, made: int) -> list[str]:
         """Warnings for a stream that ended before its headers said it would: two videos of different
         lengths, or the file that ran out cut short (its outputs then hold the frames before the cut).
-        A header's count may come from its duration (only in a file without sound, whose duration can
-        be the sound's), which a variable frame rate stretches: 5 % and one frame of slack keep that
-        quiet."""
+        A header's count may come from its duration (never in a file with sound: its duration may be
+        the sound's), which a variable frame rate stretches: 5 % and one frame of slack keep that quiet."""
         known = {path: count for path, count in self.announced.items() if count is not None}
         if len(known) == 2 and min(known.values()) < 0.95 * max(known.values()) - 1:
             lengths = " and ".join(f"{path}: {count}" for path, count in known.items())

@@ -118,6 +118,8 @@ class AblationConfig:
             raise ConfigError("ablation: set the steps of every cell with 'steps', not in 'overrides'")
         if not self.eval:
             raise ConfigError("ablation: 'eval' must name at least one dataset")
+        for spec in self.eval.values():  # resolved here, so that the cells' fingerprints and records name it
+            spec.split = spec.split or spec.evaluation_split
         if self.parallel < 1:
             raise ConfigError(f"ablation: 'parallel' must be at least 1, got {self.parallel}")
         if not self.fixed and not self.axes:
@@ -377,6 +379,11 @@ def run_ablation(
     bench = None
     if not report_only:
         check_eval_sets(config.eval, baseline_disp)
+        if config.baselines:  # one that cannot run (sgbm without OpenCV) is said before any cell trains
+            from stereodistill.checkpoint import load_network
+
+            for name in config.baselines:
+                load_network(name, "cpu", max_disp=baseline_disp).prepare()
         run_cells(
             cells, config.seeds, eval_sets, folder, prints, parallel=config.parallel, device=config.device, log=log
         )

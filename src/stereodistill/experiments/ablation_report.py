@@ -18,6 +18,12 @@ from stereodistill.fileio import write_json, write_text_atomic
 METRICS = ("epe", "d1", "bad1", "bad2", "bad3")
 
 
+def figures(value: float) -> str:
+    """A measurement to three significant figures, whole numbers from 100 on: a small network at a
+    small size reads 0.0275 GMACs and 0.31 ms, not 0.0 and 0."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def ci95(values: list[float]) -> float:
     """Half-width of the 95 % confidence interval of the mean (Student t with n − 1 degrees of
     freedom, exact for every n); NaN for one value."""
@@ -163,8 +169,8 @@ def _bench_text(row: Mapping[str, Any]) -> list[str]:
     speedup = bench.get("speedup_of_reference")
     return [
         f"{bench['params'] / 1e6:.2f}",
-        f"{bench['gmacs']:.1f}",
-        f"{bench['latency_ms']:.0f}" + (" (noisy)" if bench.get("noisy") else ""),
+        figures(bench["gmacs"]),
+        figures(bench["latency_ms"]) + (" (noisy)" if bench.get("noisy") else ""),
         f"{speedup:.2f}×" if speedup is not None else "-",
     ]
 

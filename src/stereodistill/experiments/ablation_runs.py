@@ -28,6 +28,7 @@ from typing import Any
 
 from stereodistill.config import from_dict
 from stereodistill.errors import DataError
+from stereodistill.experiments.ablation_report import figures
 from stereodistill.fileio import nan_for_null, read_record, write_json
 from stereodistill.runtime import available_cpus, describe_exit, exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
@@ -378,12 +379,12 @@ def bench_cells(
             results[row_name]["fingerprint"] = result.get("fingerprint")
         noisy = spread(row) > BUSY_SPREAD
         results[row_name]["noisy"] = noisy
-        log(f"  bench  {row_name} ({row['arch']}): {row['latency_ms']:.0f} ms")
+        log(f"  bench  {row_name} ({row['arch']}): {figures(row['latency_ms'])} ms")
         if noisy:
             log(
                 f"  warning: {row_name}'s latencies vary by more than {BUSY_SPREAD:.0%} of their median "
-                f"({row['latency_min_ms']:.0f}–{row['latency_max_ms']:.0f} ms): the machine was probably busy; "
-                "rerun on an idle machine (ablate --report-only keeps the results, a rerun benchmarks again)"
+                f"({figures(row['latency_min_ms'])}–{figures(row['latency_max_ms'])} ms): the machine was probably "
+                "busy; rerun on an idle machine (ablate --report-only keeps the results, a rerun benchmarks again)"
             )
     bench = {
         "size": [height, width],

@@ -140,6 +140,11 @@ def metrics_note(report: Mapping[str, Any]) -> str:
             f" D1 is not shown for {', '.join(same)}: there every ground-truth disparity is below 60 px, where "
             "5 % is less than 3 px, so D1 equals bad-3 by construction."
         )
+    if not report.get("baselines"):
+        note += (
+            " SGBM, the classical baseline, is missing: OpenCV was not installed when this report was made "
+            "(pip install 'stereodistill[sgbm]')."
+        )
     return note
 
 

@@ -114,7 +114,7 @@ def check_scorable(dataset: Dataset, what: str, limit: int | None = None) -> Non
     raise DataError(
         getattr(dataset, "root", None),
         f"{what}: no pair has a valid ground-truth pixel{below}, so validation would score nothing; "
-        "check its max_disp and its split",
+        "check its max_disp, its split and its occlusion masks",
     )
 
 

@@ -167,6 +167,22 @@ def _describe(changes: Mapping[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in changes.items())
 
 
+def keep_recorded_splits(out: Path, data: Any) -> None:
+    """A resumed run reads the split it recorded for each set whose split the config leaves to the
+    default (``data.defaulted_splits``), when it is the same set: a default that changed since (a
+    validation set's, now its evaluation split) must not move a run to other pairs half way."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return
+    recorded = read_record(path, "--force to start the run over, or another output").get("data")
+    for role in data.defaulted_splits:
+        entry = recorded.get(role) if isinstance(recorded, Mapping) else None
+        split = entry.get("split") if isinstance(entry, Mapping) else None
+        dataset = getattr(data, role)
+        if isinstance(split, str) and (entry.get("dataset"), entry.get("root")) == (dataset.dataset, dataset.root):
+            dataset.split = split
+
+
 def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) -> dict[str, tuple[Any, Any]]:
     """The accepted changes between the saved config and ``given``; an error for any other."""
     path = out / "config.yaml"

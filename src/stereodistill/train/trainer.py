@@ -32,6 +32,7 @@ from stereodistill.distill.terms import DISPARITY, build_terms
 from stereodistill.distill.weights import build_schedule, build_weighting
 from stereodistill.errors import ConfigError, DataError, StereoDistillError
 from stereodistill.evaluate.evaluator import evaluate_dataset
+from stereodistill.fileio import nan_for_null
 from stereodistill.models import build_model
 from stereodistill.models.import_original import import_checkpoint
 from stereodistill.models.state_dict import load_state_strict
@@ -96,7 +97,7 @@ class Distributed:
         return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def check_batch_of_one(config: RunConfig) -> None:
+def check_batch_of_one(config: RunConfig, world: int = 1) -> None:
     """Refuse, before any step, a network whose batch norm sees a single value per channel at a batch
     of one pair and this crop (PSMNet's and CFNet's pyramid pooling on small crops), which fails in
     its first step; a forward on the meta device finds it (shapes only: no memory, no arithmetic)."""
@@ -111,8 +112,8 @@ def check_batch_of_one(config: RunConfig) -> None:
                 return
     raise ConfigError(
         f"{config.model.arch} cannot train on one pair at a time at a crop of {height}x{width}: a batch norm of it "
-        "would see a single value per channel; use data.batch_size 2 or more (per process), a larger data.crop, "
-        "or freeze_bn: true"
+        f"would see a single value per channel; use data.batch_size {2 * world} or more (2 per process), a larger "
+        "data.crop, or freeze_bn: true"
     )
 
 
@@ -206,6 +207,7 @@ class Trainer:
         clear_old_run = False  # with --force: only once everything below is built and checked
         if self.dist.main:
             if resume:
+                run_folder.keep_recorded_splits(self.out, config.data)
                 self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
             else:
                 stopped_early = not ckpt.complete_checkpoints(self.out / "checkpoints")  # nothing to resume
@@ -223,8 +225,9 @@ class Trainer:
             dist.barrier()  # no process writes into the folder before it has been checked
 
         # Networks ---------------------------------------------------------------------------
-        if config.data.batch_size // self.dist.world == 1 and not config.freeze_bn:
-            check_batch_of_one(config)
+        synced = config.sync_bn and self.dist.world > 1 and self.device.type == "cuda"  # statistics over all processes
+        if config.data.batch_size // self.dist.world == 1 and not (config.freeze_bn or synced):
+            check_batch_of_one(config, self.dist.world)
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
         notes: list[str] = []  # said once the run's log is open
         if config.model.init:  # weights only: they must fit the configured network exactly
@@ -520,11 +523,12 @@ class Trainer:
                 "more steps (with --allow-changes) train it on"
             )
             self.logger.close()
-            record = read_metadata(self.out / "model")
+            metrics = nan_for_null(read_metadata(self.out / "model").get("metrics") or {})  # NaN was written as null
             return {
                 "step": self.step,
-                "metrics": record.get("metrics") or {},
+                "metrics": metrics,
                 "model": str(self.out / "model.safetensors"),
+                "finished": True,
             }
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -101,6 +101,12 @@ class StereoDataset(torch.utils.data.Dataset):
     layout: ClassVar[str] = ""  # one line describing the expected directory layout, for errors
     #: The split ``eval`` reads by default: the one whose pairs have ground truth.
     evaluation_split: ClassVar[str] = "train"
+
+    @classmethod
+    def scoring_split(cls, list_file: str | Path | None = None, options: Mapping[str, Any] | None = None) -> str:
+        """The split a set to score (``eval``, a run's ``data.val``, an ablation's sets) reads when none
+        is given, for these reader options and list."""
+        return cls.evaluation_split
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ right image or disparity is missing is still listed, with its expected path, so 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,17 @@ class SceneFlow(StereoDataset):
 
     name = "sceneflow"
     evaluation_split = "test"  # FlyingThings3D TEST, the benchmark's test set (it has ground truth)
+
+    @classmethod
+    def scoring_split(cls, list_file: str | Path | None = None, options: Mapping[str, Any] | None = None) -> str:
+        """FlyingThings3D's TEST where it is read; Driving and Monkaa have no test frames, so a set of
+        them alone is scored on theirs; a list decides by itself which frames (of either split)."""
+        if list_file:
+            return "all"
+        subsets = (options or {}).get("subsets", SUBSETS)
+        subsets = (subsets,) if isinstance(subsets, str) else subsets
+        return cls.evaluation_split if "flyingthings3d" in {str(s).lower() for s in subsets} else "train"
+
     layout = (
         "frames_finalpass/ (or frames_cleanpass/) and disparity/ trees of FlyingThings3D "
         "({TRAIN,TEST}/{A,B,C}/NNNN/{left,right}/NNNN.png), Driving and/or Monkaa, at the root or "
