@@ -275,3 +275,14 @@ def test_a_classical_method_has_no_weights_to_import(tmp_path):
     torch.save({"state_dict": {"a": torch.zeros(1)}}, tmp_path / "r.pth")
     with pytest.raises(ConfigError, match=r"^sgbm is a classical method: it has no weights to import$"):
         import_checkpoint(tmp_path / "r.pth", arch="sgbm")
+
+
+def test_model_init_of_another_architecture_without_options_of_its_own_is_refused(tmp_path):
+    from stereodistill.checkpoint import check_init
+    from stereodistill.errors import ConfigError
+    from stereodistill.models import build_model
+
+    save_model(tmp_path / "coex", build_model("coex", max_disp=32))
+    for max_disp in (32, 64):  # neither has options: their configs agree, their layers do not
+        with pytest.raises(ConfigError, match=r"coex: a coex checkpoint, but model.arch is lightstereo-s$"):
+            check_init(tmp_path / "coex", build_model("lightstereo-s", max_disp=max_disp))

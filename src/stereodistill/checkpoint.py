@@ -117,7 +117,8 @@ def check_init(path: str | Path, model: torch.nn.Module) -> str | None:
     saved, built = _effective(record["arch"], saved_net.config), _effective(model.arch, model.config)
     saved_disp, built_disp = saved.pop("max_disp", None), built.pop("max_disp", None)
     differ = sorted(key for key in saved.keys() | built.keys() if saved.get(key) != built.get(key))
-    if differ and record["arch"] != model.arch:
+    same_layers = set(saved_net.state_dict()) == set(model.state_dict())  # a preset and its knobs: one network
+    if record["arch"] != model.arch and (differ or not same_layers):
         raise ConfigError(f"model.init {path}: a {record['arch']} checkpoint, but model.arch is {model.arch}")
     if differ:
         said = ", ".join(f"{key}: {saved.get(key)!r}" for key in differ)

@@ -9,6 +9,7 @@ are applied to the raw mapping first, so they are validated the same way. The re
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import inspect
 import types
@@ -37,8 +38,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if isinstance(key, list | dict):
                 continue  # unhashable: the base loader says so
             if key in first:
+                line = key_node.start_mark.line + 1
+                earlier = f" (first at line {first[key]})" if first[key] != line else ""
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (first at line {first[key]})", key_node.start_mark
+                    None, None, f"key {key!r} given twice{earlier}", key_node.start_mark
                 )
             first[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
@@ -51,15 +54,21 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a safe loader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None)
-        where = f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark and problem else None
-        raise ConfigError(f"{path}: not valid YAML ({where or ' '.join(str(exc).split())})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc, located=True)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError, *, located: bool) -> str:
+    """A YAML error on one line: its problem, where in a file (``located``) it lies; not the parser's
+    several lines that quote the text."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if located else problem
+    return " ".join(str(exc).split())
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -75,7 +84,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         try:
             value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else None  # a safe loader
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+            raise ConfigError(
+                f"override {item!r}: value is not valid YAML ({_yaml_problem(exc, located=False)})"
+            ) from None
         set_dotted(data, key.strip(), value, f"override {item!r}")
     return data
 
@@ -219,8 +230,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is str:
         if not isinstance(value, str):
-            # YAML reads 123, yes or 1.50 as a number or a flag: quoted ("'123'" on a command line), it stays text
-            quoted = " (YAML read it as a number or a flag: quote it to keep it text)" if value is not None else ""
+            # YAML reads 123, yes, 1.50 or 2024-01-01 as a number, a flag or a date: quoted ("'123'" on a
+            # command line), it stays text
+            kind = "a date" if isinstance(value, datetime.date) else "a number or a flag"
+            scalar = isinstance(value, bool | int | float | datetime.date)
+            quoted = f" (YAML read it as {kind}: quote it to keep it text)" if scalar else ""
             raise ConfigError(f"{where}: expected a string, got {value!r}{quoted}")
         return value
     raise TypeError(f"unsupported config type {tp!r} at {where}")

@@ -623,7 +623,7 @@ def test_a_latency_measured_on_a_busy_machine_is_marked_noisy(tmp_path):
     summary = summarise("t", [0], 5, ["synthetic"], {"a": {0: metrics}, "b": {0: metrics}}, [], bench)
     write_reports(summary, tmp_path)
     text = (tmp_path / "ablation.md").read_text()
-    assert "| 111 (noisy) |" in text and "| 30 |" in text and "the machine was probably busy" in text
+    assert "| 111 (noisy) |" in text and "| 30.0 |" in text and "the machine was probably busy" in text
 
 
 def test_a_cell_the_user_interrupts_is_not_recorded_as_failed(tmp_path, monkeypatch):

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from stereodistill.checkpoint import checkpoint_paths
     from stereodistill.errors import ConfigError
     from stereodistill.evaluate.benchmark import BUSY_SPREAD, benchmark, spread
+    from stereodistill.report.htmlpage import figures
     from stereodistill.runtime import available_cpus, process_cpus, resolve_device
 
     device = str(resolve_device(args.device))
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     print(header + f"{'speed-up':>10}")
     for row in rows:
         print(
-            f"{row['name']:<{wide}}{row['max_disp']:>9}{row['params']:>12,}{row['gmacs']:>9.1f}{row['latency_min_ms']:>9.1f}"
+            f"{row['name']:<{wide}}{row['max_disp']:>9}{row['params']:>12,}{figures(row['gmacs']):>9}{row['latency_min_ms']:>9.1f}"
             f"{row['latency_ms']:>11.1f}{row['latency_max_ms']:>9.1f}{row['peak_memory_mb']:>9.0f}"
             f"{row['speedup']:>9.2f}×"
         )

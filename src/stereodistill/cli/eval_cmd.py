@@ -31,8 +31,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--split",
-        help="train, test or all (default: the split with ground truth: test for sceneflow, train for kitti2012, "
-        "kitti2015, middlebury and eth3d, whose test splits ship none)",
+        help="train, test or all (default: the split with ground truth: test for sceneflow where it reads "
+        "FlyingThings3D, train for its driving and monkaa alone and for kitti2012, kitti2015, middlebury and eth3d, "
+        "whose test splits ship none; all with --list, which then picks the pairs)",
     )
     parser.add_argument(
         "--max-disp",

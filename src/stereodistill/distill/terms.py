@@ -180,8 +180,7 @@ def build_terms(
                 f"is {student.max_disp} px and the teacher's {teacher.max_disp}: a bin would mean two disparities "
                 "(give both networks one max_disp, or distil features or disparity instead)"
             )
-        short = getattr(teacher, "max_disp", 0) < getattr(student, "max_disp", 0)
-        if c.teacher == DISPARITY and short and c.mask != "teacher_correct":  # that mask keeps what it reaches
+        if c.teacher == DISPARITY and getattr(teacher, "max_disp", 0) < getattr(student, "max_disp", 0):
             raise ConfigError(
                 f"term {c.name!r}: the teacher's disparity stops below {teacher.max_disp} px, the student's range is "
                 f"{student.max_disp} px: its labels could not reach the top of the student's range (use a teacher "

@@ -14,14 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from stereodistill.fileio import write_json, write_text_atomic
+from stereodistill.report.htmlpage import figures
 
 METRICS = ("epe", "d1", "bad1", "bad2", "bad3")
-
-
-def figures(value: float) -> str:
-    """A measurement to three significant figures, whole numbers from 100 on: a small network at a
-    small size reads 0.0275 GMACs and 0.31 ms, not 0.0 and 0."""
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def ci95(values: list[float]) -> float:

@@ -28,8 +28,8 @@ from typing import Any
 
 from stereodistill.config import from_dict
 from stereodistill.errors import DataError
-from stereodistill.experiments.ablation_report import figures
 from stereodistill.fileio import nan_for_null, read_record, write_json
+from stereodistill.report.htmlpage import figures
 from stereodistill.runtime import available_cpus, describe_exit, exit_with_parent
 from stereodistill.train.config import DatasetConfig, RunConfig
 

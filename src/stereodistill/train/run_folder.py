@@ -168,14 +168,14 @@ def _describe(changes: Mapping[str, tuple[Any, Any]]) -> str:
 
 
 def keep_recorded_splits(out: Path, data: Any) -> None:
-    """A resumed run reads the split it recorded for each set whose split the config leaves to the
-    default (``data.defaulted_splits``), when it is the same set: a default that changed since (a
-    validation set's, now its evaluation split) must not move a run to other pairs half way."""
+    """A resumed run validates on the split it recorded when the config leaves ``data.val``'s split to
+    the default and names the same set: that default changed (to the evaluation split), and must not
+    move a run to other pairs half way. (The other sets' default did not change.)"""
     path = out / "config.yaml"
-    if not path.is_file():
+    if not path.is_file() or "val" not in data.defaulted_splits:
         return
     recorded = read_record(path, "--force to start the run over, or another output").get("data")
-    for role in data.defaulted_splits:
+    for role in ("val",):
         entry = recorded.get(role) if isinstance(recorded, Mapping) else None
         split = entry.get("split") if isinstance(entry, Mapping) else None
         dataset = getattr(data, role)

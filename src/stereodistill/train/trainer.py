@@ -205,9 +205,10 @@ class Trainer:
         seed_everything(config.seed)
         self._changes: dict[str, tuple[Any, Any]] = {}
         clear_old_run = False  # with --force: only once everything below is built and checked
+        if resume:  # every process reads the same pairs
+            run_folder.keep_recorded_splits(self.out, config.data)
         if self.dist.main:
             if resume:
-                run_folder.keep_recorded_splits(self.out, config.data)
                 self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
             else:
                 stopped_early = not ckpt.complete_checkpoints(self.out / "checkpoints")  # nothing to resume
