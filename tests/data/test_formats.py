@@ -231,8 +231,11 @@ def test_disparity_size_reads_headers_only_in_every_format(tmp_path):
     for name in ("d.pfm", "d.png", "d.npy"):
         assert formats.disparity_size(tmp_path / name) == (5, 7), name
     (tmp_path / "bad.pfm").write_bytes(b"not a pfm")
-    with pytest.raises(DataError, match=r"bad\.pfm: not a readable disparity map"):
+    with pytest.raises(DataError, match=r"bad\.pfm: not a PFM file"):
         formats.disparity_size(tmp_path / "bad.pfm")
+    (tmp_path / "cut.pfm").write_bytes((tmp_path / "d.pfm").read_bytes()[:-9])  # cut short: named from its size
+    with pytest.raises(DataError, match=r"cut\.pfm: PFM data has 131 bytes, expected 140 .* \(file truncated\)$"):
+        formats.disparity_size(tmp_path / "cut.pfm")
 
 
 def test_a_header_claiming_a_huge_image_is_a_clear_error_not_pillows_bomb_error(tmp_path):

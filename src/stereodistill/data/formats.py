@@ -54,17 +54,11 @@ def _require_file(path: Path) -> None:
 _PFM_HEADER = re.compile(rb"(P[Ff])\s+(\S+)\s+(\S+)\s+(\S+)\s")
 
 
-def read_pfm(path: str | Path) -> np.ndarray:
-    """Read a PFM file: ``Pf`` gives H×W, ``PF`` gives H×W×3; rows are stored bottom-up.
-
-    The sign of the scale gives the byte order (negative = little-endian); its magnitude is ignored,
-    as every stereo dataset writes 1.0. Header lines ended by "\r\n" or with trailing spaces are read as
-    line-based readers read them, when the data's length leaves no doubt.
-    """
-    path = Path(path)
-    _require_file(path)
-    data = path.read_bytes()
-    match = _PFM_HEADER.match(data[:256])
+def _pfm_layout(path: Path, head: bytes, size: int) -> tuple[int, int, int, float, int]:
+    """(height, width, channels, scale, offset of the pixel data) of a PFM whose first bytes are
+    ``head`` and whose length is ``size``: its header checked, and its length against it (a file cut
+    short is named from its header and size alone, nothing decoded)."""
+    match = _PFM_HEADER.match(head[:256])
     if match is None:
         raise DataError(path, "not a PFM file (expected a 'PF' or 'Pf' header with width, height and scale)")
     magic, w_txt, h_txt, scale_txt = match.groups()
@@ -77,19 +71,32 @@ def read_pfm(path: str | Path) -> np.ndarray:
         raise DataError(path, f"malformed PFM header: size {height}x{width} (HxW)")
     if scale == 0 or not np.isfinite(scale):
         raise DataError(path, f"malformed PFM header: scale {scale_txt.decode(errors='replace')} (must be non-zero)")
-    payload = data[match.end() :]
-    expected = width * height * channels * 4
-    extra = len(payload) - expected
-    if 0 < extra <= 8 and not payload[:extra].strip():  # a header line ended by "\r\n" or trailing spaces
-        payload = payload[extra:]
-    if len(payload) != expected:
+    start, expected = match.end(), width * height * channels * 4
+    extra = size - start - expected
+    if 0 < extra <= 8 and not head[start : start + extra].strip():  # a header line ended by "\r\n" or spaces
+        start += extra
+    if size - start != expected:
         raise DataError(
             path,
-            f"PFM data has {len(payload)} bytes, expected {expected} for {height}x{width}x{channels} (HxWxC) float32"
-            + (" (file truncated)" if len(payload) < expected else ""),
+            f"PFM data has {size - start} bytes, expected {expected} for {height}x{width}x{channels} (HxWxC) float32"
+            + (" (file truncated)" if size - start < expected else ""),
         )
+    return height, width, channels, scale, start
+
+
+def read_pfm(path: str | Path) -> np.ndarray:
+    """Read a PFM file: ``Pf`` gives H×W, ``PF`` gives H×W×3; rows are stored bottom-up.
+
+    The sign of the scale gives the byte order (negative = little-endian); its magnitude is ignored,
+    as every stereo dataset writes 1.0. Header lines ended by "\r\n" or with trailing spaces are read as
+    line-based readers read them, when the data's length leaves no doubt.
+    """
+    path = Path(path)
+    _require_file(path)
+    data = path.read_bytes()
+    height, width, channels, scale, start = _pfm_layout(path, data[:272], len(data))
     dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
-    array = np.frombuffer(payload, dtype=dtype).reshape(height, width, channels)
+    array = np.frombuffer(data[start:], dtype=dtype).reshape(height, width, channels)
     array = np.flipud(array).astype(np.float32)
     return array[..., 0].copy() if channels == 1 else array.copy()
 
@@ -292,18 +299,16 @@ def disparity_size(path: str | Path) -> tuple[int, int]:
     suffix = path.suffix.lower()
     if suffix == ".png":
         return image_size(path)
+    if suffix == ".pfm":  # its header, and its length against it: a file cut short is named here
+        with path.open("rb") as file:
+            head = file.read(272)
+        return _pfm_layout(path, head, path.stat().st_size)[:2]
     try:
         if suffix == ".npy":
             shape = _plane_shape(np.load(path, mmap_mode="r", allow_pickle=False).shape)
             if len(shape) != 2:
                 raise ValueError(f"disparity must be 2-D (H×W), got shape {shape}")
             return int(shape[0]), int(shape[1])
-        if suffix == ".pfm":
-            with path.open("rb") as file:
-                match = _PFM_HEADER.match(file.read(256))
-            if match is not None:
-                return int(match.group(3)), int(match.group(2))
-            raise ValueError("no PFM header")
     except (*NPY_ERRORS, IndexError) as exc:
         raise DataError(path, f"not a readable disparity map ({exc})") from None
     raise DataError(path, f"unknown disparity format {suffix!r} (expected one of {', '.join(DISPARITY_SUFFIXES)})")
