@@ -389,3 +389,25 @@ def test_model_init_of_a_preset_spelled_out_is_the_same_network_and_a_range_its_
     wider = {"arch": "lean-xs", "max_disp": 32, "init": str(tmp_path / "lean16")}
     with pytest.raises(ConfigError, match=r"made at max disparity 16, and lean-xs's weights follow its range; set mod"):
         Trainer(config(tmp_path / "b", model=wider), distill=False)
+
+
+def test_a_final_validation_that_fails_leaves_the_trained_checkpoint_to_resume_from(tmp_path):
+    import numpy as np
+
+    from stereodistill.data.formats import write_image, write_pfm
+
+    rng = np.random.default_rng(0)
+    for name in ("l.png", "r.png"):
+        write_image(tmp_path / name, rng.random((32, 64, 3)))
+    write_pfm(tmp_path / "d.pfm", np.full((32, 64), 5.0, np.float32))
+    (tmp_path / "pairs.csv").write_text("left,right,disp\nl.png,r.png,d.pfm\n")
+    whole = (tmp_path / "l.png").read_bytes()
+    (tmp_path / "l.png").write_bytes(whole[:80])  # its header intact: the checks before training pass it
+    val = {"dataset": "pairs", "root": str(tmp_path / "pairs.csv")}
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=r"l\.png: not a readable image"):
+        Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False).run()
+    assert (out / "checkpoints" / "step-0000002.json").is_file() and not (out / "model.json").exists()
+    (tmp_path / "l.png").write_bytes(whole)  # mended: the resume validates and writes the model, no step trained
+    result = Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False, resume=True).run()
+    assert result["step"] == 2 and (out / "model.json").is_file()

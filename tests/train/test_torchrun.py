@@ -75,3 +75,55 @@ def test_torchrun_distill_matches_one_process_and_keeps_learnable_weights_in_syn
     extras = {k: v for k, v in load_file(str(ddp_state)).items() if k.startswith("extra.")}
     assert any("log_vars" in k for k in extras) and any("adapter" in k for k in extras)
     assert_close_states(extras, {k: v for k, v in load_file(str(one_state)).items() if k.startswith("extra.")})
+
+
+def scalars(folder) -> list[str]:
+    return [row for row in (folder / "scalars.csv").read_text().splitlines() if ",rate," not in row]
+
+
+def test_torchrun_dwa_weighs_the_global_batchs_losses_as_one_process_does(tmp_path):
+    save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
+    terms = [
+        {"name": "feat", "student": "feat.left.s4", "teacher": "feat.left.s4", "loss": "cosine", "adapter": "conv"},
+        {"name": "kl", "student": "logits.0", "teacher": "logits.0", "loss": "kl", "params": {"tau": 2.0}},
+    ]
+    config = {  # 8 pairs in global batches of 4: DWA's weights move from step 5 on
+        **TINY,
+        "steps": 6,
+        "device": "cpu",
+        "teacher": {"checkpoint": str(tmp_path / "teacher")},
+        "distill": {"terms": terms, "weighting": {"type": "dwa"}},
+    }
+    ddp, one = both(tmp_path, "distill", config)
+    assert_close_states(parameters(ddp), parameters(one))
+    factors = [[row for row in scalars(run) if ",factor/" in row and row.startswith("6,")] for run in (ddp, one)]
+    assert factors[0] and len(factors[0]) == len(factors[1])
+    for got, expected in zip(*factors, strict=True):  # the logged losses and weights: the global batch's
+        assert float(got.rsplit(",", 1)[1]) == pytest.approx(float(expected.rsplit(",", 1)[1]), rel=1e-4)
+
+
+def test_torchrun_skips_a_step_non_finite_on_one_process_only_and_says_a_refusal_once(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "device": "cpu", "steps": 2}))
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(
+        "import sys\n"
+        "from stereodistill.train import trainer\n"
+        "losses = trainer.Trainer.compute_losses\n"
+        "def nan_on_rank_1(self, batch, stage, step, epoch, labelled=True):\n"
+        "    total, *rest = losses(self, batch, stage, step, epoch, labelled)\n"
+        "    return (total * float('nan') if self.dist.rank == 1 and step == 0 else total, *rest)\n"
+        "trainer.Trainer.compute_losses = nan_on_rank_1\n"
+        "from stereodistill.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [TORCHRUN, "--standalone", "--nproc_per_node", "2", str(script), "train", str(path), f"output={out}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]  # both skipped step 0, together: no collective mismatch
+    assert "step 0: non-finite loss, step skipped (1 in a row)" in done.stderr
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)  # the folder is used
+    assert again.returncode != 0
+    assert again.stderr.count("stereodistill: error:") == 1 and "holds a run already" in again.stderr
+    assert "[rank1]" not in again.stderr  # the other process stops quietly, not with a broken connection

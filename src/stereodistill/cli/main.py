@@ -7,6 +7,7 @@ they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except StereoDistillError as exc:
-        print(f"stereodistill: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process stops; rank 0 says why, once
+            print(f"stereodistill: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stereodistill: interrupted", file=sys.stderr)

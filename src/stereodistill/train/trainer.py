@@ -10,6 +10,7 @@ by the run's weighting. A non-finite loss skips the step; ``max_nonfinite`` in a
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import random
 import time
@@ -37,7 +38,7 @@ from stereodistill.models import build_model
 from stereodistill.models.import_original import import_checkpoint
 from stereodistill.models.state_dict import load_state_strict
 from stereodistill.models.zoo import model_class
-from stereodistill.runtime import resolve_device
+from stereodistill.runtime import exit_with_parent, resolve_device
 from stereodistill.train import data as train_data
 from stereodistill.train import run_folder
 from stereodistill.train import state as ckpt
@@ -95,6 +96,13 @@ class Distributed:
         if world <= 1:
             return cls()
         return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def new_run_hint(out: Path) -> str:
+    """What to do about a folder that holds a run, when a new one is asked for there."""
+    if not ckpt.complete_checkpoints(out / "checkpoints") and not (out / "model.json").is_file():
+        return "it stopped before its first checkpoint, so there is nothing to resume: --force to start over"
+    return "--resume to continue it, or --force to start over"
 
 
 def check_batch_of_one(config: RunConfig, world: int = 1) -> None:
@@ -197,8 +205,9 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.dist.world > 1:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
-            if not dist.is_initialized():
-                dist.init_process_group(backend)
+            if not dist.is_initialized():  # rank 0 validates alone while the others wait: a long validation
+                dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))  # must not time them out
+            exit_with_parent(os.getppid())  # torchrun killed: its workers stop, not finish the run unseen
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", self.dist.local_rank)
                 torch.cuda.set_device(self.device)
@@ -207,23 +216,29 @@ class Trainer:
         clear_old_run = False  # with --force: only once everything below is built and checked
         if resume:  # every process reads the same pairs
             run_folder.keep_recorded_splits(self.out, config.data)
+        refused: StereoDistillError | None = None
         if self.dist.main:
-            if resume:
-                self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
-            else:
-                stopped_early = not ckpt.complete_checkpoints(self.out / "checkpoints")  # nothing to resume
-                clear_old_run = run_folder.prepare_new_run(
-                    self.out,
-                    force=force,
-                    inputs=inputs,
-                    reads=run_reads(config),
-                    clear=False,
-                    hint="it stopped before its first checkpoint, so there is nothing to resume: --force to start over"
-                    if stopped_early and not (self.out / "model.json").is_file()
-                    else "--resume to continue it, or --force to start over",
-                )
-        if self.dist.world > 1:
-            dist.barrier()  # no process writes into the folder before it has been checked
+            try:
+                if resume:
+                    self._changes = run_folder.check_resume(self.out, to_dict(config), allow_changes=allow_changes)
+                else:
+                    clear_old_run = run_folder.prepare_new_run(
+                        self.out,
+                        force=force,
+                        inputs=inputs,
+                        reads=run_reads(config),
+                        clear=False,
+                        hint=new_run_hint(self.out),
+                    )
+            except StereoDistillError as exc:
+                refused = exc
+        if self.dist.world > 1:  # no process writes into the folder before it has been checked; the others
+            said = [None if refused is None else str(refused)]  # stop with rank 0's refusal, not a broken pipe
+            dist.broadcast_object_list(said, src=0)
+            if said[0] is not None and refused is None:
+                raise StereoDistillError(said[0])
+        if refused is not None:
+            raise refused
 
         # Networks ---------------------------------------------------------------------------
         synced = config.sync_bn and self.dist.world > 1 and self.device.type == "cuda"  # statistics over all processes
@@ -231,6 +246,8 @@ class Trainer:
             check_batch_of_one(config, self.dist.world)
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
         notes: list[str] = []  # said once the run's log is open
+        if config.sync_bn and not synced:
+            notes.append("note: sync_bn has no effect here: batch norm is synchronised across CUDA processes only")
         if config.model.init:  # weights only: they must fit the configured network exactly
             init_note = check_init(config.model.init, self.student)  # a folder or a foreign file is named as such
             notes += [init_note] if init_note else []
@@ -568,8 +585,8 @@ class Trainer:
                     total, losses, factors, raw = self.compute_losses(
                         batch, stage, self.step, epoch, labelled=not from_unlabeled
                     )
-                    if not torch.isfinite(total):
-                        finite = False
+                    if not self._all_finite(total):  # every process skips: one alone in backward would wait for
+                        finite = False  # the others in DDP's gradient reduction
                         break
                     self.scaler.scale(total / accumulate).backward()
                 for name, value in losses.items():
@@ -577,10 +594,6 @@ class Trainer:
                 parts["total"] = parts.get("total", 0.0) + float(total.detach()) / accumulate
                 for name, value in raw.items():
                     raw_parts[name] = raw_parts.get(name, 0.0) + float(value.detach()) / accumulate
-            if self.dist.world > 1:
-                flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
-                dist.all_reduce(flag)
-                finite = bool(flag.item() == 0)
             if not finite:
                 nonfinite += 1
                 self.optimizer.zero_grad(set_to_none=True)
@@ -594,6 +607,8 @@ class Trainer:
                 self._periodic(total_steps)  # a skipped step still gets its validation and checkpoint
                 continue
             nonfinite = 0
+            if self.dist.world > 1:  # the global batch's losses, as one process logs and DWA weighs them
+                parts, raw_parts = self._mean_over_processes(parts), self._mean_over_processes(raw_parts)
             if config.optim.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.unit.parameters(), config.optim.grad_clip)
@@ -625,8 +640,13 @@ class Trainer:
                 f"(fewer than max_nonfinite, {config.max_nonfinite}, so the run was not stopped sooner); "
                 "no model was written. Lower the learning rate, or check the data with `stereodistill data check`"
             )
-        metrics = self.validate() if self.val_set is not None else {}
-        self.save_checkpoint()
+        self.save_checkpoint()  # first: a validation that fails (a broken image) does not cost the training
+        metrics = {}
+        if self.val_set is not None:
+            best = self.best_epe
+            metrics = self.validate()
+            if self.best_epe != best:  # the checkpoint holds the best so far, as a longer run resumed reads it
+                self.save_checkpoint()
         if self.dist.main:
             save_model(self.out / "model", self.unit.student, step=self.step, metrics=metrics, run=config.name)
         self.logger.close()
@@ -638,6 +658,22 @@ class Trainer:
             "model": str(self.out / "model.safetensors"),
             "seconds": time.perf_counter() - started,
         }
+
+    def _all_finite(self, total: torch.Tensor) -> bool:
+        """Whether the loss is finite on every process (on this one, without DDP)."""
+        finite = bool(torch.isfinite(total))
+        if self.dist.world == 1:
+            return finite
+        flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
+        dist.all_reduce(flag)
+        return bool(flag.item() == 0)
+
+    def _mean_over_processes(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value averaged over the processes (each holds its share of the global batch)."""
+        names = sorted(values)
+        tensor = torch.tensor([values[name] for name in names], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return dict(zip(names, (tensor / self.dist.world).tolist(), strict=True))
 
     # -- epochs, validation, checkpoints -------------------------------------------------------------
     def _epoch_means_add(self, parts: dict[str, float]) -> None:
