@@ -28,3 +28,7 @@ class ConfigError(StereoDistillError, ValueError):
 
 class InputError(StereoDistillError, ValueError):
     """Tensors handed to a model do not fit its contract (e.g. left and right of different sizes)."""
+
+
+class SharedRefusal(StereoDistillError):
+    """Under DDP, another process's refusal that rank 0 made and says: this one stops with it, silently."""

@@ -101,16 +101,20 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     return None
 
 
-def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
-    """Stop this (child) process as soon as ``parent`` is gone: a killed ``ablate`` or ``bench``
-    must not leave runs behind that write into folders a resumed one uses, or that skew its timing."""
+def exit_with_parent(parent: int, poll_s: float = 1.0, says: str | None = None) -> None:
+    """Stop this (child) process as soon as ``parent`` is gone: a killed ``ablate``, ``bench`` or
+    ``torchrun`` must not leave runs behind that write into folders a resumed one uses, or that skew
+    its timing. ``says``: why, on stderr, as it stops."""
     import os
+    import sys
     import threading
     import time
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
+        if says:
+            print(f"stereodistill: stopped: {says}", file=sys.stderr, flush=True)
         os._exit(3)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -210,3 +210,22 @@ def test_one_vocabulary_for_budgets_devices_and_threads(capsys):
         assert "expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
     assert parser.parse_args(["bench", "--models", "x"]).threads is None  # resolved to the usable cores
     assert parser.parse_args(["export", "c", "--onnx", "o.onnx"]).threads is None
+
+
+def test_under_torchrun_a_shared_refusal_is_said_by_rank_0_and_a_local_error_names_its_rank(monkeypatch, capsys):
+    from stereodistill.errors import ConfigError, SharedRefusal
+
+    def refuse(error):
+        def handler(args):
+            raise error
+
+        return handler
+
+    import stereodistill.cli.models_cmd as models_cmd
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(models_cmd, "run_models", refuse(SharedRefusal("holds a run already")))
+    assert main(["models"]) == 2 and capsys.readouterr().err == ""  # rank 0 says it
+    monkeypatch.setattr(models_cmd, "run_models", refuse(ConfigError("only this process met it")))
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err == "stereodistill: error (rank 1): only this process met it\n"

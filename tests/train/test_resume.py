@@ -139,3 +139,24 @@ def test_a_terms_epoch_mean_is_over_the_steps_it_was_active():
     Trainer._end_epoch(trainer)
     assert seen[-1] == {"supervised": 3.0, "kl": 1.0}  # 12 over 4 steps; kl over its one step
     assert epoch_sums_from({"kl": None})["kl"] != epoch_sums_from({"kl": None})["kl"]  # null: NaN
+
+
+def test_a_step_skipped_part_way_through_its_micro_batches_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    from stereodistill.config import from_dict
+    from stereodistill.train.config import RunConfig
+    from stereodistill.train.trainer import Trainer
+
+    losses = Trainer.compute_losses
+
+    def nan_at_step_0(self, batch, stage, step, epoch, labelled=True):  # its first micro-batch: the rest undrawn
+        total, *rest = losses(self, batch, stage, step, epoch, labelled)
+        return (total * float("nan") if step == 0 else total, *rest)
+
+    monkeypatch.setattr(Trainer, "compute_losses", nan_at_step_0)
+    settings = {**TINY, "steps": 4, "optim": {**TINY["optim"], "accumulate": 2}, "checkpoint_every": 1}
+    with torch_threads(1):
+        Trainer(from_dict(RunConfig, {**settings, "output": str(tmp_path / "full")}), distill=False).run()
+        cut = from_dict(RunConfig, {**settings, "output": str(tmp_path / "cut")})
+        Trainer(cut, distill=False).run(stop_at=2)
+        Trainer(cut, distill=False, resume=True).run()
+    assert_same_run(tmp_path / "full", tmp_path / "cut")

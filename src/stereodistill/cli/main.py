@@ -24,7 +24,7 @@ from stereodistill.cli import (
     quickstart_cmd,
     train_cmd,
 )
-from stereodistill.errors import StereoDistillError
+from stereodistill.errors import SharedRefusal, StereoDistillError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except StereoDistillError as exc:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every process stops; rank 0 says why, once
-            print(f"stereodistill: error: {exc}", file=sys.stderr)
+        if not isinstance(exc, SharedRefusal):  # rank 0 says a refusal every process shares, once
+            rank = os.environ.get("RANK", "0")
+            print(f"stereodistill: error{f' (rank {rank})' if rank != '0' else ''}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stereodistill: interrupted", file=sys.stderr)

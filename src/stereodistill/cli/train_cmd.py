@@ -48,10 +48,16 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_changes and not args.resume:
         raise ConfigError("--allow-changes applies to --resume")
     config = load_run_config(args.config, args.overrides)
-    trainer = Trainer(
-        config, distill=args.distill, resume=args.resume, force=args.force, allow_changes=args.allow_changes
-    )
-    result = trainer.run()
+    try:
+        trainer = Trainer(
+            config, distill=args.distill, resume=args.resume, force=args.force, allow_changes=args.allow_changes
+        )
+        result = trainer.run()
+    finally:  # a process group left open is a warning per process at exit
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     if os.environ.get("RANK", "0") == "0":  # one summary per run, not per DDP process
         print(summary_line(config, result))
     return 0

@@ -31,7 +31,7 @@ from stereodistill.distill.masks import full_resolution_mask, left_right_consist
 from stereodistill.distill.photometric import self_supervised_loss
 from stereodistill.distill.terms import DISPARITY, build_terms
 from stereodistill.distill.weights import build_schedule, build_weighting
-from stereodistill.errors import ConfigError, DataError, StereoDistillError
+from stereodistill.errors import ConfigError, DataError, SharedRefusal, StereoDistillError
 from stereodistill.evaluate.evaluator import evaluate_dataset
 from stereodistill.fileio import nan_for_null
 from stereodistill.models import build_model
@@ -207,7 +207,8 @@ class Trainer:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             if not dist.is_initialized():  # rank 0 validates alone while the others wait: a long validation
                 dist.init_process_group(backend, timeout=datetime.timedelta(hours=2))  # must not time them out
-            exit_with_parent(os.getppid())  # torchrun killed: its workers stop, not finish the run unseen
+            if "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun killed: its workers stop, not finish the run unseen
+                exit_with_parent(os.getppid(), says="torchrun, which started this process, is gone")
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", self.dist.local_rank)
                 torch.cuda.set_device(self.device)
@@ -216,7 +217,7 @@ class Trainer:
         clear_old_run = False  # with --force: only once everything below is built and checked
         if resume:  # every process reads the same pairs
             run_folder.keep_recorded_splits(self.out, config.data)
-        refused: StereoDistillError | None = None
+        refused: Exception | None = None
         if self.dist.main:
             try:
                 if resume:
@@ -230,13 +231,13 @@ class Trainer:
                         clear=False,
                         hint=new_run_hint(self.out),
                     )
-            except StereoDistillError as exc:
+            except Exception as exc:  # any failure here (a folder that cannot be read, too) stops every process
                 refused = exc
         if self.dist.world > 1:  # no process writes into the folder before it has been checked; the others
             said = [None if refused is None else str(refused)]  # stop with rank 0's refusal, not a broken pipe
             dist.broadcast_object_list(said, src=0)
             if said[0] is not None and refused is None:
-                raise StereoDistillError(said[0])
+                raise SharedRefusal(said[0])
         if refused is not None:
             raise refused
 
@@ -595,6 +596,8 @@ class Trainer:
                 for name, value in raw.items():
                     raw_parts[name] = raw_parts.get(name, 0.0) + float(value.detach()) / accumulate
             if not finite:
+                for _ in range(accumulate - 1 - k):  # the step still takes all its micro-batches: a resumed run
+                    stream.next()  # positions the data by steps × accumulate
                 nonfinite += 1
                 self.optimizer.zero_grad(set_to_none=True)
                 self.logger.note(f"step {self.step}: non-finite loss, step skipped ({nonfinite} in a row)")
