@@ -136,8 +136,8 @@ class DataConfig:
     vertical_flip: float = 0.0  # probability of flipping both views upside down
 
     def __post_init__(self) -> None:
-        #: The sets whose split was not given but resolved here: a resumed run keeps the split it
-        #: recorded for them (one written before this default reads as it did).
+        #: The sets whose split was not given but resolved here: a resumed run keeps the validation
+        #: split it recorded (one written before the validation default changed reads as it did).
         self.defaulted_splits: tuple[str, ...] = tuple(
             role
             for role in ("train", "val", "unlabeled")

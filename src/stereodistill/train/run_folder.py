@@ -167,7 +167,7 @@ def _describe(changes: Mapping[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in changes.items())
 
 
-def keep_recorded_splits(out: Path, data: Any) -> None:
+def keep_recorded_val_split(out: Path, data: Any) -> None:
     """A resumed run validates on the split it recorded when the config leaves ``data.val``'s split to
     the default and names the same set: that default changed (to the evaluation split), and must not
     move a run to other pairs half way. (The other sets' default did not change.)"""
@@ -175,12 +175,10 @@ def keep_recorded_splits(out: Path, data: Any) -> None:
     if not path.is_file() or "val" not in data.defaulted_splits:
         return
     recorded = read_record(path, "--force to start the run over, or another output").get("data")
-    for role in ("val",):
-        entry = recorded.get(role) if isinstance(recorded, Mapping) else None
-        split = entry.get("split") if isinstance(entry, Mapping) else None
-        dataset = getattr(data, role)
-        if isinstance(split, str) and (entry.get("dataset"), entry.get("root")) == (dataset.dataset, dataset.root):
-            dataset.split = split
+    entry = recorded.get("val") if isinstance(recorded, Mapping) else None
+    split = entry.get("split") if isinstance(entry, Mapping) else None
+    if isinstance(split, str) and (entry.get("dataset"), entry.get("root")) == (data.val.dataset, data.val.root):
+        data.val.split = split
 
 
 def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) -> dict[str, tuple[Any, Any]]:

@@ -216,7 +216,7 @@ class Trainer:
         self._changes: dict[str, tuple[Any, Any]] = {}
         clear_old_run = False  # with --force: only once everything below is built and checked
         if resume:  # every process reads the same pairs
-            run_folder.keep_recorded_splits(self.out, config.data)
+            run_folder.keep_recorded_val_split(self.out, config.data)
         refused: Exception | None = None
         if self.dist.main:
             try:
