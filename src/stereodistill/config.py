@@ -21,6 +21,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import yaml
 
 from stereodistill.errors import ConfigError
+from stereodistill.fileio import parse_problem
 
 T = TypeVar("T")
 
@@ -54,21 +55,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a safe loader
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc, located=True)})") from None
+        raise ConfigError(f"{path}: not valid YAML ({parse_problem(exc, located=True)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return data
-
-
-def _yaml_problem(exc: yaml.YAMLError, *, located: bool) -> str:
-    """A YAML error on one line: its problem, where in a file (``located``) it lies; not the parser's
-    several lines that quote the text."""
-    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
-    if mark is not None and problem:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if located else problem
-    return " ".join(str(exc).split())
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -85,7 +77,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else None  # a safe loader
         except yaml.YAMLError as exc:
             raise ConfigError(
-                f"override {item!r}: value is not valid YAML ({_yaml_problem(exc, located=False)})"
+                f"override {item!r}: value is not valid YAML ({parse_problem(exc, located=False)})"
             ) from None
         set_dotted(data, key.strip(), value, f"override {item!r}")
     return data

@@ -124,6 +124,15 @@ def write_json(path: str | Path, data: Any, *, sort_keys: bool = False) -> None:
     write_text_atomic(path, text + "\n")
 
 
+def parse_problem(exc: Exception, *, located: bool) -> str:
+    """A parser's error (YAML's, JSON's) on one line: its problem and, in a file (``located``), where
+    it lies; not YAML's several lines that quote the text."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if located else problem
+    return " ".join(str(exc).split())
+
+
 def read_record(path: str | Path, remedy: str, holds: type = dict) -> Any:
     """A JSON or YAML (``.yaml``) mapping (or what ``holds`` names) that this tool wrote beside an
     output (a run's config, an output folder's record of its inputs), read back. One that was cut
@@ -143,12 +152,7 @@ def read_record(path: str | Path, remedy: str, holds: type = dict) -> Any:
     except OSError as exc:
         raise DataError(path, f"cannot be read ({exc.strerror or exc}); {remedy}") from None
     except (ValueError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)  # YAML's own messages span lines and quote the text
-        problem = (
-            f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
-            if mark is not None and getattr(exc, "problem", None)
-            else " ".join(str(exc).split())
-        )
+        problem = parse_problem(exc, located=True)
         raise DataError(path, f"is damaged: not valid {'YAML' if is_yaml else 'JSON'} ({problem}); {remedy}") from None
     if not isinstance(data, holds):
         held = "nothing" if data is None else f"a {type(data).__name__}"

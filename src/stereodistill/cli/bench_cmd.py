@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     print(header + f"{'speed-up':>10}")
     for row in rows:
         print(
-            f"{row['name']:<{wide}}{row['max_disp']:>9}{row['params']:>12,}{figures(row['gmacs']):>9}{row['latency_min_ms']:>9.1f}"
+            f"{row['name']:<{wide}}{row['max_disp']:>9}{row['params']:>12,}{figures(row['gmacs']):>9}"
+            f"{row['latency_min_ms']:>9.1f}"
             f"{row['latency_ms']:>11.1f}{row['latency_max_ms']:>9.1f}{row['peak_memory_mb']:>9.0f}"
             f"{row['speedup']:>9.2f}×"
         )

@@ -140,6 +140,18 @@ def check_sizes(pairs) -> None:
             raise InputError(f"{pair.left} is {left[0]}x{left[1]} (HxW) but {pair.right} is {right[0]}x{right[1]}")
 
 
+def write_disp16(path: Path, disparity) -> int:
+    """Write ``NAME_disp16.png`` (KITTI's ×256), with the disparities it cannot hold (256 px and more)
+    as 0, "no data", not clipped to a value that reads back as a measurement; returns how many."""
+    import numpy as np
+
+    from stereodistill.data.formats import beyond_png_range, write_png_disparity
+
+    beyond = beyond_png_range(disparity)
+    write_png_disparity(path, np.where(beyond, 0, disparity))
+    return int(beyond.sum())
+
+
 def beyond_warning(png: Path, pixels: int, pfm: Path | None) -> str:
     """The warning for disparities a KITTI 16-bit PNG cannot hold, written there as 0 ("no data")."""
     kept = f"; {pfm} holds them" if pfm is not None else ""
@@ -152,10 +164,8 @@ def beyond_warning(png: Path, pixels: int, pfm: Path | None) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    import numpy as np
-
     from stereodistill.checkpoint import classical_network, load_network
-    from stereodistill.data.formats import beyond_png_range, read_image, write_image, write_pfm, write_png_disparity
+    from stereodistill.data.formats import read_image, write_image, write_pfm
     from stereodistill.data.pairing import find_pairs
     from stereodistill.data.video import is_video
     from stereodistill.fileio import check_writable
@@ -201,8 +211,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{pair.left} and {pair.right} differ in size")
         disparity = predict(model, left, right, args.scale, device)
         write_pfm(out / f"{pair.name}.pfm", disparity)
-        beyond = beyond_png_range(disparity)
-        write_png_disparity(out / f"{pair.name}_disp16.png", np.where(beyond, 0, disparity))
+        beyond = write_disp16(out / f"{pair.name}_disp16.png", disparity)
         write_image(out / f"{pair.name}_color.png", with_colorbar(colorize(disparity, vmax=vmax), vmax))
         record[pair.name] = source(pair.left, pair.right, network, args.scale)
         write_record(out, record)
@@ -212,11 +221,8 @@ def run(args: argparse.Namespace) -> int:
             f"{out / pair.name}.pfm, _disp16.png, _color.png",
             flush=True,
         )
-        if beyond.any():
-            print(
-                beyond_warning(out / f"{pair.name}_disp16.png", int(beyond.sum()), out / f"{pair.name}.pfm"),
-                file=sys.stderr,
-            )
+        if beyond:
+            print(beyond_warning(out / f"{pair.name}_disp16.png", beyond, out / f"{pair.name}.pfm"), file=sys.stderr)
     if not todo:
         print("nothing to do", file=sys.stderr)
     return 0
@@ -227,9 +233,6 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     ``NAME_frames/NNNNNN_disp16.png`` (KITTI style, x256) beside it; skipped when the video exists."""
     import sys
 
-    import numpy as np
-
-    from stereodistill.data.formats import beyond_png_range, write_png_disparity
     from stereodistill.data.video import stereo_frames, video_writer
     from stereodistill.report.colormap import colorize, with_colorbar
     from stereodistill.train.logging import ProgressClock
@@ -251,9 +254,7 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     with video_writer(target, fps) as video:
         for left, right in stream.pairs:
             disparity = predict(model, left, right, args.scale, device)
-            beyond = beyond_png_range(disparity)
-            write_png_disparity(out / f"{name}_frames" / f"{count:06d}_disp16.png", np.where(beyond, 0, disparity))
-            cut += int(beyond.sum())
+            cut += write_disp16(out / f"{name}_frames" / f"{count:06d}_disp16.png", disparity)
             video.append(with_colorbar(colorize(disparity, vmax=vmax), vmax))
             count += 1
             if sys.stderr.isatty() or clock.due():

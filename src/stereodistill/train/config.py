@@ -136,13 +136,9 @@ class DataConfig:
     vertical_flip: float = 0.0  # probability of flipping both views upside down
 
     def __post_init__(self) -> None:
-        #: The sets whose split was not given but resolved here: a resumed run keeps the validation
-        #: split it recorded (one written before the validation default changed reads as it did).
-        self.defaulted_splits: tuple[str, ...] = tuple(
-            role
-            for role in ("train", "val", "unlabeled")
-            if getattr(self, role) is not None and getattr(self, role).split is None
-        )
+        #: The validation split was not given but resolved here: a resumed run keeps the one it recorded
+        #: (one written before the validation default changed reads as it did).
+        self.val_split_defaulted = self.val is not None and self.val.split is None
         for dataset in (self.train, self.unlabeled):
             if dataset is not None and dataset.split is None:
                 dataset.split = "train"

@@ -172,7 +172,7 @@ def keep_recorded_val_split(out: Path, data: Any) -> None:
     the default and names the same set: that default changed (to the evaluation split), and must not
     move a run to other pairs half way. (The other sets' default did not change.)"""
     path = out / "config.yaml"
-    if not path.is_file() or "val" not in data.defaulted_splits:
+    if not path.is_file() or not data.val_split_defaulted:
         return
     recorded = read_record(path, "--force to start the run over, or another output").get("data")
     entry = recorded.get("val") if isinstance(recorded, Mapping) else None

@@ -164,7 +164,7 @@ def epoch_sums_from(saved: dict[str, Any]) -> dict[str, float]:
     """A checkpoint's running epoch sums (each term's raw loss and, under ``_n.NAME``, its steps),
     with JSON's null back to NaN. A checkpoint written before 2026-12-06 holds one count, ``_n``, for
     every term: it becomes the count of each term summed so far, not of terms a later stage adds."""
-    sums = {key: float("nan") if value is None else float(value) for key, value in saved.items()}
+    sums = {key: float(value) for key, value in nan_for_null(saved).items()}
     legacy = sums.pop("_n", None)
     if legacy is not None:
         sums.update({f"_n.{name}": legacy for name in list(sums) if not name.startswith("_n.")})
@@ -611,7 +611,7 @@ class Trainer:
                 continue
             nonfinite = 0
             if self.dist.world > 1:  # the global batch's losses, as one process logs and DWA weighs them
-                parts, raw_parts = self._mean_over_processes(parts), self._mean_over_processes(raw_parts)
+                parts, raw_parts = self._mean_over_processes(parts, raw_parts)
             if config.optim.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.unit.parameters(), config.optim.grad_clip)
@@ -671,12 +671,17 @@ class Trainer:
         dist.all_reduce(flag)
         return bool(flag.item() == 0)
 
-    def _mean_over_processes(self, values: dict[str, float]) -> dict[str, float]:
-        """Each value averaged over the processes (each holds its share of the global batch)."""
-        names = sorted(values)
-        tensor = torch.tensor([values[name] for name in names], dtype=torch.float64, device=self.device)
+    def _mean_over_processes(self, *tables: dict[str, float]) -> list[dict[str, float]]:
+        """Each table's values averaged over the processes (each holds its share of the global batch),
+        all in one reduction."""
+        keys = [(index, name) for index, table in enumerate(tables) for name in sorted(table)]
+        values = [tables[index][name] for index, name in keys]
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
-        return dict(zip(names, (tensor / self.dist.world).tolist(), strict=True))
+        means: list[dict[str, float]] = [{} for _ in tables]
+        for (index, name), mean in zip(keys, (tensor / self.dist.world).tolist(), strict=True):
+            means[index][name] = mean
+        return means
 
     # -- epochs, validation, checkpoints -------------------------------------------------------------
     def _epoch_means_add(self, parts: dict[str, float]) -> None:
