@@ -210,6 +210,33 @@ def test_a_distribution_loss_on_a_volume_of_groups_is_refused_when_built():
     one_group = build_model("lightstereo-s", max_disp=16)
     pooled = TermConfig(name="v", student="volume.cost", teacher="volume.cost", loss="kl", adapter="group_pool")
     assert "v" in build_terms([pooled], one_group.train(), teacher.eval(), 32, 64)
+    # An adapter does not make the groups disparities: the check is on the shapes the loss compares.
+    for adapter, smaller in (("conv", student), ("resize", build_model("lean", max_disp=16))):
+        adapted = TermConfig(name="v", student="volume.cost", teacher="volume.cost", loss="kl", adapter=adapter)
+        with pytest.raises(ConfigError, match=r"volume.cost after the adapter is 8×4×8×16 \(its first axis holds"):
+            build_terms([adapted], smaller.train(), teacher.eval(), 32, 64)
+
+
+@pytest.mark.parametrize("loss", ["kl", "soft_ce", "dist"])
+def test_a_distribution_loss_takes_the_log_of_a_probability_tap_not_its_softmax(loss):
+    from stereodistill.distill.losses import LOSSES
+    from stereodistill.distill.terms import DistillTerm
+
+    logits = torch.randn(2, 8, 4, 6) * 4
+    prob = torch.softmax(logits, dim=1)
+    as_teacher = DistillTerm(
+        TermConfig(name="t", student="logits.0", teacher="prob", loss=loss), (2, 8, 4, 6), (2, 8, 4, 6)
+    )
+    as_student = DistillTerm(
+        TermConfig(name="s", student="prob", teacher="logits.0", loss=loss), (2, 8, 4, 6), (2, 8, 4, 6)
+    )
+    expected = LOSSES.get(loss)(logits, logits)  # the same distribution on both sides
+    torch.testing.assert_close(as_teacher(logits, prob), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(as_student(prob, logits), expected, atol=1e-5, rtol=0)
+    pointwise = DistillTerm(
+        TermConfig(name="m", student="prob", teacher="prob", loss="mse"), (2, 8, 4, 6), (2, 8, 4, 6)
+    )
+    assert pointwise(prob, prob * 0) == pytest.approx(float((prob**2).mean()))  # probabilities compared as they are
 
 
 def test_teacher_max_disp_applies_to_an_original_release_only():

@@ -36,6 +36,12 @@ def test_bad_schedules_are_config_errors(spec):
         build_schedule(spec)
 
 
+@pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan")])
+def test_a_step_decay_rate_that_would_divide_by_zero_or_turn_the_weight_negative_is_refused(rate):
+    with pytest.raises(ConfigError, match=r"^kl\.rate: the weight is divided by it .* above 0, got"):
+        build_schedule({"type": "step", "value": 1, "epochs": [1], "rate": rate}, "kl")
+
+
 def test_uncertainty_weighting_learns_and_is_clamped():
     weighting = UncertaintyWeighting(["a", "b"], clamp=2.0)
     losses = {"a": torch.tensor(4.0), "b": torch.tensor(0.25)}

@@ -267,6 +267,28 @@ def build_adapter(
     groups are a multiple of the student's, …) and the chain must leave the two taps' shapes equal;
     otherwise the error names both shapes and suggests the adapters that would fit.
     """
+    return adapter_and_shape(
+        kind,
+        student_tap,
+        student_shape,
+        teacher_shape,
+        teacher_tap=teacher_tap,
+        student_volume=student_volume,
+        teacher_volume=teacher_volume,
+    )[0]
+
+
+def adapter_and_shape(
+    kind: str | Sequence[str] | None,
+    student_tap: str,
+    student_shape: Shape,
+    teacher_shape: Shape,
+    *,
+    teacher_tap: str | None = None,
+    student_volume: str | None = None,
+    teacher_volume: str | None = None,
+) -> tuple[nn.Module | None, Shape]:
+    """:func:`build_adapter`, with the shape both taps have after it: the one the loss compares."""
     teacher_tap = teacher_tap or student_tap
     s, t = tuple(student_shape), tuple(teacher_shape)
     described = _describe(student_tap, teacher_tap, s, t)
@@ -290,7 +312,7 @@ def build_adapter(
     if not chain:
         if s != t:
             raise ConfigError(f"{described}: the shapes differ and the term has no adapter; {advice()}")
-        return None
+        return None, t
     distribution = is_distribution(student_tap)
     modules: list[nn.Module] = []
     cur_s, cur_t = s, t
@@ -304,7 +326,7 @@ def build_adapter(
         raise ConfigError(
             f"{described}: after 'adapter: {steps}' the student is {cur_s} and the teacher {cur_t}; {advice()}"
         )
-    return modules[0] if len(modules) == 1 else AdapterChain(modules)
+    return (modules[0] if len(modules) == 1 else AdapterChain(modules)), cur_t
 
 
 def _build_step(

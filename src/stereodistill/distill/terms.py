@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from stereodistill.config import keyword_options
-from stereodistill.distill.adapters import CONCATENATION, CORRELATION, build_adapter, is_cost_volume
+from stereodistill.distill.adapters import CONCATENATION, CORRELATION, adapter_and_shape, is_cost_volume
 from stereodistill.distill.losses import LOSSES
 from stereodistill.distill.masks import MASKS, resize_mask
 from stereodistill.distill.weights import build_schedule
@@ -38,6 +38,8 @@ RESERVED_NAMES = ("supervised", "photometric", "total", "lr", "epoch")
 POINTWISE_LOSSES = ("smooth_l1", "l1", "log_l1", "mse")
 #: Losses that compare distributions over dim 1: meaningful along the disparity axis only.
 DISTRIBUTION_LOSSES = ("kl", "soft_ce", "dist")
+#: The tap that holds probabilities, not logits: a distribution loss gets its log (softmax(log p) = p).
+PROBABILITIES = "prob"
 
 
 @dataclass
@@ -127,8 +129,11 @@ class DistillTerm(nn.Module):
         self.config = config
         self.name = config.name
         self.loss_fn = LOSSES.get(config.loss)  # its params were checked with the config
+        if config.adapter is None:  # before the shapes' error, which would suggest an adapter
+            for tap, shape in ((config.teacher, teacher_shape), (config.student, student_shape)):
+                _check_distribution_axis(config, tap, shape)
         try:
-            self.adapter = build_adapter(
+            self.adapter, compared = adapter_and_shape(
                 config.adapter,
                 config.student,
                 student_shape,
@@ -139,18 +144,38 @@ class DistillTerm(nn.Module):
             )
         except ConfigError as exc:
             raise ConfigError(f"term {config.name!r}: {exc}") from None
+        _check_distribution_axis(config, f"{config.teacher} after the adapter", compared)
         self.schedule = build_schedule(config.weight)
+        # The distribution losses softmax what they get (at their temperature): a probability would be
+        # softened once more (a confident teacher's peak 0.9 came out as 0.14), its log is what they expect.
+        logs = config.loss in DISTRIBUTION_LOSSES
+        self.log_student = logs and config.student == PROBABILITIES
+        self.log_teacher = logs and config.teacher == PROBABILITIES
 
     def weight(self, step: int, epoch: float) -> float:
         return self.schedule(step, epoch)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The unweighted loss; ``mask`` is at full resolution and is reduced to the compared size."""
+        if self.log_student:
+            student = student.clamp(min=1e-12).log()
+        if self.log_teacher:
+            teacher = teacher.clamp(min=1e-12).log()
         if self.adapter is not None:
             student, teacher = self.adapter(student, teacher)
         if mask is not None:
             mask = resize_mask(mask, tuple(teacher.shape[-2:]))
         return self.loss_fn(student, teacher.detach(), mask, **self.config.params)
+
+
+def _check_distribution_axis(config: TermConfig, tap: str, shape: tuple[int, ...]) -> None:
+    """A distribution loss on a volume of groups or channels would take its distribution over them."""
+    if config.loss in DISTRIBUTION_LOSSES and len(shape) == 5 and shape[1] != 1:
+        raise ConfigError(
+            f"term {config.name!r}: {tap} is {'×'.join(map(str, shape[1:]))} (its first axis holds groups or "
+            f"channels, not disparities), so loss {config.loss} would take its distribution over them; "
+            "use cosine or mse on it, or a logits or prob tap"
+        )
 
 
 def cost_volume_kind(model: nn.Module, tap: str) -> str | None:
@@ -193,14 +218,6 @@ def build_terms(
     for c in configs:
         s_shape = disparity_shape if c.student == DISPARITY else student_shapes[c.student]
         t_shape = disparity_shape if c.teacher == DISPARITY else teacher_shapes[c.teacher]
-        checked = [(c.teacher, t_shape), (c.student, s_shape)] if c.adapter is None else []  # adapters reshape
-        for tap, shape in checked:  # a volume of groups or channels: dim 1 is not its disparities
-            if c.loss in DISTRIBUTION_LOSSES and len(shape) == 5 and shape[1] != 1:
-                raise ConfigError(
-                    f"term {c.name!r}: {tap} is {'×'.join(map(str, shape[1:]))} (its first axis holds groups or "
-                    f"channels, not disparities), so loss {c.loss} would take its distribution over them; "
-                    "use cosine or mse on it, or a logits or prob tap"
-                )
         terms[c.name] = DistillTerm(
             c,
             s_shape,

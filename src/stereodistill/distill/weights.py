@@ -98,6 +98,11 @@ def build_schedule(spec: float | int | Mapping[str, Any], where: str = "weight")
     for name in ("value", "start", "end"):
         if hasattr(schedule, name):
             _check_weight(getattr(schedule, name), f"{where}.{name}")
+    if isinstance(schedule, StepDecay) and not 0 < schedule.rate < math.inf:  # 0 divides by zero at the first
+        raise ConfigError(  # epoch listed, below 0 makes the weight negative
+            f"{where}.rate: the weight is divided by it at each listed epoch, so it must be a finite number above 0, "
+            f"got {schedule.rate}"
+        )
     return schedule
 
 
