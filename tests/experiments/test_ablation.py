@@ -686,3 +686,23 @@ def test_an_evaluation_set_without_a_split_is_recorded_at_its_evaluation_split(a
         "listed": "train",
         "moto": "train",
     }
+
+
+def test_stages_in_absolute_steps_are_scaled_by_the_budget_and_not_overruled_by_the_files_steps(ablation_file):
+    base = yaml.safe_load((ablation_file.parent / "base.yaml").read_text())
+    base["stages"] = [{"name": "a", "steps": 2, "terms": ["feat"]}, {"name": "b", "steps": 1}]
+    del base["steps"]
+    (ablation_file.parent / "base.yaml").write_text(yaml.safe_dump(base))
+    config, root = load_ablation(ablation_file)
+    with pytest.raises(
+        ConfigError, match=r"its stages are given in absolute steps, which set its length, so the file's"
+    ):
+        expand(config, root)  # the file says 2 steps a cell; the stages would train 3
+    plain = yaml.safe_load(ablation_file.read_text())
+    del plain["steps"]
+    ablation_file.write_text(yaml.safe_dump(plain))
+    config, root = load_ablation(ablation_file, budget="2")
+    cells = {c.name: c.config for c in expand(config, root)}
+    assert [s["steps"] for s in cells["points=all,tau=t1"]["stages"]] == [4, 2]
+    assert cells["points=all,tau=t1"]["steps"] == 6  # what the report says is what runs
+    assert cells["no_kd"]["steps"] == 6 and "stages" not in cells["no_kd"]  # no terms: as long, in one stage

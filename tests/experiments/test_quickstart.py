@@ -192,3 +192,11 @@ def test_the_synthetic_split_is_scored_below_the_networks_range_as_eval_scores_i
     roots = write_test_data(recipe, tmp_path, seed=0, factor=4)
     datasets = evaluation_sets(recipe, roots, max_disp=16)
     assert datasets["synthetic"].max_disp == 16 and datasets[motorcycle.NAME].max_disp == 16
+
+
+def test_a_budget_scales_stages_in_absolute_steps_too(tmp_path):
+    recipe = tiny_recipe()
+    recipe["teacher"] = {**recipe["teacher"], "stages": [{"name": "a", "steps": 4}, {"name": "b", "steps": 2}]}
+    del recipe["teacher"]["steps"]
+    teacher = run_configs(recipe, tmp_path, seed=0, steps_scale=2.0)["teacher"]
+    assert [s.steps for s in teacher.stages] == [8, 4] and teacher.total_steps == teacher.steps == 12

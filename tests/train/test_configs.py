@@ -7,8 +7,10 @@ import pytest
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
 from stereodistill.cli.train_cmd import load_run_config
+from stereodistill.config import from_dict, to_dict
 from stereodistill.errors import ConfigError
 from stereodistill.models import build_model
+from stereodistill.train.config import RunConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SMALL = [
@@ -45,6 +47,20 @@ def test_fraction_stages_scale_with_steps():
     assert config.stage_ends() == [2, 8, 10]
     with pytest.raises(ConfigError, match="add up to 1"):
         load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["stages=[{name: a, fraction: 0.5}]"])
+
+
+def test_stages_in_absolute_steps_set_the_runs_length_and_steps_may_not_contradict_them():
+    stages = [{"name": "a", "steps": 2}, {"name": "b", "steps": 1}]
+    run = {"model": {"arch": "dsnet"}, "data": {"train": {"dataset": "synthetic"}}, "stages": stages}
+    config = from_dict(RunConfig, run)  # no steps given
+    assert config.steps == config.total_steps == 3 and to_dict(config)["steps"] == 3  # as config.yaml says
+    stages = "stages=[{name: a, steps: 2}, {name: b, steps: 1}]"
+    assert load_run_config(str(CONFIGS / "dsnet_plus.yaml"), [stages, "steps=3"]).steps == 3
+    with pytest.raises(
+        ConfigError,
+        match=r"steps is 10, but the stages, given in absolute steps, add up to 3: the run would train their sum",
+    ):
+        load_run_config(str(CONFIGS / "dsnet_plus.yaml"), [stages, "steps=10"])
 
 
 def test_a_stage_without_any_loss_is_refused_when_the_config_loads():

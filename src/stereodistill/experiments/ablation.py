@@ -58,7 +58,7 @@ from stereodistill.experiments.ablation_runs import (
     safe_name,
 )
 from stereodistill.fileio import nan_for_null, read_record
-from stereodistill.train.config import DatasetConfig, RunConfig
+from stereodistill.train.config import DatasetConfig, RunConfig, absolute_stages, scale_run_steps
 from stereodistill.train.run_folder import term_names
 
 #: Keys of a choice that are not dotted overrides.
@@ -258,10 +258,19 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
             if config.own_steps_scale is None:
                 raise ConfigError(f"ablation cell {name!r} sets its own steps: give the file 'steps' to scale them by")
             scale *= config.own_steps_scale
-        steps = data.get("steps") if own_steps or config.steps is None else config.steps
-        if steps is not None:
-            check_steps(steps, f"ablation cell {name!r}")
-            data["steps"] = max(1, round(steps * scale))
+        if absolute_stages(data):  # the cell's stages set its length: the budget scales them
+            if config.steps is not None and not own_steps:
+                raise ConfigError(
+                    f"ablation cell {name!r}: its stages are given in absolute steps, which set its length, so the "
+                    f"file's steps ({config.steps}) cannot; give the stages as fractions of steps, or drop the "
+                    "file's steps"
+                )
+            scale_run_steps(data, 0, scale)
+        else:
+            steps = data.get("steps") if own_steps or config.steps is None else config.steps
+            if steps is not None:
+                check_steps(steps, f"ablation cell {name!r}")
+                scale_run_steps(data, steps, scale)
         distill = bool(data.get("distill", {}).get("terms"))
         if teacher_cell is not None:
             if teacher_cell not in names or teacher_cell == name:

@@ -26,7 +26,7 @@ import yaml
 from stereodistill.config import check_steps, from_dict, merge_mappings
 from stereodistill.errors import ConfigError
 from stereodistill.runtime import machine_info
-from stereodistill.train.config import RunConfig
+from stereodistill.train.config import RunConfig, scale_run_steps
 
 ROLES = ("teacher", "student_scratch", "student_distilled")
 RECIPE_KEYS = {"common", "teacher", "student", "distill", "students", "test", "bench"}
@@ -98,7 +98,7 @@ def run_configs(
 ) -> dict[str, RunConfig]:
     """The three run configs of a recipe, rooted at ``out/runs/<role>``.
 
-    ``steps_scale`` multiplies both step counts (stages are fractions of a run, so they follow);
+    ``steps_scale`` multiplies every run's steps (stages in fractions follow; absolute ones are scaled);
     ``student`` replaces the recipe's student architecture (see :func:`student_sections`).
     """
     runs = out / "runs"
@@ -115,7 +115,7 @@ def run_configs(
             data = merge_mappings(data, part)
         data = merge_mappings(data, {"name": role, "output": str(runs / role), "seed": seed})
         steps = check_steps(data.get("steps", 1), f"quickstart recipe ({role})")
-        data["steps"] = max(1, round(steps * steps_scale))
+        scale_run_steps(data, steps, steps_scale)  # or its stages', where they are in absolute steps
         if role == "student_distilled":
             data["teacher"] = {"checkpoint": str(runs / "teacher" / "model")}
         data.setdefault("data", {}).setdefault("val", heldout_split(recipe, out))

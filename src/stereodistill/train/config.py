@@ -7,6 +7,7 @@ classes; a config is validated against them before any work starts (:mod:`stereo
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +19,8 @@ from stereodistill.runtime import DEVICE_NAMES
 
 #: Datasets made in memory, which need no ``root``.
 IN_MEMORY = ("synthetic", MOTORCYCLE)
+#: A run's steps when its config gives none.
+DEFAULT_STEPS = 1000
 
 
 @dataclass
@@ -31,6 +34,23 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.options = network_options(self.arch, self.options)
+
+
+def absolute_stages(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run config's stages when they are given in absolute steps (they then set its length), else []."""
+    stages = run.get("stages") or []
+    return stages if stages and isinstance(stages[0], Mapping) and stages[0].get("steps") is not None else []
+
+
+def scale_run_steps(run: dict[str, Any], steps: int, factor: float) -> None:
+    """Set a run config's length to ``steps`` × ``factor`` (at least 1); stages in absolute steps,
+    which set the length themselves, are each scaled by ``factor`` instead."""
+    stages = absolute_stages(run)
+    if not stages:
+        run["steps"] = max(1, round(steps * factor))
+        return
+    run["stages"] = [{**stage, "steps": round((stage.get("steps") or 0) * factor)} for stage in stages]
+    run["steps"] = sum(stage["steps"] for stage in run["stages"])
 
 
 def network_options(arch: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -303,7 +323,7 @@ class RunConfig:
     output: str | None = None  # default runs/<name>
     seed: int = 0  # seed of weights, data order and augmentation
     device: str = "auto"  # auto, cpu, cuda or cuda:N
-    steps: int = 1000  # with stages given in absolute steps, their sum instead
+    steps: int = DEFAULT_STEPS  # with stages given in absolute steps, their sum (give it or leave it out)
     epoch_steps: int | None = None  # steps per "epoch" for schedules (dwa: real passes); default: one pass
     teacher: TeacherConfig | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -372,6 +392,14 @@ class RunConfig:
                 raise ConfigError("stages: use 'fraction' for every stage or 'steps' for every stage, not both")
             if self.stages[0].fraction is not None and abs(sum(s.fraction or 0 for s in self.stages) - 1) > 1e-6:
                 raise ConfigError("stages: the fractions must add up to 1")
+            if self.stages[0].steps is not None:  # the stages set the run's length, which steps must not contradict
+                total = sum(stage.steps or 0 for stage in self.stages)
+                if self.steps not in (DEFAULT_STEPS, total):
+                    raise ConfigError(
+                        f"steps is {self.steps}, but the stages, given in absolute steps, add up to {total}: the run "
+                        "would train their sum; change the stages' steps (or give them as fractions of steps)"
+                    )
+                self.steps = total  # what config.yaml, reports and resumes then say
         for stage in self.stages:
             unknown = sorted(set(stage.terms or ()) - names)
             if unknown:
