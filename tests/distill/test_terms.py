@@ -244,4 +244,6 @@ def test_teacher_max_disp_applies_to_an_original_release_only():
 
     with pytest.raises(ConfigError, match="'max_disp' applies to an 'original'"):
         TeacherConfig(checkpoint="t", max_disp=32)
+    with pytest.raises(ConfigError, match=r"'arch' applies to an 'original' checkpoint \(ours records its own network"):
+        TeacherConfig(checkpoint="t", arch="psmnet")  # it went unread: the checkpoint's network was used
     assert TeacherConfig(original="x.tar", arch="psmnet").max_disp == 192

@@ -80,3 +80,25 @@ def test_unknown_key_in_a_recipe_names_the_nearest(tmp_path):
 def test_a_dataset_range_that_leaves_no_valid_pixel_is_refused_when_the_config_loads(value):
     with pytest.raises(ConfigError, match=r"^data.train: max_disp must be a number of pixels above 0"):
         load_run_config(str(CONFIGS / "teacher.yaml"), [f"data.train.max_disp={value}"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.train.root=/data/SceneFlow", r"^data.train: root does not apply to synthetic \(its pairs are generated"),
+        (
+            "data.train={dataset: sceneflow, root: /data/SceneFlow, pairs: 1000, size: [256, 512]}",
+            r"^data.train: pairs, size apply to synthetic data only, not to sceneflow",
+        ),
+        ("data.train={dataset: middlebury-motorcycle, seed: 3}", r"^data.train: seed applies to synthetic data only"),
+        (
+            "data.train.dataset=synthetc",
+            r"^data.train: unknown dataset 'synthetc' \(did you mean 'synthetic'\?\); valid",
+        ),
+    ],
+)
+def test_a_dataset_key_the_dataset_does_not_read_is_refused_not_ignored(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(str(CONFIGS / "teacher.yaml"), [override])
+    sceneflow = "data.train={dataset: sceneflow, root: /data/SceneFlow, size: [96, 192]}"  # the defaults, written out
+    assert load_run_config(str(CONFIGS / "teacher.yaml"), [sceneflow]).data.train.dataset == "sceneflow"

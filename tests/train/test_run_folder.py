@@ -411,3 +411,22 @@ def test_a_final_validation_that_fails_leaves_the_trained_checkpoint_to_resume_f
     (tmp_path / "l.png").write_bytes(whole)  # mended: the resume validates and writes the model, no step trained
     result = Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False, resume=True).run()
     assert result["step"] == 2 and (out / "model.json").is_file()
+
+
+def test_resume_compares_a_weighting_as_it_runs_not_as_it_is_written(tmp_path):
+    from stereodistill.train.run_folder import check_resume
+
+    term = {"name": "kl", "student": "logits.0", "teacher": "logits.0", "loss": "kl"}
+    for saved, given in (
+        (None, {"type": "fixed"}),
+        ({"type": "fixed"}, None),
+        ({"type": "dwa"}, {"type": "dwa", "temperature": 2.0}),
+        ({"type": "uncertainty", "clamp": 4}, {"type": "uncertainty"}),
+    ):
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({"distill": {"terms": [term], "weighting": saved}}))
+        assert check_resume(tmp_path, {"distill": {"terms": [term], "weighting": given}}, allow_changes=False) == {}
+    changed = {"distill": {"terms": [term], "weighting": {"type": "uncertainty", "clamp": 3.0}}}
+    with pytest.raises(ConfigError, match=r"distill.weighting.clamp: 4.0 → 3.0\); add --allow-changes"):
+        check_resume(tmp_path, changed, allow_changes=False)
+    with pytest.raises(ConfigError, match=r"holds \(distill.weighting.type: 'uncertainty' → 'dwa'"):
+        check_resume(tmp_path, {"distill": {"terms": [term], "weighting": {"type": "dwa"}}}, allow_changes=True)

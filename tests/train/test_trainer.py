@@ -373,10 +373,11 @@ def test_force_clears_the_old_run_only_once_the_new_one_is_set_up(tmp_path, caps
     assert (tmp_path / "out" / "scalars.csv").is_file()  # the old run is still there
 
 
-def test_too_few_supervised_weights_are_a_config_error_in_set_up(tmp_path):
-    cfg = config(tmp_path, model={"arch": "lean-xs", "max_disp": 16}, supervised={"weights": [1.0]})
-    with pytest.raises(ConfigError, match=r"supervised\.weights: lean-xs trains 2 output"):
-        Trainer(cfg, distill=False)
+@pytest.mark.parametrize("weights", [[1.0], [0.1, 0.2, 0.3, 0.4, 0.5]])
+def test_supervised_weights_not_one_per_output_are_a_config_error_in_set_up(tmp_path, weights):
+    cfg = config(tmp_path, model={"arch": "lean-xs", "max_disp": 16}, supervised={"weights": weights})
+    with pytest.raises(ConfigError, match=r"supervised\.weights: lean-xs trains 2 output\(s\), got .*: give one per"):
+        Trainer(cfg, distill=False)  # too many: the first ones would go unread
     assert not (tmp_path / "config.yaml").exists()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -215,6 +216,25 @@ def check_weighting(spec: Mapping[str, Any] | None, where: str = "weighting") ->
         if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
             raise ConfigError(f"{where} ({kind}): {key} must be a number above 0, got {value!r}")
     return options
+
+
+def weighting_in_full(spec: Any) -> Any:
+    """A weighting as it runs: its type and every option, defaults written out (``None`` is ``{type:
+    fixed}``), so that two configs that mean one weighting compare equal. A spec that does not check
+    comes back as it is."""
+    if not (spec is None or isinstance(spec, Mapping)):
+        return spec
+    try:
+        options = check_weighting(spec)
+    except ConfigError:
+        return spec
+    kind = (spec or {}).get("type", "fixed")
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(WEIGHTINGS[kind]).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    return {"type": kind, **defaults, **options}
 
 
 def build_weighting(spec: Mapping[str, Any] | None, names: Sequence[str]) -> nn.Module:

@@ -6,6 +6,8 @@ classes; a config is validated against them before any work starts (:mod:`stereo
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +77,8 @@ class TeacherConfig:
             raise ConfigError("teacher: give exactly one of 'checkpoint' or 'original'")
         if self.original is not None and self.arch is None:
             raise ConfigError("teacher: 'original' needs 'arch'")
+        if self.arch is not None and self.original is None:  # ours records its network: a name here would go unread
+            raise ConfigError("teacher: 'arch' applies to an 'original' checkpoint (ours records its own network)")
         if self.options and self.original is None:
             raise ConfigError("teacher: 'options' apply to an 'original' checkpoint (ours records its own)")
         if self.max_disp is not None and self.original is None:
@@ -102,6 +106,14 @@ class DatasetConfig:
     seed: int = 0  # synthetic: seed of the pairs (test pairs never repeat train pairs)
 
     def __post_init__(self) -> None:
+        from stereodistill.data.datasets import DATASETS
+
+        if self.dataset not in IN_MEMORY and self.dataset not in DATASETS:  # before 'root', which it would ask for
+            valid = sorted((*DATASETS.names(), *IN_MEMORY))
+            close = difflib.get_close_matches(self.dataset, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown dataset {self.dataset!r}{hint}; valid: {', '.join(valid)}")
+        self._check_keys_apply()
         if self.max_disp is not None and not (math.isfinite(self.max_disp) and self.max_disp > 0):
             # 0 or less leaves no valid ground-truth pixel: a run would train at a loss of 0
             raise ConfigError(f"max_disp must be a number of pixels above 0 (null: the network's), got {self.max_disp}")
@@ -112,6 +124,25 @@ class DatasetConfig:
         reader, fixed = reader_of(self.dataset)
         self.options = keyword_options(reader, self.options, f"options of {self.dataset}", skip=fixed)
 
+    def _check_keys_apply(self) -> None:
+        """A key the dataset does not read is an error, not ignored: ``root`` left in a synthetic set, or a
+        synthetic ``pairs`` kept after switching to a reader, would say the run used data it did not."""
+        if self.dataset in IN_MEMORY:
+            given = [key for key in ("root", "list_file") if getattr(self, key) is not None]
+            made = "pairs are generated in memory" if self.dataset == "synthetic" else "pair is in scikit-image's wheel"
+            if given:
+                verb, them = ("do not apply", "them") if len(given) > 1 else ("does not apply", "it")
+                raise ConfigError(f"{' and '.join(given)} {verb} to {self.dataset} (its {made}); drop {them}")
+        if self.dataset == "synthetic":
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in ("pairs", "size", "seed")}
+        given = [key for key, default in defaults.items() if _differs(getattr(self, key), default)]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to synthetic data only, not to "
+                f"{self.dataset} (which reads its pairs as they are); drop {'them' if len(given) > 1 else 'it'}"
+            )
+
     @property
     def evaluation_split(self) -> str:
         """The split scored when none is given: the one a benchmark evaluates on, never the one a
@@ -121,6 +152,11 @@ class DatasetConfig:
         if self.dataset == MOTORCYCLE:  # one pair: no split is read ("train", as recorded before this default)
             return "train"
         return reader_of(self.dataset)[0].scoring_split(self.list_file, self.options)
+
+
+def _differs(value: Any, default: Any) -> bool:
+    """A value other than the default (a size given as a list is the default tuple)."""
+    return (tuple(value) if isinstance(value, list) else value) != default
 
 
 #: Reader parameters a dataset config sets through its own keys, not through ``options``.

@@ -139,10 +139,20 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Dotted key → (saved value, given value) for every difference (None: absent)."""
-    old, new = flatten(saved), flatten(given)
+    """Dotted key → (saved value, given value) for every difference (None: absent); a weighting is
+    compared as it runs (``{type: fixed}`` is no weighting, a default written out is the default)."""
+    old, new = flatten(_weighting_in_full(saved)), flatten(_weighting_in_full(given))
     keys = sorted(old.keys() | new.keys())
     return {key: (old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)}
+
+
+def _weighting_in_full(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    from stereodistill.distill.weights import weighting_in_full
+
+    distill = config.get("distill")
+    if not isinstance(distill, Mapping):
+        return config
+    return {**config, "distill": {**distill, "weighting": weighting_in_full(distill.get("weighting"))}}
 
 
 def is_structural(key: str) -> bool:

@@ -274,10 +274,10 @@ class Trainer:
         self.supervised_weight = build_schedule(config.supervised.weight)
         self.photometric_weight = build_schedule(config.photometric.weight)
         self.loss_weights = tuple(config.supervised.weights or self.student.loss_weights)
-        if len(self.loss_weights) < len(self.student.loss_weights):  # found now, not at the first step
-            raise ConfigError(
+        if len(self.loss_weights) != len(self.student.loss_weights):  # found now, not at the first step; a longer
+            raise ConfigError(  # list would have its first weights left unread
                 f"supervised.weights: {config.model.arch} trains {len(self.student.loss_weights)} output(s), "
-                f"got {len(self.loss_weights)} weight(s) {list(self.loss_weights)} (matched from the final output)"
+                f"got {len(self.loss_weights)} weight(s) {list(self.loss_weights)}: give one per output, coarsest first"
             )
 
         # What each forward must return ---------------------------------------------------------
