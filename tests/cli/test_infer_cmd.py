@@ -86,6 +86,11 @@ def test_infer_takes_scene_trees_by_glob_and_names_outputs_by_scene(tmp_path, ck
     assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "one"), "--overwrite"]) == 0
     assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "one")]) == 0  # now this pair's: skipped
     assert "skipping 1 of 1" in capsys.readouterr().out
+    # A new recording under the same file names is another pair: refused, not skipped as done.
+    write_image(tmp_path / "mb" / "Adirondack" / "im0.png", rng.random((32, 64, 3)))
+    assert main(["infer", ckpt, *adirondack, "--out", str(tmp_path / "one")]) == 2
+    assert "im0.pfm was made from another left view's contents (" in (err := capsys.readouterr().err)
+    assert "Adirondack/im0.png was rewritten since)" in err
     scenes = [str(tmp_path / "mb" / "*" / view) for view in ("im0.png", "im1.png")]
     assert main(["infer", ckpt, *scenes, "--out", str(tmp_path / "mb" / "Adirondack")]) == 2
     assert "is a folder of input images" in capsys.readouterr().err
@@ -142,7 +147,7 @@ def test_infer_on_a_stereo_video_two_files_or_side_by_side(tmp_path, ckpt, capsy
     assert main([*command, "--overwrite"]) == 0
     assert len(list((tmp_path / "o" / "left_frames").glob("*_disp16.png"))) == 2  # no frame of the old video stays
     assert main(["infer", ckpt, str(tmp_path / "left.mp4"), str(tmp_path / "right.mp4"), "--out", out]) == 2
-    assert "left_disparity.mp4 was made from another left, right" in capsys.readouterr().err  # not "nothing to do"
+    assert "left_disparity.mp4 was made from another left view, right view" in capsys.readouterr().err  # not done
     assert main(["infer", ckpt, str(tmp_path / "sbs.mp4"), "--out", out]) == 2
     assert "side-by-side" in capsys.readouterr().err
 

@@ -92,26 +92,48 @@ def network_stamp(name: str, model) -> str:
     return file_stamp(checkpoint_paths(name)[0])
 
 
+#: What each key of a record names, for the message when an output was made from something else.
+SOURCE_WORDS = {
+    "left": "left view",
+    "right": "right view",
+    "left_file": "left view's contents",
+    "right_file": "right view's contents",
+    "network": "network",
+    "scale": "scale",
+}
+
+
 def source(left: Path, right: Path | None, network: str, scale: float) -> dict[str, str | float | None]:
-    """What made an output: its inputs (a side-by-side video has no right file), network and scale."""
+    """What made an output: its inputs (a side-by-side video has no right file) with their stamps (a
+    file replaced under the same name is another input), network and scale."""
+    from stereodistill.fileio import file_stamp
+
     return {
         "left": str(left.resolve()),
         "right": str(right.resolve()) if right is not None else None,
+        "left_file": file_stamp(left),
+        "right_file": file_stamp(right) if right is not None else None,
         "network": network,
         "scale": scale,
     }
 
 
 def check_source(record: dict, name: str, wanted: dict, output: Path) -> None:
-    """An existing output is this input's, or unknown (made before records were kept); else an error."""
+    """An existing output is this input's, or unknown (made before records were kept); else an error.
+    A record made before inputs were stamped is checked on what it holds."""
     made = record.get(name)
     if made is not None and not isinstance(made, dict):
         raise InputError(f"{output}: its entry in {RECORD} is damaged ({made!r}): --overwrite to replace it")
-    if made is not None and made != wanted:
-        changed = ", ".join(key for key in wanted if made.get(key) != wanted[key])
+    changed = [key for key in wanted if made is not None and key in made and made[key] != wanted[key]]
+    if changed:
+        first = changed[0]
+        if first.endswith("_file"):  # its stamp (path, size, time) says no more than this
+            detail = f"{wanted[first.removesuffix('_file')]} was rewritten since"
+        else:
+            detail = f"{first}: {made[first]} then, {wanted[first]} now"
         raise InputError(
-            f"{output} was made from another {changed} ({made.get('left')}): --overwrite to replace it, "
-            "or another --out"
+            f"{output} was made from another {', '.join(SOURCE_WORDS.get(k, k) for k in changed)} ({detail}): "
+            "--overwrite to replace it, or another --out"
         )
 
 
