@@ -324,6 +324,19 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_or_restarts_training_on_
     assert "changed since the run began: teacher" in capsys.readouterr().out
 
 
+def test_a_resume_knows_the_student_by_its_file_not_by_how_its_path_is_spelled(tmp_path, capsys, monkeypatch):
+    command = camera_and_networks(tmp_path, seed=6)
+    command += ["--out", str(tmp_path / "a"), "--crop", "32x64", "--steps", "2"]
+    assert main(command) == 0
+    monkeypatch.chdir(tmp_path)  # the same student, relative and with its suffix; the same output folder
+    same = [*command[:2], "student.safetensors", *command[3:5], "--out", "a", *command[7:]]
+    assert main([*same, "--resume"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    save_model(tmp_path / "student", build_model("lean-xs", max_disp=16))  # new weights under the same name
+    assert main([*command, "--resume"]) == 2  # the report's "before" and the gate would be another student's
+    assert "the labels would come from other inputs (student: " in capsys.readouterr().err
+
+
 def test_adapt_reads_and_writes_paths_that_hold_commas(tmp_path):
     command = camera_and_networks(tmp_path, seed=6)
     camera = tmp_path / "day 1, take 2"

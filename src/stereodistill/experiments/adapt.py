@@ -386,7 +386,7 @@ def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: C
     if not path.is_file():  # a run from before this record: nothing to compare with
         return
     before = read_record(path, "--force to start the run over, or give another --out")
-    added = {"teacher_network"}  # recorded since 2026-12-07: a record without it is not a change
+    added = {"teacher_network", "student"}  # recorded since 2026-12-07: a record without them is not a change
     changed = [
         f"{key}: {before.get(key)!r} -> {value!r}"
         for key, value in now.items()
@@ -521,6 +521,9 @@ def adapt(
         "teacher": [str(path.resolve()) for path in teacher_files] if teacher_files else str(teacher_path),
         "teacher_key": network_key(teacher, teacher_files),
         "teacher_network": f"{teacher.arch}({teacher.extra_repr()})",  # what the key holds, readable
+        # The student the run starts from, which the photometric gate compares the labels with and the
+        # report scores as "before": its files' stamps (an architecture name: from scratch).
+        "student": [file_stamp(path) for path in checkpoint_paths(init)] if init else student,
         "unlabeled": str(Path(unlabeled).resolve()),
         "pairs": footage.count,
         **{f"filter.{k}": v if math.isfinite(v) else None for k, v in asdict(settings).items()},  # as JSON has it

@@ -143,7 +143,28 @@ def config_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[s
     compared as it runs (``{type: fixed}`` is no weighting, a default written out is the default)."""
     old, new = flatten(_weighting_in_full(saved)), flatten(_weighting_in_full(given))
     keys = sorted(old.keys() | new.keys())
-    return {key: (old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)}
+    return {
+        key: (old.get(key), new.get(key))
+        for key in keys
+        if old.get(key) != new.get(key) and not _same_file(key, old.get(key), new.get(key))
+    }
+
+
+#: Keys that name a file or folder: the same one spelled otherwise (relative, absolute, with a suffix) is no change.
+PATH_KEYS = ("output", "model.init", "teacher.checkpoint", "teacher.original")
+CHECKPOINT_KEYS = ("model.init", "teacher.checkpoint")
+
+
+def _same_file(key: str, saved: Any, given: Any) -> bool:
+    from stereodistill.checkpoint import checkpoint_paths
+
+    if not (isinstance(saved, str) and isinstance(given, str)):
+        return False
+    if not (key in PATH_KEYS or (key.startswith("data.") and key.endswith((".root", ".list_file")))):
+        return False
+    if key in CHECKPOINT_KEYS:  # NAME, NAME.safetensors and NAME.json are one checkpoint
+        saved, given = str(checkpoint_paths(saved)[0]), str(checkpoint_paths(given)[0])
+    return Path(saved).resolve() == Path(given).resolve()
 
 
 def _weighting_in_full(config: Mapping[str, Any]) -> Mapping[str, Any]:
