@@ -115,7 +115,9 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     for name in ("a", "b"):
         write_image(tmp_path / "pairs" / f"{name}_l.png", rng.random((32, 64, 3)))
         write_image(tmp_path / "pairs" / f"{name}_r.png", rng.random((32, 64, 3)))
-        write_pfm(tmp_path / "pairs" / f"{name}.pfm", np.full((32, 64), 4.0, np.float32))
+        truth = np.full((32, 64), 4.0, np.float32)
+        truth[20:] = 20.0  # beyond the student's range of 16: not scored, and said so
+        write_pfm(tmp_path / "pairs" / f"{name}.pfm", truth)
         rows.append(f"{name}_l.png,{name}_r.png,{name}.pfm")
     (tmp_path / "pairs" / "list.csv").write_text("\n".join(rows) + "\n")
     save_model(tmp_path / "teacher", build_model("dsnet", max_disp=16))
@@ -125,6 +127,8 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     assert main(command) == 0
     printed = capsys.readouterr().out
     assert "pixels kept as labels" in printed and "not used for training" in printed
+    assert "ground truth: 4,096 pixels; left out: 1,536 at or beyond 16 px, 0 occluded (37.5 %)" in printed
+    assert "warning: more than 10% of the ground-truth pixels lie at or beyond 16 px" in printed
     assert "photometric error on the kept pixels" in printed
     record = json.loads((tmp_path / "a" / "adapt.json").read_text())
     scores = record["ground_truth"]
@@ -138,6 +142,7 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     assert (tmp_path / "a" / "scalars.csv").is_file()
     page = (tmp_path / "a" / "report.html").read_text()
     assert "student before" in page and "images/01_after.png" in page and "never used for training" in page
+    assert "lie at or beyond 16 px and are left out of these metrics" in page
     assert "the teacher's" in page and "keep the student's own disparity" in page
     assert (tmp_path / "a" / "images" / "00_label.png").is_file()
     assert len((tmp_path / "a" / "pseudo.csv").read_text().splitlines()) == 3

@@ -7,6 +7,7 @@ import sys
 
 from stereodistill.cli.args import add_device, check_output, dataset_files, max_disp, positive_int
 from stereodistill.errors import ConfigError, DataError
+from stereodistill.evaluate.coverage import coverage_line, left_out_warning
 from stereodistill.fileio import write_json
 
 
@@ -120,14 +121,9 @@ def run(args: argparse.Namespace) -> int:
         f"{scored} with valid ground truth, evaluated below {max_disp:g} px"
     )
     print(coverage_line(accumulator.coverage(), max_disp))
-    coverage = accumulator.coverage()
-    if coverage["beyond_max_disp"] > LEFT_OUT_WARNING * coverage["with_gt"]:  # what a smaller scale brings back
-        print(
-            f"warning: more than {LEFT_OUT_WARNING:.0%} of the ground-truth pixels lie at or beyond {max_disp:g} px "
-            "and are left out of these metrics; evaluate at a smaller scale (or with a model of a larger range) "
-            "to cover them",
-            file=sys.stderr,
-        )
+    warning = left_out_warning(accumulator.coverage(), max_disp)  # what a smaller scale brings back
+    if warning:
+        print(warning, file=sys.stderr)
     print(format_table([("pooled", accumulator.pooled()), ("per-image mean", accumulator.per_image_mean())]))
     if accumulator.totals["nonfinite"]:
         print(
@@ -147,19 +143,6 @@ def run(args: argparse.Namespace) -> int:
         }
         write_json(args.json_out, summary)
     return 0
-
-
-#: Share of the ground-truth pixels left out above which ``eval`` warns.
-LEFT_OUT_WARNING = 0.10
-
-
-def coverage_line(coverage: dict[str, float | int], max_disp: float) -> str:
-    """ "ground truth: N pixels; left out: A at or beyond D px, B occluded (S %)"."""
-    share = coverage["left_out_share"]
-    return (
-        f"ground truth: {coverage['with_gt']:,} pixels; left out: {coverage['beyond_max_disp']:,} at or beyond "
-        f"{max_disp:g} px, {coverage['occluded']:,} occluded ({100 * share:.1f} %)"
-    )
 
 
 def plural(count: int, noun: str) -> str:

@@ -50,6 +50,7 @@ import torch
 from stereodistill.distill.masks import left_right_consistent, right_view_disparity
 from stereodistill.distill.photometric import inside_right_view, local_reconstruction_error
 from stereodistill.errors import ConfigError, DataError
+from stereodistill.evaluate.coverage import coverage_line, left_out_warning
 from stereodistill.fileio import file_stamp, read_record, write_json
 from stereodistill.train.state import complete_checkpoints
 
@@ -624,8 +625,12 @@ def adapt(
         report["ground_truth"] = scores
         log(
             f"  on the list's ground truth (not used for training): EPE {scores['before']['epe']:.3f} -> "
-            f"{scores['after']['epe']:.3f} px"
+            f"{scores['after']['epe']:.3f} px; {coverage_line(scores['after']['ground_truth'], student_disp)}"
         )
+        warning = left_out_warning(scores["after"]["ground_truth"], student_disp)
+        if warning:
+            log(f"  {warning}")
+            report["ground_truth_warning"] = warning
     write_json(out / "adapt.json", {**report, "steps": result.get("step")})
     log(f"[3/3] report: {_write_report(out, pairs, labels_csv, before, after, report, student_disp, dev)}")
     return report

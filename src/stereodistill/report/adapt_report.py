@@ -9,6 +9,7 @@ share and the teacher's share and, when the list had ground truth, the metrics b
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,8 @@ def write_adapt_report(out: Path, examples: Sequence[AdaptExample], report: Mapp
                 ["student", "EPE px", "bad-1", "bad-2", "bad-3", "D1"], _metric_rows(report["ground_truth"])
             ),
         ]
+        if report.get("ground_truth_warning"):  # most of the truth may lie beyond the student's range
+            body.append(f"<p><strong>{html.escape(report['ground_truth_warning'])}</strong></p>")
     body += [
         "<h2>Labelled pixels per pair</h2>",
         htmlpage.table(
