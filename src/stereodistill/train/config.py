@@ -371,6 +371,7 @@ class RunConfig:
     channels_last: bool = False  # channels-last memory format
     sync_bn: bool = False  # SyncBatchNorm under DDP (CUDA only)
     freeze_bn: bool = False  # BatchNorm keeps its running statistics while the weights train (fine-tuning)
+    precise_bn: int = 0  # after the last step, BatchNorm statistics recomputed over N batches of uncropped train pairs
     log_every: int = 10  # steps between scalars.csv rows
     val_every: int = 0  # 0: only at the end
     val_samples: int | None = None  # validate on the first N pairs only (default all)
@@ -416,6 +417,12 @@ class RunConfig:
         for key in ("log_every", "max_nonfinite"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.precise_bn < 0:
+            raise ConfigError(f"precise_bn must be at least 0 (0: off), got {self.precise_bn}")
+        if self.precise_bn and self.freeze_bn:
+            raise ConfigError(
+                "precise_bn recomputes the BatchNorm statistics that freeze_bn keeps: set one of them, not both"
+            )
         for key in ("val_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be at least 0 (0: only at the end), got {getattr(self, key)}")

@@ -182,10 +182,10 @@ class SeededAugment(Dataset):
             return self.transform(sample)
 
 
-def train_transform(config: DataConfig, symmetric: bool = False) -> Compose:
+def train_transform(config: DataConfig, symmetric: bool = False, crop: bool = True) -> Compose:
     """Crop, colour jitter and flips as the config says; ``symmetric``: both views always get the same
-    colour jitter (a photometric loss compares them)."""
-    steps: list[Any] = [RandomCrop(*config.crop)]
+    colour jitter (a photometric loss compares them); ``crop=False``: the whole pairs."""
+    steps: list[Any] = [RandomCrop(*config.crop)] if crop else []
     if config.color_jitter:
         steps.append(ColorJitter(asymmetric_p=0.0) if symmetric else ColorJitter())
     if config.vertical_flip > 0:

@@ -40,7 +40,7 @@ from stereodistill.models.state_dict import load_state_strict
 from stereodistill.models.zoo import model_class
 from stereodistill.runtime import exit_with_parent, resolve_device
 from stereodistill.train import data as train_data
-from stereodistill.train import run_folder
+from stereodistill.train import precise_bn, run_folder
 from stereodistill.train import state as ckpt
 from stereodistill.train.config import RunConfig, StageConfig
 from stereodistill.train.logging import RunLogger
@@ -297,6 +297,7 @@ class Trainer:
         transform = train_data.train_transform(config.data, symmetric=config.photometric.enabled)
         augmented = train_data.SeededAugment(dataset, transform, config.seed)
         self.loader = train_data.train_loader(augmented, self.sampler, config.data.workers, config.seed)
+        self.train_set = dataset  # uncropped, for precise_bn
         self.unlabeled: train_data.BatchStream | None = None
         if config.data.unlabeled is not None:  # pairs without ground truth: the terms or the photometric loss
             pairs = train_data.ViewsOnly(train_data.build(config.data.unlabeled, max_disp=config.model.max_disp))
@@ -644,6 +645,8 @@ class Trainer:
                 "no model was written. Lower the learning rate, or check the data with `stereodistill data check`"
             )
         self.save_checkpoint()  # first: a validation that fails (a broken image) does not cost the training
+        if self.recalibrate_batchnorm():
+            self.save_checkpoint()  # with the recomputed statistics, which a resumed run keeps
         metrics = {}
         if self.val_set is not None:
             best = self.best_epe
@@ -698,6 +701,33 @@ class Trainer:
         if means:
             self.unit.weighting.end_epoch(means)
         self._epoch_sums = {}
+
+    def recalibrate_batchnorm(self) -> bool:
+        """``precise_bn``: BatchNorm's running statistics recomputed over whole training pairs (every
+        process reads the same ones, so they agree without a reduction). Whether anything changed."""
+        batches = self.config.precise_bn
+        if not batches:
+            return False
+        model = self.unit.student
+        if not precise_bn.batchnorm_layers(model):
+            self.logger.note(f"precise_bn: {model.arch} has no BatchNorm running statistics; nothing to recompute")
+            return False
+        started = time.perf_counter()
+        pairs = precise_bn.recompute_batchnorm(
+            model,
+            self.train_set,
+            batches=batches,
+            batch_size=self.config.data.batch_size,
+            seed=self.config.seed,
+            device=self.device,
+            transform=train_data.train_transform(self.config.data, crop=False),
+        )
+        self.logger.note(
+            f"precise_bn: BatchNorm statistics recomputed over {pairs} uncropped training pairs "
+            f"({batches} batches, {time.perf_counter() - started:.0f} s)"
+        )
+        self.train_mode()
+        return True
 
     def train_mode(self) -> None:
         """The student and its extras in training mode; with ``freeze_bn`` the BatchNorm layers stay in
