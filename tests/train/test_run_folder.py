@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import pytest
 import torch
@@ -430,3 +431,36 @@ def test_resume_compares_a_weighting_as_it_runs_not_as_it_is_written(tmp_path):
         check_resume(tmp_path, changed, allow_changes=False)
     with pytest.raises(ConfigError, match=r"holds \(distill.weighting.type: 'uncertainty' → 'dwa'"):
         check_resume(tmp_path, {"distill": {"terms": [term], "weighting": {"type": "dwa"}}}, allow_changes=True)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="advisory folder locks are POSIX")
+def test_a_folder_a_running_process_holds_is_neither_resumed_nor_cleared_by_another(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from stereodistill.train import run_folder
+
+    out = tmp_path / "run"
+    Trainer(config(out, steps=2), distill=False).run()
+    assert not run_folder.claimed(out)  # a run that has ended lets go of its folder
+    holder = subprocess.Popen(  # another process training there: it holds the folder until it ends
+        [
+            sys.executable,
+            "-c",
+            f"from stereodistill.train.run_folder import claim; from pathlib import Path; "
+            f"claim(Path({str(out)!r})); print('held', flush=True); import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for extra in (["--resume", "steps=3", "--allow-changes"], ["--force"]):
+            assert main(["train", str(out / "config.yaml"), f"output={out}", *extra]) == 2
+            assert "is in use by another stereodistill process that is still running there" in capsys.readouterr().err
+        assert (out / "model.safetensors").is_file()  # --force cleared nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["train", str(out / "config.yaml"), f"output={out}", "--resume", "steps=3", "--allow-changes"]) == 0

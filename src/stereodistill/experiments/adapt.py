@@ -533,6 +533,7 @@ def adapt(
     if resume:
         if not (out / "pseudo").is_dir():
             raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
+        run_folder.claim(out)  # before anything there is read or written
         check_labelling(out / "labelling.json", labelling, allow_changes, log)
         labelled = labelled_pairs(out / "kept.json")
         if labelled:  # pairs the first labelling left out (undecodable, --skip-bad) did not count toward a batch
@@ -555,6 +556,7 @@ def adapt(
     for problem in footage.skipped:
         log(f"  SKIPPED {problem}")
     out.mkdir(parents=True, exist_ok=True)
+    run_folder.claim(out)
     write_json(out / "labelling.json", labelling)
     unlabeled = footage.csv
     if unlabeled is None:  # a folder, or a list with pairs left out: the pairs to label, in the run folder

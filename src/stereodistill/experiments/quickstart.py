@@ -326,7 +326,7 @@ def run_quickstart(
     from stereodistill.fileio import write_text_atomic
     from stereodistill.report.quickstart_report import write_images, write_report
     from stereodistill.runtime import resolve_device
-    from stereodistill.train.run_folder import RECIPE_MARK, prepare_new_run
+    from stereodistill.train.run_folder import RECIPE_MARK, claim, prepare_new_run
     from stereodistill.train.trainer import Trainer
 
     recipe = load_recipe() if recipe is None else recipe
@@ -338,6 +338,7 @@ def run_quickstart(
         config.device = device
     prepare_new_run(out, force=force, hint="give another --out, or --force to start over", reads=reads)
     write_text_atomic(out / "recipe.yaml", RECIPE_MARK + "\n" + yaml.safe_dump(dict(recipe), sort_keys=False))
+    claim(out)  # a second quickstart into this folder is refused while this one runs
 
     since = time.perf_counter()
     settings = heldout_settings(recipe)

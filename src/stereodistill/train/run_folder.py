@@ -33,6 +33,48 @@ STRUCTURAL_TERM_KEYS = ("student", "teacher", "adapter")
 HISTORY_MARK = "# history: "
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock, the folder checks alone
+    fcntl = None  # type: ignore[assignment]
+
+#: The run folders this process holds (real path → the open folder whose lock it holds).
+_CLAIMED: dict[str, int] = {}
+
+
+def claim(out: Path) -> None:
+    """Hold ``out`` for this process as long as it lives (an advisory lock on the folder), so that a
+    second process on it (the run resumed twice, ``--force`` while it trains) is refused instead of
+    mixing its files with this one's. A folder not made yet is claimed once it is; again is a no-op."""
+    if fcntl is None or not out.is_dir():
+        return
+    key = os.path.realpath(out)
+    if key in _CLAIMED:
+        return
+    handle = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(handle)
+        raise ConfigError(
+            f"{out} is in use by another stereodistill process that is still running there: wait for it to "
+            "end (or stop it), or give another output folder"
+        ) from None
+    _CLAIMED[key] = handle
+
+
+def claimed(out: Path) -> bool:
+    """Whether this process holds ``out`` already (a caller that did not claim it must not release it)."""
+    return os.path.realpath(out) in _CLAIMED
+
+
+def release(folder: Path) -> None:
+    """Let go of a folder this process claimed (its run has ended)."""
+    handle = _CLAIMED.pop(os.path.realpath(folder), None)
+    if handle is not None:
+        os.close(handle)
+
+
 def prepare_new_run(
     out: Path,
     *,
@@ -49,6 +91,7 @@ def prepare_new_run(
     With ``clear`` False nothing is deleted yet: the result says whether the caller must clear the
     folder (:func:`clear_folder`) once everything else is checked, so a bad setting never costs the
     old run."""
+    claim(out)  # a run still going there is never cleared or joined
     if not out.exists() or (out.is_dir() and all(entry.name in inputs for entry in out.iterdir())):
         return False
     if not out.is_dir():
@@ -122,6 +165,7 @@ def _record_has(path: Path, keys: set[str]) -> bool:
 def clear_folder(folder: Path) -> None:
     """Delete ``folder``: renamed aside first (atomic), so no one ever sees it half deleted."""
     aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+    release(folder)  # the folder made in its place is claimed anew
     os.replace(folder, aside / folder.name)
     shutil.rmtree(aside)
 
@@ -214,6 +258,7 @@ def keep_recorded_val_split(out: Path, data: Any) -> None:
 
 def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) -> dict[str, tuple[Any, Any]]:
     """The accepted changes between the saved config and ``given``; an error for any other."""
+    claim(out)
     path = out / "config.yaml"
     if not path.is_file():
         return {}

@@ -218,6 +218,7 @@ class Trainer:
         if resume:  # every process reads the same pairs
             run_folder.keep_recorded_val_split(self.out, config.data)
         refused: Exception | None = None
+        self._claims = self.dist.main and not run_folder.claimed(self.out)  # else a caller (adapt) holds it
         if self.dist.main:
             try:
                 if resume:
@@ -542,7 +543,7 @@ class Trainer:
                 f"the run is finished (step {self.step} of {total_steps}, its model written): nothing to resume; "
                 "more steps (with --allow-changes) train it on"
             )
-            self.logger.close()
+            self._close()
             metrics = nan_for_null(read_metadata(self.out / "model").get("metrics") or {})  # NaN was written as null
             return {
                 "step": self.step,
@@ -552,6 +553,7 @@ class Trainer:
             }
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            run_folder.claim(self.out)
             run_folder.write_config(self.out, to_dict(config), self.step, self._changes)
         accumulate = config.optim.accumulate
         unlabeled_steps = config.data.unlabeled_steps(self.step)
@@ -566,7 +568,7 @@ class Trainer:
         while self.step < total_steps:
             if stop_at is not None and self.step >= stop_at:
                 self.save_checkpoint()
-                self.logger.close()
+                self._close()
                 return {"step": self.step, "stopped": True}
             stage = self.stage_at(self.step)
             epoch = self.epoch_at(self.step)
@@ -638,7 +640,7 @@ class Trainer:
             self._epoch_means_add(raw_parts)
             self._periodic(total_steps)
         if nonfinite and nonfinite == self.step - start_step:  # every step of this run skipped
-            self.logger.close()
+            self._close()
             raise TrainingError(
                 f"no step updated the weights: the loss was non-finite at all {nonfinite} steps run "
                 f"(fewer than max_nonfinite, {config.max_nonfinite}, so the run was not stopped sooner); "
@@ -655,7 +657,7 @@ class Trainer:
                 self.save_checkpoint()
         if self.dist.main:
             save_model(self.out / "model", self.unit.student, step=self.step, metrics=metrics, run=config.name)
-        self.logger.close()
+        self._close()
         if self.dist.world > 1:
             dist.barrier()
         return {
@@ -664,6 +666,12 @@ class Trainer:
             "model": str(self.out / "model.safetensors"),
             "seconds": time.perf_counter() - started,
         }
+
+    def _close(self) -> None:
+        """The run's log closed and, when this run claimed its folder, the folder let go."""
+        self.logger.close()
+        if self._claims:
+            run_folder.release(self.out)
 
     def _all_finite(self, total: torch.Tensor) -> bool:
         """Whether the loss is finite on every process (on this one, without DDP)."""
