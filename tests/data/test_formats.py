@@ -278,3 +278,15 @@ def test_npy_ground_truth_with_a_corrupt_header_or_a_plane_axis(tmp_path):
     np.save(tmp_path / "v.npy", np.ones((2, 4, 6), np.float32))
     with pytest.raises(DataError, match="2-D"):
         formats.disparity_size(tmp_path / "v.npy")
+
+
+def test_a_view_stored_turned_with_its_exif_orientation_is_read_upright(tmp_path):
+    image_size, read_image = formats.image_size, formats.read_image
+    upright = (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 3).astype(np.uint8)  # 4 rows, 6 columns
+    stored = np.rot90(upright, k=1)  # a camera held on its side: 6 rows stored, turned a quarter
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    Image.fromarray(np.ascontiguousarray(stored)).save(tmp_path / "turned.png", exif=exif)
+    assert image_size(tmp_path / "turned.png") == (4, 6)  # from the header, as read_image gives it
+    assert read_image(tmp_path / "turned.png").shape == (4, 6, 3)
+    np.testing.assert_array_equal(np.round(read_image(tmp_path / "turned.png") * 255).astype(np.uint8), upright)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stereodistill.errors import DataError
 from stereodistill.fileio import atomic_path
@@ -141,6 +141,11 @@ def _pillow_warnings_named(path: Path) -> Iterator[None]:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+#: The EXIF tag that says how a camera held its sensor, and its values that turn the picture by 90°.
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
 def _open_image(path: Path) -> Image.Image:
     _require_file(path)
     try:
@@ -160,9 +165,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with _pillow_warnings_named(path), Image.open(path) as image:
             width, height = image.size
+            turned = image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS
     except IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
-    return height, width
+    return (width, height) if turned else (height, width)
 
 
 def read_png_disparity(path: str | Path, scale: float = KITTI_SCALE) -> np.ndarray:
@@ -205,6 +211,10 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     image = _open_image(path)
+    # As a viewer shows it: a camera held on its side stores its pixels turned and says so in EXIF;
+    # matched as stored, the epipolar lines would run down the columns.
+    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         gray = np.asarray(image).astype(np.float32)
