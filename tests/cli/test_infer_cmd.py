@@ -2,11 +2,13 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from stereodistill.checkpoint import save_model
 from stereodistill.cli.main import main
 from stereodistill.data.formats import read_pfm, read_png_disparity, write_image
+from stereodistill.errors import InputError
 from stereodistill.models import build_model
 from stereodistill.report.colormap import colorize
 
@@ -111,6 +113,25 @@ def test_scale_resizes_the_inputs_and_brings_disparities_back_to_their_pixels(tm
     disparity = infer_cmd.predict(Half(), image, image, 0.5, "cpu")
     assert disparity.shape == (32, 64) and np.allclose(disparity, 6.0)
     assert main(["infer", ckpt, "a.png", "b.png", "--scale", "0"]) == 2
+    with pytest.raises(InputError, match=r"^a.png: --scale 0.01 makes its views 1x1 px, too small to match"):
+        infer_cmd.predict(Half(), image, image, 0.01, "cpu", where="a.png")
+
+
+def test_a_network_answering_nan_writes_nothing_and_says_so(tmp_path, capsys):
+    net = build_model("dsnet", max_disp=16).eval()
+    with torch.no_grad():
+        next(p for p in net.parameters() if p.dim() == 1)[0] = float("nan")  # one broken weight
+    save_model(tmp_path / "broken", net)
+    rng = np.random.default_rng(8)
+    write_image(tmp_path / "l.png", rng.random((32, 64, 3)))
+    write_image(tmp_path / "r.png", rng.random((32, 64, 3)))
+    out = tmp_path / "o"
+    assert (
+        main(["infer", str(tmp_path / "broken"), str(tmp_path / "l.png"), str(tmp_path / "r.png"), "--out", str(out)])
+        == 2
+    )
+    assert "l.png: the network's disparity is not finite (NaN or infinite) at" in capsys.readouterr().err
+    assert not list(out.glob("*.pfm")) and not list(out.glob("*_disp16.png"))
 
 
 def _video(path, frames, faststart=False):

@@ -60,22 +60,42 @@ def as_batch(image, device):
     return torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(device)
 
 
-def predict(model, left, right, scale: float, device):
-    """Disparity (H×W NumPy, in the input's pixels) of one pair, the images resized by ``scale`` first."""
+#: The smallest side a view may have when it reaches the network: networks estimate at 1/4 (or
+#: 1/8), so below this a view holds a handful of cells and the "disparity" is noise.
+MIN_SIDE = 16
+
+
+def predict(model, left, right, scale: float, device, where: str = "input"):
+    """Disparity (H×W NumPy, in the input's pixels) of one pair, the images resized by ``scale`` first.
+    A view too small to match, or an answer that is not finite, is an error naming ``where``."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
     left_t, right_t = as_batch(left, device), as_batch(right, device)
     height, width = left_t.shape[-2:]
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if min(size) < MIN_SIDE:
+        if scale != 1.0:
+            made, hint = f"--scale {scale:g} makes its views {size[0]}x{size[1]} px", "; give a larger --scale"
+        else:
+            made, hint = f"its views are {height}x{width} px", ""
+        raise InputError(f"{where}: {made}, too small to match (at least {MIN_SIDE} px a side){hint}")
     if scale != 1.0:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
         left_t, right_t = (F.interpolate(t, size=size, mode="bilinear", antialias=True) for t in (left_t, right_t))
     with torch.no_grad():
         disparity = model(left_t, right_t).disparity[:, None].float()
     if scale != 1.0:
         factor = width / disparity.shape[-1]
         disparity = F.interpolate(disparity, size=(height, width), mode="bilinear", align_corners=False) * factor
-    return disparity[0, 0].cpu().numpy()
+    result = disparity[0, 0].cpu().numpy()
+    broken = int((~np.isfinite(result)).sum())
+    if broken:  # written out, it would read as a map (NaN in the PFM, 0 in the PNG)
+        raise InputError(
+            f"{where}: the network's disparity is not finite (NaN or infinite) at {broken:,} of {result.size:,} "
+            "pixels: its weights or this input are broken; nothing was written for it"
+        )
+    return result
 
 
 #: What made each output of a folder: a rerun skips an output only when this pair, network and scale did.
@@ -231,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         left, right = read_image(pair.left), read_image(pair.right)
         if left.shape != right.shape:  # the headers agreed; the decoded images must too
             raise InputError(f"{pair.left} and {pair.right} differ in size")
-        disparity = predict(model, left, right, args.scale, device)
+        disparity = predict(model, left, right, args.scale, device, where=str(pair.left))
         write_pfm(out / f"{pair.name}.pfm", disparity)
         beyond = write_disp16(out / f"{pair.name}_disp16.png", disparity)
         write_image(out / f"{pair.name}_color.png", with_colorbar(colorize(disparity, vmax=vmax), vmax))
@@ -275,7 +295,7 @@ def run_video(args: argparse.Namespace, model, device) -> int:
     count, cut, clock = 0, 0, ProgressClock()
     with video_writer(target, fps) as video:
         for left, right in stream.pairs:
-            disparity = predict(model, left, right, args.scale, device)
+            disparity = predict(model, left, right, args.scale, device, where=f"{args.left}, frame {count + 1}")
             cut += write_disp16(out / f"{name}_frames" / f"{count:06d}_disp16.png", disparity)
             video.append(with_colorbar(colorize(disparity, vmax=vmax), vmax))
             count += 1
