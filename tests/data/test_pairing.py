@@ -262,3 +262,23 @@ def test_links_in_loops_or_to_other_folders_pair_by_where_they_lie(tmp_path):
     write_image(tmp_path / "N" / "y.png", rng.random((16, 24, 3)))
     (tmp_path / "N" / "x.png").symlink_to("d/../y.png")  # through the linked d: other/y.png, which is not there
     assert f"its target {tmp_path / 'other' / 'y.png'} does not exist" in broken_link(tmp_path / "N" / "x.png")
+
+
+def test_a_folder_without_a_single_pair_says_why_even_with_skip_bad(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.formats import write_image
+
+    rng = np.random.default_rng(1)
+    for index in range(2):  # a camera that prefixes its names: no left name has a right partner
+        write_image(tmp_path / "cam" / "left" / f"left_{index}.png", rng.random((16, 24, 3)))
+        write_image(tmp_path / "cam" / "right" / f"right_{index}.png", rng.random((16, 24, 3)))
+    for flags in ([], ["--skip-bad"]):
+        assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(tmp_path / "p.csv"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert "left_0.png" in err and "right" in err and "no readable pairs" not in err
+    assert "no pair is left once the 4 bad one(s) are left out" in err
+    assert main(["data", "pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

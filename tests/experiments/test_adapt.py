@@ -491,3 +491,11 @@ def test_a_damaged_labelling_record_is_named_on_resume(tmp_path):
     record.write_text("[1]")
     with pytest.raises(DataError, match=r"labelling.json: is damaged: it holds a list, not a mapping; --force"):
         check_labelling(record, {"teacher": "t"}, allow_changes=False, log=print)
+
+
+def test_an_image_given_as_the_footage_is_named_as_an_image(tmp_path, capsys):
+    command = camera_and_networks(tmp_path, seed=7)
+    command[-1] = str(tmp_path / "cam" / "left" / "0001.png")
+    assert main([*command, "--out", str(tmp_path / "a")]) == 2
+    assert "0001.png: is an image; give the folder holding left/ and right/, or a list" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()

@@ -221,10 +221,14 @@ def check_rows(
     return good, problems
 
 
-def bad_pairs_error(where: Path, problems: list[str]) -> DataError:
-    """One error listing the first problems, and how to leave such pairs out."""
+def bad_pairs_error(where: Path, problems: list[str], skipped: bool = False) -> DataError:
+    """One error listing the first problems, and how to leave such pairs out (``skipped``: they were,
+    and nothing was left)."""
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return DataError(where, f"{len(problems)} bad pair(s): {'; '.join(problems[:3])}{more}; --skip-bad leaves them out")
+    listed = f"{'; '.join(problems[:3])}{more}"
+    if skipped:
+        return DataError(where, f"no pair is left once the {len(problems)} bad one(s) are left out: {listed}")
+    return DataError(where, f"{len(problems)} bad pair(s): {listed}; --skip-bad leaves them out")
 
 
 def _same(left: Path, right: Path) -> bool:
@@ -251,12 +255,14 @@ def _truth_files(folder: Path) -> dict[str, Path]:
 
 def views_of(folder: Path) -> tuple[Path, Path]:
     """The ``left/`` and ``right/`` folders of one folder holding both views."""
+    if not folder.is_dir():
+        raise DataError(folder, "not a folder" if folder.exists() else "no such folder")
     missing = [name for name in ("left", "right") if not (folder / name).is_dir()]
     if missing:
         raise DataError(
             folder,
-            f"has no {' and no '.join(f'{name}/' for name in missing)} folder: give one folder "
-            "holding left/ and right/, or the two folders",
+            f"has no {' and no '.join(f'{name}/' for name in missing)} folder: give a folder holding left/ and "
+            "right/ (or make a list of its pairs with `stereodistill data pairs LEFT_DIR RIGHT_DIR --out pairs.csv`)",
         )
     return folder / "left", folder / "right"
 
@@ -281,8 +287,8 @@ def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bo
     problems += bad
     if problems and not skip_bad:
         raise bad_pairs_error(left, problems)
-    if not rows:
-        raise DataError(left, "no readable pairs")
+    if not rows:  # every name unmatched or every pair bad: say which, not just that none is left
+        raise bad_pairs_error(left, problems, skipped=True) if problems else DataError(left, "no readable pairs")
     with_truth = sum(truth is not None for *_, truth in rows)
     if disp is not None and not with_truth:
         names = ", ".join(f"{Path(rows[0][0].name).stem}{suffix}" for suffix in DISPARITY_SUFFIXES)

@@ -336,6 +336,7 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     from the image headers, writing nothing: unreadable images and pairs whose views differ in size
     are an error listing them, or with ``skip_bad`` are left out."""
     from stereodistill.data.datasets import build_dataset
+    from stereodistill.data.formats import IMAGE_SUFFIXES
     from stereodistill.data.pairing import FolderPairs, bad_pairs_error, check_rows, folder_pairs, views_of
 
     if not unlabeled.exists():
@@ -343,13 +344,22 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     if unlabeled.is_dir():
         found = folder_pairs(*views_of(unlabeled), skip_bad=skip_bad)
         return Footage(None, found, len(found.rows), found.skipped)
+    if unlabeled.suffix.lower() in IMAGE_SUFFIXES:  # read as a list, it would be "not UTF-8 text"
+        raise ConfigError(
+            f"--unlabeled {unlabeled}: is an image; give the folder holding left/ and right/, or a list of pairs "
+            "(stereodistill data pairs LEFT_DIR RIGHT_DIR --out pairs.csv)"
+        )
     listed = build_dataset("pairs", str(unlabeled)).files
     masks = {(files.left, files.right): files.mask for files in listed}  # kept with their rows
     good, problems = check_rows([(files.left, files.right, files.disp) for files in listed], masks)
     if problems and not skip_bad:
         raise bad_pairs_error(unlabeled, problems)
     if not good:
-        raise DataError(unlabeled, "no readable pairs")
+        raise (
+            bad_pairs_error(unlabeled, problems, skipped=True)
+            if problems
+            else DataError(unlabeled, "no readable pairs")
+        )
     kept_masks = tuple(masks[row[:2]] for row in good)
     if not problems:
         return Footage(unlabeled, None, len(good), listed=tuple(good), masks=kept_masks)
