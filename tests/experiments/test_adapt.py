@@ -359,7 +359,6 @@ def test_settings_adapt_owns_or_cannot_use_are_refused_before_any_work(tmp_path,
     refused = {
         "run.steps: adapt sets steps itself; set it with --steps": ["--config", "run_steps.yaml"],
         "run.output: adapt sets output itself; set it with --out": ["--config", "run_output.yaml"],
-        "optim.lr must be a finite number above 0, got -1.0": ["--lr", "-1"],
         "lr_threshold is a distance in px above 0": ["--lr-threshold", "-1"],
         "confidence is a probability in [0, 1]": ["--confidence", "2"],
     }
@@ -369,6 +368,15 @@ def test_settings_adapt_owns_or_cannot_use_are_refused_before_any_work(tmp_path,
         flags = [str(tmp_path / flag) if flag.endswith(".yaml") else flag for flag in flags]
         assert main([*command, *flags]) == 2
         assert message in capsys.readouterr().err
+        assert not (tmp_path / "a").exists()
+    for flags, message in (  # a flag's value is the flag's error, not one of a "run:" section nobody wrote
+        (["--lr", "-1"], "argument --lr: expected a finite number above 0, got '-1'"),
+        (["--clamp", "-3"], "argument --clamp: expected a finite number >= 0, got '-3'"),
+        (["--labels", "nan"], "argument --labels: expected a finite number >= 0, got 'nan'"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, *flags])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
         assert not (tmp_path / "a").exists()
     command[2] = "sgbm"  # a student with nothing to train: refused before the teacher labels anything
     assert main(command) == 2

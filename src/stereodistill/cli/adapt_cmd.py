@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from stereodistill.cli.args import add_device, positive_int, size
+from stereodistill.cli.args import add_device, non_negative_float, positive_float, positive_int, size
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "above decide, such as steps or optim.lr, is refused there); flags win",
     )
     parser.add_argument("--steps", type=positive_int, help="training steps (default 300)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    parser.add_argument("--lr", type=positive_float, help="peak learning rate (default 1e-3)")
     parser.add_argument("--crop", type=size, help="training crop HxW (default 192x320)")
     parser.add_argument(
         "--lr-threshold",
@@ -53,19 +53,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--clamp",
-        type=float,
+        type=non_negative_float,
         help="px: pixels the student predicts further than this from their label are left out of the loss; "
         "0, the default, keeps them all (measured: 3 px and 8 px both did worse, docs/results.md)",
     )
     parser.add_argument(
         "--photometric",
-        type=float,
+        type=non_negative_float,
         help="weight of a photometric loss (the left view against the right view warped by the student's own "
         "disparity, SSIM + L1, and smoothness): it needs no labels; alone it harmed occluded and textureless "
         "regions, beside the gated labels it gained 0.01-0.02 px (docs/results.md); 0 turns it off (default 0)",
     )
     parser.add_argument(
-        "--labels", type=float, help="weight of the pseudo-label loss; 0: the photometric loss alone (default 1)"
+        "--labels",
+        type=non_negative_float,
+        help="weight of the pseudo-label loss; 0: the photometric loss alone (default 1)",
     )
     parser.add_argument("--teacher-arch", help="the architecture of an original release given as TEACHER")
     parser.add_argument(

@@ -75,6 +75,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number of 0 or more (a loss weight, where 0 turns it off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def dataset_files(dataset: Any) -> Iterator[Path]:
     """Every file a dataset's samples read: views, ground truth and masks (what an output must not replace)."""
     return (path for files in dataset.files for path in (files.left, files.right, files.disp, files.mask) if path)

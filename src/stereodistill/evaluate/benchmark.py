@@ -122,8 +122,11 @@ def _child(queue: mp.Queue, parent: int, args: tuple) -> None:
     try:
         queue.put(("ok", measure(*args)))
     except Exception as exc:  # reported by the parent with the network's name, in one line
+        from stereodistill.errors import StereoDistillError
+
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        queue.put(("error", f"{type(exc).__name__}: {first}"))
+        ours = isinstance(exc, StereoDistillError)  # says what is wrong itself; anything else is named by its kind
+        queue.put(("error", first if ours else f"{type(exc).__name__}: {first}"))
 
 
 def _result(queue: Any, process: Any) -> tuple[str, Any]:
