@@ -124,6 +124,10 @@ def video_writer(path: str | Path, fps: float) -> Iterator[Any]:
 
         class Frames:
             def append(self, frame: np.ndarray) -> None:
+                # H.264 in 4:2:0 needs even sides: an odd one gets a copy of its last row or column here,
+                # where the writer would resize the whole frame and warn about it
+                height, width = frame.shape[:2]
+                frame = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
                 writer.append_data(np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
         try:
