@@ -23,6 +23,25 @@ def test_export_writes_checked_graph_and_reports_latencies(tmp_path, capsys):
     record = json.loads((tmp_path / "check.json").read_text())
     assert record["arch"] == "dsnet-noatt" and record["size"] == [32, 64]
     assert record["max_abs_diff_px"] < 1e-2 and record["onnxruntime_ms"] > 0
+    before = out.read_bytes()  # a refused export leaves the earlier file as it was, and says so
+    assert main([*args, "--tolerance", "1e-30"]) == 2
+    assert "nothing was written (the file already there is left as it was)" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_a_network_with_broken_weights_is_refused_as_one_not_as_a_nan_px_difference(tmp_path, capsys):
+    import torch
+
+    net = build_model("dsnet-noatt", max_disp=16).eval()
+    with torch.no_grad():
+        next(p for p in net.parameters() if p.dim() == 1)[0] = float("nan")
+    ckpt = save_model(tmp_path / "broken", net)
+    out = tmp_path / "broken.onnx"
+    args = ["export", str(ckpt), "--onnx", str(out), "--size", "32x64", "--repeats", "1", "--threads", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "the network's disparity is not finite (NaN or infinite) on the check pair" in err and "nan px" not in err
+    assert not out.exists()
 
 
 def test_export_int8_writes_both_graphs_and_reports_speed_and_epe(tmp_path, capsys):

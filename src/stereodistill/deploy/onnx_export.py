@@ -47,6 +47,11 @@ from stereodistill.runtime import torch_threads
 OPSET = 18
 
 
+def nothing_written(out: Path) -> str:
+    """What a refused export leaves: nothing new, and a file already there (an earlier export) as it was."""
+    return "nothing was written" + (" (the file already there is left as it was)" if Path(out).exists() else "")
+
+
 class ExportError(StereoDistillError):
     """The exported graph does not reproduce the PyTorch model."""
 
@@ -226,10 +231,15 @@ def export_onnx(
     with torch_threads(threads), atomic_path(out) as tmp:
         _write_graph(model, example, tmp)
         check = check_graph(tmp, model, example, repeats, threads)
+        if not math.isfinite(check.max_abs_diff_px):  # NaN compares as no difference at all, or as nan px
+            raise ExportError(
+                f"{out}: the network's disparity is not finite (NaN or infinite) on the check pair: its weights "
+                f"are broken; {nothing_written(out)}"
+            )
         if not check.max_abs_diff_px <= tolerance_px:
             raise ExportError(
                 f"{out}: ONNX Runtime differs from PyTorch by up to {check.max_abs_diff_px:.3g} px "
-                f"(tolerance {tolerance_px} px); nothing was written"
+                f"(tolerance {tolerance_px} px); {nothing_written(out)}"
             )
     return check
 
@@ -392,13 +402,13 @@ def quantize_int8(
         try:
             preprocessed, float_nodes = _quantize(float_path, tmp, calibration)
         except Exception as error:  # the quantiser fails with asserts and ValueErrors alike (e.g. no finite range)
-            raise ExportError(f"{out}: int8 quantisation failed ({one_line(error)}); nothing was written") from error
+            raise ExportError(f"{out}: int8 quantisation failed ({one_line(error)}); {nothing_written(out)}") from error
         float_session = _session(float_path, threads)
         try:
             int8_session = _session(tmp, threads)
         except Exception as error:  # the quantiser wrote a graph ONNX Runtime refuses
             raise ExportError(
-                f"{out}: ONNX Runtime cannot load the int8 graph ({one_line(error)}); nothing was written"
+                f"{out}: ONNX Runtime cannot load the int8 graph ({one_line(error)}); {nothing_written(out)}"
             ) from error
         epes: dict[str, list[float]] = {"torch": [], "float": [], "int8": []}
         for left, right, gt in held_out:
@@ -407,7 +417,7 @@ def quantize_int8(
             if not np.isfinite(int8_out).all():
                 raise ExportError(
                     f"{out}: the int8 graph gives non-finite disparities "
-                    f"({int(np.sum(~np.isfinite(int8_out)))} of {int8_out.size}); nothing was written"
+                    f"({int(np.sum(~np.isfinite(int8_out)))} of {int8_out.size}); {nothing_written(out)}"
                 )
             (float_out,) = float_session.run(["disparity"], feeds)
             with torch.no_grad():
