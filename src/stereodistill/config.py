@@ -69,10 +69,14 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     import copy
 
     data = copy.deepcopy(data)
+    given: dict[str, str] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not KEY=VALUE")
+        if key.strip() in given:  # as a key given twice in a file: one of them would be dropped unsaid
+            raise ConfigError(f"override {key.strip()} is given twice ({given[key.strip()]!r}, {item!r}): give it once")
+        given[key.strip()] = item
         try:
             value = yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else None  # a safe loader
         except yaml.YAMLError as exc:

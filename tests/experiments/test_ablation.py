@@ -141,6 +141,9 @@ def test_runs_resumes_and_records_failures(ablation_file, tmp_path):
     again = run_ablation(ablation_file, out, log=lines.append, report_only=True)  # runs nothing
     assert json.dumps(again["tables"]) == json.dumps(summary["tables"])
     assert not any("to run" in line for line in lines)
+    with pytest.raises(ConfigError, match=r"--report-only: .*typo does not exist: no run of this ablation"):
+        run_ablation(ablation_file, out.parent / "typo", log=lines.append, report_only=True)
+    assert not (out.parent / "typo").exists()
 
     lines.clear()
     run_ablation(ablation_file, out, log=lines.append)  # resumed: only the failed cell runs again

@@ -102,3 +102,16 @@ def test_a_dataset_key_the_dataset_does_not_read_is_refused_not_ignored(override
         load_run_config(str(CONFIGS / "teacher.yaml"), [override])
     sceneflow = "data.train={dataset: sceneflow, root: /data/SceneFlow, size: [96, 192]}"  # the defaults, written out
     assert load_run_config(str(CONFIGS / "teacher.yaml"), [sceneflow]).data.train.dataset == "sceneflow"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["steps=3", "steps=4"], r"^override steps is given twice \('steps=3', 'steps=4'\): give it once"),
+        (["optim.milestones=[1]"], r"optim.milestones are the step schedule's; the onecycle schedule would not read"),
+        (["data.val=null", "val_samples=3"], r"val_samples is given but the run has no data.val"),
+    ],
+)
+def test_settings_nothing_would_read_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(str(CONFIGS / "teacher.yaml"), overrides)

@@ -386,6 +386,8 @@ def run_ablation(
     folder = Path(out) if out else output_folder(config, budget)
     baseline_disp = int(cells[0].config["model"]["max_disp"]) if cells else 192
     bench = None
+    if report_only and not folder.is_dir():  # a mistyped --out would get a report of nothing run
+        raise ConfigError(f"--report-only: {folder} does not exist: no run of this ablation to summarise there")
     if not report_only:
         check_eval_sets(config.eval, baseline_disp)
         if config.baselines:  # one that cannot run (sgbm without OpenCV) is said before any cell trains

@@ -256,6 +256,11 @@ class OptimConfig:
             )
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
             raise ConfigError(f"optim.grad_clip must be a number above 0 (null: no clipping), got {self.grad_clip}")
+        if self.milestones and self.schedule != "step":  # only the step schedule reads them
+            raise ConfigError(
+                f"optim.milestones are the step schedule's; the {self.schedule} schedule would not read them "
+                "(set schedule: step, or drop them)"
+            )
 
 
 @dataclass
@@ -456,6 +461,8 @@ class RunConfig:
                 )
         if self.total_steps < 1:
             raise ConfigError("a run needs at least one step")
+        if self.val_samples is not None and self.data.val is None:
+            raise ConfigError("val_samples is given but the run has no data.val to take them from")
         if self.data.unlabeled is not None:
             self._check_unlabeled()
 
