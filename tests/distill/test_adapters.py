@@ -269,3 +269,10 @@ def test_lean_recipes_validate_and_their_terms_run_on_a_random_teacher(name):
         total = total + terms[cfg.name].weight(0, 0.0) * loss
     total.backward()
     assert any(p.grad is not None for p in terms.parameters())
+
+
+def test_taps_of_one_kind_and_two_layouts_are_named_by_their_layouts():
+    from stereodistill.distill.adapters import suggest_adapters
+
+    why = suggest_adapters("logits.0", (2, 8, 4, 6), (2, 1, 8, 4, 6), teacher_tap="volume.attention").text()
+    assert why == "no adapter compares a 4-D distribution tap with a 5-D one: pair taps of one layout"

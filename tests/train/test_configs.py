@@ -115,3 +115,10 @@ def test_a_dataset_key_the_dataset_does_not_read_is_refused_not_ignored(override
 def test_settings_nothing_would_read_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_run_config(str(CONFIGS / "teacher.yaml"), overrides)
+
+
+def test_a_teacher_section_error_is_prefixed_once():
+    with pytest.raises(ConfigError, match=r"^teacher: give exactly one of 'checkpoint' or 'original'$"):
+        load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["teacher={}"])
+    with pytest.raises(ConfigError, match=r"the disparity axis \(logits.K, prob, volume.\*\), got feat.left.s4"):
+        load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["distill.terms.kl_2.student=feat.left.s4"])

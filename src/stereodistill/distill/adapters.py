@@ -174,10 +174,14 @@ def suggest_adapters(
     teacher_tap = teacher_tap or student_tap
     s, t = tuple(student_shape), tuple(teacher_shape)
     s_kind, t_kind = tap_kind(student_tap, s), tap_kind(teacher_tap, t)
-    if s_kind != t_kind or len(s) != len(t):
+    if s_kind != t_kind:
         return Suggestion(
             reason=f"no adapter compares a {s_kind} tap with a {t_kind} tap: pair taps of one kind "
             "(features, volume, logits.K/prob, disparity)"
+        )
+    if len(s) != len(t):  # one kind, other layouts: B×D×H×W logits against a B×C×D×H×W attention volume
+        return Suggestion(
+            reason=f"no adapter compares a {len(s)}-D {s_kind} tap with a {len(t)}-D one: pair taps of one layout"
         )
     if mixed_volumes(student_volume, teacher_volume):
         return Suggestion(reason=concatenation_reason(student_volume, teacher_volume))

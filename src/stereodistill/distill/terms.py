@@ -91,8 +91,7 @@ class TermConfig:
         if self.loss in DISTRIBUTION_LOSSES and not all(tap.split(".")[0] in DISPARITY_AXIS_TAPS for tap in taps):
             raise ConfigError(
                 f"term {self.name!r}: loss {self.loss} compares distributions over disparities: give two taps along "
-                f"the disparity axis ({', '.join(t + '.*' for t in DISPARITY_AXIS_TAPS)}), got {self.student} and "
-                f"{self.teacher}"
+                f"the disparity axis (logits.K, prob, volume.*), got {self.student} and {self.teacher}"
             )
         positional = list(inspect.signature(loss).parameters)[:3]  # student, teacher or target, mask
         self.params = keyword_options(loss, self.params, f"params of loss {self.loss}", skip=positional)

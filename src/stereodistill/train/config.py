@@ -74,15 +74,15 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         if (self.checkpoint is None) == (self.original is None):
-            raise ConfigError("teacher: give exactly one of 'checkpoint' or 'original'")
+            raise ConfigError("give exactly one of 'checkpoint' or 'original'")
         if self.original is not None and self.arch is None:
-            raise ConfigError("teacher: 'original' needs 'arch'")
+            raise ConfigError("'original' needs 'arch'")
         if self.arch is not None and self.original is None:  # ours records its network: a name here would go unread
-            raise ConfigError("teacher: 'arch' applies to an 'original' checkpoint (ours records its own network)")
+            raise ConfigError("'arch' applies to an 'original' checkpoint (ours records its own network)")
         if self.options and self.original is None:
-            raise ConfigError("teacher: 'options' apply to an 'original' checkpoint (ours records its own)")
+            raise ConfigError("'options' apply to an 'original' checkpoint (ours records its own)")
         if self.max_disp is not None and self.original is None:
-            raise ConfigError("teacher: 'max_disp' applies to an 'original' checkpoint (ours records its own)")
+            raise ConfigError("'max_disp' applies to an 'original' checkpoint (ours records its own)")
         if self.original is not None and self.max_disp is None:
             self.max_disp = 192
         if self.original is not None:
