@@ -282,3 +282,16 @@ def test_a_folder_without_a_single_pair_says_why_even_with_skip_bad(tmp_path, ca
     assert main(["data", "pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.csv")]) == 2
     assert "nowhere: no such folder" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_data_pairs_refuses_a_floating_point_view_as_infer_and_adapt_would(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from stereodistill.cli.main import main
+
+    for side in ("left", "right"):
+        (tmp_path / "cam" / side).mkdir(parents=True)
+        Image.fromarray(np.zeros((16, 24), np.float32), mode="F").save(tmp_path / "cam" / side / "a.tif")
+    assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "a.tif: floating-point images are not supported as stereo views" in capsys.readouterr().err

@@ -177,7 +177,7 @@ def check_sizes(pairs) -> None:
     from stereodistill.data.formats import image_size
 
     for pair in pairs:
-        left, right = image_size(pair.left), image_size(pair.right)
+        left, right = image_size(pair.left, view=True), image_size(pair.right, view=True)
         if left != right:
             raise InputError(f"{pair.left} is {left[0]}x{left[1]} (HxW) but {pair.right} is {right[0]}x{right[1]}")
 

@@ -141,6 +141,7 @@ def _pillow_warnings_named(path: Path) -> Iterator[None]:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+FLOAT_VIEW = "floating-point images are not supported as stereo views"
 #: The EXIF tag that says how a camera held its sensor, and its values that turn the picture by 90°.
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)
@@ -157,17 +158,21 @@ def _open_image(path: Path) -> Image.Image:
     return image
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
+def image_size(path: str | Path, view: bool = False) -> tuple[int, int]:
     """(height, width) of an image from its header, without decoding it (a cheap check of a whole
-    folder before any work)."""
+    folder before any work). ``view``: it is a stereo view, so a kind :func:`read_image` refuses is
+    refused now, not when the pair is first read."""
     path = Path(path)
     _require_file(path)
     try:
         with _pillow_warnings_named(path), Image.open(path) as image:
             width, height = image.size
             turned = image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS
+            mode = image.mode
     except IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
+    if view and mode == "F":
+        raise DataError(path, FLOAT_VIEW)
     return (width, height) if turned else (height, width)
 
 
@@ -223,7 +228,7 @@ def read_image(path: str | Path) -> np.ndarray:
         gray /= 65535.0
         return np.repeat(gray[..., None], 3, axis=2)
     if mode == "F":
-        raise DataError(path, "floating-point images are not supported as stereo views")
+        raise DataError(path, FLOAT_VIEW)
     if mode in ("1", "L", "LA"):
         gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
         return np.repeat(gray[..., None], 3, axis=2)

@@ -205,8 +205,8 @@ def check_rows(
     for left, right, truth in rows:
         mask = (masks or {}).get((left, right))
         try:
-            size = image_size(left)
-            checks = [(right, image_size(right), "its left view is")]
+            size = image_size(left, view=True)
+            checks = [(right, image_size(right, view=True), "its left view is")]
             checks += [(truth, disparity_size(truth), "its images are")] if truth is not None else []
             checks += [(mask, image_size(mask), "its images are")] if mask is not None else []
         except DataError as exc:
