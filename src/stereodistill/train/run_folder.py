@@ -51,7 +51,10 @@ def claim(out: Path) -> None:
     key = os.path.realpath(out)
     if key in _CLAIMED:
         return
-    handle = os.open(key, os.O_RDONLY)
+    try:
+        handle = os.open(key, os.O_RDONLY)
+    except OSError:  # a folder this process cannot open: the checks that read it say what is wrong
+        return
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
