@@ -214,15 +214,18 @@ def test_adapt_can_learn_from_the_images_alone_and_refuses_to_learn_from_nothing
 
     command = camera_and_networks(tmp_path, seed=3)
     command += ["--out", str(tmp_path / "a"), "--steps", "2", "--crop", "32x64"]
+    (tmp_path / "negative.yaml").write_text(yaml.safe_dump({"photometric": -1}))  # a file's values: checked alike
     refused = {
         "one must be above 0": ["--labels", "0", "--photometric", "0"],
-        "photometric is the weight of a loss: a number >= 0, got -1.0": ["--photometric", "-1"],
-        "labels is the weight of a loss: a number >= 0, got nan": ["--labels", "nan"],
+        "photometric is the weight of a loss: a number >= 0, got -1": ["--config", str(tmp_path / "negative.yaml")],
     }
     for message, weights in refused.items():
         assert main([*command, *weights]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "a").exists()
+    with pytest.raises(SystemExit):  # a flag's value is the flag's error
+        main([*command, "--photometric", "-1"])
+    assert "argument --photometric: expected a finite number >= 0, got '-1'" in capsys.readouterr().err
     assert main([*command, "--labels", "0", "--photometric", "1"]) == 0
     saved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
     assert saved["supervised"]["weight"] == 0 and saved["photometric"]["weight"] == 1
