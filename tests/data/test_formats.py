@@ -287,6 +287,19 @@ def test_a_view_stored_turned_with_its_exif_orientation_is_read_upright(tmp_path
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to view"
     Image.fromarray(np.ascontiguousarray(stored)).save(tmp_path / "turned.png", exif=exif)
-    assert image_size(tmp_path / "turned.png") == (4, 6)  # from the header, as read_image gives it
+    assert image_size(tmp_path / "turned.png", view=True) == (4, 6)  # from the header, as read_image gives it
+    assert image_size(tmp_path / "turned.png") == (6, 4)  # a mask or ground truth: as stored, as they are read
     assert read_image(tmp_path / "turned.png").shape == (4, 6, 3)
     np.testing.assert_array_equal(np.round(read_image(tmp_path / "turned.png") * 255).astype(np.uint8), upright)
+
+
+def test_the_header_size_of_a_png_does_not_decode_it(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    formats.write_image(tmp_path / "view.png", RNG.random((8, 12, 3)))
+
+    def no_decoding(self):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    assert formats.image_size(tmp_path / "view.png", view=True) == (8, 12)  # EXIF is not searched past the header

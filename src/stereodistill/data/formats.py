@@ -160,20 +160,28 @@ def _open_image(path: Path) -> Image.Image:
 
 def image_size(path: str | Path, view: bool = False) -> tuple[int, int]:
     """(height, width) of an image from its header, without decoding it (a cheap check of a whole
-    folder before any work). ``view``: it is a stereo view, so a kind :func:`read_image` refuses is
-    refused now, not when the pair is first read."""
+    folder before any work). ``view``: it is a stereo view, read upright (EXIF orientation) as
+    :func:`read_image` reads it, and a kind it refuses is refused now, not when the pair is read."""
     path = Path(path)
     _require_file(path)
     try:
         with _pillow_warnings_named(path), Image.open(path) as image:
             width, height = image.size
-            turned = image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS
+            turned = view and _orientation(image) in QUARTER_TURNS
             mode = image.mode
     except IMAGE_ERRORS as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
     if view and mode == "F":
         raise DataError(path, FLOAT_VIEW)
     return (width, height) if turned else (height, width)
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1: as stored). A PNG's EXIF is read only where its header already holds
+    it: Pillow would decode the whole image to look for a chunk after the pixels."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return int(image.getexif().get(EXIF_ORIENTATION, 1))
 
 
 def read_png_disparity(path: str | Path, scale: float = KITTI_SCALE) -> np.ndarray:
@@ -218,7 +226,7 @@ def read_image(path: str | Path) -> np.ndarray:
     image = _open_image(path)
     # As a viewer shows it: a camera held on its side stores its pixels turned and says so in EXIF;
     # matched as stored, the epipolar lines would run down the columns.
-    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+    if _orientation(image) != 1:
         image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -170,7 +170,7 @@ def write_pseudo_labels(
     key = network_key(teacher, teacher_files) + (f"|{network_key(*gate_with)}" if gate_with else "")
     rows, kept, skipped = [["left", "right", "disp", "mask"]], [], []
     for index, files in enumerate(pairs.files):
-        height, width = image_size(files.left)  # from the header: a cached pair is not decoded
+        height, width = image_size(files.left, view=True)  # from the header: a cached pair is not decoded
         name = hashlib.sha256(
             f"{key}|{file_stamp(files.left)}|{file_stamp(files.right)}|{height}x{width}|{settings}".encode()
         ).hexdigest()[:20]
