@@ -709,3 +709,15 @@ def test_stages_in_absolute_steps_are_scaled_by_the_budget_and_not_overruled_by_
     assert [s["steps"] for s in cells["points=all,tau=t1"]["stages"]] == [4, 2]
     assert cells["points=all,tau=t1"]["steps"] == 6  # what the report says is what runs
     assert cells["no_kd"]["steps"] == 6 and "stages" not in cells["no_kd"]  # no terms: as long, in one stage
+    # A row's own steps: its own length without terms; with terms, they must be what its stages add up to.
+    plain["fixed"]["short"] = {"terms": [], "steps": 5}
+    plain["fixed"]["contradicts"] = {"steps": 5}
+    ablation_file.write_text(yaml.safe_dump(plain))
+    config, root = load_ablation(ablation_file)
+    with pytest.raises(ConfigError, match=r"cell 'contradicts': steps is 5, but the stages, given in absolute steps"):
+        expand(config, root)
+    del plain["fixed"]["contradicts"]
+    ablation_file.write_text(yaml.safe_dump(plain))
+    config, root = load_ablation(ablation_file, budget="0.1")
+    cells = {c.name: c.config for c in expand(config, root)}
+    assert cells["short"]["steps"] == 1 and [s["steps"] for s in cells["points=all,tau=t1"]["stages"]] == [1, 1]

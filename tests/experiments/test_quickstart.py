@@ -49,6 +49,7 @@ def test_packaged_recipe_derives_students_that_differ_only_by_distillation(tmp_p
     assert scratch.model == distilled.model and scratch.seed == distilled.seed == 3
     assert scratch.total_steps == distilled.total_steps and scratch.optim == distilled.optim
     assert scratch.data == distilled.data
+    assert scratch.precise_bn == distilled.precise_bn == configs["teacher"].precise_bn > 0
     assert scratch.distill.terms == [] and distilled.distill.terms
     assert distilled.teacher.checkpoint == str(tmp_path / "runs" / "teacher" / "model")
     assert configs["teacher"].model.arch == "dsnet-teacher" and scratch.model.arch == "lean"
@@ -200,3 +201,10 @@ def test_a_budget_scales_stages_in_absolute_steps_too(tmp_path):
     del recipe["teacher"]["steps"]
     teacher = run_configs(recipe, tmp_path, seed=0, steps_scale=2.0)["teacher"]
     assert [s.steps for s in teacher.stages] == [8, 4] and teacher.total_steps == teacher.steps == 12
+    recipe["teacher"]["steps"] = 700  # not what the stages add up to: which would it train?
+    with pytest.raises(ConfigError, match=r"^quickstart recipe \(teacher\): steps is 700, but the stages"):
+        run_configs(recipe, tmp_path, seed=0)
+    recipe["teacher"]["steps"] = 6
+    recipe["teacher"]["stages"][1] = {"name": "b", "fraction": 0.5}  # one of each: the run config says so
+    with pytest.raises(ConfigError, match=r"use 'fraction' for every stage or 'steps' for every stage"):
+        run_configs(recipe, tmp_path, seed=0)

@@ -464,3 +464,11 @@ def test_a_folder_a_running_process_holds_is_neither_resumed_nor_cleared_by_anot
         holder.kill()
         holder.wait()
     assert main(["train", str(out / "config.yaml"), f"output={out}", "--resume", "steps=3", "--allow-changes"]) == 0
+
+
+def test_a_run_recorded_with_the_default_steps_beside_absolute_stages_resumes_unchanged(tmp_path):
+    from stereodistill.train.run_folder import check_resume
+
+    stages = [{"name": "a", "steps": 2}, {"name": "b", "steps": 1}]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"steps": 1000, "stages": stages}))  # as recorded before
+    assert check_resume(tmp_path, {"steps": 3, "stages": stages}, allow_changes=False) == {}

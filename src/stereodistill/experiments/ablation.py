@@ -252,6 +252,13 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
             if varied:
                 raise ConfigError(f"ablation cell {name!r}: 'overrides' (or the budget's) also set {', '.join(varied)}")
             data = apply_choice(data, config.overrides, root, f"ablation cell {name!r} (overrides)", known)
+        distill = bool(data.get("distill", {}).get("terms"))
+        if not distill:  # no terms: no teacher, and one stage, as long as the base's stages unless a row says
+            stages = absolute_stages(data)
+            if stages and data.get("steps") is None:
+                data["steps"] = sum(stage["steps"] for stage in stages)
+            data.pop("teacher", None)
+            data.pop("stages", None)
         own_steps = any("steps" in choice for _, choice in choices)
         scale = config.step_scale
         if own_steps:  # the row's own budget, scaled as the file's is by a named budget
@@ -265,22 +272,18 @@ def expand(config: AblationConfig, root: Path) -> list[Cell]:
                     f"file's steps ({config.steps}) cannot; give the stages as fractions of steps, or drop the "
                     "file's steps"
                 )
-            scale_run_steps(data, 0, scale)
+            scale_run_steps(data, None, scale, f"ablation cell {name!r}")  # a row's own steps must be their sum
         else:
             steps = data.get("steps") if own_steps or config.steps is None else config.steps
             if steps is not None:
                 check_steps(steps, f"ablation cell {name!r}")
-                scale_run_steps(data, steps, scale)
-        distill = bool(data.get("distill", {}).get("terms"))
+                scale_run_steps(data, steps, scale, f"ablation cell {name!r}")
         if teacher_cell is not None:
             if teacher_cell not in names or teacher_cell == name:
                 raise ConfigError(f"ablation cell {name!r}: teacher_cell {teacher_cell!r} is not another cell")
             if not distill:
                 raise ConfigError(f"ablation cell {name!r}: teacher_cell given, but the cell has no terms")
             data["teacher"] = {"checkpoint": f"<model of cell {teacher_cell}>"}  # set per seed when run
-        if not distill:
-            data.pop("teacher", None)
-            data.pop("stages", None)
         from_dict(RunConfig, data, where=f"ablation cell {name!r}")  # every cell is valid before any runs
         resolved.append(Cell(name, data, distill, teacher_cell))
     _check_teachers(resolved)

@@ -115,7 +115,7 @@ def run_configs(
             data = merge_mappings(data, part)
         data = merge_mappings(data, {"name": role, "output": str(runs / role), "seed": seed})
         steps = check_steps(data.get("steps", 1), f"quickstart recipe ({role})")
-        scale_run_steps(data, steps, steps_scale)  # or its stages', where they are in absolute steps
+        scale_run_steps(data, steps, steps_scale, f"quickstart recipe ({role})")  # or its absolute stages
         if role == "student_distilled":
             data["teacher"] = {"checkpoint": str(runs / "teacher" / "model")}
         data.setdefault("data", {}).setdefault("val", heldout_split(recipe, out))

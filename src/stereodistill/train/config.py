@@ -39,19 +39,33 @@ class ModelConfig:
 
 
 def absolute_stages(run: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A run config's stages when they are given in absolute steps (they then set its length), else []."""
+    """A run config's stages when every one is given in absolute steps (they then set its length),
+    else [] (stages that mix steps and fractions are the run config's to refuse)."""
     stages = run.get("stages") or []
-    return stages if stages and isinstance(stages[0], Mapping) and stages[0].get("steps") is not None else []
+    absolute = all(
+        isinstance(stage, Mapping) and isinstance(stage.get("steps"), int) and stage.get("fraction") is None
+        for stage in stages
+    )
+    return list(stages) if stages and absolute else []
 
 
-def scale_run_steps(run: dict[str, Any], steps: int, factor: float) -> None:
-    """Set a run config's length to ``steps`` × ``factor`` (at least 1); stages in absolute steps,
-    which set the length themselves, are each scaled by ``factor`` instead."""
+def scale_run_steps(run: dict[str, Any], steps: int | None, factor: float, where: str) -> None:
+    """Set a run config's length to ``steps`` × ``factor`` (at least 1). Stages in absolute steps set
+    the length themselves: each is scaled by ``factor`` (one that had steps keeps at least one), and a
+    ``steps`` in ``run`` that contradicts their sum is an error."""
     stages = absolute_stages(run)
     if not stages:
-        run["steps"] = max(1, round(steps * factor))
+        run["steps"] = max(1, round((steps or 1) * factor))
         return
-    run["stages"] = [{**stage, "steps": round((stage.get("steps") or 0) * factor)} for stage in stages]
+    total = sum(stage["steps"] for stage in stages)
+    if run.get("steps") is not None and run["steps"] != total:
+        raise ConfigError(
+            f"{where}: steps is {run['steps']}, but the stages, given in absolute steps, add up to {total}: the "
+            "run would train their sum; change the stages' steps (or give them as fractions of steps)"
+        )
+    run["stages"] = [
+        {**stage, "steps": max(1, round(stage["steps"] * factor)) if stage["steps"] > 0 else 0} for stage in stages
+    ]
     run["steps"] = sum(stage["steps"] for stage in run["stages"])
 
 

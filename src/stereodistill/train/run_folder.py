@@ -188,7 +188,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def config_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted key → (saved value, given value) for every difference (None: absent); a weighting is
     compared as it runs (``{type: fixed}`` is no weighting, a default written out is the default)."""
-    old, new = flatten(_weighting_in_full(saved)), flatten(_weighting_in_full(given))
+    old, new = flatten(_as_run(saved)), flatten(_as_run(given))
     keys = sorted(old.keys() | new.keys())
     return {
         key: (old.get(key), new.get(key))
@@ -214,13 +214,20 @@ def _same_file(key: str, saved: Any, given: Any) -> bool:
     return Path(saved).resolve() == Path(given).resolve()
 
 
-def _weighting_in_full(config: Mapping[str, Any]) -> Mapping[str, Any]:
+def _as_run(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A recorded config as it runs: the weighting in full, and the steps of stages given in absolute
+    steps (before 2026-12-07 a run recorded the default 1000 beside them, and trained their sum)."""
     from stereodistill.distill.weights import weighting_in_full
+    from stereodistill.train.config import absolute_stages
 
+    config = dict(config)
+    stages = absolute_stages(config)
+    if stages:
+        config["steps"] = sum(stage["steps"] for stage in stages)
     distill = config.get("distill")
-    if not isinstance(distill, Mapping):
-        return config
-    return {**config, "distill": {**distill, "weighting": weighting_in_full(distill.get("weighting"))}}
+    if isinstance(distill, Mapping):
+        config["distill"] = {**distill, "weighting": weighting_in_full(distill.get("weighting"))}
+    return config
 
 
 def is_structural(key: str) -> bool:
