@@ -73,7 +73,9 @@ def test_a_run_with_precise_bn_writes_the_recomputed_statistics_and_notes_them(t
     assert not any(torch.equal(a.running_mean, b.running_mean) for a, b in zip(trained, recomputed, strict=True))
     written = [m for m in load_model(tmp_path / "precise" / "model").modules() if isinstance(m, nn.BatchNorm2d)]
     assert all(torch.equal(a.running_var, b.running_var) for a, b in zip(recomputed, written, strict=True))
-    assert "precise_bn: BatchNorm statistics recomputed over 6 uncropped training pairs" in capsys.readouterr().err
+    assert "precise_bn: BatchNorm statistics recomputed over 3 batches of 2 uncropped training pairs" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

@@ -721,18 +721,21 @@ class Trainer:
             self.logger.note(f"precise_bn: {model.arch} has no BatchNorm running statistics; nothing to recompute")
             return False
         started = time.perf_counter()
+        per_process = max(1, self.config.data.batch_size // self.dist.world)  # as a training step's share
         pairs = precise_bn.recompute_batchnorm(
             model,
             self.train_set,
             batches=batches,
-            batch_size=self.config.data.batch_size,
+            batch_size=per_process,
             seed=self.config.seed,
             device=self.device,
-            transform=train_data.train_transform(self.config.data, crop=False),
+            transform=train_data.train_transform(
+                self.config.data, symmetric=self.config.photometric.enabled, crop=False
+            ),
         )
         self.logger.note(
-            f"precise_bn: BatchNorm statistics recomputed over {pairs} uncropped training pairs "
-            f"({batches} batches, {time.perf_counter() - started:.0f} s)"
+            f"precise_bn: BatchNorm statistics recomputed over {batches} batches of {per_process} uncropped training "
+            f"pairs ({pairs} reads, {time.perf_counter() - started:.0f} s)"
         )
         self.train_mode()
         return True
