@@ -622,6 +622,7 @@ def adapt(
         )
     log(f"[2/3] adapting {model['arch']} for {steps} steps on the kept pixels")
     result = trainer.run()
+    run_folder.claim(out)  # the trainer let the folder go; the scores and the report are still to be written
     after = _build_student({**model, "init": None}, str(out / "model"), dev)
     report: dict[str, Any] = {
         "kept": kept,

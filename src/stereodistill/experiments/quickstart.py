@@ -337,8 +337,9 @@ def run_quickstart(
     for config in configs.values():
         config.device = device
     prepare_new_run(out, force=force, hint="give another --out, or --force to start over", reads=reads)
+    out.mkdir(parents=True, exist_ok=True)
+    claim(out)  # before anything is written: a second quickstart into this folder is refused while this one runs
     write_text_atomic(out / "recipe.yaml", RECIPE_MARK + "\n" + yaml.safe_dump(dict(recipe), sort_keys=False))
-    claim(out)  # a second quickstart into this folder is refused while this one runs
 
     since = time.perf_counter()
     settings = heldout_settings(recipe)

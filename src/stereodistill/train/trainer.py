@@ -218,7 +218,6 @@ class Trainer:
         if resume:  # every process reads the same pairs
             run_folder.keep_recorded_val_split(self.out, config.data)
         refused: Exception | None = None
-        self._claims = self.dist.main and not run_folder.claimed(self.out)  # else a caller (adapt) holds it
         if self.dist.main:
             try:
                 if resume:
@@ -347,6 +346,8 @@ class Trainer:
             # stopped between its last checkpoint and its model: the final validation runs again, its rows go
             run_folder.truncate_scalars(self.out, self.step, validated=not finishing)
         self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
+        if self.dist.main:  # the folder exists now (made again after --force cleared it): held from here on
+            run_folder.claim(self.out)
         for note in notes:
             self.logger.note(note)
         if resumed_from is not None:
@@ -668,9 +669,9 @@ class Trainer:
         }
 
     def _close(self) -> None:
-        """The run's log closed and, when this run claimed its folder, the folder let go."""
+        """The run's log closed and its folder let go (a caller that goes on writing there claims it again)."""
         self.logger.close()
-        if self._claims:
+        if self.dist.main:
             run_folder.release(self.out)
 
     def _all_finite(self, total: torch.Tensor) -> bool:
