@@ -247,3 +247,13 @@ def test_teacher_max_disp_applies_to_an_original_release_only():
     with pytest.raises(ConfigError, match=r"'arch' applies to an 'original' checkpoint \(ours records its own network"):
         TeacherConfig(checkpoint="t", arch="psmnet")  # it went unread: the checkpoint's network was used
     assert TeacherConfig(original="x.tar", arch="psmnet").max_disp == 192
+
+
+def test_empty_bins_of_a_probability_tap_stay_empty_at_a_high_temperature():
+    from stereodistill.distill.terms import _log_probability
+
+    prob = torch.zeros(1, 192, 2, 2)
+    prob[:, 100] = 0.7
+    prob[:, 101] = 0.3  # a top-2 distribution: 190 empty bins
+    tempered = torch.softmax(_log_probability(prob) / 4.0, dim=1)  # as kl at tau 4 sees the teacher
+    assert float(tempered[:, :100].sum(1).max() + tempered[:, 102:].sum(1).max()) < 1e-6  # was 10 % at a 1e-12 floor
