@@ -129,6 +129,7 @@ def test_adapt_labels_the_pairs_then_trains_the_student_from_its_weights(tmp_pat
     assert "pixels kept as labels" in printed and "not used for training" in printed
     assert "ground truth: 4,096 pixels; left out: 1,536 at or beyond 16 px, 0 occluded (37.5 %)" in printed
     assert "warning: more than 10% of the ground-truth pixels lie at or beyond 16 px" in printed
+    assert "adapt a student of a larger range, or give the pairs at a smaller size" in printed  # advice adapt can take
     assert "photometric error on the kept pixels" in printed
     record = json.loads((tmp_path / "a" / "adapt.json").read_text())
     scores = record["ground_truth"]

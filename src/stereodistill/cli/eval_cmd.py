@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         f"{scored} with valid ground truth, evaluated below {max_disp:g} px"
     )
     print(coverage_line(accumulator.coverage(), max_disp))
-    warning = left_out_warning(accumulator.coverage(), max_disp)  # what a smaller scale brings back
+    warning = left_out_warning(accumulator.coverage(), max_disp)
     if warning:
         print(warning, file=sys.stderr)
     print(format_table([("pooled", accumulator.pooled()), ("per-image mean", accumulator.per_image_mean())]))

@@ -20,12 +20,19 @@ def coverage_line(coverage: dict[str, float | int], max_disp: float) -> str:
     )
 
 
-def left_out_warning(coverage: dict[str, float | int], max_disp: float) -> str | None:
-    """A warning when more than :data:`LEFT_OUT_WARNING` of the ground truth lies beyond the range."""
+#: What ``eval`` can do about it.
+EVAL_ADVICE = (
+    "evaluate a model of a larger range, or the pairs at a smaller size where the dataset has one "
+    "(middlebury: --option resolution=H or Q), to cover them"
+)
+
+
+def left_out_warning(coverage: dict[str, float | int], max_disp: float, advice: str = EVAL_ADVICE) -> str | None:
+    """A warning when more than :data:`LEFT_OUT_WARNING` of the ground truth lies beyond the range;
+    ``advice``: what the caller's user can do about it."""
     if coverage["beyond_max_disp"] <= LEFT_OUT_WARNING * coverage["with_gt"]:
         return None
     return (
         f"warning: more than {LEFT_OUT_WARNING:.0%} of the ground-truth pixels lie at or beyond {max_disp:g} px "
-        "and are left out of these metrics; evaluate at a smaller scale (or with a model of a larger range) "
-        "to cover them"
+        f"and are left out of these metrics; {advice}"
     )

@@ -640,7 +640,8 @@ def adapt(
             f"  on the list's ground truth (not used for training): EPE {scores['before']['epe']:.3f} -> "
             f"{scores['after']['epe']:.3f} px; {coverage_line(scores['after']['ground_truth'], student_disp)}"
         )
-        warning = left_out_warning(scores["after"]["ground_truth"], student_disp)
+        advice = "to cover them, adapt a student of a larger range, or give the pairs at a smaller size"
+        warning = left_out_warning(scores["after"]["ground_truth"], student_disp, advice)  # adapt has no scale
         if warning:
             log(f"  {warning}")
             report["ground_truth_warning"] = warning
