@@ -210,6 +210,13 @@ def check_graph(
     onnx_ms = median_ms(lambda: session.run(["disparity"], feeds), cpu, repeats)
     if onnx_out.shape != reference.shape:
         raise ExportError(f"ONNX output has shape {onnx_out.shape}, PyTorch {reference.shape}")
+    for name, output in (("PyTorch's", reference), ("ONNX Runtime's", onnx_out)):
+        if not np.isfinite(output).all():  # the difference would read "nan px"; say whose answer is broken
+            cause = "the network's weights are broken" if output is reference else "the graph differs from PyTorch"
+            raise ExportError(
+                f"{name} disparity is not finite (NaN or infinite) at {int((~np.isfinite(output)).sum())} of "
+                f"{output.size} pixels on the check pair: {cause}"
+            )
     diff = abs(onnx_out - reference)
     return ExportCheck(float(diff.max()), float(diff.mean()), torch_ms, onnx_ms, threads)
 
@@ -230,12 +237,10 @@ def export_onnx(
     model = model.to("cpu").eval()
     with torch_threads(threads), atomic_path(out) as tmp:
         _write_graph(model, example, tmp)
-        check = check_graph(tmp, model, example, repeats, threads)
-        if not math.isfinite(check.max_abs_diff_px):  # NaN compares as no difference at all, or as nan px
-            raise ExportError(
-                f"{out}: the network's disparity is not finite (NaN or infinite) on the check pair: its weights "
-                f"are broken; {nothing_written(out)}"
-            )
+        try:
+            check = check_graph(tmp, model, example, repeats, threads)
+        except ExportError as error:
+            raise ExportError(f"{out}: {error}; {nothing_written(out)}") from None
         if not check.max_abs_diff_px <= tolerance_px:
             raise ExportError(
                 f"{out}: ONNX Runtime differs from PyTorch by up to {check.max_abs_diff_px:.3g} px "
