@@ -274,11 +274,11 @@ def test_a_folder_without_a_single_pair_says_why_even_with_skip_bad(tmp_path, ca
     for index in range(2):  # a camera that prefixes its names: no left name has a right partner
         write_image(tmp_path / "cam" / "left" / f"left_{index}.png", rng.random((16, 24, 3)))
         write_image(tmp_path / "cam" / "right" / f"right_{index}.png", rng.random((16, 24, 3)))
-    for flags in ([], ["--skip-bad"]):
+    for flags in ([], ["--skip-bad"]):  # with or without it: none would be left, and it says so
         assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(tmp_path / "p.csv"), *flags]) == 2
         err = capsys.readouterr().err
-        assert "left_0.png" in err and "right" in err and "no readable pairs" not in err
-    assert "no pair is left once the 4 bad one(s) are left out" in err
+        assert "left_0.png" in err and "no pair is left once the 4 bad one(s) are left out" in err
+        assert "--skip-bad leaves them out" not in err and "no readable pairs" not in err
     assert main(["data", "pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.csv")]) == 2
     assert "nowhere: no such folder" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()

@@ -145,6 +145,8 @@ def check_source(record: dict, name: str, wanted: dict, output: Path) -> None:
     if made is not None and not isinstance(made, dict):
         raise InputError(f"{output}: its entry in {RECORD} is damaged ({made!r}): --overwrite to replace it")
     changed = [key for key in wanted if made is not None and key in made and made[key] != wanted[key]]
+    # another file has other contents anyway: its stamp is news only for the same path
+    changed = [key for key in changed if not key.endswith("_file") or key.removesuffix("_file") not in changed]
     if changed:
         first = changed[0]
         if first.endswith("_file"):  # its stamp (path, size, time) says no more than this

@@ -286,7 +286,7 @@ def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bo
     rows, bad = check_rows(rows)
     problems += bad
     if problems and not skip_bad:
-        raise bad_pairs_error(left, problems)
+        raise bad_pairs_error(left, problems, skipped=not rows)  # none good: --skip-bad would leave nothing
     if not rows:  # every name unmatched or every pair bad: say which, not just that none is left
         raise bad_pairs_error(left, problems, skipped=True) if problems else DataError(left, "no readable pairs")
     with_truth = sum(truth is not None for *_, truth in rows)

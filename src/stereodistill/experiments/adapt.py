@@ -353,7 +353,7 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     masks = {(files.left, files.right): files.mask for files in listed}  # kept with their rows
     good, problems = check_rows([(files.left, files.right, files.disp) for files in listed], masks)
     if problems and not skip_bad:
-        raise bad_pairs_error(unlabeled, problems)
+        raise bad_pairs_error(unlabeled, problems, skipped=not good)
     if not good:
         raise (
             bad_pairs_error(unlabeled, problems, skipped=True)
