@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -255,31 +256,9 @@ def _describe(student_tap: str, teacher_tap: str, s: Shape, t: Shape) -> str:
     return f"student tap {student_tap} {s}, teacher tap {teacher_tap} {t}"
 
 
-def build_adapter(
-    kind: str | Sequence[str] | None,
-    student_tap: str,
-    student_shape: Shape,
-    teacher_shape: Shape,
-    *,
-    teacher_tap: str | None = None,
-    student_volume: str | None = None,
-    teacher_volume: str | None = None,
-) -> nn.Module | None:
-    """The adapter (or chain) ``kind`` for these shapes; ``None`` when shapes already agree and none is asked.
-
-    Every step is checked when it is built (``conv`` needs equal sizes, ``group_pool`` a teacher whose
-    groups are a multiple of the student's, …) and the chain must leave the two taps' shapes equal;
-    otherwise the error names both shapes and suggests the adapters that would fit.
-    """
-    return adapter_and_shape(
-        kind,
-        student_tap,
-        student_shape,
-        teacher_shape,
-        teacher_tap=teacher_tap,
-        student_volume=student_volume,
-        teacher_volume=teacher_volume,
-    )[0]
+def build_adapter(*args: Any, **kwargs: Any) -> nn.Module | None:
+    """The adapter (or chain) of :func:`adapter_and_shape`, without the shape it leaves."""
+    return adapter_and_shape(*args, **kwargs)[0]
 
 
 def adapter_and_shape(
@@ -292,7 +271,13 @@ def adapter_and_shape(
     student_volume: str | None = None,
     teacher_volume: str | None = None,
 ) -> tuple[nn.Module | None, Shape]:
-    """:func:`build_adapter`, with the shape both taps have after it: the one the loss compares."""
+    """The adapter (or chain) ``kind`` for these shapes (``None`` when shapes already agree and none is
+    asked), and the shape both taps have after it: the one the loss compares.
+
+    Every step is checked when it is built (``conv`` needs equal sizes, ``group_pool`` a teacher whose
+    groups are a multiple of the student's, …) and the chain must leave the two taps' shapes equal;
+    otherwise the error names both shapes and suggests the adapters that would fit.
+    """
     teacher_tap = teacher_tap or student_tap
     s, t = tuple(student_shape), tuple(teacher_shape)
     described = _describe(student_tap, teacher_tap, s, t)
