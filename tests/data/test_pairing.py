@@ -277,7 +277,7 @@ def test_a_folder_without_a_single_pair_says_why_even_with_skip_bad(tmp_path, ca
     for flags in ([], ["--skip-bad"]):  # with or without it: none would be left, and it says so
         assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(tmp_path / "p.csv"), *flags]) == 2
         err = capsys.readouterr().err
-        assert "left_0.png" in err and "no pair is left once the 4 bad one(s) are left out" in err
+        assert "left_0.png" in err and "no good pair is left (4 problem(s)): " in err
         assert "--skip-bad leaves them out" not in err and "no readable pairs" not in err
     assert main(["data", "pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.csv")]) == 2
     assert "nowhere: no such folder" in capsys.readouterr().err

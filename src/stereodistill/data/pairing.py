@@ -227,7 +227,7 @@ def bad_pairs_error(where: Path, problems: list[str], skipped: bool = False) -> 
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     listed = f"{'; '.join(problems[:3])}{more}"
     if skipped:
-        return DataError(where, f"no pair is left once the {len(problems)} bad one(s) are left out: {listed}")
+        return DataError(where, f"no good pair is left ({len(problems)} problem(s)): {listed}")
     return DataError(where, f"{len(problems)} bad pair(s): {listed}; --skip-bad leaves them out")
 
 
