@@ -721,3 +721,12 @@ def test_stages_in_absolute_steps_are_scaled_by_the_budget_and_not_overruled_by_
     config, root = load_ablation(ablation_file, budget="0.1")
     cells = {c.name: c.config for c in expand(config, root)}
     assert cells["short"]["steps"] == 1 and [s["steps"] for s in cells["points=all,tau=t1"]["stages"]] == [1, 1]
+
+
+def test_cells_that_differ_only_by_overrides_that_do_not_apply_are_named_as_one_run(ablation_file):
+    from stereodistill.experiments.ablation import same_runs
+
+    config, root = load_ablation(ablation_file)
+    assert same_runs(expand(config, root)) == []
+    config.axes["tau"]["t4"] = {"distill.terms.kl.params.tau": 4.0}  # "feat" leaves kl out: tau cannot apply
+    assert same_runs(expand(config, root)) == [["points=feat,tau=t1", "points=feat,tau=t4"]]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -220,6 +221,16 @@ def apply_choice(
     return data
 
 
+def same_runs(cells: list[Cell]) -> list[list[str]]:
+    """Groups of cells whose configs and teacher cells are the same: rows that differ only by
+    overrides that do not apply to them."""
+    groups: dict[str, list[str]] = {}
+    for cell in cells:
+        key = json.dumps([cell.config, cell.teacher_cell], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(cell.name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
 def expand(config: AblationConfig, root: Path) -> list[Cell]:
     """Fixed rows first, then the grid of the axes, each cell's config resolved and checked."""
     base = load_yaml(root / config.base)
@@ -380,6 +391,11 @@ def run_ablation(
     if parallel is not None:
         config.parallel = parallel
     cells = expand(config, root)
+    for names in same_runs(cells):
+        log(
+            f"note: cells {', '.join(map(repr, names))} are one run (an override of a term that another axis left "
+            "out does not apply), trained once for each"
+        )
     # Fingerprinted as written in the file, so that moving the tree does not invalidate results.
     prints = fingerprints(cells, config.seeds, {name: to_dict(spec) for name, spec in config.eval.items()})
     for spec in config.eval.values():
