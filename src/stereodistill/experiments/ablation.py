@@ -393,8 +393,8 @@ def run_ablation(
     cells = expand(config, root)
     for names in same_runs(cells):
         log(
-            f"note: cells {', '.join(map(repr, names))} are one run (an override of a term that another axis left "
-            "out does not apply), trained once for each"
+            f"note: cells {', '.join(map(repr, names))} come out as the same run (for instance, an override of a "
+            "term that another axis leaves out does not apply), trained once for each"
         )
     # Fingerprinted as written in the file, so that moving the tree does not invalidate results.
     prints = fingerprints(cells, config.seeds, {name: to_dict(spec) for name, spec in config.eval.items()})
