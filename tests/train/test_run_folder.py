@@ -321,7 +321,10 @@ def test_a_runs_folder_is_known_from_its_first_moment_and_a_copied_recipe_is_not
     (mine / "recipe.yaml").write_text(yaml.safe_dump({"common": {}, "teacher": {}, "student": {}}))
     assert not holds_a_run(mine)  # the README tells users to copy the recipe: a copy is theirs
     (mine / "recipe.yaml").write_text(RECIPE_MARK + "\n" + (mine / "recipe.yaml").read_text())
-    assert holds_a_run(mine)
+    assert holds_a_run(mine)  # a quickstart stopped after its first file
+    (mine / "notes.txt").write_text("mine")  # a run's marked recipe, copied beside the user's own files
+    (mine / "photos").mkdir()
+    assert not holds_a_run(mine)  # --force must not clear them
 
 
 def test_model_init_made_with_other_options_is_refused_and_another_range_is_noted(tmp_path, capsys):

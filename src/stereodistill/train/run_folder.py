@@ -129,6 +129,8 @@ def prepare_new_run(
 SCALARS_HEADER = "step,stage,name,value"
 #: The first line of the recipe the quickstart copies into its folder.
 RECIPE_MARK = "# the recipe of this stereodistill quickstart run (--recipe FILE reruns it)"
+#: Everything the quickstart writes in its folder: a marked recipe beside anything else is a copy.
+QUICKSTART_NAMES = ("recipe.yaml", "data", "runs", "images", "report.json", "report.md", "report.html")
 
 
 def holds_a_run(folder: Path) -> bool:
@@ -141,8 +143,8 @@ def holds_a_run(folder: Path) -> bool:
     ):
         return True
     recipe = folder / "recipe.yaml"  # a user's own copy of a recipe has the same name and keys, not the mark
-    if _first_line(recipe) == RECIPE_MARK:
-        return True
+    if _first_line(recipe) == RECIPE_MARK:  # and a copy of a run's own recipe beside other files is not a run
+        return all(entry.name in QUICKSTART_NAMES for entry in folder.iterdir())
     # A quickstart written before the mark: its recipe beside the teacher's run.
     return _record_has(recipe, {"common", "teacher", "student"}) and holds_a_run(folder / "runs" / "teacher")
 
