@@ -329,8 +329,27 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_or_restarts_training_on_
     assert main([*other, "--steps", "4", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "teacher: " in err and "teacher_network: '" in err and "-> 'sgbm(max_disp=" in err  # which network, readably
-    assert main([*other, "--steps", "4", "--resume", "--allow-changes"]) == 0  # accepted, and said
-    assert "changed since the run began: teacher" in capsys.readouterr().out
+    assert main([*other, "--steps", "4", "--resume", "--allow-changes"]) == 2  # finished: new labels, old model
+    assert "the run is finished (step 4): new labels would change its records but not its model" in (
+        capsys.readouterr().err
+    )
+    assert main([*other, "--steps", "6", "--resume", "--allow-changes"]) == 0  # trained on: accepted, and said
+    printed = capsys.readouterr()
+    assert "changed since the run began: teacher" in printed.out and "step 5/6" in printed.err
+
+
+def test_a_new_run_never_takes_the_labels_an_interrupted_run_left_in_its_folder(tmp_path, capsys):
+    command = camera_and_networks(tmp_path, seed=9)
+    command += ["--out", str(tmp_path / "a"), "--crop", "32x64", "--steps", "2"]
+    assert main(command) == 0
+    for name in ("config.yaml", "scalars.csv", "model.safetensors", "model.json"):  # as if stopped after labelling
+        (tmp_path / "a" / name).unlink()
+    import shutil
+
+    shutil.rmtree(tmp_path / "a" / "checkpoints")
+    assert main(command) == 2  # no --resume, no --force: its labels would be thrown away unsaid
+    assert "holds a run already: give another --out, --resume to continue, or --force" in capsys.readouterr().err
+    assert (tmp_path / "a" / "pseudo").is_dir()
 
 
 def test_a_resume_knows_the_student_by_its_file_not_by_how_its_path_is_spelled(tmp_path, capsys, monkeypatch):

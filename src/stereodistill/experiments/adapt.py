@@ -391,11 +391,11 @@ def labelled_pairs(kept: Path) -> dict[str, str] | None:
         raise DataError(kept, f"is damaged ({exc!r} in an entry); --force to start the run over") from None
 
 
-def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> None:
+def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: Callable[[str], None]) -> list[str]:
     """A resume labels and trains on what the run began with: another teacher (or changed weights),
-    other footage or other filters are refused, or with ``allow_changes`` listed."""
+    other footage or other filters are refused, or with ``allow_changes`` listed (and returned)."""
     if not path.is_file():  # a run from before this record: nothing to compare with
-        return
+        return []
     before = read_record(path, "--force to start the run over, or give another --out")
     added = {"teacher_network", "student"}  # recorded since 2026-12-07: a record without them is not a change
     changed = [
@@ -410,6 +410,7 @@ def check_labelling(path: Path, now: dict[str, Any], allow_changes: bool, log: C
         )
     for change in changed:
         log(f"  changed since the run began: {change}")
+    return changed
 
 
 def clear_training(out: Path) -> None:
@@ -544,7 +545,17 @@ def adapt(
         if not (out / "pseudo").is_dir():
             raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
         run_folder.claim(out)  # before anything there is read or written
-        check_labelling(out / "labelling.json", labelling, allow_changes, log)
+        relabel = check_labelling(out / "labelling.json", labelling, allow_changes, log)
+        finished = (
+            read_record(out / "model.json", "--force to start over").get("step")
+            if (out / "model.json").is_file()
+            else None
+        )
+        if relabel and isinstance(finished, int) and finished >= steps:  # nothing would train on the new labels
+            raise ConfigError(
+                f"--resume {out}: the run is finished (step {finished}): new labels would change its records but "
+                "not its model; give more --steps to train on them, or --force to start over"
+            )
         labelled = labelled_pairs(out / "kept.json")
         if labelled:  # pairs the first labelling left out (undecodable, --skip-bad) did not count toward a batch
             run_config.data.batch_size = min(run_config.data.batch_size, len(labelled))
@@ -556,11 +567,10 @@ def adapt(
     else:
         reads = [*teacher_files, *(checkpoint_paths(init) if init else ()), unlabeled, *footage.files()]
         reads += [config_file] if config_file else []
-        run_folder.prepare_new_run(
+        run_folder.prepare_new_run(  # labels there are an earlier run's (this one has made none yet)
             out,
             force=force,
             hint="give another --out, --resume to continue, or --force to start over",
-            inputs=INPUTS,
             reads=reads,
         )
     for problem in footage.skipped:
