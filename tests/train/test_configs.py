@@ -122,3 +122,8 @@ def test_a_teacher_section_error_is_prefixed_once():
         load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["teacher={}"])
     with pytest.raises(ConfigError, match=r"the disparity axis \(logits.K, prob, volume.\*\), got feat.left.s4"):
         load_run_config(str(CONFIGS / "dsnet_plus.yaml"), ["distill.terms.kl_2.student=feat.left.s4"])
+
+
+def test_training_ground_truth_beyond_the_networks_range_is_refused():
+    with pytest.raises(ConfigError, match=r"data.train.max_disp is 192 px, beyond model.max_disp \(32\): ground"):
+        load_run_config(str(CONFIGS / "teacher.yaml"), ["model.max_disp=32"])

@@ -419,7 +419,7 @@ def test_a_validation_set_without_a_split_is_scored_on_the_evaluation_split_and_
     assert "warning: data.val is the training set itself (synthetic, split train)" in capsys.readouterr().err
 
 
-def test_a_validation_set_with_no_pixel_to_score_is_refused_before_the_first_step(tmp_path):
+def test_a_validation_set_with_no_pixel_to_score_is_refused_before_the_first_step(tmp_path, capsys):
     from stereodistill.data.formats import write_image, write_pfm
 
     rng = np.random.default_rng(0)
@@ -431,8 +431,9 @@ def test_a_validation_set_with_no_pixel_to_score_is_refused_before_the_first_ste
     with pytest.raises(DataError, match=r"data.val: no pair has a valid ground-truth pixel below 16 px"):
         Trainer(config(tmp_path / "run", data={**TINY["data"], "val": val}), distill=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
-    within = {**val, "max_disp": 24}  # its own range: the pixels count
+    within = {**val, "max_disp": 24}  # its own range: the pixels count, and the log says they lie beyond the network's
     Trainer(config(tmp_path / "run2", steps=1, data={**TINY["data"], "val": within}), distill=False)
+    assert "note: data.val.max_disp is 24 px, beyond model.max_disp (16)" in capsys.readouterr().err
 
 
 def test_a_network_that_cannot_train_on_one_pair_at_this_crop_is_refused_before_any_step(tmp_path):

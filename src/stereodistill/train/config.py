@@ -475,6 +475,13 @@ class RunConfig:
                 )
         if self.total_steps < 1:
             raise ConfigError("a run needs at least one step")
+        train_disp = self.data.train.max_disp  # ground truth the network cannot reach, trained toward
+        if train_disp is not None and train_disp > self.model.max_disp:
+            raise ConfigError(
+                f"data.train.max_disp is {train_disp:g} px, beyond model.max_disp ({self.model.max_disp}): ground "
+                f"truth the network cannot reach would be trained on; set data.train.max_disp to "
+                f"{self.model.max_disp} or leave it out (null: the network's)"
+            )
         if self.val_samples is not None and self.data.val is None:
             raise ConfigError("val_samples is given but the run has no data.val to take them from")
         if self.data.unlabeled is not None:

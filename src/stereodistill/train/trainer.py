@@ -247,6 +247,12 @@ class Trainer:
             check_batch_of_one(config, self.dist.world)
         self.student = build_model(config.model.arch, max_disp=config.model.max_disp, **config.model.options)
         notes: list[str] = []  # said once the run's log is open
+        val_disp = config.data.val.max_disp if config.data.val is not None else None
+        if val_disp is not None and val_disp > config.model.max_disp:  # a protocol's choice, but never a quiet one
+            notes.append(
+                f"note: data.val.max_disp is {val_disp:g} px, beyond model.max_disp ({config.model.max_disp}): "
+                "validation scores ground truth the network cannot reach"
+            )
         if config.sync_bn and not synced:
             notes.append("note: sync_bn has no effect here: batch norm is synchronised across CUDA processes only")
         if config.model.init:  # weights only: they must fit the configured network exactly
