@@ -730,3 +730,11 @@ def test_cells_that_differ_only_by_overrides_that_do_not_apply_are_named_as_one_
     assert same_runs(expand(config, root)) == []
     config.axes["tau"]["t4"] = {"distill.terms.kl.params.tau": 4.0}  # "feat" leaves kl out: tau cannot apply
     assert same_runs(expand(config, root)) == [["points=feat,tau=t1", "points=feat,tau=t4"]]
+
+
+def test_a_choice_yaml_reads_as_true_or_false_is_refused_with_the_fix(ablation_file):
+    text = ablation_file.read_text().replace("    feat:", "    on:", 1)
+    assert "    on:" in text
+    ablation_file.write_text(text)
+    with pytest.raises(ConfigError, match=r"axes.points: the name True is not text .*: quote it, as 'on' or 'off'"):
+        load_ablation(ablation_file)

@@ -142,6 +142,7 @@ def load_ablation(path: str | Path, budget: str | None = None) -> tuple[Ablation
     """The ablation file, with a ``--budget`` applied (a name from its ``budgets`` or a step factor)."""
     path = Path(path)
     data = load_yaml(path)
+    _check_names(data, path)
     scale = 1.0
     own_steps_scale: float | None = 1.0
     if budget is not None:
@@ -161,6 +162,21 @@ def load_ablation(path: str | Path, budget: str | None = None) -> tuple[Ablation
     config.step_scale = scale
     config.own_steps_scale = own_steps_scale
     return config, path.parent
+
+
+def _check_names(data: dict[str, Any], path: Path) -> None:
+    """Row and choice names are cell names: YAML reads ``on``/``off``/``yes``/``no`` (and numbers)
+    as other types, which would name a cell ``kd=True`` and leave ``baseline: kd=on`` unfound."""
+    axes = data.get("axes") if isinstance(data.get("axes"), dict) else {}
+    sections = {"fixed": data.get("fixed"), **{f"axes.{axis}": choices for axis, choices in axes.items()}}
+    for where, rows in sections.items():
+        names = rows if isinstance(rows, dict) else {}  # other shapes are the schema's to refuse
+        for name in names:
+            if not isinstance(name, str):
+                raise ConfigError(
+                    f"{path}: {where}: the name {name!r} is not text (YAML reads on, off, yes, no and numbers as "
+                    "other values): quote it, as 'on' or 'off'"
+                )
 
 
 #: A numeric ``--budget`` beyond this is a typo, not a plan (and beyond a float's range, a traceback).
