@@ -355,6 +355,10 @@ def test_resuming_a_finished_run_does_nothing_and_one_stopped_before_its_model_v
     assert again["step"] == 2 and again["metrics"]["epe"] > 0 and again["finished"]  # its own result, nothing redone
     assert rows(out) == finished and (out / "model.safetensors").read_bytes() == model
     assert "the run is finished (step 2 of 2, its model written): nothing to resume" in capsys.readouterr().err
+    changed = config(out, steps=2, precise_bn=2, data={**TINY["data"], "val": val})
+    Trainer(changed, distill=False, resume=True, allow_changes=True).run()  # accepted, but nothing runs under it
+    assert "not applied, as nothing trained: precise_bn: 0 → 2" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == model
     for name in ("model.json", "model.safetensors"):  # as if killed between its last checkpoint and its model
         (out / name).unlink()
     Trainer(config(out, steps=2, data={**TINY["data"], "val": val}), distill=False, resume=True).run()

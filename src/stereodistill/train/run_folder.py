@@ -250,7 +250,7 @@ def term_names(config: Mapping[str, Any]) -> list[str]:
     return [str(term.get("name", index)) for index, term in enumerate(terms) if isinstance(term, Mapping)]
 
 
-def _describe(changes: Mapping[str, tuple[Any, Any]]) -> str:
+def describe_changes(changes: Mapping[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{key}: {old!r} → {new!r}" for key, (old, new) in changes.items())
 
 
@@ -289,11 +289,11 @@ def check_resume(out: Path, given: Mapping[str, Any], *, allow_changes: bool) ->
     structural.update(whole)
     if structural:
         raise ConfigError(
-            f"--resume {out}: the config changes what the checkpoint holds ({_describe(structural)}); "
+            f"--resume {out}: the config changes what the checkpoint holds ({describe_changes(structural)}); "
             "start a new run (another output, or --force)"
         )
     if changes and not allow_changes:
-        differences = _describe(changes)
+        differences = describe_changes(changes)
         raise ConfigError(f"--resume {out}: the config differs from the run's ({differences}); add --allow-changes")
     return changes
 
@@ -305,7 +305,7 @@ def write_config(out: Path, config: Mapping[str, Any], step: int, changes: Mappi
     if path.is_file():
         history = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith(HISTORY_MARK)]
     if changes:
-        history.append(f"{HISTORY_MARK}resumed at step {step} with {_describe(changes)}")
+        history.append(f"{HISTORY_MARK}resumed at step {step} with {describe_changes(changes)}")
     body = yaml.safe_dump(dict(config), sort_keys=False)
     write_text_atomic(path, "".join(line + "\n" for line in history) + body)
 

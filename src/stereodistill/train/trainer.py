@@ -550,6 +550,8 @@ class Trainer:
                 f"the run is finished (step {self.step} of {total_steps}, its model written): nothing to resume; "
                 "more steps (with --allow-changes) train it on"
             )
+            if self._changes:  # accepted, but nothing ran under them: said, not recorded as if applied
+                self.logger.note(f"not applied, as nothing trained: {run_folder.describe_changes(self._changes)}")
             self._close()
             metrics = nan_for_null(read_metadata(self.out / "model").get("metrics") or {})  # NaN was written as null
             return {
