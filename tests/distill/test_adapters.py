@@ -244,7 +244,7 @@ RECIPES = {"distill_lean_from_dsnet_teacher.yaml": "dsnet-teacher", "distill_lea
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_lean_recipes_validate_and_their_terms_run_on_a_random_teacher(name):
-    config = load_run_config(str(CONFIGS / name), ["model.max_disp=16", "data.crop=[32, 64]"])
+    config = load_run_config(str(CONFIGS / name), ["model.max_disp=16", "data.train.max_disp=16", "data.crop=[32, 64]"])
     assert config.model.arch == "lean" and config.teacher is not None and config.distill.terms
     assert load_run_config(str(CONFIGS / name), []).model.max_disp == 192
     torch.manual_seed(0)
