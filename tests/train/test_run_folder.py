@@ -86,8 +86,10 @@ def test_the_cli_refuses_a_used_folder_and_contradictory_flags(tmp_path, capsys)
     assert "give one of them" in capsys.readouterr().err
     assert main(["train", str(path), "--force", "steps=2"]) == 0  # overrides may follow the flags
     assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["steps"] == 2
+    capsys.readouterr()
     assert main(["train", str(path), "--resume", "steps=3", "--allow-changes"]) == 0
     assert "resumed at step 2 with steps: 2 → 3" in (tmp_path / "out" / "config.yaml").read_text()
+    assert "trained dsnet for step 3 in" in capsys.readouterr().out  # this call's steps, not the run's
     assert main(["train", str(path), "--resume", "model.arch=lean"]) == 2
     assert "changes what the checkpoint holds (model.arch: 'dsnet' → 'lean')" in capsys.readouterr().err
 

@@ -71,7 +71,7 @@ def summary_line(config, result: dict) -> str:
     validation = f"; validation EPE {epe:.3f} px" if epe is not None else ""
     if result.get("finished"):
         return f"the run was already finished at step {result['step']}: {result['model']}{validation}"
-    return (
-        f"trained {config.model.arch} for {result['step']} steps in {result.get('seconds', 0):.0f} s: "
-        f"{result['model']}{validation}"
-    )
+    trained = result.get("trained_steps", result["step"])
+    first = result["step"] - trained + 1  # a resumed run: from its checkpoint on
+    span = f"{trained} steps" if first == 1 else f"step {first}" if trained == 1 else f"steps {first}-{result['step']}"
+    return f"trained {config.model.arch} for {span} in {result.get('seconds', 0):.0f} s: {result['model']}{validation}"

@@ -270,7 +270,10 @@ def run_cells(
             (folder / "error.json").unlink(missing_ok=True)
             todo.append((cell, seed, folder))
     done = len(cells) * len(seeds) - len(todo)
-    log(f"{len(cells)} cells × {len(seeds)} seeds: {done} finished before, {len(todo)} to run")
+    counted = " × ".join(
+        f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in ((len(cells), "cell"), (len(seeds), "seed"))
+    )
+    log(f"{counted}: {done} finished before, {len(todo)} to run")
     if stale:
         again = sum(not retrain[c.name, s] for c, s, _ in todo)
         log(f"  ({stale} of them finished under another config or teacher; {again} only need evaluating again)")

@@ -674,6 +674,7 @@ class Trainer:
             "metrics": metrics,
             "model": str(self.out / "model.safetensors"),
             "seconds": time.perf_counter() - started,
+            "trained_steps": self.step - start_step,  # this call's: a resumed run began at its checkpoint
         }
 
     def _close(self) -> None:
