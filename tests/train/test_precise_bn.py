@@ -94,3 +94,18 @@ def test_the_uncropped_pairs_are_the_training_sets_own(tmp_path):
     data = {**TINY["data"], "crop": [16, 32]}
     trainer = Trainer(config(tmp_path, precise_bn=1, data=data), distill=False)
     assert trainer.train_set[0]["left"].shape[-2:] == (32, 64)
+
+
+def test_a_network_without_batchnorm_statistics_reads_nothing_and_is_left_as_it_was():
+    class NoNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.norm = nn.BatchNorm2d(3, track_running_stats=False)  # normalises by each batch alone
+
+        def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            return self.norm(self.conv(left))
+
+    model = NoNorm().train()
+    assert recompute_batchnorm(model, pairs([(8, 12)] * 2), batches=2, batch_size=1, seed=0, device="cpu") == 0
+    assert model.training  # nothing ran: the trainer notes it and keeps the run as it is

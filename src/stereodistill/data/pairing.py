@@ -10,9 +10,10 @@ import glob
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stereodistill.data.formats import IMAGE_SUFFIXES, broken_link
 from stereodistill.errors import DataError, InputError
@@ -231,6 +232,15 @@ def bad_pairs_error(where: Path, problems: list[str], skipped: bool = False) -> 
     return DataError(where, f"{len(problems)} bad pair(s): {listed}; --skip-bad leaves them out")
 
 
+def refuse_unusable(where: Path, good: Sequence[Any], problems: list[str], skip_bad: bool) -> None:
+    """The error for a set of pairs that cannot be used as it is: bad pairs without ``skip_bad``
+    (listed), or no good pair at all (with or without it; then ``--skip-bad`` is not suggested)."""
+    if problems and (not skip_bad or not good):
+        raise bad_pairs_error(where, problems, skipped=not good)
+    if not good:
+        raise DataError(where, "no readable pairs")
+
+
 def _same(left: Path, right: Path) -> bool:
     # realpath, not resolve(): a link in a loop is compared as it is, not raised as RuntimeError
     return os.path.realpath(left) == os.path.realpath(right)
@@ -285,10 +295,7 @@ def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bo
     rows = [(lefts[name], rights[name], truths.get(Path(name).stem)) for name in sorted(lefts.keys() & rights.keys())]
     rows, bad = check_rows(rows)
     problems += bad
-    if problems and not skip_bad:
-        raise bad_pairs_error(left, problems, skipped=not rows)  # none good: --skip-bad would leave nothing
-    if not rows:  # every name unmatched or every pair bad: say which, not just that none is left
-        raise bad_pairs_error(left, problems, skipped=True) if problems else DataError(left, "no readable pairs")
+    refuse_unusable(left, rows, problems, skip_bad)
     with_truth = sum(truth is not None for *_, truth in rows)
     if disp is not None and not with_truth:
         names = ", ".join(f"{Path(rows[0][0].name).stem}{suffix}" for suffix in DISPARITY_SUFFIXES)

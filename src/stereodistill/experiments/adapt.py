@@ -337,7 +337,7 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     are an error listing them, or with ``skip_bad`` are left out."""
     from stereodistill.data.datasets import build_dataset
     from stereodistill.data.formats import IMAGE_SUFFIXES
-    from stereodistill.data.pairing import FolderPairs, bad_pairs_error, check_rows, folder_pairs, views_of
+    from stereodistill.data.pairing import FolderPairs, check_rows, folder_pairs, refuse_unusable, views_of
 
     if not unlabeled.exists():
         raise ConfigError(f"--unlabeled {unlabeled}: no such file or folder")
@@ -352,14 +352,7 @@ def list_footage(unlabeled: Path, skip_bad: bool) -> Footage:
     listed = build_dataset("pairs", str(unlabeled)).files
     masks = {(files.left, files.right): files.mask for files in listed}  # kept with their rows
     good, problems = check_rows([(files.left, files.right, files.disp) for files in listed], masks)
-    if problems and not skip_bad:
-        raise bad_pairs_error(unlabeled, problems, skipped=not good)
-    if not good:
-        raise (
-            bad_pairs_error(unlabeled, problems, skipped=True)
-            if problems
-            else DataError(unlabeled, "no readable pairs")
-        )
+    refuse_unusable(unlabeled, good, problems, skip_bad)
     kept_masks = tuple(masks[row[:2]] for row in good)
     if not problems:
         return Footage(unlabeled, None, len(good), listed=tuple(good), masks=kept_masks)
@@ -472,7 +465,7 @@ def adapt(
     is never deleted by ``force``. Everything that can be checked (the settings, the
     networks, every pair's files) is checked before ``out`` is touched: a bad input never costs a
     previous run (``force``) or a labelling pass."""
-    from stereodistill.checkpoint import checkpoint_paths, classical_network
+    from stereodistill.checkpoint import checkpoint_paths, classical_network, read_metadata
     from stereodistill.config import to_dict
     from stereodistill.data.datasets import build_dataset
     from stereodistill.models.zoo import model_class
@@ -546,11 +539,7 @@ def adapt(
             raise ConfigError(f"--resume {out}: no adapt run there to continue (no pseudo/ labels)")
         run_folder.claim(out)  # before anything there is read or written
         relabel = check_labelling(out / "labelling.json", labelling, allow_changes, log)
-        finished = (
-            read_record(out / "model.json", "--force to start over").get("step")
-            if (out / "model.json").is_file()
-            else None
-        )
+        finished = read_metadata(out / "model").get("step") if (out / "model.json").is_file() else None
         if relabel and isinstance(finished, int) and finished >= steps:  # nothing would train on the new labels
             raise ConfigError(
                 f"--resume {out}: the run is finished (step {finished}): new labels would change its records but "

@@ -49,6 +49,14 @@ def absolute_stages(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(stages) if stages and absolute else []
 
 
+def contradicting_steps(steps: int, total: int) -> str:
+    """What is wrong with a ``steps`` beside stages in absolute steps that add up to another number."""
+    return (
+        f"steps is {steps}, but the stages, given in absolute steps, add up to {total}: the run would train their "
+        "sum; change the stages' steps (or give them as fractions of steps)"
+    )
+
+
 def scale_run_steps(run: dict[str, Any], steps: int | None, factor: float, where: str) -> None:
     """Set a run config's length to ``steps`` × ``factor`` (at least 1). Stages in absolute steps set
     the length themselves: each is scaled by ``factor`` (one that had steps keeps at least one), and a
@@ -59,10 +67,7 @@ def scale_run_steps(run: dict[str, Any], steps: int | None, factor: float, where
         return
     total = sum(stage["steps"] for stage in stages)
     if run.get("steps") is not None and run["steps"] != total:
-        raise ConfigError(
-            f"{where}: steps is {run['steps']}, but the stages, given in absolute steps, add up to {total}: the "
-            "run would train their sum; change the stages' steps (or give them as fractions of steps)"
-        )
+        raise ConfigError(f"{where}: {contradicting_steps(run['steps'], total)}")
     run["stages"] = [
         {**stage, "steps": max(1, round(stage["steps"] * factor)) if stage["steps"] > 0 else 0} for stage in stages
     ]
@@ -457,10 +462,7 @@ class RunConfig:
             if self.stages[0].steps is not None:  # the stages set the run's length, which steps must not contradict
                 total = sum(stage.steps or 0 for stage in self.stages)
                 if self.steps not in (DEFAULT_STEPS, total):
-                    raise ConfigError(
-                        f"steps is {self.steps}, but the stages, given in absolute steps, add up to {total}: the run "
-                        "would train their sum; change the stages' steps (or give them as fractions of steps)"
-                    )
+                    raise ConfigError(contradicting_steps(self.steps, total))
                 self.steps = total  # what config.yaml, reports and resumes then say
         for stage in self.stages:
             unknown = sorted(set(stage.terms or ()) - names)

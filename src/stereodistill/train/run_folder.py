@@ -67,7 +67,7 @@ def claim(out: Path) -> None:
 
 
 def claimed(out: Path) -> bool:
-    """Whether this process holds ``out`` already (a caller that did not claim it must not release it)."""
+    """Whether this process holds ``out`` (a run that has ended has let go of it)."""
     return os.path.realpath(out) in _CLAIMED
 
 

@@ -727,9 +727,6 @@ class Trainer:
         if not batches:
             return False
         model = self.unit.student
-        if not precise_bn.batchnorm_layers(model):
-            self.logger.note(f"precise_bn: {model.arch} has no BatchNorm running statistics; nothing to recompute")
-            return False
         started = time.perf_counter()
         per_process = max(1, self.config.data.batch_size // self.dist.world)  # as a training step's share
         pairs = precise_bn.recompute_batchnorm(
@@ -743,6 +740,9 @@ class Trainer:
                 self.config.data, symmetric=self.config.photometric.enabled, crop=False
             ),
         )
+        if not pairs:  # no BatchNorm layer keeps running statistics
+            self.logger.note(f"precise_bn: {model.arch} has no BatchNorm running statistics; nothing to recompute")
+            return False
         self.logger.note(
             f"precise_bn: BatchNorm statistics recomputed over {batches} batches of {per_process} uncropped training "
             f"pairs ({pairs} reads, {time.perf_counter() - started:.0f} s)"
