@@ -104,6 +104,7 @@ def render() -> str:
     from stereodistill.distill.weights import SCHEDULES, WEIGHTINGS
     from stereodistill.experiments.ablation import AblationConfig
     from stereodistill.experiments.adapt import AdaptConfig
+    from stereodistill.models.fine_refine import MAX_RADIUS
     from stereodistill.models.zoo import list_models, model_class
     from stereodistill.train.config import RunConfig, reader_of
 
@@ -125,6 +126,10 @@ def render() -> str:
         "Constructor options of each architecture (`max_disp` is `model.max_disp`; `None`: the member's "
         "preset); a teacher imported from a release checkpoint takes the same as `teacher.options`. An "
         "option a network does not take, or a value of another type than listed, is an error naming it.",
+        "",
+        f"Every trainable network also takes `fine` (an integer 0–{MAX_RADIUS}, 0 by default: none), which ends it "
+        "in a full-resolution cost refinement of that radius in px (`models/fine_refine.py`): a narrow census "
+        "and learned matching cost around its estimate, scored by a small 2-D network.",
         "",
         *_table(["arch", "options"], [[f"`{a}`", _parameters(model_class(a), ("max_disp",))] for a in list_models()]),
         "",

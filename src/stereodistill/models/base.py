@@ -7,6 +7,10 @@ the predictions back exactly, and the taps to the cells that cover the image (so
 padding to different multiples give taps of one shape). Taps are named intermediate tensors shared
 across architectures; a network computes one only when it is asked for, and asking for one it does
 not offer is an error that lists what it offers.
+
+Any trainable network can end in a full-resolution cost refinement (the ``fine`` option,
+:meth:`StereoModel.add_fine_refinement`), applied here after :meth:`~StereoModel.predict`, so that a
+port stays the original network and the stage is one more module beside it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from torch import nn
 
 from stereodistill.data.transforms import pad_to_multiple
 from stereodistill.errors import ConfigError, InputError
+from stereodistill.models.fine_refine import MAX_RADIUS, FineRefinement
 from stereodistill.models.output import StereoOutput, TapRecorder
+
+#: Loss weight of a network's own output when a fine refinement follows it (the stage's gets the last).
+FINE_INPUT_WEIGHT = 0.7
 
 #: The 2-D feature taps every network of the zoo offers.
 FEATURE_TAPS = ("feat.left.s2", "feat.right.s2", "feat.left.s4", "feat.right.s4")
@@ -81,6 +89,7 @@ class StereoModel(nn.Module):
         self.config: dict[str, Any] = {"max_disp": max_disp, **config}
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.fine: FineRefinement | None = None
 
     # -- what a network provides ---------------------------------------------------------------------
     def predict(self, left: torch.Tensor, right: torch.Tensor, taps: TapRecorder) -> StereoOutput:
@@ -108,6 +117,17 @@ class StereoModel(nn.Module):
         """[0, 1] RGB → what the original pipeline fed the network (ImageNet statistics by default)."""
         return (image - self.mean) / self.std
 
+    def add_fine_refinement(self, radius: int) -> None:
+        """End the network in a full-resolution cost refinement of ``radius`` px
+        (:mod:`~stereodistill.models.fine_refine`). Its input, the network's own output, is supervised
+        too (weight 0.7), so that the stage refines an estimate; the option is recorded in
+        :attr:`config`, so a checkpoint rebuilds the same network."""
+        if not checked_fine_radius(type(self), radius):
+            return
+        self.fine = FineRefinement(self.max_disp - 1.0, radius).to(self.mean.device)
+        self.config["fine"] = radius
+        self.loss_weights = (*self.loss_weights[:-1], FINE_INPUT_WEIGHT, self.loss_weights[-1])
+
     # -- the contract ----------------------------------------------------------------------------------
     def check_taps(self, taps: Iterable[str]) -> frozenset[str]:
         wanted = frozenset(taps)
@@ -128,6 +148,10 @@ class StereoModel(nn.Module):
         left, padding = pad_to_multiple(self.normalize(left), self.pad_multiple)
         right, _ = pad_to_multiple(self.normalize(right), self.pad_multiple)
         out = self.predict(left, right, recorder)
+        if self.fine is not None:
+            if self.training:
+                out.aux = [*out.aux, out.disparity]
+            out.disparity = self.fine(out.disparity, left, right)
         out.disparity = padding.crop(out.disparity)
         out.aux = [padding.crop(pred) for pred in out.aux]
         padded = (left.shape[-2], left.shape[-1])
@@ -148,3 +172,13 @@ class StereoModel(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{key}={value}" for key, value in self.config.items())
+
+
+def checked_fine_radius(cls: type[StereoModel], radius: Any) -> int:
+    """The ``fine`` option's radius, checked (a ConfigError naming the network otherwise): an integer
+    0–16 (0: no stage), for a trainable network only."""
+    if not (isinstance(radius, int) and not isinstance(radius, bool) and 0 <= radius <= MAX_RADIUS):
+        raise ConfigError(f"{cls.arch}: option fine must be an integer 0–{MAX_RADIUS} (0: none), got {radius!r}")
+    if radius and not cls.trainable:
+        raise ConfigError(f"{cls.arch}: option fine needs a trainable network; {cls.arch} is not one")
+    return radius

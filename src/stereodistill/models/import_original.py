@@ -150,6 +150,8 @@ def import_checkpoint(path: str | Path, arch: str, **config: Any) -> StereoModel
     """Our ``arch`` network, in eval mode, holding the weights of an original-repository checkpoint."""
     if not model_class(arch).trainable:
         raise ConfigError(f"{arch} is a classical method: it has no weights to import")
+    if config.get("fine"):
+        raise ConfigError(f"option fine: an original {arch} release has no fine refinement to import (train one)")
     model = build_model(arch, **config)
     state = model.map_original_state(read_original(path))
     # Releases saved before PyTorch 0.4.1 (PSMNet's, for one) lack BatchNorm's batch counter; it only

@@ -19,13 +19,13 @@ from stereodistill.config import keyword_parameters
 from stereodistill.errors import ConfigError
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """NumPy scalars and arrays (from a sweep script, say) as the Python numbers and lists the networks
     and JSON take."""
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
     if isinstance(value, list | tuple):
-        return type(value)(_plain(v) for v in value)
+        return type(value)(plain_value(v) for v in value)
     return value
 
 
@@ -64,18 +64,20 @@ def _describe(hint: Any) -> str:
     return str(hint)
 
 
-def checked_options(cls: type, arch: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def checked_options(cls: type, arch: str, options: Mapping[str, Any], extra: Sequence[str] = ()) -> dict[str, Any]:
     """``options`` with NumPy values made Python ones; :class:`ConfigError` for an option ``cls``
     does not take or a value of the wrong type (the parameters and hints as
-    :func:`~stereodistill.config.keyword_parameters` reads them)."""
-    options = {name: _plain(value) for name, value in options.items()}
+    :func:`~stereodistill.config.keyword_parameters` reads them). ``extra`` names the options every
+    network takes besides its constructor's, listed among the valid ones."""
+    options = {name: plain_value(value) for name, value in options.items()}
     found = keyword_parameters(cls)
     if found is None:  # it takes any keyword: nothing to check against
         return options
     params, hints = found
     unknown = sorted(set(options) - set(params))
     if unknown:
-        raise ConfigError(f"{arch}: unknown option {', '.join(map(repr, unknown))}; valid: {', '.join(params)}")
+        valid = ", ".join((*params, *extra))
+        raise ConfigError(f"{arch}: unknown option {', '.join(map(repr, unknown))}; valid: {valid}")
     for name, value in options.items():
         if name in hints and _fits(hints[name], value) is False:
             raise ConfigError(f"{arch}: option {name} must be {_describe(hints[name])}, got {value!r}")

@@ -18,7 +18,7 @@ from stereodistill.models import (  # noqa: F401
     sgbm,
 )
 from stereodistill.models.base import StereoModel
-from stereodistill.models.options import checked_options
+from stereodistill.models.options import checked_options, plain_value
 from stereodistill.models.registry import MODELS
 
 
@@ -30,9 +30,15 @@ def model_class(arch: str) -> type[StereoModel]:
 def build_model(arch: str, **config: Any) -> StereoModel:
     """Instantiate a registered architecture (``psmnet``, ``dsnet``, ...) with its constructor options
     (an unknown option or a value of the wrong type is a :class:`ConfigError` naming it; NumPy
-    scalars are taken as Python numbers)."""
+    scalars are taken as Python numbers). ``fine: R``, which every trainable network takes, ends it
+    in a full-resolution cost refinement of radius R px (:meth:`StereoModel.add_fine_refinement`)."""
     cls = model_class(arch)
-    return cls(**checked_options(cls, arch, config))
+    options = dict(config)
+    fine = options.pop("fine", None)
+    model = cls(**checked_options(cls, arch, options, extra=("fine",)))
+    if fine is not None:
+        model.add_fine_refinement(plain_value(fine))
+    return model
 
 
 def list_models() -> list[str]:

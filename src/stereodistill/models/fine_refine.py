@@ -1,0 +1,139 @@
+"""Full-resolution cost refinement: a narrow matching cost around the estimate, at every pixel.
+
+The networks of the zoo match at 1/4 resolution and interpolate; what they place, they place
+coarsely. On the quickstart's Motorcycle pair the distilled ``lean`` was more than 0.5 px off on
+62 % of the pixels, where OpenCV's SGBM, which matches every pixel and places it between integer
+disparities, was off on 18 % (docs/results.md, "A full-resolution cost refinement"). This stage gives
+any network that precision back, the way cascade networks (CasStereo, CFNet) refine a coarse
+estimate over a narrow range at a finer scale, but at full resolution and without a 3-D convolution:
+
+- both views become two cheap maps at full resolution: the census bits of the grey image (3×3, as
+  ±1: the signal that does not depend on the domain the features were learned on;
+  :mod:`~stereodistill.models.census_cost`) and a learned linear feature map (one 3×3 convolution);
+- each map of the right view is read at x − d − o for the 2R + 1 offsets o = −R … R px around the
+  current estimate d, and correlated with the left view's: 2·(2R + 1) cost maps. The offsets share
+  the estimate's fraction, so every one of them lies between the same two neighbours of 2R + 2
+  whole columns: the stage gathers those columns once, correlates them, and interpolates the
+  correlations (which equals correlating with the interpolated right view, ``grid_sample``'s result,
+  at a fraction of its cost);
+- the costs and the left image go through a 2×2 convolution of stride 2 (each 2×2 cell as one pixel)
+  and depthwise-separable residual blocks at 1/2 resolution, which score the offsets of the cell's
+  four pixels; each pixel's softmax over its offsets gives the expected offset, added to d.
+
+The head starts at zero, so an untrained stage scores every offset alike and moves nothing: added to
+a trained network, it is the identity until it learns. The estimate is read without gradient (as
+RAFT looks up its correlation); the offset is a residual on top of it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stereodistill.models.guided_refine import SeparableResidual
+
+#: The largest radius accepted: 2R + 1 full-resolution cost maps per map kind is already a lot.
+MAX_RADIUS = 16
+#: Census window of the stage's domain-independent cost (3×3 scored as well as 5×5 and 7×7, for less).
+CENSUS_WINDOW = 3
+#: Dilations of the residual blocks that score the offsets, at 1/2 resolution.
+DILATIONS = (1, 2, 4)
+
+
+def census_codes(gray: torch.Tensor) -> torch.Tensor:
+    """B×1×H×W grey → B×H×W uint8: the 3×3 census bits of each pixel (is each neighbour brighter than
+    the centre, as :func:`~stereodistill.models.census_cost.census_bits` finds them), packed into one
+    byte. One comparison per neighbour: eight of them, whatever the image."""
+    height, width = gray.shape[-2:]
+    padded = F.pad(gray, (1, 1, 1, 1), mode="replicate")[:, 0]
+    centre = gray[:, 0]
+    neighbours = [(dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)]
+    code = torch.zeros_like(centre, dtype=torch.uint8)
+    for bit, (dy, dx) in enumerate(neighbours):
+        code |= (padded[:, dy : dy + height, dx : dx + width] > centre).to(torch.uint8) << bit
+    return code
+
+
+def _popcount_table(device: torch.device) -> torch.Tensor:
+    byte = torch.arange(256, device=device)
+    return sum(((byte >> bit) & 1) for bit in range(8)).to(torch.float32)
+
+
+class OffsetReader:
+    """Reads right-view maps at x − d − o for o = −R … R around a B×H×W left-view disparity d.
+
+    Every offset shares the estimate's fraction, so all of them lie between neighbours among the same
+    2R + 2 whole columns: those are gathered once per map (index arithmetic, no interpolation kernel)
+    and a cost computed on whole columns is interpolated with the fraction, which for a cost linear in
+    the right view's values equals the cost of the interpolated view. Columns outside the image read
+    nothing: their cost is ``outside``."""
+
+    def __init__(self, disparity: torch.Tensor, radius: int) -> None:
+        width = disparity.shape[-1]
+        position = torch.arange(width, dtype=disparity.dtype, device=disparity.device) - disparity  # x − d
+        base = position.floor()
+        self.frac = position - base  # B×H×W
+        # Whole columns base − R … base + R + 1, ascending: offset o reads between base − o and base − o + 1.
+        columns = base.long().unsqueeze(-1) + torch.arange(-radius, radius + 2, device=disparity.device)
+        self.inside = (columns >= 0) & (columns < width)  # B×H×W×(2R+2)
+        self.index = columns.clamp(0, width - 1).flatten(2)  # B×H×(W·(2R+2))
+        self.shape = (*disparity.shape, 2 * radius + 2)
+
+    def columns(self, right: torch.Tensor) -> torch.Tensor:
+        """B×H×W right map → B×H×W×(2R+2): its values at the whole columns."""
+        return right.gather(2, self.index).view(self.shape)
+
+    def costs(self, whole: torch.Tensor, outside: float) -> torch.Tensor:
+        """B×H×W×(2R+2) costs at the whole columns → B×H×W×(2R+1) at the offsets R … −R (descending),
+        interpolated."""
+        whole = whole.masked_fill(~self.inside, outside)
+        frac = self.frac.unsqueeze(-1)
+        return (1 - frac) * whole[..., :-1] + frac * whole[..., 1:]
+
+
+class FineRefinement(nn.Module):
+    """(B×H×W disparity, B×3×H×W left, B×3×H×W right) → refined B×H×W disparity in [0, upper]."""
+
+    def __init__(self, upper: float, radius: int = 4, channels: int = 24) -> None:
+        super().__init__()
+        if not 1 <= radius <= MAX_RADIUS:
+            raise ValueError(f"radius must be 1–{MAX_RADIUS}, got {radius}")
+        self.upper = float(upper)
+        self.radius = radius
+        # Descending, the order in which OffsetReader.costs gives the costs.
+        self.register_buffer("offsets", torch.arange(radius, -radius - 1, -1, dtype=torch.float32), persistent=False)
+        self.register_buffer("popcount", _popcount_table(torch.device("cpu")), persistent=False)
+        count = 2 * radius + 1
+        # A 2×2 convolution of stride 2: each 2×2 cell's costs and colours as one 1/2-resolution pixel.
+        entry = nn.Conv2d(2 * count + 3, channels, kernel_size=2, stride=2, bias=False)
+        self.entry = nn.Sequential(entry, nn.BatchNorm2d(channels), nn.ReLU6())
+        self.body = nn.Sequential(*(SeparableResidual(channels, d) for d in DILATIONS))
+        self.head = nn.Conv2d(channels, 4 * count, kernel_size=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def costs(self, disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """B×H×W×2(2R+1), offsets descending: the census cost (the share of the 8 bits that differ) and
+        the absolute difference of the grey images, at each offset."""
+        reader = OffsetReader(disparity, self.radius)
+        gray_left, gray_right = (view.float().mean(1, keepdim=True) for view in (left, right))
+        code_left, code_right = census_codes(gray_left), census_codes(gray_right)
+        differing = torch.bitwise_xor(code_left.unsqueeze(-1), reader.columns(code_right))
+        census = reader.costs(self.popcount[differing.long()] / 8, outside=1.0)
+        gray = reader.costs((gray_left.squeeze(1).unsqueeze(-1) - reader.columns(gray_right.squeeze(1))).abs(), 1.0)
+        return torch.cat((census, gray), -1).to(left.dtype)
+
+    def forward(self, disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        height, width = disparity.shape[-2:]
+        with torch.no_grad():  # fixed functions of the images, read where the estimate points
+            costs = self.costs(disparity.detach(), left, right)
+        # Built as B×H×W×C, which is the channels-last layout of B×C×H×W: no copy before the convolutions.
+        x = F.pad(torch.cat((costs, left.permute(0, 2, 3, 1)), -1), (0, 0, 0, width % 2, 0, height % 2))
+        x = self.body(self.entry(x.permute(0, 3, 1, 2)))
+        # The head scores each offset for the cell's four pixels (pixel_shuffle's channel order: offset, then
+        # pixel); the expected offset is taken per pixel at 1/2 resolution and only it is spread back out.
+        scores = self.head(x).unflatten(1, (len(self.offsets), 4))
+        shift = (F.softmax(scores, dim=1) * self.offsets.to(scores.dtype).view(1, -1, 1, 1, 1)).sum(1)
+        shift = F.pixel_shuffle(shift, 2)[:, 0, :height, :width]
+        return (disparity + shift).clamp(0.0, self.upper)

@@ -1,0 +1,131 @@
+"""The full-resolution cost refinement (the ``fine`` option every trainable network takes): its
+costs against a per-offset reference, where they peak, that it starts as the identity, that it
+learns to move a coarse estimate onto the match, and how the option is built, saved and refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereodistill.checkpoint import load_model, save_model
+from stereodistill.errors import ConfigError
+from stereodistill.models.census_cost import census_bits
+from stereodistill.models.fine_refine import FineRefinement, OffsetReader, census_codes
+from stereodistill.models.zoo import build_model
+
+from .test_census_cost import textured
+
+
+def test_costs_read_between_whole_columns_equal_costs_of_the_interpolated_view():
+    left, right = textured(16, 40, seed=3)[:, 0], textured(16, 40, seed=5)[:, 0]  # B×H×W maps
+    disparity = torch.rand(1, 16, 40) * 6
+    reader = OffsetReader(disparity, radius=3)
+    costs = reader.costs(left.unsqueeze(-1) * reader.columns(right), outside=0.0)  # a cost linear in the right view
+    assert costs.shape == (1, 16, 40, 7)
+    for k, offset in enumerate(range(3, -4, -1)):  # descending offsets
+        x = torch.arange(40).view(1, 1, 40) - disparity - offset
+        grid = torch.stack((x * 2 / 39 - 1, (torch.arange(16).view(1, 16, 1) * 2 / 15 - 1).expand(1, 16, 40)), -1)
+        sampled = F.grid_sample(right[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        torch.testing.assert_close(costs[..., k], left * sampled[:, 0])
+
+
+def test_census_codes_pack_the_census_bits():
+    gray = textured(20, 30, seed=2).mean(1, keepdim=True)
+    bits = census_bits(gray, 3).to(torch.uint8)
+    packed = (bits * (2 ** torch.arange(8, dtype=torch.uint8)).view(1, 8, 1, 1)).sum(1, dtype=torch.uint8)
+    assert torch.equal(census_codes(gray), packed)
+
+
+def test_costs_are_lowest_at_the_offset_that_reaches_the_true_disparity():
+    scene = textured(24, 96)
+    left, right = scene[..., :80], scene[..., 6:86]  # left[x] = right[x − 6]
+    stage = FineRefinement(upper=31.0, radius=3)
+    costs = stage.costs(torch.full((1, 24, 80), 4.0), left, right)  # 2 px short of the truth
+    assert costs.shape == (1, 24, 80, 14)  # census, then grey, each for the offsets 3 … −3
+    census, gray = costs[..., :7], costs[..., 7:]
+    interior = (slice(None), slice(2, -2), slice(12, -2))  # where x − 6 − 3 stays inside the right view
+    assert (census[interior].argmin(-1) == 1).float().mean() > 0.9  # offset +2 (3×3 bits: a few ties)
+    assert (gray[interior].argmin(-1) == 1).float().mean() > 0.95
+
+
+def test_an_untrained_stage_is_the_identity_and_keeps_the_range():
+    stage = FineRefinement(upper=15.0, radius=3).eval()
+    left, right = textured(15, 33, seed=1), textured(15, 33, seed=2)  # odd sizes: the 1/2 body pads
+    disparity = torch.rand(2, 15, 33) * 15
+    out = stage(disparity, left.expand(2, -1, -1, -1), right.expand(2, -1, -1, -1))
+    torch.testing.assert_close(out, disparity)
+    with pytest.raises(ValueError, match="radius must be 1–16"):
+        FineRefinement(upper=15.0, radius=0)
+
+
+def test_the_stage_learns_to_move_a_coarse_estimate_onto_the_match():
+    torch.manual_seed(0)
+    scene = textured(32, 112, seed=4)
+    left, right = scene[..., :96], scene[..., 5:101]  # true disparity 5 everywhere
+    stage = FineRefinement(upper=31.0, radius=3)
+    optim = torch.optim.Adam(stage.parameters(), lr=3e-3)
+    coarse = torch.full((1, 32, 96), 3.0) + 0.8 * torch.rand(1, 32, 96)  # 1.2–2 px short
+    for _ in range(150):
+        loss = (stage(coarse, left, right)[..., 16:] - 5.0).abs().mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    stage.eval()
+    with torch.no_grad():
+        error = (stage(coarse, left, right)[..., 16:] - 5.0).abs().mean()
+    assert (coarse[..., 16:] - 5.0).abs().mean() > 1.1
+    assert error < 0.3
+
+
+def test_fine_option_ends_any_trainable_network_in_the_stage():
+    plain = build_model("lean-xs", max_disp=16)
+    net = build_model("lean-xs", max_disp=16, fine=2)
+    assert isinstance(net.fine, FineRefinement) and plain.fine is None
+    assert net.config["fine"] == 2 and "fine" not in plain.config
+    extra = sum(p.numel() for p in net.fine.parameters())
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in plain.parameters()) + extra
+    # Its input is supervised too: one more output, one more weight, the stage's last.
+    assert net.loss_weights == (*plain.loss_weights[:-1], 0.7, plain.loss_weights[-1])
+    left, right = textured(32, 64, seed=1), textured(32, 64, seed=2)
+    net.train()
+    out = net(left, right)
+    assert len(out.aux) + 1 == len(net.loss_weights)
+    # A port keeps its own layers: the stage is one more module, named `fine`.
+    teacher = build_model("dsnet-teacher", max_disp=16, fine=3)
+    assert {key.split(".")[0] for key in teacher.state_dict()} - {
+        key.split(".")[0] for key in build_model("dsnet-teacher", max_disp=16).state_dict()
+    } == {"fine"}
+
+
+def test_fine_option_survives_a_checkpoint(tmp_path):
+    net = build_model("lean-xs", max_disp=16, fine=2).eval()
+    with torch.no_grad():
+        net.fine.head.bias.copy_(torch.linspace(-1, 1, 20))  # no longer the identity
+    save_model(tmp_path / "m", net)
+    loaded = load_model(tmp_path / "m").eval()
+    left, right = textured(32, 64, seed=1), textured(32, 64, seed=2)
+    assert loaded.config["fine"] == 2
+    torch.testing.assert_close(loaded(left, right).disparity, net(left, right).disparity)
+
+
+@pytest.mark.parametrize("value", [-1, 17, 2.5, True, "4"])
+def test_a_bad_fine_radius_is_refused(value):
+    with pytest.raises(ConfigError, match="option fine must be an integer 0–16"):
+        build_model("lean-xs", max_disp=16, fine=value)
+
+
+def test_fine_is_refused_for_a_classical_method_and_listed_among_the_options():
+    with pytest.raises(ConfigError, match="sgbm: option fine needs a trainable network"):
+        build_model("sgbm", max_disp=16, fine=2)
+    with pytest.raises(ConfigError, match=r"unknown option 'finer'; valid: .*, fine$"):
+        build_model("lean-xs", max_disp=16, finer=2)
+
+
+def test_an_original_release_is_not_imported_with_a_fine_refinement(tmp_path):
+    from stereodistill.models.import_original import import_checkpoint
+
+    path = tmp_path / "release.pth"
+    torch.save({"state_dict": build_model("lean-xs", max_disp=16).state_dict()}, path)
+    with pytest.raises(ConfigError, match="original lean-xs release has no fine refinement"):
+        import_checkpoint(path, arch="lean-xs", max_disp=16, fine=2)
