@@ -166,10 +166,13 @@ def test_student_argument_takes_its_familys_recipe(tmp_path):
         scratch, distilled = configs["student_scratch"], configs["student_distilled"]
         assert scratch.model.arch == arch and scratch.optim.lr == recipe["common"]["optim"]["lr"]
         assert {t.student for t in distilled.distill.terms} >= {"logits.2", "volume.cost"}
-    # An architecture without an entry keeps the default student's terms, without its options.
-    recipe["student"]["model"]["options"] = {"width": 0.5}
+    # An architecture without an entry keeps the default student's terms, with the options it takes:
+    # a member of the family all of them, another network only `fine`, which every network takes.
+    recipe["student"]["model"]["options"] = {"width": 0.5, "census": 3, "fine": 2}
+    member = run_configs(recipe, tmp_path, seed=0, student="lean-s")["student_scratch"]
+    assert member.model.options == {"width": 0.5, "census": 3, "fine": 2}
     other = run_configs(recipe, tmp_path, seed=0, student="psmnet")["student_scratch"]
-    assert other.model.arch == "psmnet" and other.model.options == {}
+    assert other.model.arch == "psmnet" and other.model.options == {"fine": 2}
     with pytest.raises(ConfigError, match=r"not an architecture.*lean"):
         run_configs(recipe, tmp_path, seed=0, student="lean-xxl")
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import yaml
 
-from stereodistill.config import check_steps, from_dict, merge_mappings
+from stereodistill.config import check_steps, from_dict, keyword_parameters, merge_mappings
 from stereodistill.errors import ConfigError
 from stereodistill.runtime import machine_info
 from stereodistill.train.config import RunConfig, scale_run_steps
@@ -67,12 +67,14 @@ def student_sections(recipe: Mapping[str, Any], student: str | None = None) -> t
     ``None`` is the recipe's own student. Otherwise the recipe's ``students`` section is looked up by
     the architecture, then by its family (``lean-s`` takes ``students.lean``, with its own arch): a
     student's distillation terms depend on the taps it offers, so each family brings its own. An
-    architecture with no entry keeps the default student's steps and terms, on the new network
-    (without the default network's constructor options).
+    architecture with no entry keeps the default student's steps and terms, on the new network, with
+    those of the default network's options that the new one takes (``lean-s`` keeps ``census`` and
+    ``fine``; ``dsnet`` only ``fine``, which every trainable network takes).
     """
     if student is None:
         return dict(recipe["student"]), dict(recipe["distill"])
     from stereodistill.models import list_models
+    from stereodistill.models.zoo import model_class
 
     if student not in list_models():
         raise ConfigError(f"--student {student!r} is not an architecture; choose one of: {', '.join(list_models())}")
@@ -88,8 +90,10 @@ def student_sections(recipe: Mapping[str, Any], student: str | None = None) -> t
             raise ConfigError(f"quickstart recipe: students.{student}: unknown key(s) {', '.join(unknown)}")
         part, distill = dict(entry.get("student", recipe["student"])), dict(entry.get("distill", recipe["distill"]))
     model = dict(part.get("model", {}))
-    if model.get("arch") != student:  # another network's constructor options do not carry over
-        model.pop("options", None)
+    if model.get("arch") != student:  # only the options the new network takes carry over
+        found = keyword_parameters(model_class(student))
+        takes = {"fine", *(found[0] if found else ())}
+        model["options"] = {key: value for key, value in (model.get("options") or {}).items() if key in takes}
     return {**part, "model": {**model, "arch": student}}, distill
 
 
