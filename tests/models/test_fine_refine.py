@@ -129,3 +129,12 @@ def test_an_original_release_is_not_imported_with_a_fine_refinement(tmp_path):
     torch.save({"state_dict": build_model("lean-xs", max_disp=16).state_dict()}, path)
     with pytest.raises(ConfigError, match="original lean-xs release has no fine refinement"):
         import_checkpoint(path, arch="lean-xs", max_disp=16, fine=2)
+
+
+def test_a_half_precision_estimate_reads_the_columns_a_float32_one_does():
+    # bfloat16 holds whole numbers exactly only up to 256: the columns are found in float32 whatever
+    # precision the network ran in.
+    disparity = (torch.rand(1, 4, 400) * 30).bfloat16()
+    right = torch.arange(400, dtype=torch.float32).expand(1, 4, 400)
+    half, full = OffsetReader(disparity, 2), OffsetReader(disparity.float(), 2)
+    assert torch.equal(half.columns(right), full.columns(right)) and torch.equal(half.frac, full.frac)

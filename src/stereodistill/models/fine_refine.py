@@ -1,21 +1,22 @@
 """Full-resolution cost refinement: a narrow matching cost around the estimate, at every pixel.
 
 The networks of the zoo match at 1/4 resolution and interpolate; what they place, they place
-coarsely. On the quickstart's Motorcycle pair the distilled ``lean`` was more than 0.5 px off on
+coarsely. On the quickstart's Motorcycle pair the scratch ``lean`` was more than 0.5 px off on
 62 % of the pixels, where OpenCV's SGBM, which matches every pixel and places it between integer
 disparities, was off on 18 % (docs/results.md, "A full-resolution cost refinement"). This stage gives
 any network that precision back, the way cascade networks (CasStereo, CFNet) refine a coarse
 estimate over a narrow range at a finer scale, but at full resolution and without a 3-D convolution:
 
-- both views become two cheap maps at full resolution: the census bits of the grey image (3×3, as
-  ±1: the signal that does not depend on the domain the features were learned on;
-  :mod:`~stereodistill.models.census_cost`) and a learned linear feature map (one 3×3 convolution);
-- each map of the right view is read at x − d − o for the 2R + 1 offsets o = −R … R px around the
-  current estimate d, and correlated with the left view's: 2·(2R + 1) cost maps. The offsets share
-  the estimate's fraction, so every one of them lies between the same two neighbours of 2R + 2
-  whole columns: the stage gathers those columns once, correlates them, and interpolates the
-  correlations (which equals correlating with the interpolated right view, ``grid_sample``'s result,
-  at a fraction of its cost);
+- both views become two cheap maps at full resolution: the census bits of the grey image (3×3,
+  packed in a byte: the signal that does not depend on the domain the features were learned on, as
+  in :mod:`~stereodistill.models.census_cost`) and the grey image itself;
+- the right view's maps are read at x − d − o for the 2R + 1 offsets o = −R … R px around the current
+  estimate d and compared with the left view's (the share of census bits that differ, the absolute
+  grey-level difference): 2·(2R + 1) cost maps. The offsets share the estimate's fraction, so every
+  one of them lies between the same two neighbours of 2R + 2 whole columns: the stage gathers those
+  columns once and interpolates the costs with the fraction (for a cost linear in the right view,
+  such as a correlation, that equals reading the bilinearly interpolated view, ``grid_sample``'s
+  result, at a fraction of its cost);
 - the costs and the left image go through a 2×2 convolution of stride 2 (each 2×2 cell as one pixel)
   and depthwise-separable residual blocks at 1/2 resolution, which score the offsets of the cell's
   four pixels; each pixel's softmax over its offsets gives the expected offset, added to d.
@@ -35,16 +36,14 @@ from stereodistill.models.guided_refine import SeparableResidual
 
 #: The largest radius accepted: 2R + 1 full-resolution cost maps per map kind is already a lot.
 MAX_RADIUS = 16
-#: Census window of the stage's domain-independent cost (3×3 scored as well as 5×5 and 7×7, for less).
-CENSUS_WINDOW = 3
 #: Dilations of the residual blocks that score the offsets, at 1/2 resolution.
 DILATIONS = (1, 2, 4)
 
 
 def census_codes(gray: torch.Tensor) -> torch.Tensor:
     """B×1×H×W grey → B×H×W uint8: the 3×3 census bits of each pixel (is each neighbour brighter than
-    the centre, as :func:`~stereodistill.models.census_cost.census_bits` finds them), packed into one
-    byte. One comparison per neighbour: eight of them, whatever the image."""
+    the centre, as :func:`~stereodistill.models.census_cost.census_bits` finds them, edges replicated),
+    packed into one byte. One comparison per neighbour: eight of them, whatever the image."""
     height, width = gray.shape[-2:]
     padded = F.pad(gray, (1, 1, 1, 1), mode="replicate")[:, 0]
     centre = gray[:, 0]
@@ -55,8 +54,9 @@ def census_codes(gray: torch.Tensor) -> torch.Tensor:
     return code
 
 
-def _popcount_table(device: torch.device) -> torch.Tensor:
-    byte = torch.arange(256, device=device)
+def _popcount_table() -> torch.Tensor:
+    """The number of set bits of each byte value, 0 … 255."""
+    byte = torch.arange(256)
     return sum(((byte >> bit) & 1) for bit in range(8)).to(torch.float32)
 
 
@@ -71,6 +71,7 @@ class OffsetReader:
 
     def __init__(self, disparity: torch.Tensor, radius: int) -> None:
         width = disparity.shape[-1]
+        disparity = disparity.float()  # column indices and fractions in float32, whatever the network ran in
         position = torch.arange(width, dtype=disparity.dtype, device=disparity.device) - disparity  # x − d
         base = position.floor()
         self.frac = position - base  # B×H×W
@@ -103,7 +104,7 @@ class FineRefinement(nn.Module):
         self.radius = radius
         # Descending, the order in which OffsetReader.costs gives the costs.
         self.register_buffer("offsets", torch.arange(radius, -radius - 1, -1, dtype=torch.float32), persistent=False)
-        self.register_buffer("popcount", _popcount_table(torch.device("cpu")), persistent=False)
+        self.register_buffer("popcount", _popcount_table(), persistent=False)
         count = 2 * radius + 1
         # A 2×2 convolution of stride 2: each 2×2 cell's costs and colours as one 1/2-resolution pixel.
         entry = nn.Conv2d(2 * count + 3, channels, kernel_size=2, stride=2, bias=False)
