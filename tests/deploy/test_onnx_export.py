@@ -29,7 +29,8 @@ def pair(h: int = 32, w: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("arch", "options"), [("dsnet", {}), ("dsnet-noatt", {}), ("lean", {"guide": 2}), ("lean", {"census": 5})]
+    ("arch", "options"),
+    [("dsnet", {}), ("dsnet-noatt", {}), ("lean", {"guide": 2}), ("lean", {"census": 5}), ("lean", {"fine": 2})],
 )
 def test_exported_graph_matches_pytorch_at_odd_size(tmp_path, arch, options):
     import onnxruntime as ort
@@ -38,6 +39,8 @@ def test_exported_graph_matches_pytorch_at_odd_size(tmp_path, arch, options):
     model = build_model(arch, max_disp=16, **options).eval()
     if options.get("guide"):  # its head starts at zero: make the warp and the residual count
         torch.nn.init.normal_(model.guided.head.weight, std=0.1)
+    if options.get("fine"):  # the same for the fine refinement's offsets
+        torch.nn.init.normal_(model.fine.head.weight, std=0.1)
     example = pair(30, 61)  # not a multiple of the network's: padding and cropping are in the graph
     check = export_onnx(model, tmp_path / "net.onnx", example, repeats=1, threads=1)
     assert check.max_abs_diff_px < 1e-2 and check.mean_abs_diff_px < 1e-4  # float32 summation order
@@ -57,6 +60,21 @@ def test_a_graph_outside_tolerance_is_not_written(tmp_path):
     model = build_model("dsnet-noatt", max_disp=16).eval()
     with pytest.raises(ExportError, match="nothing was written"):
         export_onnx(model, tmp_path / "net.onnx", pair(), tolerance_px=-1.0, repeats=1, threads=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_onnx_runtime_cannot_load_is_one_export_error(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Type Error: Type parameter (T) bound to different types")
+
+    monkeypatch.setattr(ort, "InferenceSession", refuse)
+    model = build_model("dsnet-noatt", max_disp=16).eval()
+    with pytest.raises(
+        ExportError, match=r"net.onnx: ONNX Runtime cannot load the exported graph \(\[ONNXRuntime.*nothing"
+    ):
+        export_onnx(model, tmp_path / "net.onnx", pair(), repeats=1, threads=1)
     assert list(tmp_path.iterdir()) == []
 
 

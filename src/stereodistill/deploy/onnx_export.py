@@ -163,7 +163,11 @@ def session_options(threads: int):
 def _session(path: Path, threads: int):
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime's own Fail/InvalidGraph/... types, none of them public
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"ONNX Runtime cannot load the exported graph ({reason})") from None
 
 
 def _write_graph(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:

@@ -48,10 +48,10 @@ def census_codes(gray: torch.Tensor) -> torch.Tensor:
     padded = F.pad(gray, (1, 1, 1, 1), mode="replicate")[:, 0]
     centre = gray[:, 0]
     neighbours = [(dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)]
-    code = torch.zeros_like(centre, dtype=torch.uint8)
+    code = torch.zeros_like(centre, dtype=torch.int32)  # summed in int32, then one cast: ONNX-exportable
     for bit, (dy, dx) in enumerate(neighbours):
-        code |= (padded[:, dy : dy + height, dx : dx + width] > centre).to(torch.uint8) << bit
-    return code
+        code = code + (padded[:, dy : dy + height, dx : dx + width] > centre).to(torch.int32) * (1 << bit)
+    return code.to(torch.uint8)
 
 
 def _popcount_table() -> torch.Tensor:
