@@ -22,8 +22,10 @@ RUNS = {
     ),
     "benchmarks/bench_cost_volume.py": (["--size", "8x16", "--max-disp", "4", "--threads", "1", "--repeats", "1"], "×"),
     "benchmarks/bench_lean_knobs.py": (
-        ["--knob", "fine=0,2", "--with", "census=3", "--size", "32x64", "--max-disp", "16", "--threads", "1"]
-        + ["--rounds", "1"],
+        [
+            *("--knob", "fine=0,2", "--with", "census=3", "--size", "32x64"),
+            *("--max-disp", "16", "--threads", "1", "--rounds", "1"),
+        ],
         "lean, census=3 at 32x64",
     ),
     "benchmarks/bench_synthetic.py": (
