@@ -128,8 +128,8 @@ def render() -> str:
         "option a network does not take, or a value of another type than listed, is an error naming it.",
         "",
         f"Every trainable network also takes `fine` (an integer 0–{MAX_RADIUS}, 0 by default: none), which ends it "
-        "in a full-resolution cost refinement of that radius in px (`models/fine_refine.py`): a narrow census "
-        "and learned matching cost around its estimate, scored by a small 2-D network.",
+        "in a full-resolution cost refinement of that radius in px (`models/fine_refine.py`): census and grey-level "
+        "matching costs at the whole pixels around its estimate, scored by a small 2-D network.",
         "",
         *_table(["arch", "options"], [[f"`{a}`", _parameters(model_class(a), ("max_disp",))] for a in list_models()]),
         "",
