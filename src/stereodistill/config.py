@@ -308,14 +308,17 @@ def keyword_parameters(target: Any, skip: Sequence[str] = ()) -> tuple[dict[str,
     return None
 
 
-def keyword_options(target: Any, options: Mapping[str, Any], where: str, skip: Sequence[str] = ()) -> dict[str, Any]:
+def keyword_options(
+    target: Any, options: Mapping[str, Any], where: str, skip: Sequence[str] = (), also: Sequence[str] = ()
+) -> dict[str, Any]:
     """``options`` checked against the keyword parameters of ``target`` (:func:`keyword_parameters`)
     before any work: an unknown name is an error naming the nearest valid one, and each value is
-    converted to its annotated type (a wrong type is an error naming the key)."""
+    converted to its annotated type (a wrong type is an error naming the key). ``also`` names options
+    the caller takes besides ``target``'s: valid, passed on as given, for the caller to check."""
     found = keyword_parameters(target, skip)
     if found is None:
         return dict(options)  # takes anything: nothing to check against
-    params, hints = list(found[0]), found[1]
+    params, hints = [*found[0], *also], found[1]
     checked = {}
     for key, value in options.items():
         if key not in params:

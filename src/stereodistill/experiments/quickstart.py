@@ -74,6 +74,7 @@ def student_sections(recipe: Mapping[str, Any], student: str | None = None) -> t
     if student is None:
         return dict(recipe["student"]), dict(recipe["distill"])
     from stereodistill.models import list_models
+    from stereodistill.models.base import COMMON_OPTIONS
     from stereodistill.models.zoo import model_class
 
     if student not in list_models():
@@ -92,7 +93,7 @@ def student_sections(recipe: Mapping[str, Any], student: str | None = None) -> t
     model = dict(part.get("model", {}))
     if model.get("arch") != student:  # only the options the new network takes carry over
         found = keyword_parameters(model_class(student))
-        takes = {"fine", *(found[0] if found else ())}
+        takes = {*COMMON_OPTIONS, *(found[0] if found else ())}
         model["options"] = {key: value for key, value in (model.get("options") or {}).items() if key in takes}
     return {**part, "model": {**model, "arch": student}}, distill
 

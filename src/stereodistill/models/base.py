@@ -27,6 +27,9 @@ from stereodistill.errors import ConfigError, InputError
 from stereodistill.models.fine_refine import MAX_RADIUS, FineRefinement
 from stereodistill.models.output import StereoOutput, TapRecorder
 
+#: Options every trainable network takes besides its constructor's: ``fine``
+#: (:meth:`StereoModel.add_fine_refinement`), handled by :func:`~stereodistill.models.zoo.build_model`.
+COMMON_OPTIONS = ("fine",)
 #: Loss weight of a network's own output when a fine refinement follows it (the stage's gets the last).
 FINE_INPUT_WEIGHT = 0.7
 

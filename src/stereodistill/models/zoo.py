@@ -17,7 +17,7 @@ from stereodistill.models import (  # noqa: F401
     psmnet,
     sgbm,
 )
-from stereodistill.models.base import StereoModel
+from stereodistill.models.base import COMMON_OPTIONS, StereoModel
 from stereodistill.models.options import checked_options, plain_value
 from stereodistill.models.registry import MODELS
 
@@ -35,7 +35,7 @@ def build_model(arch: str, **config: Any) -> StereoModel:
     cls = model_class(arch)
     options = dict(config)
     fine = options.pop("fine", None)
-    model = cls(**checked_options(cls, arch, options, extra=("fine",)))
+    model = cls(**checked_options(cls, arch, options, extra=COMMON_OPTIONS))
     if fine is not None:
         model.add_fine_refinement(plain_value(fine))
     return model

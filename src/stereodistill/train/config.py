@@ -77,14 +77,13 @@ def scale_run_steps(run: dict[str, Any], steps: int | None, factor: float, where
 def network_options(arch: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` checked against the network's constructor (docs/config.md lists each one's), and
     ``fine``, which every trainable network takes."""
-    from stereodistill.models.base import checked_fine_radius
+    from stereodistill.models.base import COMMON_OPTIONS, checked_fine_radius
     from stereodistill.models.zoo import model_class
 
     cls = model_class(arch)
-    own = {key: value for key, value in options.items() if key != "fine"}
-    checked = keyword_options(cls, own, f"options of {arch}", skip=("max_disp",))
-    if "fine" in options:
-        checked["fine"] = checked_fine_radius(cls, options["fine"])
+    checked = keyword_options(cls, options, f"options of {arch}", skip=("max_disp",), also=COMMON_OPTIONS)
+    if "fine" in checked:
+        checked["fine"] = checked_fine_radius(cls, checked["fine"])
     return checked
 
 
