@@ -295,3 +295,34 @@ def test_data_pairs_refuses_a_floating_point_view_as_infer_and_adapt_would(tmp_p
         Image.fromarray(np.zeros((16, 24), np.float32), mode="F").save(tmp_path / "cam" / side / "a.tif")
     assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(tmp_path / "p.csv")]) == 2
     assert "a.tif: floating-point images are not supported as stereo views" in capsys.readouterr().err
+
+
+def test_data_pairs_reads_every_file_whole_and_names_a_truncated_one(tmp_path, capsys):
+    import numpy as np
+
+    from stereodistill.cli.main import main
+    from stereodistill.data.formats import image_size, write_image, write_png_disparity
+
+    rng = np.random.default_rng(2)
+    for name in ("a", "b"):
+        for side in ("left", "right"):
+            write_image(tmp_path / "cam" / side / f"{name}.png", rng.random((32, 48, 3)))
+        write_png_disparity(tmp_path / "gt" / f"{name}.png", rng.random((32, 48)).astype(np.float32) * 16)
+    victim = tmp_path / "cam" / "right" / "b.png"
+    victim.write_bytes(victim.read_bytes()[:200])  # a copy cut short: its header still reads
+    assert image_size(victim) == (32, 48)
+    out = tmp_path / "p.csv"
+    assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 bad pair(s)" in err and f"{victim}: not a readable image" in err and "--skip-bad" in err
+    assert not out.exists()
+    assert main(["data", "pairs", str(tmp_path / "cam"), "--out", str(out), "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert "SKIPPED" in printed and "b.png" in printed and "1 pair" in printed
+    assert out.read_text().count("\n") == 2  # the header and pair a
+
+    truth = tmp_path / "gt" / "a.png"  # ground truth is read whole too
+    truth.write_bytes(truth.read_bytes()[:120])
+    assert main(["data", "pairs", str(tmp_path / "cam"), "--disp", str(tmp_path / "gt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no good pair is left (2 problem(s))" in err and f"{truth}: " in err and f"{victim}: " in err

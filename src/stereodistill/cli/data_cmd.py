@@ -35,7 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="list a folder of stereo pairs as a pairs CSV",
         description="Match LEFT_DIR and RIGHT_DIR by file name (or LEFT_DIR/left and LEFT_DIR/right when RIGHT_DIR "
         "is not given) and write the CSV the 'pairs' dataset reads, paths relative to it. Ground truth "
-        "(--disp DIR, matched by stem: .pfm, .png or .npy) stays optional.",
+        "(--disp DIR, matched by stem: .pfm, .png or .npy) stays optional. Every file is read whole, so a "
+        "truncated or corrupt one is named now, not when a run reaches it.",
     )
     pairs.add_argument("left_dir", help="folder of left images (or a folder holding left/ and right/)")
     pairs.add_argument("right_dir", nargs="?", help="folder of right images")
@@ -126,7 +127,9 @@ def run_pairs(args: argparse.Namespace) -> int:
         left, right = views_of(left)
     disp = Path(args.disp) if args.disp else None
     check_writable(args.out)  # before every header is read, not after
-    found = folder_pairs(left, right, disp, args.skip_bad)
+    # Every file is read whole: a list is made once and trusted by every run after it, so a truncated
+    # image is named now rather than when a run reaches it.
+    found = folder_pairs(left, right, disp, args.skip_bad, decode=True)
     found.write(Path(args.out), truth_column=disp is not None)
     for problem in found.skipped:
         print(f"  SKIPPED {problem}")

@@ -196,11 +196,13 @@ class FolderPairs:
 def check_rows(
     rows: list[tuple[Path, Path, Path | None]],
     masks: Mapping[tuple[Path, Path], Path | None] | None = None,
+    decode: bool = False,
 ) -> tuple[list[tuple[Path, Path, Path | None]], list[str]]:
     """The rows whose two views are readable images of one size, with ground truth and a mask (when
-    given; ``masks`` by (left, right)) of that size too, all from their headers: nothing is decoded;
-    and a line for each other row saying what is wrong."""
-    from stereodistill.data.formats import disparity_size, image_size
+    given; ``masks`` by (left, right)) of that size too, all from their headers; and a line for each
+    other row saying what is wrong. ``decode``: every file of a row that passes is also read whole, which
+    finds what a header cannot show (a truncated or corrupt file) at the cost of decoding it."""
+    from stereodistill.data.formats import disparity_size, image_size, read_disparity, read_image, read_mask
 
     good, problems = [], []
     for left, right, truth in rows:
@@ -218,6 +220,15 @@ def check_rows(
             path, (h, w), what = wrong
             problems.append(str(DataError(path, f"is {h}x{w} (HxW) but {what} {size[0]}x{size[1]}")))
             continue
+        if decode:
+            readers = [(read_image, left), (read_image, right), (read_disparity, truth), (read_mask, mask)]
+            try:
+                for read, path in readers:
+                    if path is not None:
+                        read(path)
+            except DataError as exc:
+                problems.append(str(exc))
+                continue
         good.append((left, right, truth))
     return good, problems
 
@@ -277,11 +288,13 @@ def views_of(folder: Path) -> tuple[Path, Path]:
     return folder / "left", folder / "right"
 
 
-def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bool = False) -> FolderPairs:
+def folder_pairs(
+    left: Path, right: Path, disp: Path | None = None, skip_bad: bool = False, decode: bool = False
+) -> FolderPairs:
     """The pairs of two folders matched by file name (ground truth from ``disp`` by stem, when given),
-    checked from the image headers. Names without their other view, pairs whose sizes differ and
-    images that cannot be read are an error listing them, unless ``skip_bad`` (then they are left
-    out and listed). Nothing is written."""
+    checked from the image headers (``decode``: and read whole, see :func:`check_rows`). Names without
+    their other view, pairs whose sizes differ and images that cannot be read are an error listing
+    them, unless ``skip_bad`` (then they are left out and listed). Nothing is written."""
     for folder in (left, right, *([disp] if disp is not None else [])):
         if not folder.is_dir():
             raise DataError(folder, "not a folder")
@@ -293,7 +306,7 @@ def folder_pairs(left: Path, right: Path, disp: Path | None = None, skip_bad: bo
     problems = [_alone(lefts[name] if name in lefts else rights[name]) for name in sorted(lefts.keys() ^ rights.keys())]
     truths = _truth_files(disp) if disp is not None else {}
     rows = [(lefts[name], rights[name], truths.get(Path(name).stem)) for name in sorted(lefts.keys() & rights.keys())]
-    rows, bad = check_rows(rows)
+    rows, bad = check_rows(rows, decode=decode)
     problems += bad
     refuse_unusable(left, rows, problems, skip_bad)
     with_truth = sum(truth is not None for *_, truth in rows)
