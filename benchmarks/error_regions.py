@@ -12,6 +12,8 @@ below ``--max-disp`` counts, as in the quickstart's protocol.
   ground truth forward-warped to the right view, nearest pixel, a 1 px margin).
 - A band's bias is the mean of prediction − truth over its pixels: a network that compresses the
   scene's depth range reads near surfaces too far (negative bias in the top band).
+- "By size": the EPE split into what the pixels off by more than 3 px, by 1–3 px and by at most 1 px
+  contribute (the three add up to the EPE), and the median error: gross mismatches against placement.
 - ``--readout mode:W`` replaces each network's soft-argmin by the expectation of its ``prob`` tap
   within W px of the most likely disparity: whether a bias comes from averaging over a spread-out
   distribution (it shrinks) or from the matching itself (it stays).
@@ -95,6 +97,17 @@ def predict(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, rea
     return ((near_mode * levels).sum(1) / near_mode.sum(1).clamp_min(1e-12))[0].numpy()
 
 
+#: The sizes of error the EPE is split by: (label, lowest, highest) in px, lowest excluded.
+ERROR_SIZES = (("> 3 px", 3.0, np.inf), ("1–3 px", 1.0, 3.0), ("≤ 1 px", -1.0, 1.0))
+
+
+def by_size(errors: list[np.ndarray], masks: list[dict[str, np.ndarray]]) -> list[str]:
+    """Cells: each size's contribution to the EPE over every valid pixel, then the median |error|."""
+    error = np.abs(np.concatenate([e[m["all"]] for e, m in zip(errors, masks, strict=True)]))
+    cells = [f"{error[(error > lo) & (error <= hi)].sum() / error.size:.3f}" for _, lo, hi in ERROR_SIZES]
+    return [*cells, f"{np.median(error):.3f}"]
+
+
 class Tally:
     """Sums of |error|, error and pixel counts per named region, over all pairs."""
 
@@ -169,7 +182,7 @@ def main() -> None:
         (f"{lo}–{hi} px" if hi else f"≥ {lo} px") + f" ({first.share(f'top {lo}', 'top, visible')})"
         for lo, hi in EDGE_DISTANCES
     ]
-    rows, near_rows, worst_notes = [], [], []
+    rows, near_rows, size_rows, worst_notes = [], [], [], []
     for name in args.models:
         model = build_model("sgbm", max_disp=args.max_disp) if name == "sgbm" else load_model(name).eval()
         errors = [predict(model, left, right, readout) - disp for left, right, disp, _ in pairs]
@@ -177,6 +190,7 @@ def main() -> None:
         cells = [f"{result.epe(k):.3f}" for k in ("all", "edges", "elsewhere", "occluded")]
         cells += [f"{result.epe(f'band {lo}'):.3f}, {result.bias(f'band {lo}'):+.2f}" for lo, _ in bands]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        size_rows.append(f"| {name} | {result.epe('all'):.3f} | " + " | ".join(by_size(errors, masks)) + " |")
         near_cells = [f"{result.epe(f'top {lo}'):.2f}, {result.bias(f'top {lo}'):+.2f}" for lo, _ in EDGE_DISTANCES]
         near_rows.append(f"| {name} | " + " | ".join(near_cells) + " |")
         inner = f"top {EDGE_DISTANCES[-1][0]}"
@@ -191,6 +205,10 @@ def main() -> None:
             )
     print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
     print("\n".join(rows))
+    sizes = ["model", "EPE", *(f"from errors {label}" for label, *_ in ERROR_SIZES), "median error"]
+    print("\nThe EPE by size of the error (the three parts add up to it)")
+    print("| " + " | ".join(sizes) + " |\n" + "|---" * len(sizes) + "|")
+    print("\n".join(size_rows))
     print(f"\nTop band ({bands[-1][0]}–{args.max_disp} px), visible pixels, by distance to an edge: EPE, bias")
     print("| model | " + " | ".join(near) + " |\n" + "|---" * (1 + len(near)) + "|")
     print("\n".join(near_rows))
