@@ -30,7 +30,14 @@ def pair(h: int = 32, w: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(
     ("arch", "options"),
-    [("dsnet", {}), ("dsnet-noatt", {}), ("lean", {"guide": 2}), ("lean", {"census": 5}), ("lean", {"fine": 2})],
+    [
+        ("dsnet", {}),
+        ("dsnet-noatt", {}),
+        ("lean", {"guide": 2}),
+        ("lean", {"census": 5}),
+        ("lean", {"fine": 2}),
+        ("lean", {"fine": 2, "fine_block": 5, "fine_polish": 2}),
+    ],
 )
 def test_exported_graph_matches_pytorch_at_odd_size(tmp_path, arch, options):
     import onnxruntime as ort

@@ -118,7 +118,7 @@ def test_a_bad_fine_radius_is_refused(value):
 def test_fine_is_refused_for_a_classical_method_and_listed_among_the_options():
     with pytest.raises(ConfigError, match="sgbm: option fine needs a trainable network"):
         build_model("sgbm", max_disp=16, fine=2)
-    with pytest.raises(ConfigError, match=r"unknown option 'finer'; valid: .*, fine$"):
+    with pytest.raises(ConfigError, match=r"unknown option 'finer'; valid: .*, fine, fine_block, fine_polish$"):
         build_model("lean-xs", max_disp=16, finer=2)
 
 
@@ -138,3 +138,93 @@ def test_a_half_precision_estimate_reads_the_columns_a_float32_one_does():
     right = torch.arange(400, dtype=torch.float32).expand(1, 4, 400)
     half, full = OffsetReader(disparity, 2), OffsetReader(disparity.float(), 2)
     assert torch.equal(half.columns(right), full.columns(right)) and torch.equal(half.frac, full.frac)
+
+
+def test_an_untrained_stage_with_a_block_match_all_but_ignores_it():
+    stage = FineRefinement(upper=15.0, radius=3, block=5).eval()
+    left, right = textured(15, 33, seed=1), textured(15, 33, seed=2)
+    disparity = torch.rand(1, 15, 33) * 15
+    # Its candidates start at weight e⁻⁸ each: at most 15 px away, they move the estimate by < 0.01 px.
+    torch.testing.assert_close(stage(disparity, left, right), disparity, atol=0.01, rtol=0)
+    with pytest.raises(ValueError, match="block must be 0 or an odd window of 3–15 px"):
+        FineRefinement(upper=15.0, radius=3, block=4)
+
+
+def train_on_a_far_estimate(block: int) -> tuple[float, float]:
+    """Train a stage of radius 3 to correct an estimate 7–8 px short of a constant disparity of 9:
+    the mean error before and after."""
+    torch.manual_seed(0)
+    scene = textured(32, 112, seed=4)
+    left, right = scene[..., :96], scene[..., 9:105]  # true disparity 9 everywhere
+    stage = FineRefinement(upper=15.0, radius=3, block=block)
+    optim = torch.optim.Adam(stage.parameters(), lr=3e-3)
+    coarse = torch.full((1, 32, 96), 1.0) + torch.rand(1, 32, 96)
+    for _ in range(150):
+        loss = (stage(coarse, left, right)[..., 16:] - 9.0).abs().mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    stage.eval()
+    with torch.no_grad():
+        return (coarse[..., 16:] - 9.0).abs().mean().item(), (
+            stage(coarse, left, right)[..., 16:] - 9.0
+        ).abs().mean().item()
+
+
+def test_the_block_match_reaches_what_lies_beyond_the_radius():
+    before, alone = train_on_a_far_estimate(block=0)
+    _, with_block = train_on_a_far_estimate(block=5)
+    assert before > 7.0
+    assert alone > 3.0  # ± 3 px around an estimate 7–8 px short cannot reach the match
+    assert with_block < 0.5
+
+
+def test_fine_block_is_recorded_and_survives_a_checkpoint(tmp_path):
+    net = build_model("lean-xs", max_disp=16, fine=2, fine_block=7).eval()
+    assert net.fine.block == 7 and net.config["fine_block"] == 7
+    with torch.no_grad():
+        net.fine.head.bias.copy_(torch.linspace(-1, 1, 40))
+    save_model(tmp_path / "m", net)
+    loaded = load_model(tmp_path / "m").eval()
+    left, right = textured(32, 64, seed=1), textured(32, 64, seed=2)
+    assert loaded.fine.block == 7
+    torch.testing.assert_close(loaded(left, right).disparity, net(left, right).disparity)
+    assert "fine_block" not in build_model("lean-xs", max_disp=16, fine=2).config
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"fine_block": 5}, "option fine_block needs the fine refinement"),
+        ({"fine": 0, "fine_block": 5}, "option fine_block needs the fine refinement"),
+        ({"fine": 2, "fine_block": 4}, "option fine_block must be 0 .none. or one of 3, 5, 7"),
+        ({"fine": 2, "fine_block": 17}, "option fine_block must be 0"),
+        ({"fine": 2, "fine_block": True}, "option fine_block must be 0"),
+        ({"fine": 2, "fine_polish": 2}, "option fine_polish reads the block match's costs .set fine_block too."),
+        ({"fine": 2, "fine_block": 5, "fine_polish": 17}, "option fine_polish must be an integer 0–16"),
+        ({"fine": 2, "fine_block": 5, "fine_polish": 1.5}, "option fine_polish must be an integer 0–16"),
+    ],
+)
+def test_a_bad_fine_block_is_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model("lean-xs", max_disp=16, **options)
+
+
+def test_fine_polish_places_the_output_at_inference_only():
+    net = build_model("lean-xs", max_disp=16, fine=2, fine_block=5, fine_polish=2)
+    plain = build_model("lean-xs", max_disp=16, fine=2, fine_block=5)
+    plain.load_state_dict(net.state_dict())
+    assert net.config["fine_polish"] == 2 and net.fine.polish == 2
+    scene = textured(32, 80, seed=4)
+    left, right = scene[..., :64], scene[..., 5:69]  # true disparity 5 everywhere
+    net.train(), plain.train()
+    torch.manual_seed(0)
+    trained = net(left, right).disparity
+    torch.manual_seed(0)
+    torch.testing.assert_close(trained, plain(left, right).disparity)  # training: no polish
+    net.eval(), plain.eval()
+    with torch.no_grad():
+        placed, unplaced = net(left, right).disparity, plain(left, right).disparity
+    inside = (slice(None), slice(4, -4), slice(12, -4))
+    assert (placed[inside] - 5.0).abs().mean() < (unplaced[inside] - 5.0).abs().mean()
+    assert (placed[inside] - 5.0).abs().mean() < 0.1

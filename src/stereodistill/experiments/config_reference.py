@@ -129,7 +129,11 @@ def render() -> str:
         "",
         f"Every trainable network also takes `fine` (an integer 0–{MAX_RADIUS}, 0 by default: none), which ends it "
         "in a full-resolution cost refinement of that radius in px (`models/fine_refine.py`): census and grey-level "
-        "matching costs at the whole pixels around its estimate, scored by a small 2-D network.",
+        "matching costs at the whole pixels around its estimate, scored by a small 2-D network; and `fine_block` "
+        "(0 by default: none; else an odd window of 3–15 px, with `fine`), which has that stage also search around "
+        "a full-resolution block match over the whole range (`models/block_match.py`); and `fine_polish` (0 by "
+        "default: none; else a radius in px, with `fine_block`), which at inference places the output on the block "
+        "match's costs within that radius, between whole pixels by a parabola.",
         "",
         *_table(["arch", "options"], [[f"`{a}`", _parameters(model_class(a), ("max_disp",))] for a in list_models()]),
         "",

@@ -24,12 +24,13 @@ from torch import nn
 
 from stereodistill.data.transforms import pad_to_multiple
 from stereodistill.errors import ConfigError, InputError
-from stereodistill.models.fine_refine import MAX_RADIUS, FineRefinement
+from stereodistill.models.fine_refine import BLOCK_WINDOWS, MAX_RADIUS, FineRefinement
 from stereodistill.models.output import StereoOutput, TapRecorder
 
-#: Options every trainable network takes besides its constructor's: ``fine``
-#: (:meth:`StereoModel.add_fine_refinement`), handled by :func:`~stereodistill.models.zoo.build_model`.
-COMMON_OPTIONS = ("fine",)
+#: Options every trainable network takes besides its constructor's: ``fine``, ``fine_block`` and
+#: ``fine_polish`` (:meth:`StereoModel.add_fine_refinement`), handled by
+#: :func:`~stereodistill.models.zoo.build_model`.
+COMMON_OPTIONS = ("fine", "fine_block", "fine_polish")
 #: Loss weight of a network's own output when a fine refinement follows it (the stage's gets the last).
 FINE_INPUT_WEIGHT = 0.7
 
@@ -120,15 +121,23 @@ class StereoModel(nn.Module):
         """[0, 1] RGB → what the original pipeline fed the network (ImageNet statistics by default)."""
         return (image - self.mean) / self.std
 
-    def add_fine_refinement(self, radius: int) -> None:
+    def add_fine_refinement(self, radius: int, block: int = 0, polish: int = 0) -> None:
         """End the network in a full-resolution cost refinement of ``radius`` px
-        (:mod:`~stereodistill.models.fine_refine`). Its input, the network's own output, is supervised
-        too (weight 0.7), so that the stage refines an estimate; the option is recorded in
-        :attr:`config`, so a checkpoint rebuilds the same network."""
-        if not checked_fine_radius(type(self), radius):
+        (:mod:`~stereodistill.models.fine_refine`), which also searches around a full-resolution block
+        match of ``block`` × ``block`` px when ``block`` is set, and at inference places its output on
+        those costs within ± ``polish`` px when ``polish`` is set. Its input, the network's own output,
+        is supervised too (weight 0.7), so that the stage refines an estimate; the options are recorded
+        in :attr:`config`, so a checkpoint rebuilds the same network."""
+        radius = checked_fine_radius(type(self), radius)
+        block = checked_fine_block(type(self), block, radius)
+        polish = checked_fine_polish(type(self), polish, block)
+        if not radius:
             return
-        self.fine = FineRefinement(self.max_disp - 1.0, radius).to(self.mean.device)
+        self.fine = FineRefinement(self.max_disp - 1.0, radius, block=block, polish=polish).to(self.mean.device)
         self.config["fine"] = radius
+        for key, value in (("fine_block", block), ("fine_polish", polish)):
+            if value:
+                self.config[key] = value
         self.loss_weights = (*self.loss_weights[:-1], FINE_INPUT_WEIGHT, self.loss_weights[-1])
 
     # -- the contract ----------------------------------------------------------------------------------
@@ -185,3 +194,26 @@ def checked_fine_radius(cls: type[StereoModel], radius: Any) -> int:
     if radius and not cls.trainable:
         raise ConfigError(f"{cls.arch}: option fine needs a trainable network; {cls.arch} is not one")
     return radius
+
+
+def checked_fine_block(cls: type[StereoModel], block: Any, radius: int) -> int:
+    """The ``fine_block`` option's window, checked (a ConfigError naming the network otherwise): 0, or
+    an odd window of 3–15 px beside a ``fine`` radius."""
+    if block == 0 and not isinstance(block, bool):
+        return 0
+    windows = ", ".join(str(window) for window in BLOCK_WINDOWS)
+    if isinstance(block, bool) or block not in BLOCK_WINDOWS:
+        raise ConfigError(f"{cls.arch}: option fine_block must be 0 (none) or one of {windows}, got {block!r}")
+    if not radius:
+        raise ConfigError(f"{cls.arch}: option fine_block needs the fine refinement (set fine: R, R >= 1)")
+    return block
+
+
+def checked_fine_polish(cls: type[StereoModel], polish: Any, block: int) -> int:
+    """The ``fine_polish`` option's radius, checked: 0, or 1–16 px beside a ``fine_block`` window (whose
+    costs it reads)."""
+    if not (isinstance(polish, int) and not isinstance(polish, bool) and 0 <= polish <= MAX_RADIUS):
+        raise ConfigError(f"{cls.arch}: option fine_polish must be an integer 0–{MAX_RADIUS} (0: none), got {polish!r}")
+    if polish and not block:
+        raise ConfigError(f"{cls.arch}: option fine_polish reads the block match's costs (set fine_block too)")
+    return polish

@@ -24,18 +24,31 @@ estimate over a narrow range at a finer scale, but at full resolution and withou
 The head starts at zero, so an untrained stage scores every offset alike and moves nothing: added to
 a trained network, it is the identity until it learns. The estimate is read without gradient (as
 RAFT looks up its correlation); the offset is a residual on top of it.
+
+With ``block`` set, the stage also reads the same costs around a second hypothesis, the full-resolution
+block match of :mod:`~stereodistill.models.block_match`, and scores both sets of 2R + 1 candidates
+in one softmax (the block match's starting near zero weight), so that it can reach what lies further
+than R px from the network's estimate. With ``polish`` set too, at inference its output is placed on
+the block costs within ± ``polish`` px.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stereodistill.models.block_match import aggregated_costs, block_match, count_bits, polish, popcount_table
 from stereodistill.models.guided_refine import SeparableResidual
 
 #: The largest radius accepted: 2R + 1 full-resolution cost maps per map kind is already a lot.
 MAX_RADIUS = 16
+#: Block-matching windows accepted (odd): beyond 15 px a block straddles every edge of a small image.
+BLOCK_WINDOWS = (3, 5, 7, 9, 11, 13, 15)
+#: Initial logit of the block match's candidates: an untrained stage all but ignores them (weight e⁻⁸).
+BLOCK_PRIOR = -8.0
 #: Dilations of the residual blocks that score the offsets, at 1/2 resolution.
 DILATIONS = (1, 2, 4)
 
@@ -54,10 +67,19 @@ def census_codes(gray: torch.Tensor) -> torch.Tensor:
     return code.to(torch.uint8)
 
 
-def _popcount_table() -> torch.Tensor:
-    """The number of set bits of each byte value, 0 … 255."""
-    byte = torch.arange(256)
-    return sum(((byte >> bit) & 1) for bit in range(8)).to(torch.float32)
+class MatchingMaps(NamedTuple):
+    """What the costs are computed from, once per pair: B×H×W census codes and grey maps (float32)."""
+
+    code_left: torch.Tensor
+    code_right: torch.Tensor
+    gray_left: torch.Tensor
+    gray_right: torch.Tensor
+
+
+def matching_maps(left: torch.Tensor, right: torch.Tensor) -> MatchingMaps:
+    """B×3×H×W views → their census codes and grey images (the channel mean)."""
+    gray_left, gray_right = (view.float().mean(1, keepdim=True) for view in (left, right))
+    return MatchingMaps(census_codes(gray_left), census_codes(gray_right), gray_left[:, 0], gray_right[:, 0])
 
 
 class OffsetReader:
@@ -96,45 +118,82 @@ class OffsetReader:
 class FineRefinement(nn.Module):
     """(B×H×W disparity, B×3×H×W left, B×3×H×W right) → refined B×H×W disparity in [0, upper]."""
 
-    def __init__(self, upper: float, radius: int = 4, channels: int = 24) -> None:
+    def __init__(self, upper: float, radius: int = 4, channels: int = 24, block: int = 0, polish: int = 0) -> None:
         super().__init__()
         if not 1 <= radius <= MAX_RADIUS:
             raise ValueError(f"radius must be 1–{MAX_RADIUS}, got {radius}")
+        if block and block not in BLOCK_WINDOWS:
+            raise ValueError(f"block must be 0 or an odd window of 3–{BLOCK_WINDOWS[-1]} px, got {block}")
+        if polish and not (block and 1 <= polish <= MAX_RADIUS):
+            raise ValueError(f"polish must be 0 or 1–{MAX_RADIUS} px with a block match, got {polish}")
         self.upper = float(upper)
         self.radius = radius
+        #: The window of the block-matching hypothesis (:mod:`~stereodistill.models.block_match`); 0: none.
+        self.block = block
+        #: The radius of the classical placement at inference (:func:`~stereodistill.models.block_match.polish`).
+        self.polish = polish
         # Descending, the order in which OffsetReader.costs gives the costs.
         self.register_buffer("offsets", torch.arange(radius, -radius - 1, -1, dtype=torch.float32), persistent=False)
-        self.register_buffer("popcount", _popcount_table(), persistent=False)
+        self.register_buffer("popcount", popcount_table(), persistent=False)
         count = 2 * radius + 1
-        # A 2×2 convolution of stride 2: each 2×2 cell's costs and colours as one 1/2-resolution pixel.
-        entry = nn.Conv2d(2 * count + 3, channels, kernel_size=2, stride=2, bias=False)
+        sets = 2 if block else 1  # candidates around the estimate, and around the block match
+        # A 2×2 convolution of stride 2: each 2×2 cell's costs and colours (and the hypotheses' gap) as one
+        # 1/2-resolution pixel.
+        entry = nn.Conv2d(sets * 2 * count + 3 + (sets - 1), channels, kernel_size=2, stride=2, bias=False)
         self.entry = nn.Sequential(entry, nn.BatchNorm2d(channels), nn.ReLU6())
         self.body = nn.Sequential(*(SeparableResidual(channels, d) for d in DILATIONS))
-        self.head = nn.Conv2d(channels, 4 * count, kernel_size=1)
+        self.head = nn.Conv2d(channels, sets * 4 * count, kernel_size=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if block:
+            nn.init.constant_(self.head.bias[4 * count :], BLOCK_PRIOR)
 
     def costs(self, disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """B×H×W×2(2R+1), offsets descending: the census cost (the share of the 8 bits that differ) and
         the absolute difference of the grey images, at each offset."""
+        return self.costs_from(disparity, matching_maps(left, right)).to(left.dtype)
+
+    def costs_from(self, disparity: torch.Tensor, maps: MatchingMaps) -> torch.Tensor:
+        """:meth:`costs` from the views' maps, computed once for every hypothesis (float32)."""
         reader = OffsetReader(disparity, self.radius)
-        gray_left, gray_right = (view.float().mean(1, keepdim=True) for view in (left, right))
-        code_left, code_right = census_codes(gray_left), census_codes(gray_right)
-        differing = torch.bitwise_xor(code_left.unsqueeze(-1), reader.columns(code_right))
-        census = reader.costs(self.popcount[differing.long()] / 8, outside=1.0)
-        gray = reader.costs((gray_left.squeeze(1).unsqueeze(-1) - reader.columns(gray_right.squeeze(1))).abs(), 1.0)
-        return torch.cat((census, gray), -1).to(left.dtype)
+        differing = torch.bitwise_xor(maps.code_left.unsqueeze(-1), reader.columns(maps.code_right))
+        census = reader.costs(count_bits(self.popcount, differing) / 8, outside=1.0)
+        gray = reader.costs((maps.gray_left.unsqueeze(-1) - reader.columns(maps.gray_right)).abs(), 1.0)
+        return torch.cat((census, gray), -1)
 
     def forward(self, disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         height, width = disparity.shape[-2:]
-        with torch.no_grad():  # fixed functions of the images, read where the estimate points
-            costs = self.costs(disparity.detach(), left, right)
+        estimate = disparity.detach()
+        with torch.no_grad():  # fixed functions of the images, read where the hypotheses point
+            maps = matching_maps(left, right)
+            hypotheses = [estimate]
+            if self.block:
+                volume = aggregated_costs(*maps, max_disp=int(self.upper) + 1, window=self.block)
+                hypotheses.append(block_match(volume))
+            inputs = [self.costs_from(hypothesis, maps).to(left.dtype) for hypothesis in hypotheses]
+            if self.block:  # how far the block match lies from the estimate, in radii (clamped)
+                inputs.append(((hypotheses[1] - estimate) / self.radius).clamp(-4, 4).unsqueeze(-1).to(left.dtype))
         # Built as B×H×W×C, which is the channels-last layout of B×C×H×W: no copy before the convolutions.
-        x = F.pad(torch.cat((costs, left.permute(0, 2, 3, 1)), -1), (0, 0, 0, width % 2, 0, height % 2))
+        x = F.pad(torch.cat((*inputs, left.permute(0, 2, 3, 1)), -1), (0, 0, 0, width % 2, 0, height % 2))
         x = self.body(self.entry(x.permute(0, 3, 1, 2)))
-        # The head scores each offset for the cell's four pixels (pixel_shuffle's channel order: offset, then
-        # pixel); the expected offset is taken per pixel at 1/2 resolution and only it is spread back out.
-        scores = self.head(x).unflatten(1, (len(self.offsets), 4))
-        shift = (F.softmax(scores, dim=1) * self.offsets.to(scores.dtype).view(1, -1, 1, 1, 1)).sum(1)
-        shift = F.pixel_shuffle(shift, 2)[:, 0, :height, :width]
-        return (disparity + shift).clamp(0.0, self.upper)
+        # The head scores each candidate for the cell's four pixels (pixel_shuffle's channel order:
+        # candidate, then pixel).
+        scores = self.head(x).unflatten(1, (len(hypotheses) * len(self.offsets), 4))
+        prob = F.softmax(scores, dim=1)
+        offsets = self.offsets.to(scores.dtype)
+        if not self.block:
+            # The expected offset is taken per pixel at 1/2 resolution and only it is spread back out.
+            shift = (prob * offsets.view(1, -1, 1, 1, 1)).sum(1)
+            shift = F.pixel_shuffle(shift, 2)[:, 0, :height, :width]
+            return (disparity + shift).clamp(0.0, self.upper)
+        # The expected disparity over both sets of candidates. The gap is not detached: the estimate's
+        # gradient is the weight of its own candidates, as in a mixture.
+        prob = F.pixel_shuffle(prob.flatten(1, 2), 2)[:, :, :height, :width]
+        count = len(self.offsets)
+        gap = (hypotheses[1] - disparity).to(prob.dtype).unsqueeze(1)
+        around_estimate = (prob[:, :count] * offsets.view(1, -1, 1, 1)).sum(1)
+        around_match = (prob[:, count:] * (gap + offsets.view(1, -1, 1, 1))).sum(1)
+        refined = (disparity + around_estimate + around_match).clamp(0.0, self.upper)
+        if self.polish and not self.training:  # inference only: the placement is not differentiable
+            refined = polish(refined, volume, self.polish)
+        return refined
