@@ -59,6 +59,31 @@ def test_packaged_recipe_derives_students_that_differ_only_by_distillation(tmp_p
     assert scaled["teacher"].total_steps == round(configs["teacher"].total_steps * 0.5)
 
 
+def test_a_recipe_may_hold_only_what_differs_from_its_base(tmp_path):
+    packaged = load_recipe()
+    path = tmp_path / "r.yaml"
+    path.write_text("base: quickstart\nteacher:\n  model: {options: {fine_block: 5}}\nstudent: {steps: 7}\n")
+    recipe = load_recipe(path)
+    assert recipe["teacher"]["model"] == {
+        "arch": packaged["teacher"]["model"]["arch"],
+        "options": {**packaged["teacher"]["model"]["options"], "fine_block": 5},
+    }
+    assert recipe["student"]["steps"] == 7 and recipe["student"]["model"] == packaged["student"]["model"]
+    assert recipe["common"] == packaged["common"] and recipe["distill"] == packaged["distill"]
+    (tmp_path / "child.yaml").write_text("base: r.yaml\nstudent: {steps: 9}\n")  # a base may have a base
+    child = load_recipe(tmp_path / "child.yaml")
+    assert child["student"]["steps"] == 9 and child["teacher"] == recipe["teacher"]
+    path.write_text("base: child.yaml\n")
+    with pytest.raises(ConfigError, match=r"base child\.yaml forms a cycle of bases"):
+        load_recipe(tmp_path / "child.yaml")
+    path.write_text("base: 3\n")
+    with pytest.raises(ConfigError, match="base must be 'quickstart' or a recipe file, got 3"):
+        load_recipe(path)
+    # The shipped variant is such a recipe, and it loads.
+    block = load_recipe(Path(__file__).parents[2] / "configs" / "quickstart_block.yaml")
+    assert block["student"]["model"]["options"] == {"fine": 4, "fine_block": 5, "fine_polish": 1}
+
+
 def test_recipe_sections_are_checked(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("common: {}\nteacher: {}\nstudent: {}\ndistil: {}\n")

@@ -32,8 +32,10 @@ ROLES = ("teacher", "student_scratch", "student_distilled")
 RECIPE_KEYS = {"common", "teacher", "student", "distill", "students", "test", "bench"}
 
 
-def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
-    """The packaged quickstart recipe, or a user's copy of it."""
+def load_recipe(path: str | Path | None = None, *, _within: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The packaged quickstart recipe, or a user's recipe. A user's recipe may name a ``base`` (the
+    word ``quickstart`` for the packaged recipe, or a recipe file relative to its own folder) and hold
+    only what differs from it: its sections are merged into the base's, setting by setting."""
     from stereodistill.config import load_yaml
 
     if path is None:
@@ -41,6 +43,15 @@ def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
             recipe = load_yaml(packaged)
     else:
         recipe = load_yaml(path)
+        base = recipe.pop("base", None)
+        if base is not None:
+            if not isinstance(base, str) or not base:
+                raise ConfigError(f"quickstart recipe {path}: base must be 'quickstart' or a recipe file, got {base!r}")
+            within = (*_within, Path(path).resolve())
+            base_path = None if base == "quickstart" else Path(path).parent / base
+            if base_path is not None and base_path.resolve() in within:
+                raise ConfigError(f"quickstart recipe {path}: base {base} forms a cycle of bases")
+            recipe = merge_mappings(load_recipe(base_path, _within=within), recipe)
     unknown = sorted(set(recipe) - RECIPE_KEYS)
     missing = sorted({"common", "teacher", "student", "distill"} - set(recipe))
     problems = [f"unknown section(s) {', '.join(unknown)}"] if unknown else []
