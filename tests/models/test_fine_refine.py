@@ -200,6 +200,7 @@ def test_fine_block_is_recorded_and_survives_a_checkpoint(tmp_path):
         ({"fine": 2, "fine_block": 4}, "option fine_block must be 0 .none. or one of 3, 5, 7"),
         ({"fine": 2, "fine_block": 17}, "option fine_block must be 0"),
         ({"fine": 2, "fine_block": True}, "option fine_block must be 0"),
+        ({"fine": 2, "fine_block": 5.0}, "option fine_block must be 0"),
         ({"fine": 2, "fine_polish": 2}, "option fine_polish reads the block match's costs .set fine_block too."),
         ({"fine": 2, "fine_block": 5, "fine_polish": 17}, "option fine_polish must be an integer 0–16"),
         ({"fine": 2, "fine_block": 5, "fine_polish": 1.5}, "option fine_polish must be an integer 0–16"),

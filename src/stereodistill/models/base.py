@@ -202,7 +202,7 @@ def checked_fine_block(cls: type[StereoModel], block: Any, radius: int) -> int:
     if block == 0 and not isinstance(block, bool):
         return 0
     windows = ", ".join(str(window) for window in BLOCK_WINDOWS)
-    if isinstance(block, bool) or block not in BLOCK_WINDOWS:
+    if isinstance(block, bool) or not isinstance(block, int) or block not in BLOCK_WINDOWS:
         raise ConfigError(f"{cls.arch}: option fine_block must be 0 (none) or one of {windows}, got {block!r}")
     if not radius:
         raise ConfigError(f"{cls.arch}: option fine_block needs the fine refinement (set fine: R, R >= 1)")
