@@ -104,7 +104,11 @@ def test_overrides_reach_a_distillation_term_by_its_name():
     [
         ("model.options.widht=3", r"options of lean: unknown option 'widht' \(did you mean 'width'\?\)"),
         ("model.options.width=wide", r"options of lean.width: expected a number, got 'wide'"),
-        ("model.options.fin=4", r"options of lean: unknown option 'fin' \(did you mean 'fine'\?\); valid .*, fine$"),
+        (
+            "model.options.fin=4",
+            r"options of lean: unknown option 'fin' \(did you mean 'fine'\?\); "
+            r"valid .*, fine, fine_block, fine_polish$",
+        ),
         ("model.options.fine=20", r"lean: option fine must be an integer 0–16"),
         ("distill.weighting={type: dwa, temprature: 2}", r"unknown option 'temprature' \(did you mean 'temperature'"),
         ("distill.weighting={type: fixed, clamp: 2}", "the fixed weighting takes no options"),
