@@ -79,3 +79,11 @@ def test_polish_places_an_estimate_at_the_vertex_of_the_costs_within_its_radius(
     torch.testing.assert_close(placed[..., :3], truth[..., :3])
     assert placed[0, 0, 3] == estimate[0, 0, 3]  # its cheapest candidate lies on the border: kept
     torch.testing.assert_close(polish(estimate, costs, radius=5), truth)
+
+
+def test_polish_never_leaves_the_range():
+    # Cheapest at the top of the range: the read past it repeats the last cost, a tie that would put the
+    # vertex half a pixel beyond the range.
+    costs = torch.arange(7, -1, -1, dtype=torch.float32).view(1, 8, 1, 1).expand(1, 8, 1, 2).clone()
+    placed = polish(torch.tensor([[[7.0, 6.6]]]), costs, radius=1)
+    assert (placed <= 7).all() and (placed >= 0).all()

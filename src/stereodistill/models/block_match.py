@@ -110,6 +110,6 @@ def polish(disparity: torch.Tensor, costs: torch.Tensor, radius: int) -> torch.T
     vertex = 0.5 * (below - above) / curvature.clamp_min(1e-6)
     shift = torch.where(curvature > 1e-6, vertex.clamp(-0.5, 0.5), torch.zeros_like(vertex))
     centre = (start.unsqueeze(1) + best - radius).clamp(0, bins - 1)
-    placed = (centre.to(shift.dtype) + shift)[:, 0]
+    placed = (centre.to(shift.dtype) + shift)[:, 0].clamp(0, bins - 1)  # a tie at the range's end: stay inside
     interior = (best[:, 0] > 0) & (best[:, 0] < 2 * radius)
     return torch.where(interior, placed.to(disparity.dtype), disparity)
