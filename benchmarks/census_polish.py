@@ -29,6 +29,7 @@ from error_regions import cases, predict, regions, tally
 from motorcycle_resolution_floor import reduced_truth
 from stereodistill.checkpoint import load_model
 from stereodistill.models import build_model
+from stereodistill.models.block_match import polish
 from stereodistill.models.census_cost import census_bits
 from stereodistill.models.cost_volume import groupwise_correlation_volume
 
@@ -43,29 +44,6 @@ def census_similarity(left: torch.Tensor, right: torch.Tensor, max_disp: int, wi
     inside = torch.arange(width).view(1, 1, 1, -1) >= torch.arange(max_disp).view(1, -1, 1, 1)
     volume = torch.where(inside, volume, torch.full_like(volume, -1.0))
     return F.avg_pool2d(volume, box, 1, box // 2, count_include_pad=False)
-
-
-def polish(disparity: torch.Tensor, similarity: torch.Tensor, radius: int) -> torch.Tensor:
-    """1×H×W disparity moved to the best match within ± ``radius`` of its rounded value, sub-pixel by a
-    parabola; kept where the best match is on the border of the search."""
-    bins = similarity.shape[1]
-    start = torch.nan_to_num(disparity, nan=0.0).round().clamp(0, bins - 1).long()
-    offsets = torch.arange(-radius, radius + 1).view(1, -1, 1, 1)
-    candidates = (start.unsqueeze(1) + offsets).clamp(0, bins - 1)
-    scores = torch.gather(similarity, 1, candidates)
-    best = scores.argmax(1, keepdim=True)
-    centre = torch.gather(candidates, 1, best)[:, 0]
-
-    def at(shift: int) -> torch.Tensor:
-        return torch.gather(similarity, 1, (centre + shift).clamp(0, bins - 1).unsqueeze(1))[:, 0]
-
-    low, mid, high = at(-1), at(0), at(1)
-    curvature = low - 2 * mid + high
-    safe = torch.where(curvature < -1e-6, curvature, torch.full_like(curvature, -1.0))
-    offset = torch.where(curvature < -1e-6, 0.5 * (low - high) / safe, torch.zeros_like(curvature))
-    moved = centre.to(disparity.dtype) + offset.clamp(-0.5, 0.5)
-    interior = (best[:, 0] > 0) & (best[:, 0] < 2 * radius)
-    return torch.where(interior, moved, disparity)
 
 
 def main() -> None:
@@ -98,7 +76,7 @@ def main() -> None:
             outputs = raw
             if radius is not None:
                 outputs = [
-                    polish(torch.from_numpy(d)[None].float(), s, radius)[0].numpy()
+                    polish(torch.from_numpy(d)[None].float(), -s, radius)[0].numpy()  # a cost: less is better
                     for d, s in zip(raw, similarity, strict=True)
                 ]
             errors = [out - disp for out, (*_, disp, _) in zip(outputs, pairs, strict=True)]
