@@ -114,7 +114,8 @@ def test_nonfinite_loss_skips_then_aborts(tmp_path, monkeypatch):
         Trainer(cfg, distill=False).run()
     # Fewer steps than max_nonfinite, all skipped: an error too, and no model written as if trained.
     short = config(tmp_path / "short", steps=2, max_nonfinite=5)
-    with pytest.raises(TrainingError, match="no step updated the weights: the loss was non-finite at all 2 steps"):
+    skipped_all = "no step updated the weights: the loss or its gradient was non-finite at all 2 steps"
+    with pytest.raises(TrainingError, match=skipped_all):
         Trainer(short, distill=False).run()
     assert not (tmp_path / "short" / "model.safetensors").exists()
     # A skipped step still gets its checkpoint (and validation): resuming from it stays possible.
@@ -123,6 +124,27 @@ def test_nonfinite_loss_skips_then_aborts(tmp_path, monkeypatch):
     skipped = config(tmp_path / "skipped", steps=4, checkpoint_every=2, keep_last=0)
     Trainer(skipped, distill=False).run()
     assert (tmp_path / "skipped" / "checkpoints" / "step-0000002.json").is_file()
+
+
+@pytest.mark.parametrize("grad_clip", [None, 1.0])
+def test_a_nonfinite_gradient_under_a_finite_loss_skips_the_step(tmp_path, capsys, grad_clip):
+    # Before: with a clip, every gradient scaled to zero (a step that moved nothing, silently); without
+    # one, Adam wrote NaN into the weights.
+    cfg = config(tmp_path, steps=3, optim={**TINY["optim"], "grad_clip": grad_clip})
+    trainer = Trainer(cfg, distill=False)
+    factors = iter([float("inf"), 1.0, 1.0])
+    next(iter(trainer.unit.student.parameters())).register_hook(lambda grad: grad * next(factors))
+    before = params(trainer.unit.student)
+    trainer.run()
+    after = params(trainer.unit.student)
+    assert all(torch.isfinite(value).all() for value in after.values())
+    assert any(not torch.equal(before[key], after[key]) for key in before)
+    assert "step 0: non-finite gradient, step skipped (1 in a row)" in capsys.readouterr().err
+    optim = {**TINY["optim"], "grad_clip": grad_clip}
+    always = Trainer(config(tmp_path / "always", steps=2, optim=optim), distill=False)
+    next(iter(always.unit.student.parameters())).register_hook(lambda grad: grad * float("inf"))
+    with pytest.raises(TrainingError, match="the loss or its gradient was non-finite at all 2 steps"):
+        always.run()
 
 
 def test_distill_requires_teacher_and_valid_taps(tmp_path):

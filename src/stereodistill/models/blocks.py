@@ -32,6 +32,11 @@ def onednn_inference(x: torch.Tensor) -> bool:
     )
 
 
+def cpu_autocast_training(x: torch.Tensor) -> bool:
+    """Whether ``x`` is on the CPU under autocast with autograd recording: a training step in bf16."""
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled()
+
+
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` that takes oneDNN's kernel where PyTorch's CPU dispatch would not.
 
@@ -39,10 +44,18 @@ class Conv3d(nn.Conv3d):
     hourglass bottlenecks, e.g. 1×64×12×16×32), PyTorch picks its reference ``slow_conv3d`` path,
     about five times slower there than oneDNN. Exactly that case is rerouted, in inference only;
     everything else goes through PyTorch's own dispatch. Same parameters and state-dict keys. Graph
-    capture (``torch.export``, ``torch.compile``, ONNX export) sees the plain convolution.
+    capture (``torch.export``, ``torch.compile``, ONNX export) sees the plain convolution. Under CPU
+    autocast, a training step's 3-D convolutions run in float32 (see :meth:`_conv_forward`).
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if cpu_autocast_training(input):
+            # oneDNN's bf16 weight gradient of a stride-1 3-D convolution on small inputs (the hourglass
+            # bottlenecks of a training crop, e.g. 4×64×2×3×6) reads memory it never wrote: non-finite
+            # or wrong gradients in 3–40 % of the steps (torch 2.13, measured in tests/models/test_blocks.py).
+            # Computed in float32 instead, as without autocast.
+            with torch.autocast("cpu", enabled=False):
+                return super()._conv_forward(input.float(), weight.float(), None if bias is None else bias.float())
         if (
             input.dim() == 5
             and input.shape[0] == 1

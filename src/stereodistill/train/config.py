@@ -407,7 +407,7 @@ class RunConfig:
     val_samples: int | None = None  # validate on the first N pairs only (default all)
     checkpoint_every: int = 0  # 0: only at the end
     keep_last: int = 2  # step checkpoints kept
-    max_nonfinite: int = 5  # non-finite losses in a row before the run aborts
+    max_nonfinite: int = 5  # steps with a non-finite loss or gradient in a row before the run aborts
 
     @property
     def total_steps(self) -> int:

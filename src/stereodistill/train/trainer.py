@@ -4,7 +4,8 @@ One optimiser step = ``accumulate`` micro-batches. Per micro-batch: the teacher 
 gradient, never wrapped in DDP) produces the taps the terms ask for; the student (wrapped, with the
 adapters and learnable loss weights, so DDP synchronises all of them) produces its taps; the loss is
 the supervised term plus the active distillation terms, each with its scheduled weight, combined
-by the run's weighting. A non-finite loss skips the step; ``max_nonfinite`` in a row abort the run.
+by the run's weighting. A non-finite loss or gradient skips the step; ``max_nonfinite`` in a row abort
+the run.
 """
 
 from __future__ import annotations
@@ -586,7 +587,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             parts: dict[str, float] = {}
             raw_parts: dict[str, float] = {}
-            finite = True
+            finite, what = True, "loss"
             from_unlabeled = self.unlabeled is not None and config.data.is_unlabeled_step(self.step)
             stream = self.unlabeled if from_unlabeled else labelled
             for k in range(accumulate):
@@ -610,13 +611,20 @@ class Trainer:
             if not finite:
                 for _ in range(accumulate - 1 - k):  # the step still takes all its micro-batches: a resumed run
                     stream.next()  # positions the data by steps × accumulate
+            else:
+                if config.optim.grad_clip:
+                    self.scaler.unscale_(self.optimizer)  # the clip reads the true gradient
+                if not self._gradient_finite():
+                    finite, what = False, "gradient"
+            if not finite:
                 nonfinite += 1
                 self.optimizer.zero_grad(set_to_none=True)
-                self.logger.note(f"step {self.step}: non-finite loss, step skipped ({nonfinite} in a row)")
+                self.logger.note(f"step {self.step}: non-finite {what}, step skipped ({nonfinite} in a row)")
                 if nonfinite >= config.max_nonfinite:
                     raise TrainingError(
-                        f"the loss was non-finite for {nonfinite} steps in a row (at step {self.step}); "
-                        "lower the learning rate, enable grad_clip, or check the data with `stereodistill data check`"
+                        f"the loss or its gradient was non-finite for {nonfinite} steps in a row (at step "
+                        f"{self.step}); lower the learning rate, enable grad_clip, or check the data with "
+                        "`stereodistill data check`"
                     )
                 self.step += 1
                 self._periodic(total_steps)  # a skipped step still gets its validation and checkpoint
@@ -625,7 +633,6 @@ class Trainer:
             if self.dist.world > 1:  # the global batch's losses, as one process logs and DWA weighs them
                 parts, raw_parts = self._mean_over_processes(parts, raw_parts)
             if config.optim.grad_clip:
-                self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.unit.parameters(), config.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -651,7 +658,7 @@ class Trainer:
         if nonfinite and nonfinite == self.step - start_step:  # every step of this run skipped
             self._close()
             raise TrainingError(
-                f"no step updated the weights: the loss was non-finite at all {nonfinite} steps run "
+                f"no step updated the weights: the loss or its gradient was non-finite at all {nonfinite} steps run "
                 f"(fewer than max_nonfinite, {config.max_nonfinite}, so the run was not stopped sooner); "
                 "no model was written. Lower the learning rate, or check the data with `stereodistill data check`"
             )
@@ -682,6 +689,18 @@ class Trainer:
         self.logger.close()
         if self.dist.main:
             run_folder.release(self.out)
+
+    def _gradient_finite(self) -> bool:
+        """Whether every gradient of the step is finite (the same on every process: DDP has reduced them).
+
+        A non-finite gradient under a finite loss is not caught by the loss check: with ``grad_clip`` it
+        would scale every gradient to zero (a step that silently moves nothing), without it Adam would
+        write NaN into the weights. With fp16's loss scaling on, the scaler already skips such a step
+        and lowers its scale: it is left to do so."""
+        if self.scaler.is_enabled():
+            return True
+        grads = [p.grad for p in self.unit.parameters() if p.grad is not None]
+        return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
 
     def _all_finite(self, total: torch.Tensor) -> bool:
         """Whether the loss is finite on every process (on this one, without DDP)."""
