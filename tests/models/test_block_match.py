@@ -46,6 +46,23 @@ def test_costs_match_a_per_disparity_reference():
         assert (costs[:, d, :, :d] == OUTSIDE_COST).all()
 
 
+def test_an_image_narrower_than_the_range_costs_every_match_that_leaves_it_as_outside():
+    left, right = textured(6, 5, seed=1), textured(6, 5, seed=2)
+    costs = matching_costs(*matching_maps(left, right), max_disp=8)
+    for d in range(8):
+        assert (costs[:, d, :, : min(d, 5)] == OUTSIDE_COST).all()
+        assert (costs[:, d, :, d:] < OUTSIDE_COST).all()
+
+
+def test_the_aggregated_costs_are_the_block_averages_borders_included():
+    left, right = textured(12, 30, seed=3), textured(12, 30, seed=4)
+    maps = matching_maps(left, right)
+    costs = matching_costs(*maps, max_disp=6)
+    for window in (3, 7):
+        expected = torch.nn.functional.avg_pool2d(costs, window, 1, window // 2, count_include_pad=False)
+        torch.testing.assert_close(aggregated_costs(*maps, max_disp=6, window=window), expected)
+
+
 def layered_pair(height: int, width: int, near: int, far: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A textured background at disparity ``far`` behind a textured block at ``near``, rendered exactly:
     left[x] = right[x − d(x)]. Returns left, right and the true B×H×W disparity."""

@@ -20,8 +20,11 @@ of packed bytes, counted by a lookup table) plus half the absolute grey-level di
 averaged over a ``window`` × ``window`` block at every whole disparity 0 … max_disp − 1; a match
 that would leave the right view costs more than any other. The minimum's disparity is the
 hypothesis. The volume is built from windows of the right view's maps (no loop over disparities),
-with the disparities innermost: some 17 bytes per entry while it is formed (the codes, their
-lookup index, the costs), 4 bytes per entry once formed — 16 MiB at 256×512 with 32 disparities.
+with the disparities innermost, in as few passes over it as the arithmetic allows (each pass costs
+as much as a small convolution): some 13 bytes per entry while it is formed (the differing bits,
+their lookup index, the costs, the grey differences), 4 bytes per entry once formed — 16 MiB at
+256×512 with 32 disparities. On one core of the slower machine of docs/benchmarks.md, forming and
+averaging it at 256×512 took 28 ms, where the first version took 66.
 """
 
 from __future__ import annotations
@@ -43,9 +46,16 @@ def popcount_table(device: torch.device | str | None = None) -> torch.Tensor:
     return sum(((byte >> bit) & 1) for bit in range(8)).to(torch.float32)
 
 
+def census_share_table(device: torch.device | str | None = None) -> torch.Tensor:
+    """The share of a 3×3 census code's 8 bits that a byte of differing bits sets (its bit count / 8):
+    the census cost in one lookup, without a pass over the volume to divide it."""
+    return popcount_table(device) / 8
+
+
 def count_bits(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """The bit count of each uint8 code, by :func:`popcount_table`: one ``index_select`` with 32-bit
-    indices, half the time of indexing with the 64-bit ones plain indexing needs."""
+    """Look up each uint8 code in a 256-entry table (:func:`popcount_table`, :func:`census_share_table`):
+    one ``index_select`` with 32-bit indices, half the time of indexing with the 64-bit ones plain
+    indexing needs."""
     return table.index_select(0, codes.flatten().to(torch.int32)).view(codes.shape)
 
 
@@ -64,13 +74,15 @@ def matching_costs(
     Built with the disparities innermost and returned as a B×D×H×W view of that memory (PyTorch's
     channels-last layout), in which the box average and the minimum over disparities run several
     times faster than over planes one disparity apart."""
-    width = code_left.shape[-1]
     differing = torch.bitwise_xor(code_left.unsqueeze(-1), shifted_columns(code_right, max_disp, 0))
-    census = count_bits(popcount_table(code_left.device), differing) / 8
-    grey = (gray_left.float().unsqueeze(-1) - shifted_columns(gray_right.float(), max_disp, 0.0)).abs()
+    costs = count_bits(census_share_table(code_left.device), differing)
+    grey = torch.sub(gray_left.float().unsqueeze(-1), shifted_columns(gray_right.float(), max_disp, 0.0))
+    costs.add_(grey.abs_(), alpha=GREY_WEIGHT)  # in place: each pass over the volume costs as much as a kernel
+    # Matches that leave the view (x − d < 0) lie in the first D − 1 columns: filled there, not over the volume.
+    edge = min(max_disp - 1, costs.shape[2])
     device = code_left.device
-    inside = torch.arange(width, device=device).view(-1, 1) >= torch.arange(max_disp, device=device)
-    costs = (census + GREY_WEIGHT * grey).masked_fill(~inside, OUTSIDE_COST)
+    outside = torch.arange(edge, device=device).view(-1, 1) < torch.arange(max_disp, device=device)
+    costs[:, :, :edge].masked_fill_(outside, OUTSIDE_COST)
     return costs.permute(0, 3, 1, 2)
 
 
@@ -82,9 +94,14 @@ def aggregated_costs(
     max_disp: int,
     window: int,
 ) -> torch.Tensor:
-    """B×H×W census codes and grey maps → B×D×H×W costs averaged over ``window`` × ``window`` blocks."""
+    """B×H×W census codes and grey maps → B×D×H×W costs averaged over ``window`` × ``window`` blocks.
+
+    The average is taken along rows, then along columns (2·N additions per entry, not N²); at the
+    borders each pass averages what lies inside, so the two make the block's own average there too."""
     costs = matching_costs(code_left, code_right, gray_left, gray_right, max_disp)
-    return F.avg_pool2d(costs, window, stride=1, padding=window // 2, count_include_pad=False)
+    half = window // 2
+    costs = F.avg_pool2d(costs, (1, window), stride=1, padding=(0, half), count_include_pad=False)
+    return F.avg_pool2d(costs, (window, 1), stride=1, padding=(half, 0), count_include_pad=False)
 
 
 def block_match(costs: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stereodistill.models.block_match import aggregated_costs, block_match, count_bits, polish, popcount_table
+from stereodistill.models.block_match import aggregated_costs, block_match, census_share_table, count_bits, polish
 from stereodistill.models.guided_refine import SeparableResidual
 
 #: The largest radius accepted: 2R + 1 full-resolution cost maps per map kind is already a lot.
@@ -134,7 +134,7 @@ class FineRefinement(nn.Module):
         self.polish = polish
         # Descending, the order in which OffsetReader.costs gives the costs.
         self.register_buffer("offsets", torch.arange(radius, -radius - 1, -1, dtype=torch.float32), persistent=False)
-        self.register_buffer("popcount", popcount_table(), persistent=False)
+        self.register_buffer("census_share", census_share_table(), persistent=False)
         count = 2 * radius + 1
         sets = 2 if block else 1  # candidates around the estimate, and around the block match
         # A 2×2 convolution of stride 2: each 2×2 cell's costs and colours (and the hypotheses' gap) as one
@@ -157,7 +157,7 @@ class FineRefinement(nn.Module):
         """:meth:`costs` from the views' maps, computed once for every hypothesis (float32)."""
         reader = OffsetReader(disparity, self.radius)
         differing = torch.bitwise_xor(maps.code_left.unsqueeze(-1), reader.columns(maps.code_right))
-        census = reader.costs(count_bits(self.popcount, differing) / 8, outside=1.0)
+        census = reader.costs(count_bits(self.census_share, differing), outside=1.0)
         gray = reader.costs((maps.gray_left.unsqueeze(-1) - reader.columns(maps.gray_right)).abs(), 1.0)
         return torch.cat((census, gray), -1)
 
