@@ -51,9 +51,10 @@ class Conv3d(nn.Conv3d):
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if cpu_autocast_training(input):
             # oneDNN's bf16 weight gradient of a stride-1 3-D convolution on small inputs (the hourglass
-            # bottlenecks of a training crop, e.g. 4×64×2×3×6) reads memory it never wrote: non-finite
-            # or wrong gradients in 3–40 % of the steps (torch 2.13, measured in tests/models/test_blocks.py).
-            # Computed in float32 instead, as without autocast.
+            # bottlenecks of a training crop) reads memory it never wrote (torch 2.13): for 2×32×2×4×8
+            # every call gave NaN, inf or values 15× off (PyTorch's own kernel: 0.4 %, bf16's rounding);
+            # for 4×64×2×3×6, 3 calls in 60 were non-finite. Computed in float32 instead, as without
+            # autocast (tests/models/test_blocks.py).
             with torch.autocast("cpu", enabled=False):
                 return super()._conv_forward(input.float(), weight.float(), None if bias is None else bias.float())
         if (
