@@ -23,8 +23,8 @@ hypothesis. The volume is built from windows of the right view's maps (no loop o
 with the disparities innermost, in as few passes over it as the arithmetic allows (each pass costs
 as much as a small convolution): some 13 bytes per entry while it is formed (the differing bits,
 their lookup index, the costs, the grey differences), 4 bytes per entry once formed — 16 MiB at
-256×512 with 32 disparities. On one core of the slower machine of docs/benchmarks.md, forming and
-averaging it at 256×512 took 28 ms, where the first version took 66.
+256×512 with 32 disparities. With the match and the polish, 26 ms at that size on two threads of the
+slower machine of docs/benchmarks.md, where the first version took 61 (benchmarks/bench_block_match.py).
 """
 
 from __future__ import annotations
