@@ -611,11 +611,8 @@ class Trainer:
             if not finite:
                 for _ in range(accumulate - 1 - k):  # the step still takes all its micro-batches: a resumed run
                     stream.next()  # positions the data by steps × accumulate
-            else:
-                if config.optim.grad_clip:
-                    self.scaler.unscale_(self.optimizer)  # the clip reads the true gradient
-                if not self._gradient_finite():
-                    finite, what = False, "gradient"
+            elif not self._clip_gradient():
+                finite, what = False, "gradient"
             if not finite:
                 nonfinite += 1
                 self.optimizer.zero_grad(set_to_none=True)
@@ -632,8 +629,6 @@ class Trainer:
             nonfinite = 0
             if self.dist.world > 1:  # the global batch's losses, as one process logs and DWA weighs them
                 parts, raw_parts = self._mean_over_processes(parts, raw_parts)
-            if config.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.unit.parameters(), config.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.start_weights:
@@ -690,17 +685,23 @@ class Trainer:
         if self.dist.main:
             run_folder.release(self.out)
 
-    def _gradient_finite(self) -> bool:
-        """Whether every gradient of the step is finite (the same on every process: DDP has reduced them).
+    def _clip_gradient(self) -> bool:
+        """Unscale and clip the step's gradient (with ``grad_clip``); whether it is finite (the same on
+        every process: DDP has reduced it).
 
         A non-finite gradient under a finite loss is not caught by the loss check: with ``grad_clip`` it
         would scale every gradient to zero (a step that silently moves nothing), without it Adam would
         write NaN into the weights. With fp16's loss scaling on, the scaler already skips such a step
         and lowers its scale: it is left to do so."""
-        if self.scaler.is_enabled():
+        parameters = [p for p in self.unit.parameters() if p.grad is not None]
+        if self.config.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)  # the clip reads the true gradient
+            norm = torch.nn.utils.clip_grad_norm_(parameters, self.config.optim.grad_clip)
+        elif self.scaler.is_enabled() or not parameters:
             return True
-        grads = [p.grad for p in self.unit.parameters() if p.grad is not None]
-        return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+        return self.scaler.is_enabled() or bool(torch.isfinite(norm))
 
     def _all_finite(self, total: torch.Tensor) -> bool:
         """Whether the loss is finite on every process (on this one, without DDP)."""
