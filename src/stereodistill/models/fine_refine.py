@@ -174,26 +174,27 @@ class FineRefinement(nn.Module):
             if self.block:  # how far the block match lies from the estimate, in radii (clamped)
                 inputs.append(((hypotheses[1] - estimate) / self.radius).clamp(-4, 4).unsqueeze(-1).to(left.dtype))
         # Built as B×H×W×C, which is the channels-last layout of B×C×H×W: no copy before the convolutions.
-        x = F.pad(torch.cat((*inputs, left.permute(0, 2, 3, 1)), -1), (0, 0, 0, width % 2, 0, height % 2))
+        x = torch.cat((*inputs, left.permute(0, 2, 3, 1)), -1)
+        if height % 2 or width % 2:  # the 2×2 cells need even sides
+            x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
         x = self.body(self.entry(x.permute(0, 3, 1, 2)))
         # The head scores each candidate for the cell's four pixels (pixel_shuffle's channel order:
         # candidate, then pixel).
         scores = self.head(x).unflatten(1, (len(hypotheses) * len(self.offsets), 4))
         prob = F.softmax(scores, dim=1)
-        offsets = self.offsets.to(scores.dtype)
-        if not self.block:
-            # The expected offset is taken per pixel at 1/2 resolution and only it is spread back out.
-            shift = (prob * offsets.view(1, -1, 1, 1, 1)).sum(1)
-            shift = F.pixel_shuffle(shift, 2)[:, 0, :height, :width]
-            return (disparity + shift).clamp(0.0, self.upper)
-        # The expected disparity over both sets of candidates. The gap is not detached: the estimate's
-        # gradient is the weight of its own candidates, as in a mixture.
-        prob = F.pixel_shuffle(prob.flatten(1, 2), 2)[:, :, :height, :width]
-        count = len(self.offsets)
-        gap = (hypotheses[1] - disparity).to(prob.dtype).unsqueeze(1)
-        around_estimate = (prob[:, :count] * offsets.view(1, -1, 1, 1)).sum(1)
-        around_match = (prob[:, count:] * (gap + offsets.view(1, -1, 1, 1))).sum(1)
-        refined = (disparity + around_estimate + around_match).clamp(0.0, self.upper)
+        offsets = self.offsets.to(prob.dtype).repeat(len(hypotheses)).view(1, -1, 1, 1, 1)
+        # Per pixel at 1/2 resolution, and only then spread out: the expected offset over all candidates
+        # and, with a block match, the weight of its candidates. The expected disparity is then
+        # d + offset + weight · (block match − d): the gap is not detached, so the estimate's gradient is
+        # the weight of its own candidates, as in a mixture.
+        expected = [(prob * offsets).sum(1)]  # B×4×h×w
+        if self.block:
+            expected.append(prob[:, len(self.offsets) :].sum(1))
+        spread = F.pixel_shuffle(torch.cat(expected, 1), 2)[..., :height, :width]  # B×E×H×W
+        refined = disparity + spread[:, 0].to(disparity.dtype)
+        if self.block:
+            refined = refined + spread[:, 1].to(disparity.dtype) * (hypotheses[1] - disparity)
+        refined = refined.clamp(0.0, self.upper)
         if self.polish and not self.training:  # inference only: the placement is not differentiable
             refined = polish(refined, volume, self.polish)
         return refined
