@@ -21,6 +21,10 @@ RUNS = {
         "overhead (c) / (a + b)",
     ),
     "benchmarks/bench_cost_volume.py": (["--size", "8x16", "--max-disp", "4", "--threads", "1", "--repeats", "1"], "×"),
+    "benchmarks/bench_block_match.py": (
+        ["--size", "16x32", "--max-disp", "8", "--window", "3", "--threads", "1", "--repeats", "1"],
+        "all (block match and polish)",
+    ),
     "benchmarks/bench_lean_knobs.py": (
         [
             *("--knob", "fine=0,2", "--with", "census=3", "--size", "32x64"),
