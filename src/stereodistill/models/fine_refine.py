@@ -191,9 +191,9 @@ class FineRefinement(nn.Module):
         if self.block:
             expected.append(prob[:, len(self.offsets) :].sum(1))
         spread = F.pixel_shuffle(torch.cat(expected, 1), 2)[..., :height, :width]  # B×E×H×W
-        refined = disparity + spread[:, 0].to(disparity.dtype)
+        refined = disparity + spread[:, 0]
         if self.block:
-            refined = refined + spread[:, 1].to(disparity.dtype) * (hypotheses[1] - disparity)
+            refined = refined + spread[:, 1] * (hypotheses[1] - disparity)
         refined = refined.clamp(0.0, self.upper)
         if self.polish and not self.training:  # inference only: the placement is not differentiable
             refined = polish(refined, volume, self.polish)
