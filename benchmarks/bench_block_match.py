@@ -14,6 +14,7 @@ import argparse
 
 import torch
 
+from stereodistill.cli.args import size
 from stereodistill.evaluate.timing import median_ms
 from stereodistill.models.block_match import aggregated_costs, block_match, matching_costs, polish
 from stereodistill.models.fine_refine import matching_maps
@@ -21,7 +22,7 @@ from stereodistill.models.fine_refine import matching_maps
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="256x512", help="image HxW (default 256x512)")
+    parser.add_argument("--size", type=size, default=(256, 512), help="image HxW (default 256x512)")
     parser.add_argument("--max-disp", type=int, default=32, help="disparities searched (default 32)")
     parser.add_argument("--window", type=int, default=5, help="block size (default 5)")
     parser.add_argument("--threads", type=int, default=2)
@@ -30,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = args.size
     generator = torch.Generator().manual_seed(0)
     left, right = (torch.rand(1, 3, height, width, generator=generator).to(device) for _ in range(2))
     maps = matching_maps(left, right)
@@ -43,7 +44,7 @@ def main() -> None:
         "cheapest disparity": lambda: block_match(averaged),
         "polish ± 1 px": lambda: polish(estimate, averaged, 1),
     }
-    print(f"{args.size}, {args.max_disp} disparities, window {args.window}, {args.threads} thread(s), {device}")
+    print(f"{height}x{width}, {args.max_disp} disparities, window {args.window}, {args.threads} thread(s), {device}")
     times = {name: median_ms(fn, device, args.repeats, warmup=2) for name, fn in stages.items()}
     for name, ms in times.items():
         print(f"  {name:30s} {ms:7.1f} ms")

@@ -13,6 +13,7 @@ import argparse
 
 import torch
 
+from stereodistill.cli.args import size
 from stereodistill.evaluate.timing import median_ms
 from stereodistill.models.cost_volume import (
     concat_volume,
@@ -25,7 +26,9 @@ from stereodistill.models.cost_volume import (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="64x128", help="feature map HxW (default 64x128 = 1/4 of 256x512)")
+    parser.add_argument(
+        "--size", type=size, default=(64, 128), help="feature map HxW (default 64x128 = 1/4 of 256x512)"
+    )
     parser.add_argument("--max-disp", type=int, default=48, help="disparities at feature resolution (default 48)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
@@ -33,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = args.size
     d = args.max_disp
     g = torch.Generator().manual_seed(0)
     f320 = [torch.randn(1, 320, height, width, generator=g).to(device) for _ in range(2)]

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from stereodistill.checkpoint import save_model
+from stereodistill.cli.args import size
 from stereodistill.cli.train_cmd import load_run_config
 from stereodistill.distill.losses import multi_output_loss
 from stereodistill.evaluate.timing import median_ms
@@ -29,7 +30,7 @@ from stereodistill.train.trainer import Trainer
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/dsnet_paper.yaml")
-    parser.add_argument("--size", default="128x256")
+    parser.add_argument("--size", type=size, default=(128, 256))
     parser.add_argument("--max-disp", type=int, default=96)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--teacher-arch", default="dsnet-teacher")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = args.size
     with tempfile.TemporaryDirectory() as tmp:
         save_model(Path(tmp) / "teacher", build_model(args.teacher_arch, max_disp=args.max_disp))
         overrides = [

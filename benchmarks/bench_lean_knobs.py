@@ -16,6 +16,7 @@ import statistics
 import torch
 import yaml
 
+from stereodistill.cli.args import size
 from stereodistill.evaluate.timing import time_calls
 from stereodistill.models import build_model
 
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--knob", required=True, help="KNOB=V1,V2,... (YAML values), e.g. guide=0,2,4")
     parser.add_argument("--with", dest="fixed", action="append", default=[], help="KEY=VALUE set for every setting")
     parser.add_argument("--arch", default="lean")
-    parser.add_argument("--size", default="256x512", help="input HxW (default 256x512)")
+    parser.add_argument("--size", type=size, default=(256, 512), help="input HxW (default 256x512)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-disp", type=int, default=192)
     parser.add_argument("--rounds", type=int, default=7)
@@ -34,7 +35,7 @@ def main() -> None:
     knob, _, values = args.knob.partition("=")
     settings = [yaml.safe_load(v) for v in values.split(",")]
     fixed = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.fixed)}
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = args.size
     g = torch.Generator().manual_seed(0)
     left, right = torch.rand(1, 3, height, width, generator=g), torch.rand(1, 3, height, width, generator=g)
     device = torch.device("cpu")

@@ -34,15 +34,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from stereodistill.cli.args import size  # noqa: E402
 from stereodistill.data.synthetic import SynthConfig, generate_pair, write_synthetic  # noqa: E402
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 256x512, got {text!r}") from None
-    return height, width
 
 
 def _report(label: str, times: list[float]) -> None:
@@ -55,7 +48,7 @@ def _report(label: str, times: list[float]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=_size, default=(256, 512), help="HxW (default 256x512)")
+    parser.add_argument("--size", type=size, default=(256, 512), help="HxW (default 256x512)")
     parser.add_argument("--max-disp", type=int, default=64, help="maximum disparity (default 64)")
     parser.add_argument("--pairs", type=int, default=100, help="timed pairs (default 100)")
     parser.add_argument("--threads", type=int, default=1, help="NumPy/BLAS/torch threads (default 1)")
