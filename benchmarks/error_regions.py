@@ -2,7 +2,7 @@
 true disparity with the signed bias of each band, and, for the top band, by distance to an edge.
 
 Usage: ``python benchmarks/error_regions.py MODEL [MODEL ...] [--synthetic ROOT] [--max-disp 32]
-[--readout mode:W] [--threads 2]``, where MODEL is a checkpoint or ``sgbm``. The pairs are the
+[--readout mode:W] [--stages] [--threads 2]``, where MODEL is a checkpoint or ``sgbm``. The pairs are the
 quickstart's Motorcycle pair, or with ``--synthetic`` the test split of a synthetic dataset written by
 ``stereodistill data synth`` (e.g. a quickstart's ``data/synthetic``). Every pixel with ground truth
 below ``--max-disp`` counts, as in the quickstart's protocol.
@@ -14,6 +14,10 @@ below ``--max-disp`` counts, as in the quickstart's protocol.
   scene's depth range reads near surfaces too far (negative bias in the top band).
 - "By size": the EPE split into what the pixels off by more than 3 px, by 1–3 px and by at most 1 px
   contribute (the three add up to the EPE), and the median error: gross mismatches against placement.
+- ``--stages``: for a network that ends in a fine refinement (``fine: R``), two more rows: the stage's
+  input (the network's own estimate) and, with ``fine_block``, the block-matching hypothesis alone.
+  Which of them is right where the output is wrong tells whether the stage lacked a hypothesis or
+  did not pick it.
 - ``--readout mode:W`` replaces each network's soft-argmin by the expectation of its ``prob`` tap
   within W px of the most likely disparity: whether a bias comes from averaging over a spread-out
   distribution (it shrinks) or from the matching itself (it stays).
@@ -32,7 +36,10 @@ from stereodistill.checkpoint import load_model
 from stereodistill.config import from_dict
 from stereodistill.data.motorcycle import fit_factor, load_motorcycle, reduce_pair
 from stereodistill.data.sample import valid_mask
+from stereodistill.data.transforms import padding_for
 from stereodistill.models import build_model
+from stereodistill.models.block_match import aggregated_costs, block_match
+from stereodistill.models.fine_refine import matching_maps
 from stereodistill.train.config import DatasetConfig
 from stereodistill.train.data import build as build_dataset
 
@@ -95,6 +102,32 @@ def predict(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, rea
     levels = torch.arange(prob.shape[1], dtype=prob.dtype).view(1, -1, 1, 1)
     near_mode = prob * ((levels - prob.argmax(1, keepdim=True)).abs() <= readout)
     return ((near_mode * levels).sum(1) / near_mode.sum(1).clamp_min(1e-12))[0].numpy()
+
+
+def stage_hypotheses(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor) -> dict[str, np.ndarray]:
+    """What the fine refinement of ``model`` starts from on one pair: ``estimate`` (its input, the
+    network's own output) and, with a block match, ``block match`` (that hypothesis alone), cropped as
+    the output is. Empty for a network without the stage."""
+    fine = getattr(model, "fine", None)
+    if fine is None:
+        return {}
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        estimate, padded_left, padded_right = inputs
+        seen["estimate"] = estimate
+        if fine.block:
+            volume = aggregated_costs(*matching_maps(padded_left, padded_right), int(fine.upper) + 1, fine.block)
+            seen["block match"] = block_match(volume)
+
+    handle = fine.register_forward_hook(keep)
+    try:
+        with torch.no_grad():
+            model(left, right)
+    finally:
+        handle.remove()
+    padding = padding_for(*left.shape[-2:], model.pad_multiple)
+    return {name: padding.crop(value)[0].numpy() for name, value in seen.items()}
 
 
 #: The sizes of error the EPE is split by: (label, lowest, highest) in px, lowest excluded.
@@ -162,6 +195,7 @@ def main() -> None:
     parser.add_argument("--synthetic", metavar="ROOT", help="a synthetic dataset's folder (its test split)")
     parser.add_argument("--max-disp", type=int, default=32, help="the quickstart's range (sets Motorcycle's size)")
     parser.add_argument("--readout", metavar="mode:W", help="expectation within W px of the mode (networks)")
+    parser.add_argument("--stages", action="store_true", help="also the fine stage's input and block match")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     readout = int(args.readout.removeprefix("mode:")) if args.readout else None
@@ -183,9 +217,16 @@ def main() -> None:
         for lo, hi in EDGE_DISTANCES
     ]
     rows, near_rows, size_rows, worst_notes = [], [], [], []
+    runs = []  # (row name, errors per pair)
     for name in args.models:
         model = build_model("sgbm", max_disp=args.max_disp) if name == "sgbm" else load_model(name).eval()
-        errors = [predict(model, left, right, readout) - disp for left, right, disp, _ in pairs]
+        runs.append((name, [predict(model, left, right, readout) - disp for left, right, disp, _ in pairs]))
+        if args.stages:
+            found = [stage_hypotheses(model, left, right) for left, right, *_ in pairs]
+            for part in found[0] if found else ():
+                truths = [disp for *_, disp, _ in pairs]
+                runs.append((f"{name} · {part}", [f[part] - d for f, d in zip(found, truths, strict=True)]))
+    for name, errors in runs:
         result = tally(errors, masks)
         cells = [f"{result.epe(k):.3f}" for k in ("all", "edges", "elsewhere", "occluded")]
         cells += [f"{result.epe(f'band {lo}'):.3f}, {result.bias(f'band {lo}'):+.2f}" for lo, _ in bands]

@@ -75,3 +75,22 @@ def test_a_script_that_reads_finished_runs_explains_itself(script):
     done = run(script, ["--help"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage:")
+
+
+def test_error_regions_splits_a_fine_stage_into_its_hypotheses(tmp_path):
+    """``--stages`` adds the stage's input and its block match as rows; an untrained stage all but
+    ignores the block match (weight e⁻⁸ per candidate), so its output has its input's EPE."""
+    from stereodistill.checkpoint import save_model
+    from stereodistill.models import build_model
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = build_model("lean-xs", max_disp=32, fine=2, fine_block=3)
+    checkpoint = save_model(tmp_path / "model", model.eval())
+    done = run("benchmarks/error_regions.py", [str(checkpoint), "--stages", "--threads", "1"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = done.stdout.splitlines()[3:6]  # the first table's rows
+    rows = {line.split(" | ")[0].removeprefix("| "): float(line.split(" | ")[1]) for line in table}
+    assert set(rows) == {str(checkpoint), f"{checkpoint} · estimate", f"{checkpoint} · block match"}
+    assert rows[str(checkpoint)] == pytest.approx(rows[f"{checkpoint} · estimate"], abs=0.01)
+    assert abs(rows[f"{checkpoint} · block match"] - rows[str(checkpoint)]) > 0.1
