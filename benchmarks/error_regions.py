@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from stereodistill.data.motorcycle import fit_factor, load_motorcycle, reduce_pa
 from stereodistill.data.sample import valid_mask
 from stereodistill.data.transforms import padding_for
 from stereodistill.models import build_model
-from stereodistill.models.block_match import aggregated_costs, block_match
+from stereodistill.models.block_match import block_match
 from stereodistill.models.fine_refine import matching_maps
 from stereodistill.train.config import DatasetConfig
 from stereodistill.train.data import build as build_dataset
@@ -104,30 +105,29 @@ def predict(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, rea
     return ((near_mode * levels).sum(1) / near_mode.sum(1).clamp_min(1e-12))[0].numpy()
 
 
-def stage_hypotheses(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor) -> dict[str, np.ndarray]:
-    """What the fine refinement of ``model`` starts from on one pair: ``estimate`` (its input, the
-    network's own output) and, with a block match, ``block match`` (that hypothesis alone), cropped as
-    the output is. Empty for a network without the stage."""
+@contextmanager
+def stage_inputs(model: torch.nn.Module, enabled: bool = True) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """While open, each forward pass of ``model``'s fine refinement adds what it started from to the
+    list: ``estimate`` (its input, the network's own output) and, with a block match, ``block match``
+    (that hypothesis alone), at the padded size. Nothing for a network without the stage."""
+    seen: list[dict[str, torch.Tensor]] = []
     fine = getattr(model, "fine", None)
-    if fine is None:
-        return {}
-    seen: dict[str, torch.Tensor] = {}
+    if not enabled or fine is None:
+        yield seen
+        return
 
     def keep(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
         estimate, padded_left, padded_right = inputs
-        seen["estimate"] = estimate
+        found = {"estimate": estimate}
         if fine.block:
-            volume = aggregated_costs(*matching_maps(padded_left, padded_right), int(fine.upper) + 1, fine.block)
-            seen["block match"] = block_match(volume)
+            found["block match"] = block_match(fine.block_costs(matching_maps(padded_left, padded_right)))
+        seen.append(found)
 
     handle = fine.register_forward_hook(keep)
     try:
-        with torch.no_grad():
-            model(left, right)
+        yield seen
     finally:
         handle.remove()
-    padding = padding_for(*left.shape[-2:], model.pad_multiple)
-    return {name: padding.crop(value)[0].numpy() for name, value in seen.items()}
 
 
 #: The sizes of error the EPE is split by: (label, lowest, highest) in px, lowest excluded.
@@ -220,12 +220,14 @@ def main() -> None:
     runs = []  # (row name, errors per pair)
     for name in args.models:
         model = build_model("sgbm", max_disp=args.max_disp) if name == "sgbm" else load_model(name).eval()
-        runs.append((name, [predict(model, left, right, readout) - disp for left, right, disp, _ in pairs]))
-        if args.stages:
-            found = [stage_hypotheses(model, left, right) for left, right, *_ in pairs]
-            for part in found[0] if found else ():
-                truths = [disp for *_, disp, _ in pairs]
-                runs.append((f"{name} · {part}", [f[part] - d for f, d in zip(found, truths, strict=True)]))
+        with stage_inputs(model, args.stages) as seen:  # read during the same forward passes
+            runs.append((name, [predict(model, left, right, readout) - disp for left, right, disp, _ in pairs]))
+        for part in seen[0] if seen else ():
+            errors = []
+            for found, (left, _, disp, _) in zip(seen, pairs, strict=True):
+                padding = padding_for(*left.shape[-2:], model.pad_multiple)
+                errors.append(padding.crop(found[part])[0].numpy() - disp)
+            runs.append((f"{name} · {part}", errors))
     for name, errors in runs:
         result = tally(errors, masks)
         cells = [f"{result.epe(k):.3f}" for k in ("all", "edges", "elsewhere", "occluded")]

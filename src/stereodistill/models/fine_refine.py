@@ -161,6 +161,11 @@ class FineRefinement(nn.Module):
         gray = reader.costs((maps.gray_left.unsqueeze(-1) - reader.columns(maps.gray_right)).abs(), 1.0)
         return torch.cat((census, gray), -1)
 
+    def block_costs(self, maps: MatchingMaps) -> torch.Tensor:
+        """B×D×H×W: the block-averaged costs at every whole disparity of the stage's range, from which
+        the block match is taken and the output polished (needs ``block``)."""
+        return aggregated_costs(*maps, max_disp=int(self.upper) + 1, window=self.block)
+
     def forward(self, disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         height, width = disparity.shape[-2:]
         estimate = disparity.detach()
@@ -168,7 +173,7 @@ class FineRefinement(nn.Module):
             maps = matching_maps(left, right)
             hypotheses = [estimate]
             if self.block:
-                volume = aggregated_costs(*maps, max_disp=int(self.upper) + 1, window=self.block)
+                volume = self.block_costs(maps)
                 hypotheses.append(block_match(volume))
             inputs = [self.costs_from(hypothesis, maps).to(left.dtype) for hypothesis in hypotheses]
             if self.block:  # how far the block match lies from the estimate, in radii (clamped)
