@@ -32,6 +32,10 @@ RUNS = {
         ],
         "lean, census=3 at 32x64",
     ),
+    "benchmarks/bench_side_by_side.py": (
+        ["--arch", "lean-xs", "--crop", "32x64", "--max-disp", "16", "--batch", "1", "--steps", "2", "--threads", "1"],
+        "the steps per second",
+    ),
     "benchmarks/bench_synthetic.py": (
         ["--size", "32x64", "--max-disp", "16", "--pairs", "2", "--threads", "1"],
         "pairs/s",

@@ -197,6 +197,8 @@ def test_one_vocabulary_for_budgets_devices_and_threads(capsys):
     parser = build_parser()
     assert parser.parse_args(["quickstart", "--budget", "2.5"]).steps_scale == 2.5
     assert parser.parse_args(["quickstart", "--steps-scale", "3"]).steps_scale == 3.0
+    assert parser.parse_args(["quickstart"]).side_by_side  # students side by side where the CPU allows
+    assert not parser.parse_args(["quickstart", "--one-at-a-time"]).side_by_side
     for factor in ("0", "inf"):
         assert main(["quickstart", "--budget", factor]) == 2
         assert "--budget must be a positive, finite factor" in capsys.readouterr().err

@@ -123,15 +123,24 @@ def test_recipe_sections_are_checked(tmp_path):
         run_configs(recipe, tmp_path, seed=0)
 
 
-def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch, side_by_side):
     monkeypatch.chdir(tmp_path)  # checkpoint paths are relative to the repository root (here: the cwd)
     real = motorcycle.load_motorcycle()
     # A 64×96 window of the real pair (far background, disparities < 16) keeps the test fast;
     # the full pair is evaluated in the data and CLI tests.
     monkeypatch.setattr(motorcycle, "load_motorcycle", lambda: tuple(a[0:64, 176:272] for a in real))
     lines: list[str] = []
-    report = run_quickstart(Path("qs"), seed=1, recipe=tiny_recipe(), device="cpu", log=lines.append)
-    assert [line[:5] for line in lines] == ["[1/5]", "[2/5]", "[2/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
+    report = run_quickstart(
+        Path("qs"), seed=1, recipe=tiny_recipe(), device="cpu", side_by_side=side_by_side, log=lines.append
+    )
+    phases = [line[:5] for line in lines if line.startswith("[")]
+    trained = ["[2/5]"] * (2 if side_by_side else 3)  # the teacher, then the students at once or in turn
+    assert phases == ["[1/5]", *trained, "[3/5]", "[4/5]", "[5/5]"]
+    assert ("side by side" in lines[2]) == side_by_side
+    assert sorted(line.split()[0] for line in lines if "finished in" in line) == (
+        ["student_distilled", "student_scratch"] if side_by_side else []
+    )
     on_disk = json.loads((tmp_path / "qs" / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert set(on_disk["models"]) == set(ROLES)
@@ -151,6 +160,10 @@ def test_quickstart_writes_the_promised_report(tmp_path, monkeypatch):
     assert gain["epe_reduction"] == pytest.approx(gain["epe_scratch"] - gain["epe_distilled"])
     assert gain["distilled_beats_scratch"] == (gain["epe_distilled"] < gain["epe_scratch"])
     assert on_disk["seed"] == 1 and on_disk["steps"] == {r: 2 for r in ROLES}
+    together = "train_students_side_by_side"
+    assert (together in on_disk["timing_s"]) == side_by_side
+    assert ("train_student_scratch" in on_disk["timing_s"]) != side_by_side
+    assert all(on_disk["models"][role]["train_seconds"] > 0 for role in ROLES)
 
     md = (tmp_path / "qs" / "report.md").read_text()
     assert verdict(report) in md and md == markdown(report)

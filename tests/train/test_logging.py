@@ -37,3 +37,14 @@ def test_progress_in_a_log_file_is_the_first_step_then_one_line_per_tenth(tmp_pa
     assert all("\r" not in line and "ETA" in line for line in lines)
     rows = (tmp_path / "scalars.csv").read_text().splitlines()
     assert rows[0] == "step,stage,name,value" and len(rows) == 1 + 5 * 2  # every 5th step, two scalars
+
+
+def test_a_labelled_run_writes_whole_lines_that_name_it(tmp_path, capsys):
+    logger = run_logging.RunLogger(tmp_path, total_steps=2, label="student_scratch")
+    assert not logger.tty  # runs side by side share a terminal: no line is redrawn in place
+    for step in (1, 2):
+        logger.scalars(step, {"total": 1.0, "lr": 1e-3}, rate=1.0, stage="main")
+    logger.note("step 2: validating")
+    logger.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [line for line in lines if line.lstrip().startswith("[student_scratch] ")] and len(lines) == 3

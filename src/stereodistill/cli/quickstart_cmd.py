@@ -50,6 +50,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_device(parser)
     parser.add_argument("--bench-size", type=size, help="latency input HxW (default from the recipe: 256x512)")
     parser.add_argument("--force", action="store_true", help="start over: clear the output folder if it holds a run")
+    parser.add_argument(
+        "--one-at-a-time",
+        dest="side_by_side",
+        action="store_false",
+        help="train the two students one after the other, each with every thread (default on a CPU with two "
+        "threads or more: side by side, one process each with half the threads, which on 2 cores takes about "
+        "half the time)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         bench_size=args.bench_size,
         student=args.student,
         force=args.force,
+        side_by_side=None if args.side_by_side else False,
         log=lambda line: print(line, flush=True),
     )
     print()

@@ -29,6 +29,12 @@ from stereodistill.runtime import machine_info
 from stereodistill.train.config import RunConfig, scale_run_steps
 
 ROLES = ("teacher", "student_scratch", "student_distilled")
+#: How each run learns, for the progress log.
+HOW = {
+    "teacher": "on ground truth",
+    "student_scratch": "on ground truth",
+    "student_distilled": "distilled from the teacher",
+}
 RECIPE_KEYS = {"common", "teacher", "student", "distill", "students", "test", "bench"}
 
 
@@ -316,6 +322,20 @@ def classical_baselines(
     return {"sgbm": {"arch": "sgbm", "metrics": evaluate_model(sgbm, datasets, device)}}
 
 
+def student_threads(device: str, side_by_side: bool | None) -> int | None:
+    """Threads per student when the two students train side by side, or None when they train one
+    after the other. ``None`` (auto): side by side on a CPU with two threads or more. On a CPU the
+    small students use a second thread poorly (on 2 cores a ``lean`` step takes about as long on two
+    threads as on one), so two processes with half the threads each train both in about the time of
+    one. ``True``: side by side anyway; ``False``: never."""
+    from stereodistill.runtime import available_cpus, resolve_device
+
+    threads = min(available_cpus(), torch.get_num_threads())
+    if side_by_side is None:
+        side_by_side = resolve_device(device).type == "cpu" and threads >= 2
+    return max(1, threads // 2) if side_by_side else None
+
+
 def run_quickstart(
     out: Path,
     *,
@@ -328,9 +348,14 @@ def run_quickstart(
     student: str | None = None,
     force: bool = False,
     reads: Sequence[Path] = (),
+    side_by_side: bool | None = None,
     log: Progress = print,
 ) -> dict[str, Any]:
     """Data → teacher → two students → evaluation → benchmark → report files; returns report.json's content.
+
+    ``side_by_side``: train the two students at once, one process each with half the CPU threads
+    (:func:`student_threads`; None: whenever the runs are on a CPU with two threads or more; False:
+    one after the other, each with every thread; True: side by side anyway).
 
     ``out`` must be new or empty, unless ``force`` and it holds a previous run (then it is cleared
     first, unless it holds one of the files in ``reads``: the recipe file)."""
@@ -339,6 +364,7 @@ def run_quickstart(
     from stereodistill.data.motorcycle import fit_factor, load_motorcycle
     from stereodistill.evaluate.benchmark import benchmark
     from stereodistill.evaluate.evaluator import evaluate_model
+    from stereodistill.experiments.side_by_side import Job, train_side_by_side
     from stereodistill.fileio import write_text_atomic
     from stereodistill.report.quickstart_report import write_images, write_report
     from stereodistill.runtime import resolve_device
@@ -371,14 +397,25 @@ def run_quickstart(
     timer.lap("data", since)
 
     trained = {}
-    for role in ROLES:
+    parallel = student_threads(device, side_by_side)
+    for role in ROLES if parallel is None else ROLES[:1]:
         config = configs[role]
         since = time.perf_counter()
-        how = "distilled from the teacher" if role == "student_distilled" else "on ground truth"
-        log(f"[2/5] training {role} ({config.model.arch}, {config.total_steps} steps, {how})")
+        log(f"[2/5] training {role} ({config.model.arch}, {config.total_steps} steps, {HOW[role]})")
         result = Trainer(config, distill=role == "student_distilled").run()
         timer.lap(f"train_{role}", since)
         trained[role] = {"result": result, "seconds": timer.phases[f"train_{role}"]}
+    if parallel is not None:
+        since = time.perf_counter()
+        students = ROLES[1:]
+        log(
+            f"[2/5] training {' and '.join(students)} side by side ({configs[students[0]].model.arch}, "
+            f"{configs[students[0]].total_steps} steps; one process each, {parallel} thread"
+            f"{'' if parallel == 1 else 's'} each; the first {HOW[students[0]]}, the second {HOW[students[1]]})"
+        )
+        jobs = {role: Job(configs[role], distill=role == "student_distilled") for role in students}
+        trained |= train_side_by_side(jobs, parallel, log=log)
+        timer.lap("train_students_side_by_side", since)
 
     since = time.perf_counter()
     dev = resolve_device(device)

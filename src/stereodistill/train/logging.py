@@ -33,10 +33,13 @@ class ProgressClock:
 class RunLogger:
     """Long-format CSV (``step,stage,name,value``): terms may come and go between stages."""
 
-    def __init__(self, out: Path, *, enabled: bool = True, total_steps: int = 0) -> None:
+    def __init__(self, out: Path, *, enabled: bool = True, total_steps: int = 0, label: str = "") -> None:
+        """``label``: the run's name at the start of every line, for runs that share a terminal (which
+        then get whole lines, not one redrawn line each)."""
         self.enabled = enabled
         self.total_steps = total_steps
-        self.tty = sys.stderr.isatty()
+        self.prefix = f"[{label}] " if label else ""
+        self.tty = sys.stderr.isatty() and not label
         self._clock = ProgressClock(due_at_start=True)  # in a log: the first step, then at least every 30 s
         self._file = None
         self._writer = None
@@ -83,7 +86,7 @@ class RunLogger:
             eta = (self.total_steps - step) / rate if rate > 0 else math.inf
             loss = values.get("total", math.nan)
             line = (
-                f"  step {step}/{self.total_steps} [{stage}] loss {loss:.4f} lr {values.get('lr', 0):.2e} "
+                f"  {self.prefix}step {step}/{self.total_steps} [{stage}] loss {loss:.4f} lr {values.get('lr', 0):.2e} "
                 f"{rate:.2f} it/s ETA {eta:.0f} s"
             )
             if self.tty:
@@ -98,7 +101,7 @@ class RunLogger:
 
     def note(self, message: str) -> None:
         if self.enabled:
-            print(("\n" if self.tty else "") + message, file=sys.stderr, flush=True)
+            print(("\n" if self.tty else "") + self.prefix + message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._file is not None:

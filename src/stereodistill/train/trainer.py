@@ -186,10 +186,12 @@ class Trainer:
         force: bool = False,
         allow_changes: bool = False,
         inputs: tuple[str, ...] = (),
+        label: str = "",
     ) -> None:
         """``resume``: continue the run in the output folder (its config may differ only in what
         ``allow_changes`` accepts); otherwise the folder must be new or empty, unless ``force``, or
-        hold only ``inputs``: files a caller prepared there for this run (``adapt``'s labels)."""
+        hold only ``inputs``: files a caller prepared there for this run (``adapt``'s labels).
+        ``label``: the run's name on its progress lines (runs trained side by side share a terminal)."""
         if distill and config.teacher is None:
             raise ConfigError("distill needs a 'teacher' section (checkpoint, or original + arch)")
         if distill and not config.distill.terms:
@@ -352,7 +354,7 @@ class Trainer:
         if resumed_from is not None and self.dist.main and not self._finished:
             # stopped between its last checkpoint and its model: the final validation runs again, its rows go
             run_folder.truncate_scalars(self.out, self.step, validated=not finishing)
-        self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps)
+        self.logger = RunLogger(self.out, enabled=self.dist.main, total_steps=config.total_steps, label=label)
         if self.dist.main:  # the folder exists now (made again after --force cleared it): held from here on
             run_folder.claim(self.out)
         for note in notes:
