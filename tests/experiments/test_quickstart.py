@@ -53,7 +53,7 @@ def test_packaged_recipe_derives_students_that_differ_only_by_distillation(tmp_p
     assert scratch.precise_bn == distilled.precise_bn == configs["teacher"].precise_bn > 0
     assert scratch.distill.terms == [] and distilled.distill.terms
     assert distilled.teacher.checkpoint == str(tmp_path / "runs" / "teacher" / "model")
-    assert configs["teacher"].model.arch == "dsnet-teacher" and scratch.model.arch == "lean"
+    assert configs["teacher"].model.arch == "lean-l" and scratch.model.arch == "lean"
     assert scratch.data.val.root == str(tmp_path / "data" / "synthetic")
     scaled = run_configs(load_recipe(), tmp_path, seed=0, steps_scale=0.5)
     assert scaled["teacher"].total_steps == round(configs["teacher"].total_steps * 0.5)
@@ -79,9 +79,17 @@ def test_a_recipe_may_hold_only_what_differs_from_its_base(tmp_path):
     path.write_text("base: 3\n")
     with pytest.raises(ConfigError, match="base must be 'quickstart' or a recipe file, got 3"):
         load_recipe(path)
-    # The shipped variant is such a recipe, and it loads.
-    block = load_recipe(Path(__file__).parents[2] / "configs" / "quickstart_block.yaml")
+    # The shipped variants are such recipes: the earlier packaged recipe (a dsnet-teacher, no block
+    # match) and the same with the block match; they load, and their students can serve their terms.
+    configs = Path(__file__).parents[2] / "configs"
+    earlier = load_recipe(configs / "quickstart_dsnet_teacher.yaml")
+    assert earlier["teacher"]["model"]["arch"] == "dsnet-teacher" and earlier["student"]["steps"] == 600
+    block = load_recipe(configs / "quickstart_block.yaml")
+    assert block["teacher"]["model"]["arch"] == "dsnet-teacher"
     assert block["student"]["model"]["options"] == {"fine": 4, "fine_block": 5, "fine_polish": 1}
+    for variant in (earlier, block):
+        for student in (None, "dsnet"):
+            check_pairing(run_configs(variant, tmp_path, seed=0, student=student))
 
 
 def test_recipe_sections_are_checked(tmp_path):

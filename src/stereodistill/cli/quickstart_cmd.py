@@ -55,8 +55,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         dest="side_by_side",
         action="store_false",
         help="train the two students one after the other, each with every thread (default on a CPU with two "
-        "threads or more: side by side, one process each with half the threads, which on 2 cores takes about "
-        "half the time)",
+        "threads or more: side by side, one process each with half the threads, which on 2 cores trains about "
+        "1.45x the steps per second)",
     )
     parser.set_defaults(handler=run)
 

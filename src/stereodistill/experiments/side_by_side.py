@@ -1,8 +1,9 @@
 """Training several runs at once, one spawned process each, the CPU's threads split between them.
 
-Why: the quickstart's small networks use a second CPU thread poorly. On the 2-core machine of
-docs/benchmarks.md, a ``lean`` student's training step takes about as long on two threads as on one,
-so two students trained side by side, one thread each, finish in about the time of one. Each run is
+Why: the quickstart's small networks gain little from a second CPU thread. On the 2-core machine of
+docs/benchmarks.md, a ``lean`` student's training step is about 1.35x faster on two threads than on one
+beside another run, so two students trained side by side, one thread each, get about 1.45x the steps
+per second of the two trained in turn (``benchmarks/bench_side_by_side.py``). Each run is
 an ordinary :class:`~stereodistill.train.trainer.Trainer` run in its own folder, seeded as it would
 be alone; its progress lines carry its name, as the runs share the terminal.
 
