@@ -14,6 +14,7 @@ stops them all (each child also stops on its own when its parent is gone).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -68,8 +69,6 @@ def train_side_by_side(
 ) -> dict[str, dict[str, Any]]:
     """Train every job at once, each in a spawned process with ``threads`` threads; return, by name,
     ``{"result": what Trainer.run returned, "seconds": its wall time}``."""
-    import os
-
     ctx = mp.get_context("spawn")
     running: dict[str, tuple[Any, Any]] = {}
     done: dict[str, dict[str, Any]] = {}
@@ -82,17 +81,15 @@ def train_side_by_side(
             running[name] = (process, receive)
         while running:
             for name, (process, receive) in list(running.items()):
-                if not receive.poll(0):
-                    if process.is_alive():
-                        continue
-                    process.join()
-                    raise SideBySideError(f"{name}: its process died ({describe_exit(process.exitcode)})")
+                if not receive.poll(0):  # nothing yet: a dead child's closed pipe would read as end of file
+                    continue
                 try:
                     message = receive.recv()
                 except EOFError:
-                    process.join()
-                    raise SideBySideError(f"{name}: its process died ({describe_exit(process.exitcode)})") from None
+                    message = None
                 process.join()
+                if message is None:
+                    raise SideBySideError(f"{name}: its process died ({describe_exit(process.exitcode)})")
                 del running[name]
                 if message[0] == "ok":
                     done[name] = {"result": message[1], "seconds": message[2]}
