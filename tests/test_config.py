@@ -107,7 +107,7 @@ def test_overrides_reach_a_distillation_term_by_its_name():
         (
             "model.options.fin=4",
             r"options of lean: unknown option 'fin' \(did you mean 'fine'\?\); "
-            r"valid .*, fine, fine_block, fine_polish$",
+            r"valid .*, fine, fine_block, fine_polish, fine_extremes$",
         ),
         ("model.options.fine=20", r"lean: option fine must be an integer 0–16"),
         ("distill.weighting={type: dwa, temprature: 2}", r"unknown option 'temprature' \(did you mean 'temperature'"),

@@ -37,6 +37,7 @@ def pair(h: int = 32, w: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
         ("lean", {"census": 5}),
         ("lean", {"fine": 2}),
         ("lean", {"fine": 2, "fine_block": 5, "fine_polish": 2}),
+        ("lean", {"fine": 2, "fine_block": 5, "fine_polish": 2, "fine_extremes": 9}),
     ],
 )
 def test_exported_graph_matches_pytorch_at_odd_size(tmp_path, arch, options):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from stereodistill.checkpoint import load_model, save_model
 from stereodistill.errors import ConfigError
 from stereodistill.models.census_cost import census_bits
-from stereodistill.models.fine_refine import FineRefinement, OffsetReader, census_codes
+from stereodistill.models.fine_refine import FineRefinement, OffsetReader, census_codes, window_extremes
 from stereodistill.models.zoo import build_model
 
 from .test_census_cost import textured
@@ -59,16 +59,19 @@ def test_an_untrained_stage_is_the_identity_and_keeps_the_range():
         FineRefinement(upper=15.0, radius=0)
 
 
-def fit_stage(truth: int, lowest: float, spread: float, **options) -> tuple[float, float]:
+def fit_stage(
+    truth: int, lowest: float, spread: float, coarse: torch.Tensor | None = None, **options
+) -> tuple[float, float]:
     """Train a stage (``FineRefinement(**options)``) for 150 steps to move a coarse estimate, drawn in
-    [lowest, lowest + spread), onto a textured pair at the constant disparity ``truth``: the mean error
-    of the estimate and of the trained stage, left of the first 16 columns (no match there)."""
+    [lowest, lowest + spread) unless given, onto a textured pair at the constant disparity ``truth``:
+    the mean error of the estimate and of the trained stage, left of the first 16 columns (no match there)."""
     torch.manual_seed(0)
     scene = textured(32, 112, seed=4)
     left, right = scene[..., :96], scene[..., truth : truth + 96]  # left[x] = right[x − truth]
     stage = FineRefinement(**options)
     optim = torch.optim.Adam(stage.parameters(), lr=3e-3)
-    coarse = torch.full((1, 32, 96), lowest) + spread * torch.rand(1, 32, 96)
+    if coarse is None:
+        coarse = torch.full((1, 32, 96), lowest) + spread * torch.rand(1, 32, 96)
     for _ in range(150):
         loss = (stage(coarse, left, right)[..., 16:] - truth).abs().mean()
         optim.zero_grad()
@@ -126,7 +129,9 @@ def test_a_bad_fine_radius_is_refused(value):
 def test_fine_is_refused_for_a_classical_method_and_listed_among_the_options():
     with pytest.raises(ConfigError, match="sgbm: option fine needs a trainable network"):
         build_model("sgbm", max_disp=16, fine=2)
-    with pytest.raises(ConfigError, match=r"unknown option 'finer'; valid: .*, fine, fine_block, fine_polish$"):
+    with pytest.raises(
+        ConfigError, match=r"unknown option 'finer'; valid: .*, fine_block, fine_polish, fine_extremes$"
+    ):
         build_model("lean-xs", max_disp=16, finer=2)
 
 
@@ -192,6 +197,9 @@ def test_fine_block_is_recorded_and_survives_a_checkpoint(tmp_path):
         ({"fine": 2, "fine_polish": 2}, "option fine_polish reads the block match's costs .set fine_block too."),
         ({"fine": 2, "fine_block": 5, "fine_polish": 17}, "option fine_polish must be an integer 0–16"),
         ({"fine": 2, "fine_block": 5, "fine_polish": 1.5}, "option fine_polish must be an integer 0–16"),
+        ({"fine_extremes": 9}, "option fine_extremes needs the fine refinement"),
+        ({"fine": 2, "fine_extremes": 8}, "option fine_extremes must be 0 .none. or one of 3, 5, 7"),
+        ({"fine": 2, "fine_extremes": True}, "option fine_extremes must be 0"),
     ],
 )
 def test_a_bad_fine_block_is_refused(options, message):
@@ -217,3 +225,42 @@ def test_fine_polish_places_the_output_at_inference_only():
     inside = (slice(None), slice(4, -4), slice(12, -4))
     assert (placed[inside] - 5.0).abs().mean() < (unplaced[inside] - 5.0).abs().mean()
     assert (placed[inside] - 5.0).abs().mean() < 0.1
+
+
+def test_window_extremes_are_the_largest_and_smallest_value_around_each_pixel():
+    disparity = torch.rand(2, 9, 14) * 20
+    largest, smallest = window_extremes(disparity, 5)
+    padded = F.pad(disparity, (2, 2, 2, 2), value=float("nan"))
+    windows = padded.unfold(1, 5, 1).unfold(2, 5, 1).flatten(-2)  # B×H×W×25, NaN outside the image
+    torch.testing.assert_close(largest, windows.nan_to_num(-1.0).amax(-1))
+    torch.testing.assert_close(smallest, windows.nan_to_num(99.0).amin(-1))
+
+
+def test_the_window_extremes_reach_the_other_surface_of_an_edge():
+    # An estimate right on every other band of 4 columns and 7 px short between them (a surface carried
+    # past an edge): beyond the radius, the stage alone cannot reach the match; the largest estimate
+    # within 9 px lies on it.
+    coarse = torch.full((1, 32, 96), 9.0)
+    coarse[..., (torch.arange(96) // 4) % 2 == 1] = 2.0
+    before, alone = fit_stage(9, 0.0, 0.0, coarse=coarse, upper=15.0, radius=3)
+    _, with_extremes = fit_stage(9, 0.0, 0.0, coarse=coarse, upper=15.0, radius=3, extremes=9)
+    assert before > 3.0 and alone > 2.0
+    assert with_extremes < 0.5
+
+
+def test_an_untrained_stage_with_the_extremes_all_but_ignores_them_and_they_survive_a_checkpoint(tmp_path):
+    stage = FineRefinement(upper=15.0, radius=3, block=5, extremes=7).eval()
+    left, right = textured(15, 33, seed=1), textured(15, 33, seed=2)
+    disparity = torch.rand(1, 15, 33) * 15
+    torch.testing.assert_close(stage(disparity, left, right), disparity, atol=0.02, rtol=0)
+    net = build_model("lean-xs", max_disp=16, fine=2, fine_extremes=7).eval()
+    assert net.fine.extremes == 7 and net.config["fine_extremes"] == 7 and not net.fine.block
+    with torch.no_grad():
+        net.fine.head.bias.copy_(torch.linspace(-1, 1, 60))  # three sets of 5 offsets, for 4 pixels each
+    save_model(tmp_path / "m", net)
+    loaded = load_model(tmp_path / "m").eval()
+    left, right = textured(32, 64, seed=1), textured(32, 64, seed=2)
+    torch.testing.assert_close(loaded(left, right).disparity, net(left, right).disparity)
+    assert "fine_extremes" not in build_model("lean-xs", max_disp=16, fine=2).config
+    with pytest.raises(ValueError, match="extremes must be 0 or an odd window of 3–15 px"):
+        FineRefinement(upper=15.0, radius=3, extremes=4)

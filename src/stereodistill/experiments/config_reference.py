@@ -133,7 +133,9 @@ def render() -> str:
         "(0 by default: none; else an odd window of 3–15 px, with `fine`), which has that stage also search around "
         "a full-resolution block match over the whole range (`models/block_match.py`); and `fine_polish` (0 by "
         "default: none; else a radius in px, with `fine_block`), which at inference places the output on the block "
-        "match's costs within that radius, between whole pixels by a parabola.",
+        "match's costs within that radius, between whole pixels by a parabola; and `fine_extremes` (0 by default: "
+        "none; else an odd window of 3–15 px, with `fine`), which has the stage also search around the largest and "
+        "the smallest estimate within that window, where a depth edge's other surface lies.",
         "",
         *_table(["arch", "options"], [[f"`{a}`", _parameters(model_class(a), ("max_disp",))] for a in list_models()]),
         "",

@@ -27,10 +27,10 @@ from stereodistill.errors import ConfigError, InputError
 from stereodistill.models.fine_refine import BLOCK_WINDOWS, MAX_RADIUS, FineRefinement
 from stereodistill.models.output import StereoOutput, TapRecorder
 
-#: Options every trainable network takes besides its constructor's: ``fine``, ``fine_block`` and
-#: ``fine_polish`` (:meth:`StereoModel.add_fine_refinement`), handled by
+#: Options every trainable network takes besides its constructor's: ``fine``, ``fine_block``,
+#: ``fine_polish`` and ``fine_extremes`` (:meth:`StereoModel.add_fine_refinement`), handled by
 #: :func:`~stereodistill.models.zoo.build_model`.
-COMMON_OPTIONS = ("fine", "fine_block", "fine_polish")
+COMMON_OPTIONS = ("fine", "fine_block", "fine_polish", "fine_extremes")
 #: Loss weight of a network's own output when a fine refinement follows it (the stage's gets the last).
 FINE_INPUT_WEIGHT = 0.7
 
@@ -121,21 +121,24 @@ class StereoModel(nn.Module):
         """[0, 1] RGB → what the original pipeline fed the network (ImageNet statistics by default)."""
         return (image - self.mean) / self.std
 
-    def add_fine_refinement(self, radius: int, block: int = 0, polish: int = 0) -> None:
+    def add_fine_refinement(self, radius: int, block: int = 0, polish: int = 0, extremes: int = 0) -> None:
         """End the network in a full-resolution cost refinement of ``radius`` px
         (:mod:`~stereodistill.models.fine_refine`), which also searches around a full-resolution block
-        match of ``block`` × ``block`` px when ``block`` is set, and at inference places its output on
-        those costs within ± ``polish`` px when ``polish`` is set. Its input, the network's own output,
-        is supervised too (weight 0.7), so that the stage refines an estimate; the options are recorded
-        in :attr:`config`, so a checkpoint rebuilds the same network."""
+        match of ``block`` × ``block`` px when ``block`` is set, at inference places its output on
+        those costs within ± ``polish`` px when ``polish`` is set, and also searches around the largest
+        and smallest estimate within ``extremes`` × ``extremes`` px when that is set. Its input, the
+        network's own output, is supervised too (weight 0.7), so that the stage refines an estimate; the
+        options are recorded in :attr:`config`, so a checkpoint rebuilds the same network."""
         radius = checked_fine_radius(type(self), radius)
-        block = checked_fine_block(type(self), block, radius)
+        block = checked_fine_window(type(self), "fine_block", block, radius)
         polish = checked_fine_polish(type(self), polish, block)
+        extremes = checked_fine_window(type(self), "fine_extremes", extremes, radius)
         if not radius:
             return
-        self.fine = FineRefinement(self.max_disp - 1.0, radius, block=block, polish=polish).to(self.mean.device)
+        self.fine = FineRefinement(self.max_disp - 1.0, radius, block=block, polish=polish, extremes=extremes)
+        self.fine.to(self.mean.device)
         self.config["fine"] = radius
-        for key, value in (("fine_block", block), ("fine_polish", polish)):
+        for key, value in (("fine_block", block), ("fine_polish", polish), ("fine_extremes", extremes)):
             if value:
                 self.config[key] = value
         self.loss_weights = (*self.loss_weights[:-1], FINE_INPUT_WEIGHT, self.loss_weights[-1])
@@ -196,17 +199,17 @@ def checked_fine_radius(cls: type[StereoModel], radius: Any) -> int:
     return radius
 
 
-def checked_fine_block(cls: type[StereoModel], block: Any, radius: int) -> int:
-    """The ``fine_block`` option's window, checked (a ConfigError naming the network otherwise): 0, or
-    an odd window of 3–15 px beside a ``fine`` radius."""
-    if block == 0 and not isinstance(block, bool):
+def checked_fine_window(cls: type[StereoModel], option: str, window: Any, radius: int) -> int:
+    """The window of ``option`` (``fine_block``, ``fine_extremes``), checked (a ConfigError naming the
+    network otherwise): 0, or an odd window of 3–15 px beside a ``fine`` radius."""
+    if window == 0 and not isinstance(window, bool):
         return 0
-    windows = ", ".join(str(window) for window in BLOCK_WINDOWS)
-    if isinstance(block, bool) or not isinstance(block, int) or block not in BLOCK_WINDOWS:
-        raise ConfigError(f"{cls.arch}: option fine_block must be 0 (none) or one of {windows}, got {block!r}")
+    windows = ", ".join(str(size) for size in BLOCK_WINDOWS)
+    if isinstance(window, bool) or not isinstance(window, int) or window not in BLOCK_WINDOWS:
+        raise ConfigError(f"{cls.arch}: option {option} must be 0 (none) or one of {windows}, got {window!r}")
     if not radius:
-        raise ConfigError(f"{cls.arch}: option fine_block needs the fine refinement (set fine: R, R >= 1)")
-    return block
+        raise ConfigError(f"{cls.arch}: option {option} needs the fine refinement (set fine: R, R >= 1)")
+    return window
 
 
 def checked_fine_polish(cls: type[StereoModel], polish: Any, block: int) -> int:

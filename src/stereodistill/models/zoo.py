@@ -32,11 +32,12 @@ def build_model(arch: str, **config: Any) -> StereoModel:
     (an unknown option or a value of the wrong type is a :class:`ConfigError` naming it; NumPy
     scalars are taken as Python numbers). ``fine: R``, which every trainable network takes, ends it
     in a full-resolution cost refinement of radius R px; ``fine_block: N`` adds a block-matching
-    hypothesis to it and ``fine_polish: P`` a classical placement at inference
+    hypothesis to it, ``fine_polish: P`` a classical placement at inference and ``fine_extremes: W``
+    the largest and smallest estimate within W × W px as two more hypotheses
     (:meth:`StereoModel.add_fine_refinement`)."""
     cls = model_class(arch)
     options = dict(config)
-    fine = [options.pop(key, None) for key in COMMON_OPTIONS]  # fine, fine_block, fine_polish
+    fine = [options.pop(key, None) for key in COMMON_OPTIONS]  # fine, fine_block, fine_polish, fine_extremes
     model = cls(**checked_options(cls, arch, options, extra=COMMON_OPTIONS))
     if any(value is not None for value in fine):
         model.add_fine_refinement(*(0 if value is None else plain_value(value) for value in fine))
