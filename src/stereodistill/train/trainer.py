@@ -15,6 +15,7 @@ import datetime
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +279,9 @@ class Trainer:
             to_channels_last(self.unit)
         self.wrapped: nn.Module = self.unit
         if self.dist.world > 1:
+            # A depthwise kernel (one input channel) has the same memory in channels-last as in NCHW but not
+            # the same strides; DDP then warns, once per process, that it copies its gradient (a few values).
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(self.unit, device_ids=ids, find_unused_parameters=True)
         self.supervised_weight = build_schedule(config.supervised.weight)
