@@ -66,6 +66,21 @@ def test_freeze_bn_keeps_the_running_statistics_while_the_weights_and_validation
     assert not all(same_stats for same_stats, _ in free)
 
 
+def test_validating_more_often_trains_the_same_weights(tmp_path):
+    # The quickstart validates every 250 steps, not 100, to save time: that may change nothing else.
+    val = {"dataset": "synthetic", "pairs": 2, "size": [32, 64], "max_disp": 16, "split": "test"}
+    data = {**TINY["data"], "val": val}
+    with torch_threads(1):
+        often = Trainer(config(tmp_path / "often", val_every=1, data=data), distill=False)
+        often.run()
+        rarely = Trainer(config(tmp_path / "rarely", val_every=0, data=data), distill=False)
+        rarely.run()
+    assert (tmp_path / "often" / "scalars.csv").read_text().count("val/epe") == 3
+    assert (tmp_path / "rarely" / "scalars.csv").read_text().count("val/epe") == 1  # the final one
+    trained, other = often.student.state_dict(), rarely.student.state_dict()  # running statistics too
+    assert all(torch.equal(trained[key], other[key]) for key in trained)
+
+
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     full = Trainer(config(tmp_path / "a", steps=4), distill=False)
     full.run()
