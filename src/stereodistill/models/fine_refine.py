@@ -34,8 +34,10 @@ the block costs within ± ``polish`` px.
 With ``extremes`` set, two more hypotheses join them: the largest and the smallest estimate within an
 ``extremes`` × ``extremes`` window. Near a depth edge, a network that matches at 1/4 resolution carries
 one side's disparity a few pixels onto the other; the surface that pixel belongs to then lies in its
-window, and the stage can score the costs there. On the quickstart's Motorcycle pair they lowered
-the share of pixels more than 3 px off in every setting measured (docs/results.md).
+window, and the stage can score the costs there. With the quickstart's earlier students they lowered
+Motorcycle's share of pixels more than 3 px off; with its present networks they help the synthetic
+split and not Motorcycle, and cost the students 15–20 % of their training speed (docs/results.md,
+"Three things that did not close the gap"), so every preset leaves them off.
 """
 
 from __future__ import annotations
