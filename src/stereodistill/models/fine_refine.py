@@ -36,8 +36,8 @@ With ``extremes`` set, two more hypotheses join them: the largest and the smalle
 one side's disparity a few pixels onto the other; the surface that pixel belongs to then lies in its
 window, and the stage can score the costs there. With the quickstart's earlier students they lowered
 Motorcycle's share of pixels more than 3 px off; with its present networks they help the synthetic
-split and not Motorcycle, and cost the students 15–20 % of their training speed (docs/results.md,
-"Three things that did not close the gap"), so every preset leaves them off.
+split and not Motorcycle, made the students train 14–19 % longer and ``lean``'s forward 1.6–1.9× as
+long (docs/results.md, "What did not close the gap"), so every preset leaves them off.
 """
 
 from __future__ import annotations
