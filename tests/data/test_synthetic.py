@@ -11,6 +11,7 @@ from skimage.measure import label
 
 from stereodistill.data.formats import read_image, read_mask, read_pfm
 from stereodistill.data.synthetic import SynthConfig, SyntheticPair, SyntheticStereo, generate_pair, write_synthetic
+from stereodistill.data.synthetic.generate import pair_bytes
 from stereodistill.data.synthetic.writer import pair_seed
 from stereodistill.errors import ConfigError, DataError
 
@@ -201,6 +202,18 @@ def test_dataset_returns_sample_dicts_independent_of_access_order() -> None:
     assert torch.equal(forward[-1]["left"], samples[3]["left"])
     with pytest.raises(IndexError):
         forward[4]
+
+
+def test_dataset_keeps_pairs_only_up_to_its_memory_budget() -> None:
+    one = pair_bytes(generate_pair(CONFIG, (5, 0)))
+    bounded = SyntheticStereo(6, CONFIG, seed=5, max_disp=20, cache_bytes=2 * one + one // 2)
+    unbounded = SyntheticStereo(6, CONFIG, seed=5, max_disp=20)
+    for _ in range(2):  # the second pass re-renders what the budget did not keep
+        for i in range(6):
+            assert torch.equal(bounded[i]["left"], unbounded[i]["left"])
+    assert sorted(bounded._pairs) == [0, 1] and bounded.kept_pairs == 2
+    assert unbounded.kept_pairs == 6
+    assert bounded.pair(0) is bounded.pair(0) and bounded.pair(3) is not bounded.pair(3)
 
 
 def test_dataset_works_with_a_dataloader() -> None:

@@ -16,6 +16,12 @@ from stereodistill.data.synthetic.scene import sample_scene
 from stereodistill.data.synthetic.textures import noise_bank, textures
 from stereodistill.errors import ConfigError
 
+#: Bytes of rendered pairs a :class:`SyntheticStereo` keeps (1 GiB: some 1,750 pairs at 96×192, 250 at
+#: 256×512); beyond it a pair is rendered again at each read, which costs milliseconds. Keeping every
+#: pair held 608 KB per pair at 96×192 without bound: 4.9 GB for an 8,000-pair training set, 35 GB for
+#: as many at 256×512 (docs/benchmarks.md, "Synthetic pairs in memory").
+CACHE_BYTES = 1 << 30
+
 
 def generate_pair(config: SynthConfig, seed: int | Sequence[int]) -> SyntheticPair:
     """Render one stereo pair; the same ``config`` and ``seed`` give bit-identical arrays."""
@@ -47,11 +53,17 @@ def generate_pair(config: SynthConfig, seed: int | Sequence[int]) -> SyntheticPa
     return SyntheticPair(left=left, right=right, disp=disp, disp_right=disp_right, occlusion=occlusion)
 
 
+def pair_bytes(pair: SyntheticPair) -> int:
+    """The memory a rendered pair's arrays hold."""
+    return sum(array.nbytes for array in vars(pair).values())
+
+
 class SyntheticStereo(torch.utils.data.Dataset):
     """In-memory dataset: sample i is ``generate_pair(config, (seed, i))`` as a sample dict.
 
-    Pairs are rendered on first access and kept (``cache=False`` renders every time, to bound
-    memory); each index has its own seed, so a sample does not depend on the order of access.
+    Pairs are rendered on first access and kept, up to ``cache_bytes`` of them (``cache=False`` keeps
+    none); the rest are rendered again at each read. Each index has its own seed, so a sample does not
+    depend on the order of access nor on whether it was kept.
     The dict carries an extra ``occlusion`` key (bool H×W, True = not visible in the right view).
     """
 
@@ -63,6 +75,7 @@ class SyntheticStereo(torch.utils.data.Dataset):
         max_disp: float | None = None,
         *,
         cache: bool = True,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         if n_pairs < 0:
             raise ConfigError(f"n_pairs must be >= 0, got {n_pairs}")
@@ -71,10 +84,17 @@ class SyntheticStereo(torch.utils.data.Dataset):
         self.seed = seed
         self.max_disp = max_disp
         self.cache = cache
+        self.cache_bytes = cache_bytes
         self._pairs: dict[int, SyntheticPair] = {}
+        self._kept_bytes = 0
 
     def __len__(self) -> int:
         return self.n_pairs
+
+    @property
+    def kept_pairs(self) -> int:
+        """How many rendered pairs are kept in memory."""
+        return len(self._pairs)
 
     def pair(self, i: int) -> SyntheticPair:
         """The raw rendered pair of index ``i`` (negative indices count from the end)."""
@@ -84,8 +104,10 @@ class SyntheticStereo(torch.utils.data.Dataset):
         found = self._pairs.get(i)
         if found is None:
             found = generate_pair(self.config, (self.seed, i))
-            if self.cache:
+            size = pair_bytes(found)
+            if self.cache and self._kept_bytes + size <= self.cache_bytes:
                 self._pairs[i] = found
+                self._kept_bytes += size
         return found
 
     def __getitem__(self, i: int) -> dict[str, Any]:
