@@ -36,3 +36,18 @@ def test_reports_name_the_cpu_model_where_the_system_says_it(tmp_path):
     info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # some ARM kernels name no model
     assert cpu_model(str(info)) is None
     assert cpu_model(str(tmp_path / "absent")) is None
+
+
+def test_cpu_math_puts_numpy_blas_on_one_thread_and_leaves_pytorch_threads_alone(monkeypatch):
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from stereodistill.runtime import configure_cpu_math
+
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda _on: True)  # no getter to restore it with
+    threads = torch.get_num_threads()
+    with threadpool_limits(2, user_api="blas"):  # restored after the test
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {2}
+        configure_cpu_math()
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
+        assert torch.get_num_threads() == threads

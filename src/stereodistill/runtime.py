@@ -3,9 +3,14 @@
 Soft-argmin heads and ACV attention multiply volumes by softmax weights, many of them tiny; their
 products fall into float32's subnormal range, which x86 CPUs process up to a hundred times slower.
 Flushing subnormals to zero changes results by less than 1e-38 and cut the DSNet student's CPU
-forward at 256×512 from about 3.0 s to 2.0 s (docs/benchmarks.md). The ``stereodistill`` command
-applies it; library users who want the same call :func:`configure_cpu_math` themselves (importing
-the package changes nothing).
+forward at 256×512 from about 3.0 s to 2.0 s (docs/benchmarks.md).
+
+NumPy's BLAS runs on one thread: the synthetic generator's small matrix products used every core,
+and the BLAS threads left spinning after each product took the cores from PyTorch's own threads.
+A `lean-l` training step right after rendering four pairs took 226–281 ms instead of 156–195
+(two cores; docs/benchmarks.md, "Synthetic pairs in memory"); the rendered pairs are the same, bit
+for bit. The ``stereodistill`` command applies both; library users who want the same call
+:func:`configure_cpu_math` themselves (importing the package changes nothing).
 """
 
 from __future__ import annotations
@@ -19,9 +24,13 @@ DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def configure_cpu_math() -> None:
+    """Subnormals flushed to zero, NumPy's BLAS on one thread (the module's docstring says why)."""
+    import numpy  # noqa: F401 - its BLAS must be loaded for the limit to reach it
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_flush_denormal(True)
+    threadpool_limits(1, user_api="blas")  # PyTorch's CPU kernels use their own threads, left as they are
 
 
 @contextmanager
