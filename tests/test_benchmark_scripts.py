@@ -36,6 +36,13 @@ RUNS = {
         ["--arch", "lean-xs", "--crop", "32x64", "--max-disp", "16", "--batch", "1", "--steps", "2", "--threads", "1"],
         "the steps per second",
     ),
+    "benchmarks/bench_render_then_step.py": (
+        [
+            *("--arch", "lean-xs", "--crop", "32x64", "--batch", "1", "--max-disp", "16", "--size", "32x64"),
+            *("--render", "1", "--rounds", "1", "--threads", "1"),
+        ],
+        "step after rendering 1 pairs",
+    ),
     "benchmarks/bench_synthetic.py": (
         ["--size", "32x64", "--max-disp", "16", "--pairs", "2", "--threads", "1"],
         "pairs/s",
