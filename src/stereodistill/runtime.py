@@ -25,12 +25,19 @@ DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 def configure_cpu_math() -> None:
     """Subnormals flushed to zero, NumPy's BLAS on one thread (the module's docstring says why)."""
+    import os
+
     import numpy  # noqa: F401 - its BLAS must be loaded for the limit to reach it
     import torch
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
     torch.set_flush_denormal(True)
-    threadpool_limits(1, user_api="blas")  # PyTorch's CPU kernels use their own threads, left as they are
+    # Every BLAS but one that PyTorch ships itself (a build linking MKL dynamically): PyTorch's kernels
+    # keep their threads.
+    own = os.path.realpath(os.path.dirname(torch.__file__)) + os.sep
+    for library in ThreadpoolController().select(user_api="blas").lib_controllers:
+        if not os.path.realpath(library.filepath).startswith(own):
+            library.set_num_threads(1)
 
 
 @contextmanager
