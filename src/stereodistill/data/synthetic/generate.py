@@ -83,8 +83,7 @@ class SyntheticStereo(torch.utils.data.Dataset):
         self.config = config
         self.seed = seed
         self.max_disp = max_disp
-        self.cache = cache
-        self.cache_bytes = cache_bytes
+        self.cache_bytes = cache_bytes if cache else 0  # cache=False: a budget that keeps nothing
         self._pairs: dict[int, SyntheticPair] = {}
         self._kept_bytes = 0
 
@@ -105,7 +104,7 @@ class SyntheticStereo(torch.utils.data.Dataset):
         if found is None:
             found = generate_pair(self.config, (self.seed, i))
             size = pair_bytes(found)
-            if self.cache and self._kept_bytes + size <= self.cache_bytes:
+            if self._kept_bytes + size <= self.cache_bytes:
                 self._pairs[i] = found
                 self._kept_bytes += size
         return found
