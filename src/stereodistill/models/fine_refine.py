@@ -142,12 +142,11 @@ class FineRefinement(nn.Module):
         super().__init__()
         if not 1 <= radius <= MAX_RADIUS:
             raise ValueError(f"radius must be 1–{MAX_RADIUS}, got {radius}")
-        if block and block not in BLOCK_WINDOWS:
-            raise ValueError(f"block must be 0 or an odd window of 3–{BLOCK_WINDOWS[-1]} px, got {block}")
+        for name, window in (("block", block), ("extremes", extremes)):
+            if window and window not in BLOCK_WINDOWS:
+                raise ValueError(f"{name} must be 0 or an odd window of 3–{BLOCK_WINDOWS[-1]} px, got {window}")
         if polish and not (block and 1 <= polish <= MAX_RADIUS):
             raise ValueError(f"polish must be 0 or 1–{MAX_RADIUS} px with a block match, got {polish}")
-        if extremes and extremes not in BLOCK_WINDOWS:
-            raise ValueError(f"extremes must be 0 or an odd window of 3–{BLOCK_WINDOWS[-1]} px, got {extremes}")
         self.upper = float(upper)
         self.radius = radius
         #: The window of the block-matching hypothesis (:mod:`~stereodistill.models.block_match`); 0: none.
