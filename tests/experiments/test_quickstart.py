@@ -90,6 +90,10 @@ def test_a_recipe_may_hold_only_what_differs_from_its_base(tmp_path):
     for variant in (earlier, block):
         for student in (None, "dsnet"):
             check_pairing(run_configs(variant, tmp_path, seed=0, student=student))
+        # They train every network on the common 400 scenes, as then; the packaged teacher reads 8,000.
+        assert {c.data.train.pairs for c in run_configs(variant, tmp_path, seed=0).values()} == {400}
+    pairs = {role: c.data.train.pairs for role, c in run_configs(load_recipe(), tmp_path, seed=0).items()}
+    assert pairs == {"teacher": 8000, "student_scratch": 400, "student_distilled": 400}
 
 
 def test_recipe_sections_are_checked(tmp_path):
