@@ -35,10 +35,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
     parser.add_argument("--blas-default", action="store_true", help="leave NumPy's BLAS threads at their default")
     args = parser.parse_args()
-    if args.blas_default:
-        torch.set_flush_denormal(True)
-    else:
-        configure_cpu_math()
+    configure_cpu_math(limit_blas=not args.blas_default)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     height, width = args.size

@@ -48,6 +48,8 @@ def test_cpu_math_puts_numpy_blas_on_one_thread_and_leaves_pytorch_threads_alone
     threads = torch.get_num_threads()
     with threadpool_limits(2, user_api="blas"):  # restored after the test
         assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {2}
+        configure_cpu_math(limit_blas=False)  # the benchmark's "as before"
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {2}
         configure_cpu_math()
         assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
         assert torch.get_num_threads() == threads

@@ -7,7 +7,7 @@ forward at 256×512 from about 3.0 s to 2.0 s (docs/benchmarks.md).
 
 NumPy's BLAS runs on one thread: the synthetic generator's small matrix products used every core,
 and the BLAS threads left spinning after each product took the cores from PyTorch's own threads.
-A `lean-l` training step right after rendering four pairs took 226–281 ms instead of 156–195
+A `lean-l` training step right after rendering four pairs took 262–281 ms instead of 191–212
 (two cores; docs/benchmarks.md, "Synthetic pairs in memory"); the rendered pairs are the same, bit
 for bit. The ``stereodistill`` command applies both; library users who want the same call
 :func:`configure_cpu_math` themselves (importing the package changes nothing).
@@ -23,8 +23,10 @@ from contextlib import contextmanager
 DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def configure_cpu_math() -> None:
-    """Subnormals flushed to zero, NumPy's BLAS on one thread (the module's docstring says why)."""
+def configure_cpu_math(*, limit_blas: bool = True) -> None:
+    """Subnormals flushed to zero, NumPy's BLAS on one thread (the module's docstring says why);
+    ``limit_blas=False`` leaves the BLAS at its default threads (benchmarks/bench_render_then_step.py
+    compares the two)."""
     import os
 
     import numpy  # noqa: F401 - its BLAS must be loaded for the limit to reach it
@@ -32,6 +34,8 @@ def configure_cpu_math() -> None:
     from threadpoolctl import ThreadpoolController
 
     torch.set_flush_denormal(True)
+    if not limit_blas:
+        return
     # Every BLAS but one that PyTorch ships itself (a build linking MKL dynamically): PyTorch's kernels
     # keep their threads.
     own = os.path.realpath(os.path.dirname(torch.__file__)) + os.sep
